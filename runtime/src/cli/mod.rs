@@ -1,0 +1,112 @@
+//! The `rr` command line shared by every binary velox builds: `serve`, `stop`, `reset`,
+//! `workers`, `jobs`, and `--version` listing the compiled plugins. Each command is
+//! `args` + `exec` in its own module.
+
+mod jobs;
+mod reset;
+mod serve;
+mod stop;
+mod workers;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LoadOptions};
+use crate::plugin::Build;
+
+#[derive(Debug, Parser)]
+#[command(disable_version_flag = true)]
+pub struct Cli {
+    /// Config file.
+    #[arg(short = 'c', long = "config", global = true, default_value = ".rr.yaml")]
+    pub config: PathBuf,
+    /// Working directory (default: the config file's directory).
+    #[arg(short = 'w', long = "workdir", visible_alias = "WorkDir", global = true)]
+    pub workdir: Option<PathBuf>,
+    /// Override a config key: `-o http.address=:8080` (repeatable).
+    #[arg(short = 'o', long = "override", global = true)]
+    pub overrides: Vec<String>,
+    /// Load environment variables from this .env file (DOTENV_PATH overrides it).
+    #[arg(long, global = true, env = "DOTENV_PATH")]
+    pub dotenv: Option<PathBuf>,
+    /// Print less.
+    #[arg(short = 's', long, global = true)]
+    pub silent: bool,
+    /// Write the server's pid to `.pid` (for `rr stop`).
+    #[arg(short = 'p', long = "pid", global = true)]
+    pub pid_file: bool,
+    /// Print the version and the compiled-in plugins.
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the server.
+    Serve,
+    /// Stop a server started with `serve -p`.
+    Stop(stop::Args),
+    /// Replace the workers of the named plugins (all when none is named).
+    Reset(reset::Args),
+    /// Show the workers of the named plugins.
+    Workers(workers::Args),
+    /// Pause, resume, destroy or list job pipelines.
+    Jobs(jobs::Args),
+}
+
+impl Cli {
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions { path: self.config.clone(), overrides: self.overrides.clone(), dotenv: self.dotenv.clone() }
+    }
+
+    /// Load the config as the client commands do (they only need `rpc.listen`).
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(&self.load_options())?)
+    }
+}
+
+/// The whole `rr` binary: parse arguments, run the command, print the error chain, exit code.
+pub fn main(build: Build) -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!("{}", version_text(&build));
+        return ExitCode::SUCCESS;
+    }
+    let result = match &cli.command {
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            Ok(())
+        }
+        Some(Command::Serve) => serve::exec(&cli, &build),
+        Some(Command::Stop(args)) => stop::exec(&cli, args),
+        Some(Command::Reset(args)) => reset::exec(&cli, args),
+        Some(Command::Workers(args)) => workers::exec(&cli, args),
+        Some(Command::Jobs(args)) => jobs::exec(&cli, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rr version 0.1.0 (plugins: http, rpc, ...)`, one plugin per line after the first.
+pub fn version_text(build: &Build) -> String {
+    let mut out = format!("{} version {} (rust, {}/{})\nplugins:", build.name, build.version, std::env::consts::OS, std::env::consts::ARCH);
+    for p in &build.plugins {
+        out.push_str(&format!("\n  {}", p.name));
+    }
+    out
+}
+
+/// A tokio runtime for the client commands.
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}

@@ -1,0 +1,84 @@
+//! `rr serve`: load the config, chdir, set up logging, run `server.on_init`, run the plugins until
+//! SIGINT/SIGTERM (graceful, within `endure.grace_period`); a second signal forces exit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::host::Host;
+use crate::plugin::Build;
+
+/// The directory `serve` runs in: `-w`, else the config file's directory.
+pub fn workdir(cli: &super::Cli) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &cli.workdir {
+        return Ok(dir.clone());
+    }
+    let config = std::path::absolute(&cli.config).context("cannot resolve the config path")?;
+    Ok(config.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")))
+}
+
+pub fn exec(cli: &super::Cli, build: &Build) -> anyhow::Result<()> {
+    let mut options = cli.load_options();
+    options.path = std::path::absolute(&options.path).context("cannot resolve the config path")?;
+    let dir = workdir(cli)?;
+    std::env::set_current_dir(&dir).with_context(|| format!("cannot change to the working directory `{}`", dir.display()))?;
+    let config = Config::load(&options)?;
+    let _guard = crate::logging::init(&config)?;
+    let grace = config
+        .section::<Endure>("endure")?
+        .map(|e| e.grace_period)
+        .unwrap_or(Duration::from_secs(30));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    runtime.block_on(async {
+        crate::worker::on_init(&config).await?;
+        let host = Host::init(build, &config)?;
+        if cli.pid_file {
+            std::fs::write(".pid", std::process::id().to_string()).context("cannot write `.pid`")?;
+        }
+        if !cli.silent {
+            tracing::info!(version = build.version, "{} server started", build.name);
+        }
+        let result = host.run_until(first_signal(), grace).await;
+        if cli.pid_file {
+            let _ = std::fs::remove_file(".pid");
+        }
+        result
+    })?;
+    if !cli.silent {
+        tracing::info!("stopped");
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct Endure {
+    #[serde(default = "thirty_seconds", with = "crate::config::duration")]
+    grace_period: Duration,
+}
+
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Resolves on the first SIGINT/SIGTERM; a second one exits the process at once.
+async fn first_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stop signal received, stopping gracefully (send it again to force)");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("exit forced");
+        std::process::exit(1);
+    });
+}

@@ -1,0 +1,28 @@
+//! HTTP types shared by the http plugin and its middleware plugins (`static`, `headers`,
+//! `gzip`, `sendfile`, `proxy_ip_parser`, ...). A middleware is RoadRunner's Go `Middleware(next)`,
+//! i.e. a tower `Layer` in function form.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::plugin::BoxError;
+
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+pub type Request = http::Request<Body>;
+pub type Response = http::Response<Body>;
+
+/// The next step of the chain: the following middleware, or finally the PHP worker pool.
+pub type Handler = Arc<dyn Fn(Request) -> BoxFuture<'static, Response> + Send + Sync>;
+
+/// A named middleware listed in `http.middleware`.
+pub trait Middleware: Send + Sync {
+    fn wrap(&self, next: Handler) -> Handler;
+}
+
+/// Attributes a middleware attaches to a request (request extension); they reach PHP as
+/// `http.v1.Request.attributes` (e.g. `ipAddress` from proxy_ip_parser).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes(pub BTreeMap<String, Vec<String>>);

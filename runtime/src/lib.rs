@@ -1,0 +1,31 @@
+//! rr-runtime: the shared runtime every server binary built by velox links.
+//!
+//! Layout (data flows top to bottom):
+//! - [`frame`]: the goridge frame codec, pure code.
+//! - [`relay`]: frame transport over pipes, TCP and unix sockets.
+//! - [`worker`]: one PHP process: spawn, handshake, exec, stop.
+//! - [`pool`]: a cloneable handle over N workers: allocation, limits, supervisor, reset.
+//! - [`server`]: the `server` section; the pool factory plugins use.
+//! - [`config`]: `.rr.yaml` loading; [`logging`]: the `logs` section.
+//! - [`plugin`], [`services`], [`host`]: the plugin contract, typed services, lifecycle.
+//! - [`rpc`], [`http`], [`jobs`], [`kv`]: contracts shared by plugins.
+//! - [`cli`]: the `rr` command line.
+
+pub mod cli;
+pub mod config;
+pub mod frame;
+pub mod host;
+pub mod http;
+pub mod jobs;
+pub mod kv;
+pub mod logging;
+pub mod plugin;
+pub mod pool;
+pub mod relay;
+pub mod rpc;
+pub mod server;
+pub mod services;
+pub mod worker;
+
+pub use plugin::{BoxError, Build, InitContext, Plugin};
+pub use services::Services;

@@ -1,0 +1,1 @@
+//! Frame transport over pipes, TCP and unix sockets (in progress).

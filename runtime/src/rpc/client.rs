@@ -1,0 +1,1 @@
+//! A goridge RPC client (filled by the rpc/observability work).

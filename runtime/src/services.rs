@@ -1,0 +1,103 @@
+//! Typed services the runtime owns and every plugin reaches through [`Services`].
+//!
+//! All registries exist before any plugin initialises, so init order never decides whether a
+//! service is there: the rpc plugin serves the RPC registry others filled, the metrics plugin
+//! exposes the metrics registry, the status plugin reads the pools and health checks.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+
+use crate::plugin::BoxError;
+use crate::pool::Pool;
+
+/// A name-keyed registry of one kind of service.
+pub struct Registry<T> {
+    entries: Mutex<BTreeMap<String, T>>,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry { entries: Mutex::new(BTreeMap::new()) }
+    }
+}
+
+impl<T: Clone> Registry<T> {
+    pub fn register(&self, name: impl Into<String>, value: T) {
+        self.entries.lock().unwrap().insert(name.into(), value);
+    }
+    pub fn remove(&self, name: &str) -> Option<T> {
+        self.entries.lock().unwrap().remove(name)
+    }
+    pub fn get(&self, name: &str) -> Option<T> {
+        self.entries.lock().unwrap().get(name).cloned()
+    }
+    pub fn names(&self) -> Vec<String> {
+        self.entries.lock().unwrap().keys().cloned().collect()
+    }
+    pub fn all(&self) -> Vec<(String, T)> {
+        self.entries.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Something `rr reset <name>` can reset (every worker pool is one).
+pub trait Resettable: Send + Sync {
+    fn reset(&self) -> BoxFuture<'_, Result<(), BoxError>>;
+}
+
+/// One plugin's health as the status plugin reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The plugin works at all (liveness).
+    pub healthy: bool,
+    /// The plugin can take work now (readiness): for a pool, at least one worker is free.
+    pub ready: bool,
+    pub message: String,
+}
+
+pub trait HealthCheck: Send + Sync {
+    fn health(&self) -> Health;
+}
+
+/// Process-wide lifecycle facts plugins may read.
+#[derive(Clone, Default)]
+pub struct Lifecycle {
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Lifecycle {
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    pub(crate) fn set_stopping(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Everything the runtime provides to plugins.
+pub struct Services {
+    /// The binary's version string (`RR_VERSION`, `rpc.Version`).
+    pub version: &'static str,
+    /// Names of the plugins compiled into this binary.
+    pub compiled: Vec<&'static str>,
+    /// Names of the plugins enabled by the config (filled during init).
+    pub enabled: Registry<()>,
+    /// The worker-pool factory (`server` section).
+    pub server: crate::server::Server,
+    /// Every worker pool, by owning plugin name (informer, metrics, status read these).
+    pub pools: Registry<Pool>,
+    pub resetters: Registry<Arc<dyn Resettable>>,
+    pub health: Registry<Arc<dyn HealthCheck>>,
+    /// goridge RPC services; served by the rpc plugin.
+    pub rpc: crate::rpc::RpcRegistry,
+    /// Prometheus registry; exposed by the metrics plugin.
+    pub metrics: Arc<Mutex<prometheus_client::registry::Registry>>,
+    /// HTTP middleware by name, as `http.middleware` lists them.
+    pub http_middleware: Registry<Arc<dyn crate::http::Middleware>>,
+    /// Job drivers by name (`memory`, `amqp`, ...).
+    pub jobs_drivers: Registry<Arc<dyn crate::jobs::DriverFactory>>,
+    /// KV drivers by name (`memory`, `redis`, ...).
+    pub kv_drivers: Registry<Arc<dyn crate::kv::DriverFactory>>,
+    pub lifecycle: Lifecycle,
+}
