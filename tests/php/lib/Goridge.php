@@ -1,0 +1,260 @@
+<?php
+/**
+ * A small goridge worker library for our tests, written from shared/PROTOCOL.md §1-2.
+ * Frames, the pipes and socket relays, and a Worker with waitPayload/respond/error/stop.
+ */
+declare(strict_types=1);
+
+namespace RrTest;
+
+final class Frame
+{
+    public const CONTROL = 0x01;
+    public const CODEC_RAW = 0x04;
+    public const CODEC_JSON = 0x08;
+    public const ERROR = 0x40;
+    public const CODEC_PROTO = 0x80;
+
+    public const STREAM = 0x01;
+    public const STOP = 0x02;
+    public const PING = 0x04;
+    public const PONG = 0x08;
+
+    /** @param int[] $options */
+    public function __construct(
+        public int $flags = 0,
+        public array $options = [],
+        public string $payload = '',
+        public int $byte10 = 0,
+    ) {
+    }
+
+    public static function pack(Frame $f): string
+    {
+        $head = chr(0x10 | (3 + count($f->options))) . chr($f->flags) . pack('V', strlen($f->payload));
+        $out = $head . pack('V', crc32($head)) . chr($f->byte10) . "\0";
+        foreach ($f->options as $o) {
+            $out .= pack('V', $o);
+        }
+        return $out . $f->payload;
+    }
+}
+
+interface Relay
+{
+    public function send(Frame $frame): void;
+
+    /** Blocks until a whole frame arrives; null on EOF. */
+    public function receive(): ?Frame;
+
+    /** True when a frame can be read without blocking. */
+    public function poll(): bool;
+}
+
+abstract class ByteRelay implements Relay
+{
+    abstract protected function read(int $n): ?string;
+
+    public function receive(): ?Frame
+    {
+        $head = $this->read(12);
+        if ($head === null) {
+            return null;
+        }
+        $hl = ord($head[0]) & 0x0F;
+        $flags = ord($head[1]);
+        $len = unpack('V', substr($head, 2, 4))[1];
+        $byte10 = ord($head[10]);
+        $options = [];
+        if ($hl > 3) {
+            $raw = $this->read(($hl - 3) * 4);
+            $options = array_values(unpack('V*', $raw));
+        }
+        $payload = $len > 0 ? $this->read($len) : '';
+        if ($payload === null) {
+            return null;
+        }
+        return new Frame($flags, $options, $payload, $byte10);
+    }
+}
+
+final class StreamRelay extends ByteRelay
+{
+    /** @param resource $in @param resource $out */
+    public function __construct(private $in, private $out)
+    {
+    }
+
+    public function send(Frame $frame): void
+    {
+        fwrite($this->out, Frame::pack($frame));
+        fflush($this->out);
+    }
+
+    protected function read(int $n): ?string
+    {
+        $buf = '';
+        while (strlen($buf) < $n) {
+            $chunk = fread($this->in, $n - strlen($buf));
+            if ($chunk === false || ($chunk === '' && feof($this->in))) {
+                return null;
+            }
+            $buf .= $chunk;
+        }
+        return $buf;
+    }
+
+    public function poll(): bool
+    {
+        $r = [$this->in];
+        $w = $e = null;
+        return stream_select($r, $w, $e, 0) > 0;
+    }
+}
+
+final class SocketRelay extends ByteRelay
+{
+    /** @var resource */
+    private $sock;
+
+    public function __construct(string $address)
+    {
+        $this->sock = stream_socket_client($address, $errno, $errstr, 5);
+        if ($this->sock === false) {
+            throw new \RuntimeException("cannot connect to $address: $errstr");
+        }
+    }
+
+    public function send(Frame $frame): void
+    {
+        fwrite($this->sock, Frame::pack($frame));
+    }
+
+    protected function read(int $n): ?string
+    {
+        $buf = '';
+        while (strlen($buf) < $n) {
+            $chunk = fread($this->sock, $n - strlen($buf));
+            if ($chunk === false || ($chunk === '' && feof($this->sock))) {
+                return null;
+            }
+            $buf .= $chunk;
+        }
+        return $buf;
+    }
+
+    public function poll(): bool
+    {
+        $r = [$this->sock];
+        $w = $e = null;
+        return stream_select($r, $w, $e, 0) > 0;
+    }
+
+    /** RR_RELAY / RR_RPC form (`tcp://host:port`, `unix:///path`) to a PHP stream address. */
+    public static function fromEnv(string $relay): self
+    {
+        return new self(str_starts_with($relay, 'unix://') ? 'unix://' . substr($relay, 7) : $relay);
+    }
+}
+
+final class Payload
+{
+    public function __construct(public string $body = '', public string $header = '', public int $flags = 0)
+    {
+    }
+}
+
+final class Worker
+{
+    private int $sent = 0;
+    private bool $awaitingPong = false;
+
+    public function __construct(public Relay $relay)
+    {
+    }
+
+    public static function create(): self
+    {
+        $relay = getenv('RR_RELAY') ?: 'pipes';
+        if ($relay === 'pipes') {
+            return new self(new StreamRelay(STDIN, STDOUT));
+        }
+        return new self(SocketRelay::fromEnv($relay));
+    }
+
+    /** The next request; null when the server asks this worker to stop. */
+    public function waitPayload(): ?Payload
+    {
+        while (true) {
+            $frame = $this->relay->receive();
+            if ($frame === null) {
+                return null;
+            }
+            if ($frame->flags & Frame::CONTROL) {
+                $msg = json_decode($frame->payload, true);
+                if (!empty($msg['stop'])) {
+                    return null;
+                }
+                if (!empty($msg['pid'])) {
+                    $this->relay->send(new Frame(Frame::CONTROL, [], json_encode(['pid' => getmypid()])));
+                    continue;
+                }
+                throw new \RuntimeException('Invalid task header, undefined control package');
+            }
+            if ($frame->byte10 & (Frame::STOP | Frame::PONG)) {
+                continue;
+            }
+            $ctxLen = $frame->options[0] ?? 0;
+            $this->sent = 0;
+            $this->awaitingPong = false;
+            return new Payload(substr($frame->payload, $ctxLen), substr($frame->payload, 0, $ctxLen), $frame->flags);
+        }
+    }
+
+    /** Send a response; `$eos = false` makes it a stream chunk. */
+    public function respond(Payload $p, int $codec = 0, bool $eos = true): void
+    {
+        $frame = new Frame($codec, [strlen($p->header)], $p->header . $p->body);
+        if (!$eos) {
+            $frame->byte10 |= Frame::STREAM;
+        }
+        $this->sent++;
+        if (!$eos && $this->relay instanceof StreamRelay && $this->sent % 5 === 0) {
+            $frame->byte10 |= Frame::PING;
+            $this->awaitingPong = true;
+        }
+        $this->relay->send($frame);
+    }
+
+    /** Between stream chunks: true when the server sent STOP (stream cancelled). */
+    public function streamStopped(): bool
+    {
+        if ($this->relay instanceof StreamRelay && !$this->awaitingPong) {
+            return false;
+        }
+        while ($this->relay->poll()) {
+            $frame = $this->relay->receive();
+            if ($frame === null) {
+                return true;
+            }
+            if ($frame->byte10 & Frame::PONG) {
+                $this->awaitingPong = false;
+            }
+            if ($frame->byte10 & Frame::STOP) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    public function error(string $message): void
+    {
+        $this->relay->send(new Frame(Frame::ERROR, [], $message));
+    }
+
+    /** Ask the server to replace this worker (it retries the request elsewhere). */
+    public function stop(): void
+    {
+        $this->relay->send(new Frame(0, [13], '{"stop":true}'));
+    }
+}

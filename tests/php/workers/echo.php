@@ -1,0 +1,59 @@
+<?php
+// Echoes every request: same context, same body, codec RAW. Special bodies drive test behaviour:
+//   "error:<text>"   -> error frame            "crash"        -> exit mid-request
+//   "sleep:<ms>"     -> sleep then echo         "leak:<MB>"    -> keep MB allocated, echo
+//   "stop"           -> ask to be replaced      "stream:<n>"   -> n chunks then a final frame
+//   "pid"            -> answers its pid         "stderr:<txt>" -> writes txt to stderr, echoes
+//   "garbage"        -> writes text to stdout (breaks the pipes relay)
+require __DIR__ . '/../lib/Goridge.php';
+
+use RrTest\{Payload, Worker};
+
+$worker = Worker::create();
+$leak = [];
+while (($p = $worker->waitPayload()) !== null) {
+    $body = $p->body;
+    [$cmd, $arg] = array_pad(explode(':', $body, 2), 2, '');
+    switch ($cmd) {
+        case 'error':
+            $worker->error($arg);
+            break;
+        case 'crash':
+            exit(3);
+        case 'sleep':
+            usleep((int)$arg * 1000);
+            $worker->respond(new Payload($body, $p->header));
+            break;
+        case 'leak':
+            $leak[] = str_repeat('x', (int)$arg * 1024 * 1024);
+            $worker->respond(new Payload($body, $p->header));
+            break;
+        case 'stop':
+            $worker->stop();
+            break;
+        case 'pid':
+            $worker->respond(new Payload((string)getmypid(), $p->header));
+            break;
+        case 'stderr':
+            fwrite(STDERR, $arg . "\n");
+            $worker->respond(new Payload($body, $p->header));
+            break;
+        case 'garbage':
+            echo "this is not a frame, it is php echo output\n";
+            break;
+        case 'stream':
+            $n = (int)$arg;
+            for ($i = 0; $i < $n; $i++) {
+                if ($worker->streamStopped()) {
+                    $worker->respond(new Payload(''), 0, true);
+                    break 2;
+                }
+                $worker->respond(new Payload("chunk$i", $p->header), 0, false);
+                usleep(20000);
+            }
+            $worker->respond(new Payload('end', $p->header));
+            break;
+        default:
+            $worker->respond(new Payload($body, $p->header));
+    }
+}
