@@ -1,8 +1,322 @@
-//! One PHP worker process (in progress).
+//! One PHP worker process: spawn with the environment of PROTOCOL.md §2.1, handshake, one
+//! request at a time, graceful stop. Its stderr is logged line by line; the tail is kept so
+//! crash errors can show it.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::frame::{self, Frame};
+use crate::pool::{WorkerInfo, WorkerState};
+use crate::relay::{Relay, RelayError, SocketListener, pid_handshake};
 
-/// Run `server.on_init` once before any pool starts.
-pub async fn on_init(_config: &Config) -> anyhow::Result<()> {
-    Ok(())
+/// How to start a worker: resolved from `server` and the owning pool.
+#[derive(Clone)]
+pub struct Spawner {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub uid_gid: Option<(u32, u32)>,
+    /// `None` = pipes.
+    pub listener: Option<Arc<SocketListener>>,
+}
+
+/// State visible to the pool, the supervisor and the informer while the worker is busy.
+pub struct Shared {
+    pub pid: u32,
+    pub created: SystemTime,
+    started: Instant,
+    state: AtomicU8,
+    pub execs: AtomicU64,
+    /// Milliseconds since `started` of the last exec's end; 0 = never used.
+    last_used: AtomicU64,
+    exited: watch::Receiver<bool>,
+    stderr_tail: Mutex<VecDeque<String>>,
+    pub command: String,
+    killed: AtomicBool,
+}
+
+impl Shared {
+    pub fn state(&self) -> WorkerState {
+        state_from(self.state.load(Ordering::Acquire))
+    }
+    pub fn set_state(&self, state: WorkerState) {
+        self.state.store(state as u8, Ordering::Release)
+    }
+    /// Move from `from` to `to` only if still in `from`.
+    pub fn transition(&self, from: WorkerState, to: WorkerState) -> bool {
+        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+    pub fn has_exited(&self) -> bool {
+        *self.exited.borrow()
+    }
+    pub fn idle_for(&self) -> Option<Duration> {
+        match self.last_used.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.started.elapsed().saturating_sub(Duration::from_millis(ms))),
+        }
+    }
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+    pub fn mark_used(&self) {
+        self.last_used.store(self.started.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+    /// Resident memory in bytes, from /proc.
+    pub fn rss(&self) -> u64 {
+        proc_rss(self.pid).unwrap_or(0)
+    }
+    /// The last lines the worker wrote to stderr.
+    pub fn stderr_tail(&self) -> String {
+        self.stderr_tail.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+    pub fn kill(&self) {
+        if !self.has_exited() {
+            self.killed.store(true, Ordering::Relaxed);
+            let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        }
+    }
+    pub async fn wait_exit(&self) {
+        let mut rx = self.exited.clone();
+        let _ = rx.wait_for(|e| *e).await;
+    }
+    pub fn info(&self) -> WorkerInfo {
+        WorkerInfo {
+            pid: self.pid,
+            state: self.state(),
+            num_execs: self.execs.load(Ordering::Relaxed),
+            created: self.created,
+            memory: self.rss(),
+            cpu_percent: proc_cpu_percent(self.pid, self.started.elapsed()).unwrap_or(0.0),
+            command: self.command.clone(),
+        }
+    }
+}
+
+fn state_from(code: u8) -> WorkerState {
+    use WorkerState::*;
+    [
+        Inactive, Ready, Working, Invalid, Stopping, Stopped, Destroyed, MaxJobsReached, Errored, IdleTtlReached,
+        TtlReached, MaxMemoryReached, ExecTtlReached,
+    ]
+    .get(code as usize)
+    .copied()
+    .unwrap_or(Errored)
+}
+
+/// A live worker: its relay plus the shared state.
+pub struct Worker {
+    pub shared: Arc<Shared>,
+    pub relay: Relay,
+    /// Per-worker `max_jobs` with jitter (0 = unlimited).
+    pub max_execs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot start `{command}`: {source}")]
+    Start { command: String, source: std::io::Error },
+    #[error("worker {pid} exited during the handshake{}", stderr_note(.stderr))]
+    Exited { pid: u32, stderr: String },
+    #[error("worker {pid}: handshake failed: {error}{}", stderr_note(.stderr))]
+    Handshake { pid: u32, error: RelayError, stderr: String },
+    #[error("worker {pid} did not complete the pid handshake within {timeout:?}")]
+    Timeout { pid: u32, timeout: Duration },
+}
+
+fn stderr_note(stderr: &str) -> String {
+    if stderr.is_empty() { String::new() } else { format!("; its stderr:\n{stderr}") }
+}
+
+impl Spawner {
+    /// Start the process and complete the handshake within `timeout`.
+    pub async fn spawn(&self, timeout: Duration) -> Result<Worker, SpawnError> {
+        let command_text = self.args.join(" ");
+        let mut cmd = Command::new(self.args.first().map(String::as_str).unwrap_or(""));
+        cmd.args(self.args.iter().skip(1))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if self.listener.is_none() { Stdio::piped() } else { Stdio::null() })
+            .stdout(if self.listener.is_none() { Stdio::piped() } else { Stdio::null() })
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(false);
+        if let Some((uid, gid)) = self.uid_gid {
+            cmd.uid(uid).gid(gid);
+        }
+        let mut child = cmd.spawn().map_err(|source| SpawnError::Start { command: command_text.clone(), source })?;
+        let pid = child.id().unwrap_or(0);
+        let (exit_tx, exit_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            pid,
+            created: SystemTime::now(),
+            started: Instant::now(),
+            state: AtomicU8::new(WorkerState::Inactive as u8),
+            execs: AtomicU64::new(0),
+            last_used: AtomicU64::new(0),
+            exited: exit_rx,
+            stderr_tail: Mutex::new(VecDeque::new()),
+            command: command_text,
+            killed: AtomicBool::new(false),
+        });
+        if let Some(stderr) = child.stderr.take() {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::info!(target: "server", pid = shared.pid, "{line}");
+                    let mut tail = shared.stderr_tail.lock().unwrap();
+                    if tail.len() == 20 {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+            });
+        }
+        let pipes = match (&self.listener, child.stdin.take(), child.stdout.take()) {
+            (None, Some(stdin), Some(stdout)) => Some(Relay::new(Box::new(stdout), Box::new(stdin))),
+            _ => None,
+        };
+        // The child is reaped by this task alone; until then its pid cannot be reused, so
+        // `kill(pid)` elsewhere is safe.
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            tracing::debug!(pid, ?status, "worker exited");
+            let _ = exit_tx.send(true);
+        });
+
+        let handshake = async {
+            let mut relay = match pipes {
+                Some(relay) => relay,
+                None => {
+                    let listener = self.listener.as_ref().expect("socket relay");
+                    let claimed = tokio::select! {
+                        relay = listener.claim(pid) => Some(relay),
+                        _ = shared.wait_exit() => None,
+                    };
+                    match claimed {
+                        Some(relay) => return Ok(relay),
+                        None => {
+                            listener.abandon(pid);
+                            return Err(SpawnError::Exited { pid, stderr: String::new() });
+                        }
+                    }
+                }
+            };
+            match pid_handshake(&mut relay, std::process::id()).await {
+                Ok(_) => Ok(relay),
+                Err(RelayError::Closed) => Err(SpawnError::Exited { pid, stderr: String::new() }),
+                Err(error) => Err(SpawnError::Handshake { pid, error, stderr: String::new() }),
+            }
+        };
+        let result = match tokio::time::timeout(timeout, handshake).await {
+            Ok(r) => r,
+            Err(_) => Err(SpawnError::Timeout { pid, timeout }),
+        };
+        match result {
+            Ok(relay) => {
+                shared.set_state(WorkerState::Ready);
+                Ok(Worker { shared, relay, max_execs: 0 })
+            }
+            Err(err) => {
+                shared.kill();
+                shared.wait_exit().await;
+                // Let the stderr reader catch the last lines before reporting them.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let tail = shared.stderr_tail();
+                Err(match err {
+                    SpawnError::Exited { pid, .. } => SpawnError::Exited { pid, stderr: tail },
+                    SpawnError::Handshake { pid, error, .. } => SpawnError::Handshake { pid, error, stderr: tail },
+                    other => other,
+                })
+            }
+        }
+    }
+}
+
+impl Worker {
+    pub fn pid(&self) -> u32 {
+        self.shared.pid
+    }
+
+    /// Ask the worker to exit (control stop, §2.9); SIGKILL after `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        if !self.shared.has_exited() {
+            let stop = Frame::new(frame::CONTROL | frame::CODEC_JSON, vec![], &b"{\"stop\":true}"[..]);
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.relay.send(&stop)).await;
+        }
+        drop(self.relay);
+        if tokio::time::timeout(grace, self.shared.wait_exit()).await.is_err() {
+            tracing::warn!(pid = self.shared.pid, "worker did not exit within {grace:?} after the stop request; killing it");
+            self.shared.kill();
+            self.shared.wait_exit().await;
+        }
+    }
+}
+
+/// RSS of a process in bytes.
+pub fn proc_rss(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u64 }
+}
+
+fn proc_cpu_percent(pid: u32, alive: Duration) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let secs = alive.as_secs_f64();
+    (secs > 0.0).then(|| ticks as f64 / hz / secs * 100.0)
+}
+
+/// Run `server.on_init` once before any pool starts (RR-FEATURES.md §2.3).
+pub async fn on_init(config: &Config) -> anyhow::Result<()> {
+    let Some(server) = config.section::<crate::server::ServerConfig>("server")? else { return Ok(()) };
+    let Some(on_init) = server.on_init else { return Ok(()) };
+    let args = on_init.command.args();
+    let Some(program) = args.first() else { anyhow::bail!("config key `server.on_init.command`: command should not be empty") };
+    let mut cmd = Command::new(program);
+    cmd.args(&args[1..])
+        .envs(on_init.env.iter().map(|(k, v)| (k.to_uppercase(), v.clone())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let outcome = async {
+        let child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start on_init command `{}`: {e}", args.join(" ")))?;
+        let output = tokio::time::timeout(on_init.exec_timeout, child.wait_with_output())
+            .await
+            .map_err(|_| anyhow::anyhow!("on_init command `{}` did not finish within {:?}", args.join(" "), on_init.exec_timeout))??;
+        for line in String::from_utf8_lossy(&output.stdout).lines().chain(String::from_utf8_lossy(&output.stderr).lines()) {
+            tracing::info!(target: "server", "on_init: {line}");
+        }
+        if !output.status.success() {
+            anyhow::bail!("on_init command `{}` failed: {}", args.join(" "), output.status);
+        }
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Err(e) if on_init.exit_on_error => Err(e),
+        Err(e) => {
+            tracing::error!(error = %e, "on_init failed (set server.on_init.exit_on_error to stop the server on this)");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
 }

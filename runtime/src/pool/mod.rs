@@ -110,4 +110,5 @@ pub struct Reply {
 }
 
 mod handle;
+mod supervisor;
 pub use handle::{Pool, ReplyStream};

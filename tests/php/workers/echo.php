@@ -5,13 +5,16 @@
 //   "stop"           -> ask to be replaced      "stream:<n>"   -> n chunks then a final frame
 //   "pid"            -> answers its pid         "stderr:<txt>" -> writes txt to stderr, echoes
 //   "garbage"        -> writes text to stdout (breaks the pipes relay)
+//   "stopat:<n>"     -> ask to be replaced if this worker already served n requests, else echo
 require __DIR__ . '/../lib/Goridge.php';
 
 use RrTest\{Payload, Worker};
 
 $worker = Worker::create();
 $leak = [];
+$served = 0;
 while (($p = $worker->waitPayload()) !== null) {
+    $served++;
     $body = $p->body;
     [$cmd, $arg] = array_pad(explode(':', $body, 2), 2, '');
     switch ($cmd) {
@@ -30,6 +33,13 @@ while (($p = $worker->waitPayload()) !== null) {
             break;
         case 'stop':
             $worker->stop();
+            break;
+        case 'stopat':
+            if ($served - 1 === (int)$arg) {
+                $worker->stop();
+            } else {
+                $worker->respond(new Payload($body, $p->header));
+            }
             break;
         case 'pid':
             $worker->respond(new Payload((string)getmypid(), $p->header));

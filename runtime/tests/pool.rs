@@ -1,0 +1,276 @@
+//! The pool against real PHP workers (tests/php/workers/echo.php) over pipes, TCP and unix sockets.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rr_runtime::config::Config;
+use rr_runtime::pool::{Payload, Pool, PoolConfig, PoolError, WorkerState};
+use rr_runtime::{Build, Services};
+
+fn php_worker(name: &str) -> String {
+    format!("php {}/../tests/php/workers/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn start(relay: &str, pool_yaml: &str) -> (Arc<Services>, Pool) {
+    start_with(&php_worker("echo.php"), relay, pool_yaml).await
+}
+
+async fn start_with(command: &str, relay: &str, pool_yaml: &str) -> (Arc<Services>, Pool) {
+    let yaml = format!("version: '3'\nserver:\n  command: \"{command}\"\n  relay: \"{relay}\"\npool:\n{pool_yaml}\n");
+    let config = Config::from_str(&yaml).unwrap();
+    let services = rr_runtime::host::services(&Build::new("rr", "test"), &config).unwrap();
+    let cfg: PoolConfig = config.section("pool").unwrap().unwrap_or_default();
+    let pool = services.new_pool("test", "test", cfg).await.expect("pool starts");
+    (services, pool)
+}
+
+async fn call(pool: &Pool, body: &str) -> Result<String, PoolError> {
+    let reply = pool.exec(Payload::new(0, "ctx", body.to_string())).await?;
+    assert!(reply.stream.is_none(), "unexpected stream");
+    Ok(String::from_utf8(reply.payload.body.to_vec()).unwrap())
+}
+
+fn pids(pool: &Pool) -> HashSet<u32> {
+    pool.workers().iter().map(|w| w.pid).collect()
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn echo_roundtrip(relay: &str) {
+    let (_s, pool) = start(relay, "  num_workers: 2").await;
+    let reply = pool.exec(Payload::new(0x04, "{\"id\":\"1\"}", "hello")).await.unwrap();
+    assert_eq!(&reply.payload.context[..], b"{\"id\":\"1\"}");
+    assert_eq!(&reply.payload.body[..], b"hello");
+    let workers = pool.workers();
+    assert_eq!(workers.len(), 2);
+    assert!(workers.iter().all(|w| w.state == WorkerState::Ready && w.memory > 0));
+    assert_eq!(workers.iter().map(|w| w.num_execs).sum::<u64>(), 1);
+    pool.destroy().await;
+    assert!(pool.workers().is_empty());
+    assert!(matches!(pool.exec(Payload::new(0, "", "x")).await, Err(PoolError::Stopped)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_over_pipes() {
+    echo_roundtrip("pipes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_over_tcp() {
+    echo_roundtrip("tcp://127.0.0.1:0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_over_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    echo_roundtrip(&format!("unix://{}/rr.sock", dir.path().display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_frame_is_soft_and_keeps_the_worker() {
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    let before = pids(&pool);
+    match call(&pool, "error:boom").await {
+        Err(PoolError::SoftError(m)) => assert_eq!(m, "boom"),
+        other => panic!("expected a soft error, got {other:?}"),
+    }
+    assert_eq!(call(&pool, "after").await.unwrap(), "after");
+    assert_eq!(pids(&pool), before, "the worker stays alive after an error frame");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_mid_request_fails_only_that_request() {
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    let before = pids(&pool);
+    assert!(matches!(call(&pool, "crash").await, Err(PoolError::Network { .. })));
+    assert_eq!(call(&pool, "next").await.unwrap(), "next");
+    wait_for("the crashed worker to be replaced", || pids(&pool).len() == 1 && pids(&pool) != before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_worker_that_dies_is_replaced() {
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    let pid = *pids(&pool).iter().next().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("a replacement", || pids(&pool).len() == 1 && !pids(&pool).contains(&pid)).await;
+    assert_eq!(call(&pool, "ok").await.unwrap(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_request_is_retried_on_another_worker() {
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    let first = pids(&pool);
+    call(&pool, "a").await.unwrap();
+    call(&pool, "b").await.unwrap();
+    // The worker has served 2 requests and asks to stop; the request runs again on a fresh one.
+    assert_eq!(call(&pool, "stopat:2").await.unwrap(), "stopat:2");
+    wait_for("the stopped worker to leave", || pids(&pool).len() == 1 && pids(&pool) != first).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_stdout_is_reported_with_the_bytes() {
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    match call(&pool, "garbage").await {
+        Err(PoolError::Network { message, .. }) => {
+            assert!(message.contains("validation failed on the message sent to STDOUT"), "{message}");
+            assert!(message.contains("this is not a frame, it is php echo output"), "{message}");
+        }
+        other => panic!("expected a network error, got {other:?}"),
+    }
+    assert_eq!(call(&pool, "fine").await.unwrap(), "fine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_script_fails_to_spawn_with_a_clear_error() {
+    let yaml = "version: '3'\nserver:\n  command: \"php /nonexistent/worker.php\"\npool:\n  num_workers: 1\n  allocate_timeout: 5s\n";
+    let config = Config::from_str(yaml).unwrap();
+    let services = rr_runtime::host::services(&Build::new("rr", "test"), &config).unwrap();
+    let err = services.new_pool("test", "test", config.section("pool").unwrap().unwrap()).await.err().expect("spawn fails");
+    let text = err.to_string();
+    assert!(text.contains("Could not open input file"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_ttl_kills_the_worker() {
+    let (_s, pool) = start("pipes", "  num_workers: 1\n  supervisor:\n    exec_ttl: 300ms").await;
+    let before = pids(&pool);
+    assert!(matches!(call(&pool, "sleep:5000").await, Err(PoolError::ExecTtl { .. })));
+    assert_eq!(call(&pool, "quick").await.unwrap(), "quick");
+    assert_ne!(pids(&pool), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocate_timeout_gives_no_free_workers() {
+    let (_s, pool) = start("pipes", "  num_workers: 1\n  allocate_timeout: 200ms").await;
+    let busy = tokio::spawn({
+        let pool = pool.clone();
+        async move { call(&pool, "sleep:1500").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pool.has_free_worker());
+    assert!(matches!(call(&pool, "x").await, Err(PoolError::NoFreeWorkers)));
+    assert_eq!(pool.no_free_workers_total(), 1);
+    assert_eq!(busy.await.unwrap().unwrap(), "sleep:1500");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_limit_rejects_at_once() {
+    let (_s, pool) = start("pipes", "  num_workers: 1\n  max_queue_size: 1").await;
+    let busy = tokio::spawn({
+        let pool = pool.clone();
+        async move { call(&pool, "sleep:800").await }
+    });
+    wait_for("the first request to be queued", || pool.queue_size() == 1).await;
+    assert!(matches!(call(&pool, "x").await, Err(PoolError::QueueFull)));
+    assert!(busy.await.unwrap().is_ok());
+    assert_eq!(pool.queue_size(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_jobs_recycles_workers() {
+    let (_s, pool) = start("pipes", "  num_workers: 1\n  max_jobs: 2").await;
+    let mut seen = HashSet::new();
+    for _ in 0..6 {
+        seen.insert(call(&pool, "pid").await.unwrap());
+    }
+    assert_eq!(seen.len(), 3, "each worker serves exactly 2 requests: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_mode_uses_a_fresh_worker_per_request() {
+    let (_s, pool) = start("pipes", "  debug: true").await;
+    assert!(pool.workers().is_empty(), "debug mode pre-allocates nothing");
+    let a = call(&pool, "pid").await.unwrap();
+    let b = call(&pool, "pid").await.unwrap();
+    assert_ne!(a, b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_under_load_loses_no_request() {
+    let (_s, pool) = start("pipes", "  num_workers: 2").await;
+    let before = pids(&pool);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        let (pool, stop, ok) = (pool.clone(), stop.clone(), ok.clone());
+        clients.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match call(&pool, &format!("sleep:5-{i}")).await {
+                    Ok(_) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            failures
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pool.reset().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        assert_eq!(c.await.unwrap(), Vec::<String>::new());
+    }
+    assert!(ok.load(Ordering::Relaxed) > 10);
+    let after = pids(&pool);
+    assert_eq!(after.len(), 2);
+    assert!(after.is_disjoint(&before), "every worker replaced: {before:?} -> {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_is_soft() {
+    let (_s, pool) = start("pipes", "  num_workers: 1\n  supervisor:\n    watch_tick: 50ms\n    max_worker_memory: 40").await;
+    let pid = call(&pool, "pid").await.unwrap();
+    // Grow past the limit, then keep the worker busy across several ticks: it must finish.
+    assert!(call(&pool, "leak:64").await.is_ok());
+    assert_eq!(call(&pool, "sleep:400").await.unwrap(), "sleep:400");
+    wait_for("the fat worker to be replaced", || !pids(&pool).contains(&pid.parse().unwrap())).await;
+    assert_ne!(call(&pool, "pid").await.unwrap(), pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_never_interrupts_a_request() {
+    let (_s, pool) = start("pipes", "  num_workers: 1\n  supervisor:\n    watch_tick: 50ms\n    ttl: 200ms").await;
+    let pid = call(&pool, "pid").await.unwrap();
+    assert_eq!(call(&pool, "sleep:600").await.unwrap(), "sleep:600");
+    wait_for("ttl replacement", || !pids(&pool).contains(&pid.parse().unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_chunks_arrive_in_order() {
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    let reply = pool.exec(Payload::new(0, "c", "stream:7")).await.unwrap();
+    assert_eq!(&reply.payload.body[..], b"chunk0");
+    let mut stream = reply.stream.expect("a stream");
+    let mut bodies = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bodies.push(String::from_utf8(chunk.unwrap().body.to_vec()).unwrap());
+    }
+    assert_eq!(bodies, ["chunk1", "chunk2", "chunk3", "chunk4", "chunk5", "chunk6", "end"]);
+    assert_eq!(call(&pool, "after").await.unwrap(), "after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_stream_is_stopped_and_the_worker_returns() {
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    let pid = call(&pool, "pid").await.unwrap();
+    let reply = pool.exec(Payload::new(0, "c", "stream:500")).await.unwrap();
+    let mut stream = reply.stream.unwrap();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    // The worker sees STOP at its next PING cycle, ends the stream and serves the next request.
+    assert_eq!(call(&pool, "pid").await.unwrap(), pid);
+}
