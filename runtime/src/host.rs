@@ -102,6 +102,8 @@ impl Host {
                 first_error.get_or_insert_with(|| anyhow!("plugin `{}` failed to stop: {e}", plugin.name()));
             }
         }
+        // Safety net: no worker outlives the server, even if a plugin forgot its pool.
+        futures::future::join_all(self.services.pools.all().into_iter().map(|(_, pool)| async move { pool.destroy().await })).await;
         first_error.map_or(Ok(()), Err)
     }
 }
