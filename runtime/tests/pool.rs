@@ -274,3 +274,13 @@ async fn dropped_stream_is_stopped_and_the_worker_returns() {
     // The worker sees STOP at its next PING cycle, ends the stream and serves the next request.
     assert_eq!(call(&pool, "pid").await.unwrap(), pid);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_that_goes_away_does_not_take_the_worker() {
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    let pid = call(&pool, "pid").await.unwrap();
+    // Abandon an exec while the worker is busy with it; the exchange finishes in the background.
+    assert!(tokio::time::timeout(Duration::from_millis(50), call(&pool, "sleep:300")).await.is_err());
+    assert_eq!(call(&pool, "pid").await.unwrap(), pid);
+    assert_eq!(pool.workers()[0].num_execs, 3);
+}

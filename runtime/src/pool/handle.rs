@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::RngExt;
-use tokio::sync::{RwLock, Semaphore, mpsc, oneshot};
+use tokio::sync::{RwLock, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::{Payload, PoolConfig, PoolError, Reply, WorkerInfo, WorkerState};
@@ -126,9 +126,7 @@ impl Pool {
         if max > 0 && queued.depth > max {
             return Err(PoolError::QueueFull);
         }
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(self.inner.clone().run(payload, tx, queued));
-        rx.await.unwrap_or_else(|_| Err(PoolError::Other("the exec task ended without an answer".into())))
+        self.inner.run(payload, queued).await
     }
 
     /// Replace every worker gracefully: in-flight requests finish, new ones wait.
@@ -209,6 +207,43 @@ impl QueueSlot {
 impl Drop for QueueSlot {
     fn drop(&mut self) {
         self.inner.queue.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A worker between allocation and the end of its first answer frame. Dropped early (the
+/// caller went away), it makes sure the worker is not lost: a half-written request kills it,
+/// an answer still to come is read in the background.
+struct InFlight {
+    inner: Arc<Inner>,
+    worker: Option<Worker>,
+    phase: Phase,
+    deadline: Option<Instant>,
+}
+
+enum Phase {
+    Writing,
+    Reading,
+}
+
+impl InFlight {
+    /// The exchange completed normally: hand the worker back to the caller's logic.
+    fn land(mut self) -> Worker {
+        self.worker.take().expect("worker in flight")
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(worker) = self.worker.take() else { return };
+        match self.phase {
+            Phase::Writing => {
+                self.inner.busy.fetch_sub(1, Ordering::SeqCst);
+                self.inner.retire(worker, WorkerState::Errored, true, false);
+            }
+            Phase::Reading => {
+                tokio::spawn(self.inner.clone().finish_abandoned(worker, self.deadline));
+            }
+        }
     }
 }
 
@@ -345,35 +380,34 @@ impl Inner {
         }
     }
 
-    /// The exec task: allocate, send, read the answer; retry on a worker's stop request.
-    async fn run(self: Arc<Self>, payload: Payload, tx: oneshot::Sender<Result<Reply, PoolError>>, queued: QueueSlot) {
+    /// Allocate, send, read the answer; retry on a worker's stop request. Runs in the caller's
+    /// task; if the caller goes away mid-exec, [`InFlight`] finishes the exchange in the
+    /// background so the worker is never left mid-frame.
+    async fn run(self: &Arc<Self>, payload: Payload, queued: QueueSlot) -> Result<Reply, PoolError> {
         let request = Frame::data(payload.codec, &payload.context, &payload.body);
         loop {
-            let mut worker = match self.allocate().await {
-                Ok(w) => w,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            if tx.is_closed() {
-                return self.release(worker);
-            }
+            let worker = self.allocate().await?;
             let deadline = self.cfg.exec_ttl().map(|ttl| Instant::now() + ttl);
             worker.shared.execs.fetch_add(1, Ordering::Relaxed);
-            let first = match worker.relay.send(&request).await {
+            let mut flight = InFlight { inner: self.clone(), worker: Some(worker), phase: Phase::Writing, deadline };
+            let w = flight.worker.as_mut().expect("worker in flight");
+            let first = match w.relay.send(&request).await {
                 Err(e) => First::Broken(e.to_string()),
-                Ok(()) => match read_frame(&mut worker, deadline).await {
-                    Read::Data { payload, more: false } => First::Reply(payload),
-                    Read::Data { payload, more: true } => First::Stream(payload),
-                    Read::Soft(m) => First::Soft(m),
-                    Read::StopRequest => First::StopRequest,
-                    Read::Broken(m) => First::Broken(m),
-                    Read::ExecTtl => First::ExecTtl,
-                },
+                Ok(()) => {
+                    flight.phase = Phase::Reading;
+                    match read_frame(flight.worker.as_mut().expect("worker in flight"), deadline).await {
+                        Read::Data { payload, more: false } => First::Reply(payload),
+                        Read::Data { payload, more: true } => First::Stream(payload),
+                        Read::Soft(m) => First::Soft(m),
+                        Read::StopRequest => First::StopRequest,
+                        Read::Broken(m) => First::Broken(m),
+                        Read::ExecTtl => First::ExecTtl,
+                    }
+                }
             };
+            let worker = flight.land();
             let pid = worker.pid();
-            let result = match first {
+            return match first {
                 First::Reply(payload) => {
                     self.release(worker);
                     Ok(Reply { payload, stream: None })
@@ -404,13 +438,31 @@ impl Inner {
                 }
                 First::Stream(payload) => {
                     let (stx, srx) = mpsc::channel(8);
-                    let _ = tx.send(Ok(Reply { payload, stream: Some(ReplyStream { rx: srx }) }));
                     drop(queued);
-                    return self.pump(worker, stx, deadline).await;
+                    tokio::spawn(self.clone().pump(worker, stx, deadline));
+                    Ok(Reply { payload, stream: Some(ReplyStream { rx: srx }) })
                 }
             };
-            let _ = tx.send(result);
-            return;
+        }
+    }
+
+    /// Finish an exec whose caller went away after the request was sent.
+    async fn finish_abandoned(self: Arc<Self>, mut worker: Worker, deadline: Option<Instant>) {
+        match read_frame(&mut worker, deadline).await {
+            Read::Data { more: false, .. } | Read::Soft(_) => self.release(worker),
+            Read::Data { more: true, .. } => {
+                let (stx, srx) = mpsc::channel(1);
+                drop(srx);
+                self.pump(worker, stx, deadline).await
+            }
+            Read::StopRequest => {
+                self.busy.fetch_sub(1, Ordering::SeqCst);
+                self.retire(worker, WorkerState::Invalid, true, true)
+            }
+            Read::Broken(_) | Read::ExecTtl => {
+                self.busy.fetch_sub(1, Ordering::SeqCst);
+                self.retire(worker, WorkerState::Errored, true, false)
+            }
         }
     }
 
