@@ -21,6 +21,7 @@ pub mod kv;
 pub mod logging;
 pub mod plugin;
 pub mod pool;
+pub mod reaper;
 pub mod relay;
 pub mod rpc;
 pub mod server;

@@ -153,6 +153,7 @@ impl Spawner {
         }
         let mut child = cmd.spawn().map_err(|source| SpawnError::Start { command: command_text.clone(), source })?;
         let pid = child.id().unwrap_or(0);
+        crate::reaper::track(pid);
         let (exit_tx, exit_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             pid,
@@ -188,6 +189,7 @@ impl Spawner {
         // `kill(pid)` elsewhere is safe.
         tokio::spawn(async move {
             let status = child.wait().await;
+            crate::reaper::untrack(pid);
             tracing::debug!(pid, ?status, "worker exited");
             let _ = exit_tx.send(true);
         });

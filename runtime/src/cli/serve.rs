@@ -33,6 +33,7 @@ pub fn exec(cli: &super::Cli, build: &Build) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     runtime.block_on(async {
+        crate::reaper::start_if_init();
         crate::worker::on_init(&config).await?;
         let host = Host::init(build, &config)?;
         if cli.pid_file {

@@ -5,6 +5,7 @@
 //   "stop"           -> ask to be replaced      "stream:<n>"   -> n chunks then a final frame
 //   "pid"            -> answers its pid         "stderr:<txt>" -> writes txt to stderr, echoes
 //   "garbage"        -> writes text to stdout (breaks the pipes relay)
+//   "orphan:<secs>"  -> leave a background process behind that lives <secs> (zombie-reaping tests)
 //   "stopat:<n>"     -> ask to be replaced if this worker already served n requests, else echo
 require __DIR__ . '/../lib/Goridge.php';
 
@@ -40,6 +41,10 @@ while (($p = $worker->waitPayload()) !== null) {
             } else {
                 $worker->respond(new Payload($body, $p->header));
             }
+            break;
+        case 'orphan':
+            exec(sprintf("sh -c 'sleep %s' > /dev/null 2>&1 &", escapeshellarg($arg)));
+            $worker->respond(new Payload($body, $p->header));
             break;
         case 'pid':
             $worker->respond(new Payload((string)getmypid(), $p->header));
