@@ -22,6 +22,12 @@ pub fn workdir(cli: &super::Cli) -> anyhow::Result<PathBuf> {
 pub fn exec(cli: &super::Cli, build: &Build) -> anyhow::Result<()> {
     let mut options = cli.load_options();
     options.path = std::path::absolute(&options.path).context("cannot resolve the config path")?;
+    if !options.path.is_file() {
+        anyhow::bail!(
+            "config file `{}` not found: pass its path with `-c` (default `.rr.yaml` in the current directory)",
+            options.path.display()
+        );
+    }
     let dir = workdir(cli)?;
     std::env::set_current_dir(&dir).with_context(|| format!("cannot change to the working directory `{}`", dir.display()))?;
     let config = Config::load(&options)?;

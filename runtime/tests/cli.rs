@@ -1,0 +1,102 @@
+//! The `rr` command line as users run it: `--version`, `serve` (working directory, `-o`,
+//! `on_init`, `-p`), `stop`, signals.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `rr` CLI with no plugins (`src/bin/rr-bare.rs`).
+fn rr() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rr-bare"))
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn wait_file(path: &std::path::Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < Duration::from_secs(10), "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn version_lists_plugins() {
+    let out = rr().arg("--version").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    assert!(text.starts_with("rr version 0.0.0-test"), "{text}");
+    assert!(text.contains("plugins:"), "{text}");
+}
+
+#[test]
+fn serve_runs_in_the_config_dir_runs_on_init_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".rr.yaml"),
+        "version: '3'\nserver:\n  command: php worker.php\n  on_init:\n    command: \"touch on_init_ran\"\n",
+    )
+    .unwrap();
+    // Started from elsewhere: serve changes into the config's directory, writes .pid there.
+    let mut child = rr()
+        .args(["serve", "-p", "-c"])
+        .arg(dir.path().join(".rr.yaml"))
+        .current_dir("/")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_file(&dir.path().join(".pid"));
+    assert!(dir.path().join("on_init_ran").exists(), "on_init ran in the config's directory");
+    let pid = std::fs::read_to_string(dir.path().join(".pid")).unwrap();
+    assert_eq!(pid.trim(), child.id().to_string());
+
+    let stop = rr().args(["stop", "-c"]).arg(dir.path().join(".rr.yaml")).output().unwrap();
+    assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
+    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("serve exits after rr stop");
+    assert!(status.success(), "graceful stop exits 0: {status}");
+    assert!(!dir.path().join(".pid").exists(), "the pid file is removed");
+}
+
+#[test]
+fn bad_config_stops_serve_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".rr.yaml"), "version: '3'\nserver:\n  command: php w.php\n  relay: \"udp://x\"\n").unwrap();
+    let out = rr().args(["serve", "-c"]).arg(dir.path().join(".rr.yaml")).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.relay") && err.contains("udp://x"), "{err}");
+
+    let out = rr().args(["serve", "-c", "/nonexistent/.rr.yaml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/.rr.yaml"));
+}
+
+#[test]
+fn failing_on_init_with_exit_on_error_stops_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".rr.yaml"),
+        "version: '3'\nserver:\n  command: php w.php\n  on_init:\n    command: \"false\"\n    exit_on_error: true\n",
+    )
+    .unwrap();
+    let out = rr().args(["serve", "-c"]).arg(dir.path().join(".rr.yaml")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("on_init command `false` failed"));
+}
+
+#[test]
+fn stop_without_pid_file_explains_serve_p() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".rr.yaml"), "version: '3'\n").unwrap();
+    let out = rr().args(["stop", "-c"]).arg(dir.path().join(".rr.yaml")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rr serve -p"));
+}
