@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -35,8 +36,14 @@ pub fn services(build: &Build, config: &Config) -> anyhow::Result<Arc<Services>>
 /// A running set of plugins.
 pub struct Host {
     pub services: Arc<Services>,
-    plugins: Vec<(Arc<dyn DynPlugin>, CancellationToken)>,
-    tasks: JoinSet<(&'static str, Result<(), crate::plugin::BoxError>)>,
+    plugins: Vec<Running>,
+    failures: (mpsc::UnboundedSender<anyhow::Error>, mpsc::UnboundedReceiver<anyhow::Error>),
+}
+
+struct Running {
+    plugin: Arc<dyn DynPlugin>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Host {
@@ -51,21 +58,22 @@ impl Host {
             if let Some(plugin) = plugin {
                 tracing::debug!(plugin = entry.name, "plugin initialised");
                 services.enabled.register(entry.name, ());
-                plugins.push((plugin, CancellationToken::new()));
+                plugins.push(Running { plugin, shutdown: CancellationToken::new(), task: None });
             }
         }
-        Ok(Host { services, plugins, tasks: JoinSet::new() })
+        Ok(Host { services, plugins, failures: mpsc::unbounded_channel() })
     }
 
-    /// Start every plugin's `serve`.
+    /// Start every plugin's `serve`; a serve that fails is reported to `run_until`.
     pub fn start(&mut self) {
-        for (plugin, token) in &self.plugins {
-            let plugin = plugin.clone();
-            let token = token.clone();
-            self.tasks.spawn(async move {
+        for running in &mut self.plugins {
+            let (plugin, token, failures) = (running.plugin.clone(), running.shutdown.clone(), self.failures.0.clone());
+            running.task = Some(tokio::spawn(async move {
                 let name = plugin.name();
-                (name, plugin.serve(token).await)
-            });
+                if let Err(e) = plugin.serve(token).await {
+                    let _ = failures.send(anyhow!("plugin `{name}`: {e}"));
+                }
+            }));
         }
     }
 
@@ -74,7 +82,7 @@ impl Host {
         self.start();
         let failure = tokio::select! {
             _ = shutdown => None,
-            failure = first_failure(&mut self.tasks) => failure,
+            failure = self.failures.1.recv() => failure,
         };
         let stopped = tokio::time::timeout(grace, self.stop()).await;
         match (failure, stopped) {
@@ -84,39 +92,27 @@ impl Host {
         }
     }
 
-    /// Cancel plugins in reverse order, wait for each serve to return, then run `stop` hooks.
+    /// Stop plugins in reverse order: cancel one, wait for its serve to drain, then the next;
+    /// then run the `stop` hooks in the same order.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.services.lifecycle.set_stopping();
-        let mut first_error = None;
-        // Front ends (registered last, e.g. http) stop taking work before the plugins they use.
-        for (_, token) in self.plugins.iter().rev() {
-            token.cancel();
-        }
-        while let Some(joined) = self.tasks.join_next().await {
-            if let Ok((name, Err(e))) = joined {
-                first_error.get_or_insert_with(|| anyhow!("plugin `{name}`: {e}"));
+        for running in self.plugins.iter_mut().rev() {
+            running.shutdown.cancel();
+            if let Some(task) = running.task.take()
+                && let Err(join) = task.await
+            {
+                let _ = self.failures.0.send(anyhow!("plugin `{}` panicked: {join}", running.plugin.name()));
             }
         }
-        for (plugin, _) in self.plugins.iter().rev() {
-            if let Err(e) = plugin.clone().stop().await {
-                first_error.get_or_insert_with(|| anyhow!("plugin `{}` failed to stop: {e}", plugin.name()));
+        let mut first_error = self.failures.1.try_recv().ok();
+        for running in self.plugins.iter().rev() {
+            if let Err(e) = running.plugin.clone().stop().await {
+                first_error.get_or_insert_with(|| anyhow!("plugin `{}` failed to stop: {e}", running.plugin.name()));
             }
         }
         // Safety net: no worker outlives the server, even if a plugin forgot its pool.
         futures::future::join_all(self.services.pools.all().into_iter().map(|(_, pool)| async move { pool.destroy().await })).await;
         first_error.map_or(Ok(()), Err)
-    }
-}
-
-/// Resolves when a serve task ends with an error (a plugin that ends with `Ok` early is fine).
-async fn first_failure(tasks: &mut JoinSet<(&'static str, Result<(), crate::plugin::BoxError>)>) -> Option<anyhow::Error> {
-    loop {
-        match tasks.join_next().await {
-            None => return std::future::pending().await,
-            Some(Ok((_, Ok(())))) => continue,
-            Some(Ok((name, Err(e)))) => return Some(anyhow!("plugin `{name}`: {e}")),
-            Some(Err(join)) => return Some(anyhow!("a plugin task panicked: {join}")),
-        }
     }
 }
 

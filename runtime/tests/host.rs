@@ -69,7 +69,9 @@ async fn lifecycle() {
     let events = std::mem::take(&mut *EVENTS.lock().unwrap());
     assert_eq!(&events[..2], ["init first", "init second"]);
     assert!(events[2..4].contains(&"serve first".to_string()) && events[2..4].contains(&"serve second".to_string()));
-    assert!(events.iter().position(|e| e == "drained second") < events.iter().position(|e| e == "stop second"));
+    let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+    assert!(at("drained second") < at("drained first"), "second drains before first starts stopping: {events:?}");
+    assert!(at("drained first") < at("stop second"), "stop hooks after every serve drained: {events:?}");
     assert_eq!(&events[events.len() - 2..], ["stop second", "stop first"]);
 
     // A failing serve stops the server and names the plugin.

@@ -607,6 +607,14 @@ impl Inner {
         .await;
         if busy_done.is_err() {
             tracing::warn!(pool = %self.name, "destroy_timeout elapsed with workers still busy; killing them");
+        } else {
+            // Workers released during the wait are stopping gracefully; give them the usual grace.
+            let _ = tokio::time::timeout(STOP_GRACE, async {
+                while !self.all.lock().unwrap().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
         }
         let rest: Vec<_> = self.all.lock().unwrap().clone();
         for shared in &rest {
