@@ -553,12 +553,7 @@ impl Inner {
         }
         let old = self.take_idle();
         let n = self.target.load(Ordering::SeqCst);
-        let stopping = futures::future::join_all(old.into_iter().map(|w| async move {
-            let shared = w.shared.clone();
-            shared.set_state(WorkerState::Destroyed);
-            w.stop(STOP_GRACE).await;
-            self.all.lock().unwrap().retain(|s| !Arc::ptr_eq(s, &shared));
-        }));
+        let stopping = futures::future::join_all(old.into_iter().map(|w| self.destroy_worker(w)));
         let spawning = futures::future::join_all((0..n).map(|_| self.spawn_worker()));
         let (_, spawned) = tokio::join!(stopping, spawning);
         let mut first_error = None;
@@ -571,6 +566,14 @@ impl Inner {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Stop a worker on purpose (reset, destroy): no replacement.
+    async fn destroy_worker(&self, worker: Worker) {
+        let shared = worker.shared.clone();
+        shared.set_state(WorkerState::Destroyed);
+        worker.stop(STOP_GRACE).await;
+        self.all.lock().unwrap().retain(|s| !Arc::ptr_eq(s, &shared));
     }
 
     /// Remove every idle worker together with its permit (only under the write gate or when stopped).
@@ -600,11 +603,7 @@ impl Inner {
         })
         .await;
         let idle = self.take_idle();
-        futures::future::join_all(idle.into_iter().map(|w| {
-            w.shared.set_state(WorkerState::Destroyed);
-            w.stop(STOP_GRACE)
-        }))
-        .await;
+        futures::future::join_all(idle.into_iter().map(|w| self.destroy_worker(w))).await;
         if busy_done.is_err() {
             tracing::warn!(pool = %self.name, "destroy_timeout elapsed with workers still busy; killing them");
         } else {
