@@ -284,3 +284,24 @@ async fn caller_that_goes_away_does_not_take_the_worker() {
     assert_eq!(call(&pool, "pid").await.unwrap(), pid);
     assert_eq!(pool.workers()[0].num_execs, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_echo_worker_serves_over_every_relay() {
+    // Build it into this test's own target dir (a no-op when `cargo test --workspace` did).
+    let profile_dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap();
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "rr-echo-worker", "--target-dir"])
+        .arg(target_dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot build rr-echo-worker");
+    let exe = profile_dir.join("rr-echo-worker");
+    let dir = tempfile::tempdir().unwrap();
+    for relay in ["pipes".to_string(), "tcp://127.0.0.1:0".into(), format!("unix://{}/echo.sock", dir.path().display())] {
+        let (_s, pool) = start_with(&exe.display().to_string(), &relay, "  num_workers: 2").await;
+        let reply = pool.exec(Payload::new(0x04, "c", "ping")).await.unwrap();
+        assert_eq!((&reply.payload.context[..], &reply.payload.body[..], reply.payload.codec), (&b"c"[..], &b"ping"[..], 0x04), "{relay}");
+        pool.destroy().await;
+    }
+}
