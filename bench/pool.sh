@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-20000}
 runs=${2:-5}
-cargo build --release -q -p rr-echo-worker -p rr-runtime --example pool_bench
+cargo build --release -q -p rr-echo-worker
+cargo build --release -q -p rr-runtime --example pool_bench
 for worker in "target/release/rr-echo-worker" "php tests/php/workers/echo.php"; do
   target/release/examples/pool_bench "$worker" "$requests" "$runs"
   echo
