@@ -1,0 +1,116 @@
+//! The `http` section with RoadRunner's keys and defaults (RR-FEATURES.md §2.3 `http`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rr_runtime::pool::PoolConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `host:port` for HTTP/1.1 (and h2c).
+    pub address: Option<String>,
+    pub internal_error_code: u16,
+    pub access_logs: bool,
+    /// Megabytes; 0 means 1000 (RoadRunner's code).
+    pub max_request_size: u64,
+    pub raw_body: bool,
+    /// First listed = outermost (RoadRunner v6 order).
+    pub middleware: Vec<String>,
+    pub trusted_subnets: Vec<String>,
+    pub uploads: Uploads,
+    pub http2: Http2,
+    pub ssl: Option<Ssl>,
+    pub pool: PoolConfig,
+    /// Request context encoding: `proto` (RoadRunner ≥ 2024.1) or `json` (roadrunner-http < 3.5,
+    /// and twice as fast in PHP without ext-protobuf).
+    pub codec: Codec,
+    /// Extra sections middleware plugins read (`static`, `headers`, ...); ignored here.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            address: None,
+            internal_error_code: 500,
+            access_logs: false,
+            max_request_size: 0,
+            raw_body: false,
+            middleware: Vec::new(),
+            trusted_subnets: Vec::new(),
+            uploads: Uploads::default(),
+            http2: Http2::default(),
+            ssl: None,
+            pool: PoolConfig::default(),
+            codec: Codec::Proto,
+            other: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    pub fn max_body_bytes(&self) -> usize {
+        let mb = if self.max_request_size == 0 { 1000 } else { self.max_request_size };
+        (mb as usize).saturating_mul(1024 * 1024)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    Proto,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Uploads {
+    pub dir: Option<PathBuf>,
+    pub forbid: Vec<String>,
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Http2 {
+    pub h2c: bool,
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Http2 { h2c: false, max_concurrent_streams: 128 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Ssl {
+    #[serde(default = "default_ssl_address")]
+    pub address: String,
+    #[serde(default)]
+    pub redirect: bool,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub root_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub client_auth_type: ClientAuth,
+}
+
+fn default_ssl_address() -> String {
+    "127.0.0.1:443".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    NoClientCerts,
+    RequestClientCert,
+    RequireAnyClientCert,
+    VerifyClientCertIfGiven,
+    RequireAndVerifyClientCert,
+}

@@ -1,0 +1,175 @@
+//! The `http` plugin: serves PHP over HTTP/1.1 and HTTP/2 (h2c, TLS) from a pool of persistent
+//! workers (`RR_MODE=http`), RoadRunner-compatible (PROTOCOL.md §3).
+//!
+//! Request flow: listener (`server`) → middleware from `http.middleware`, first listed outermost
+//! (RoadRunner v6 order) → `handler`: encode (`request`) → pool exec → decode (`response`).
+
+pub mod config;
+pub mod form;
+pub mod proto;
+pub mod request;
+pub mod response;
+mod server;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rr_runtime::http::{Handler, Request, Response};
+use rr_runtime::pool::Pool;
+use rr_runtime::{BoxError, InitContext, Services};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+pub struct Plugin {
+    cfg: Arc<Config>,
+    trusted: Arc<Vec<ipnet::IpNet>>,
+    services: Arc<Services>,
+    pool: tokio::sync::OnceCell<Pool>,
+}
+
+impl rr_runtime::Plugin for Plugin {
+    const NAME: &'static str = "http";
+
+    fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
+        let Some(cfg) = ctx.section::<Config>("http")? else { return Ok(None) };
+        if cfg.address.is_none() && cfg.ssl.is_none() {
+            return Err("unable to run http service, no method has been specified: set `http.address` (e.g. 127.0.0.1:8080) or `http.ssl`".into());
+        }
+        if !(100..=599).contains(&cfg.internal_error_code) {
+            return Err(format!("config key `http.internal_error_code`: {} is not an HTTP status code", cfg.internal_error_code).into());
+        }
+        let trusted = cfg
+            .trusted_subnets
+            .iter()
+            .map(|s| s.parse::<ipnet::IpNet>().map_err(|e| format!("config key `http.trusted_subnets`: `{s}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(ssl) = &cfg.ssl {
+            server::tls_acceptor(ssl)?;
+        }
+        Ok(Some(Plugin { cfg: Arc::new(cfg), trusted: Arc::new(trusted), services: ctx.services.clone(), pool: Default::default() }))
+    }
+
+    async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
+        if self.cfg.codec == config::Codec::Proto {
+            tracing::info!(target: "http", "requests are sent to PHP as protobuf (http.codec: proto); without ext-protobuf, `http.codec: json` is about twice as fast in PHP with spiral/roadrunner-http 3.5.x");
+        }
+        let pool = self.services.new_pool("http", "http", self.cfg.pool.clone()).await?;
+        let _ = self.pool.set(pool.clone());
+        let handler = self.chain(php_handler(self.cfg.clone(), self.trusted.clone(), pool));
+        let drain = self.cfg.pool.destroy_timeout;
+        let mut listeners = Vec::new();
+        let redirect_port = self.cfg.ssl.as_ref().filter(|s| s.redirect).map(|s| s.address.rsplit(':').next().unwrap_or("443").to_string());
+        if let Some(address) = &self.cfg.address {
+            let listener = bind(address, "http.address").await?;
+            tracing::info!(target: "http", address = %listener.local_addr()?, "http server listening");
+            let plain = match redirect_port {
+                Some(port) => redirect_handler(port),
+                None => handler.clone(),
+            };
+            let l = server::Listener { listener, tls: None, h2c: self.cfg.http2.h2c, max_concurrent_streams: self.cfg.http2.max_concurrent_streams };
+            listeners.push(tokio::spawn(server::run(l, plain, shutdown.clone(), drain)));
+        }
+        if let Some(ssl) = &self.cfg.ssl {
+            let listener = bind(&ssl.address, "http.ssl.address").await?;
+            tracing::info!(target: "http", address = %listener.local_addr()?, "https server listening");
+            let l = server::Listener {
+                listener,
+                tls: Some(server::tls_acceptor(ssl)?),
+                h2c: false,
+                max_concurrent_streams: self.cfg.http2.max_concurrent_streams,
+            };
+            listeners.push(tokio::spawn(server::run(l, handler.clone(), shutdown.clone(), drain)));
+        }
+        for l in listeners {
+            let _ = l.await;
+        }
+        Ok(())
+    }
+
+    async fn stop(&self) -> Result<(), BoxError> {
+        if let Some(pool) = self.pool.get() {
+            pool.destroy().await;
+        }
+        Ok(())
+    }
+}
+
+impl Plugin {
+    /// Wrap the PHP handler in the listed middleware; the first listed is the outermost.
+    fn chain(&self, php: Handler) -> Handler {
+        let mut handler = php;
+        for name in self.cfg.middleware.iter().rev() {
+            match self.services.http_middleware.get(name) {
+                Some(mw) => handler = mw.wrap(handler),
+                None => tracing::warn!(target: "http", middleware = %name, "http.middleware lists `{name}`, but no plugin compiled into this binary provides it; skipped"),
+            }
+        }
+        handler
+    }
+}
+
+async fn bind(address: &str, key: &str) -> Result<TcpListener, BoxError> {
+    let address = address.strip_prefix("tcp://").unwrap_or(address);
+    let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
+    TcpListener::bind(&address).await.map_err(|e| format!("config key `{key}`: cannot listen on `{address}`: {e}").into())
+}
+
+/// The innermost handler: the request goes to a PHP worker.
+fn php_handler(cfg: Arc<Config>, trusted: Arc<Vec<ipnet::IpNet>>, pool: Pool) -> Handler {
+    Arc::new(move |req: Request| {
+        let (cfg, trusted, pool) = (cfg.clone(), trusted.clone(), pool.clone());
+        Box::pin(async move { handle(req, &cfg, &trusted, &pool).await })
+    })
+}
+
+async fn handle(req: Request, cfg: &Config, trusted: &[ipnet::IpNet], pool: &Pool) -> Response {
+    let started = Instant::now();
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let debug = pool.config().debug;
+    let resp = match request::prepare(req, cfg, trusted).await {
+        Err(request::RequestError::TooLarge) => response::error_response(413, None),
+        Err(request::RequestError::Bad(text)) => response::error_response(500, Some(text)),
+        Ok(prepared) => match pool.exec(prepared.payload).await {
+            Ok(reply) => match response::build(reply, prepared.uploads, cfg.internal_error_code).await {
+                Ok(resp) => resp,
+                Err(text) => {
+                    tracing::error!(target: "http", error = %text, "invalid response from worker");
+                    response::error_response(500, debug.then_some(text))
+                }
+            },
+            Err(e) => {
+                tracing::error!(target: "http", error = %e, %method, %uri, "request failed");
+                response::error_response(cfg.internal_error_code, debug.then(|| e.to_string()))
+            }
+        },
+    };
+    if cfg.access_logs {
+        tracing::info!(target: "http", status = resp.status().as_u16(), %method, %uri, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "http access log");
+    } else {
+        tracing::debug!(target: "http", status = resp.status().as_u16(), %method, %uri, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "http log");
+    }
+    resp
+}
+
+/// `ssl.redirect`: the plain listener answers 308 to the https URL.
+fn redirect_handler(port: String) -> Handler {
+    Arc::new(move |req: Request| {
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let host = host.split(':').next().unwrap_or(host);
+        let port = if port == "443" { String::new() } else { format!(":{port}") };
+        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let location = format!("https://{host}{port}{path}");
+        let mut resp = response::error_response(308, None);
+        if let Ok(v) = http::HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(http::header::LOCATION, v);
+        }
+        resp.headers_mut().insert(
+            http::header::STRICT_TRANSPORT_SECURITY,
+            http::HeaderValue::from_static("max-age=31536000; includeSubDomains; preload"),
+        );
+        Box::pin(async move { resp })
+    })
+}
+

@@ -1,0 +1,317 @@
+//! From a hyper request to the worker payload (PROTOCOL.md §3.1-3.5): the context (protobuf
+//! `http.v1.Request` or legacy JSON) and the body (raw, or the parsed form as JSON); multipart
+//! files go to temp files that live until the response is done.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Version};
+use http_body_util::BodyExt;
+use prost::Message;
+use rr_runtime::frame;
+use rr_runtime::http::{Attributes, Request};
+use rr_runtime::pool::Payload;
+use serde_json::{Value, json};
+
+use crate::config::{Codec, Config};
+use crate::form::Tree;
+use crate::proto;
+
+/// Per-connection facts the server attaches to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub tls: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("request body too large")]
+    TooLarge,
+    #[error("{0}")]
+    Bad(String),
+}
+
+/// A payload ready for a worker, plus the upload files that must outlive the exec.
+pub struct Prepared {
+    pub payload: Payload,
+    pub uploads: Vec<tempfile::TempPath>,
+}
+
+pub async fn prepare(req: Request, cfg: &Config, trusted: &[ipnet::IpNet]) -> Result<Prepared, RequestError> {
+    let (parts, body) = req.into_parts();
+    let conn = parts.extensions.get::<ConnInfo>().copied();
+    let attributes = parts.extensions.get::<Attributes>().cloned().unwrap_or_default();
+    let remote_addr = client_ip(conn.map(|c| c.remote.ip()), &parts.headers, trusted);
+    let tls = conn.is_some_and(|c| c.tls);
+
+    let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body_bytes = if parts.method == Method::HEAD || parts.method == Method::OPTIONS {
+        Bytes::new()
+    } else {
+        let limit = cfg.max_body_bytes();
+        if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            && len > limit.saturating_add(DRAIN_AFTER_LIMIT) as u64
+        {
+            return Err(RequestError::TooLarge);
+        }
+        read_limited(body, limit).await?
+    };
+
+    let mut parsed = false;
+    let mut uploads_tree: Option<Value> = None;
+    let mut temp_files = Vec::new();
+    let form_method = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+    let body = if !cfg.raw_body && form_method && content_type.contains("application/x-www-form-urlencoded") {
+        parsed = true;
+        let mut tree = Tree::default();
+        for (k, v) in form_urlencoded::parse(&body_bytes) {
+            tree.push(&k, Value::String(v.into_owned())).map_err(|e| RequestError::Bad(e.to_string()))?;
+        }
+        if tree.is_empty() { Bytes::new() } else { Bytes::from(serde_json::to_vec(&tree.into_value()).expect("json")) }
+    } else if !cfg.raw_body && content_type.contains("multipart/form-data") {
+        parsed = true;
+        let (fields, files, temps) = multipart(&content_type, body_bytes, cfg).await?;
+        temp_files = temps;
+        if !files.is_empty() {
+            uploads_tree = Some(files.into_value());
+        }
+        if fields.is_empty() { Bytes::new() } else { Bytes::from(serde_json::to_vec(&fields.into_value()).expect("json")) }
+    } else {
+        body_bytes
+    };
+
+    let uri = absolute_uri(&parts.uri, &parts.headers, tls);
+    let raw_query = parts.uri.query().unwrap_or("").replace(['\r', '\n'], "");
+    let protocol = match parts.version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    };
+    let headers = header_map(&parts.headers);
+    let cookies = cookies(&parts.headers);
+
+    let (codec, context) = match cfg.codec {
+        Codec::Proto => {
+            let to_hv = |values: Vec<String>| proto::HeaderValue { value: values.into_iter().map(String::into_bytes).collect() };
+            let msg = proto::Request {
+                remote_addr,
+                protocol: protocol.into(),
+                method: parts.method.as_str().into(),
+                uri,
+                header: headers.into_iter().map(|(k, v)| (k, to_hv(v))).collect(),
+                cookies: cookies.into_iter().map(|(k, v)| (k, to_hv(vec![v]))).collect(),
+                raw_query,
+                parsed,
+                uploads: uploads_tree.map(|t| serde_json::to_vec(&t).expect("json")).unwrap_or_default(),
+                attributes: attributes.0.into_iter().map(|(k, v)| (k, to_hv(v))).collect(),
+            };
+            (frame::CODEC_PROTO, Bytes::from(msg.encode_to_vec()))
+        }
+        Codec::Json => {
+            let attributes: serde_json::Map<String, Value> =
+                attributes.0.into_iter().map(|(k, v)| (k, v.into_iter().next().map(Value::String).unwrap_or(Value::Null))).collect();
+            let ctx = json!({
+                "remoteAddr": remote_addr,
+                "protocol": protocol,
+                "method": parts.method.as_str(),
+                "uri": uri,
+                "headers": headers,
+                "cookies": cookies,
+                "rawQuery": raw_query,
+                "parsed": parsed,
+                "uploads": uploads_tree,
+                "attributes": attributes,
+            });
+            (frame::CODEC_JSON, Bytes::from(serde_json::to_vec(&ctx).expect("json")))
+        }
+    };
+    Ok(Prepared { payload: Payload { codec, context, body }, uploads: temp_files })
+}
+
+/// Past the limit, this much more is read and discarded so the client can read the 413
+/// (answering before the upload ends makes most clients fail with a broken pipe instead).
+const DRAIN_AFTER_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Read the whole body, failing with `TooLarge` past `limit` bytes.
+async fn read_limited(mut body: rr_runtime::http::Body, limit: usize) -> Result<Bytes, RequestError> {
+    let mut out = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| RequestError::Bad(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len();
+        if seen > limit.saturating_add(DRAIN_AFTER_LIMIT) {
+            return Err(RequestError::TooLarge);
+        }
+        if seen <= limit {
+            out.extend_from_slice(&data);
+        }
+    }
+    if seen > limit { Err(RequestError::TooLarge) } else { Ok(out.freeze()) }
+}
+
+/// The client IP: the peer, or for a peer in `trusted_subnets` the first trusted proxy header.
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> String {
+    let Some(peer) = peer else { return String::new() };
+    if trusted.iter().any(|net| net.contains(&peer)) {
+        for name in ["x-real-ip", "true-client-ip", "cf-connecting-ip"] {
+            if let Some(ip) = headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<IpAddr>().ok()) {
+                return ip.to_string();
+            }
+        }
+        if let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.trim().parse::<IpAddr>().ok())
+        {
+            return ip.to_string();
+        }
+        if let Some(ip) = headers.get("forwarded").and_then(|v| v.to_str().ok()).and_then(forwarded_for) {
+            return ip.to_string();
+        }
+    }
+    peer.to_string()
+}
+
+/// RFC 7239 `for=` of the first element.
+fn forwarded_for(value: &str) -> Option<IpAddr> {
+    let first = value.split(',').next()?;
+    first.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        if !k.eq_ignore_ascii_case("for") {
+            return None;
+        }
+        let v = v.trim_matches('"');
+        let v = v.strip_prefix('[').and_then(|s| s.split(']').next()).unwrap_or(v);
+        v.parse().ok().or_else(|| v.rsplit_once(':')?.0.parse().ok())
+    })
+}
+
+fn absolute_uri(uri: &http::Uri, headers: &HeaderMap, tls: bool) -> String {
+    let text = if uri.scheme().is_some() && uri.authority().is_some() {
+        uri.to_string()
+    } else {
+        let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        format!("{}://{host}{path}", if tls { "https" } else { "http" })
+    };
+    text.replace(['\r', '\n'], "")
+}
+
+/// `content-type` → `Content-Type`, as Go's canonical MIME header keys.
+pub fn canonical(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+        upper = c == '-';
+    }
+    out
+}
+
+/// All headers but `Host`, canonical keys, every value kept.
+fn header_map(headers: &HeaderMap) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for (name, value) in headers {
+        if name == http::header::HOST {
+            continue;
+        }
+        map.entry(canonical(name.as_str())).or_default().push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    map
+}
+
+/// Cookies by name, values query-unescaped; a value that fails to unescape drops the cookie.
+fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for header in headers.get_all(http::header::COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for pair in text.split(';') {
+            let Some((name, value)) = pair.trim().split_once('=') else { continue };
+            let value = value.trim_matches('"').replace('+', " ");
+            if let Ok(decoded) = percent_encoding::percent_decode_str(&value).decode_utf8() {
+                out.entry(name.trim().to_string()).or_insert_with(|| decoded.into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// PHP upload error codes (§3.5).
+const UPLOAD_ERR_OK: i64 = 0;
+const UPLOAD_ERR_NO_TMP_DIR: i64 = 6;
+const UPLOAD_ERR_CANT_WRITE: i64 = 7;
+const UPLOAD_ERR_EXTENSION: i64 = 8;
+
+async fn multipart(content_type: &str, body: Bytes, cfg: &Config) -> Result<(Tree, Tree, Vec<tempfile::TempPath>), RequestError> {
+    let boundary = multer::parse_boundary(content_type).map_err(|e| RequestError::Bad(format!("multipart: {e}")))?;
+    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut parts = multer::Multipart::new(stream, boundary);
+    let (mut fields, mut files, mut temps) = (Tree::default(), Tree::default(), Vec::new());
+    while let Some(field) = parts.next_field().await.map_err(|e| RequestError::Bad(format!("multipart: {e}")))? {
+        let name = field.name().unwrap_or("").to_string();
+        match field.file_name().map(str::to_string) {
+            None => {
+                let text = field.text().await.map_err(|e| RequestError::Bad(format!("multipart: {e}")))?;
+                fields.push(&name, Value::String(text)).map_err(|e| RequestError::Bad(e.to_string()))?;
+            }
+            Some(file_name) => {
+                let mime = field.content_type().map(|m| m.to_string()).unwrap_or_default();
+                let data = field.bytes().await.map_err(|e| RequestError::Bad(format!("multipart: {e}")))?;
+                let (error, size, tmp_name) = if !extension_allowed(&file_name, cfg) {
+                    (UPLOAD_ERR_EXTENSION, 0, String::new())
+                } else {
+                    match store(&data, cfg.uploads.dir.as_deref()) {
+                        Ok(path) => {
+                            let shown = path.display().to_string();
+                            temps.push(path);
+                            (UPLOAD_ERR_OK, data.len(), shown)
+                        }
+                        Err(code) => (code, 0, String::new()),
+                    }
+                };
+                let entry = json!({"name": file_name, "mime": mime, "size": size, "error": error, "tmpName": tmp_name});
+                // A single-key field holds one file: the first.
+                if crate::form::keys(&name).is_some_and(|k| k.len() == 1) && files.contains(&name) {
+                    continue;
+                }
+                files.push(&name, entry).map_err(|e| RequestError::Bad(e.to_string()))?;
+            }
+        }
+    }
+    Ok((fields, files, temps))
+}
+
+fn extension_allowed(file_name: &str, cfg: &Config) -> bool {
+    let ext = Path::new(file_name).extension().map(|e| format!(".{}", e.to_string_lossy().to_lowercase())).unwrap_or_default();
+    let norm = |s: &String| {
+        let s = s.to_lowercase();
+        if s.starts_with('.') { s } else { format!(".{s}") }
+    };
+    if cfg.uploads.forbid.iter().map(norm).any(|f| f == ext) {
+        return false;
+    }
+    cfg.uploads.allow.is_empty() || cfg.uploads.allow.iter().map(norm).any(|a| a == ext)
+}
+
+fn store(data: &[u8], dir: Option<&Path>) -> Result<tempfile::TempPath, i64> {
+    use std::io::Write;
+    let builder = {
+        let mut b = tempfile::Builder::new();
+        b.prefix("upload");
+        b
+    };
+    let mut file = match dir {
+        Some(dir) => builder.tempfile_in(dir),
+        None => builder.tempfile(),
+    }
+    .map_err(|_| UPLOAD_ERR_NO_TMP_DIR)?;
+    file.write_all(data).map_err(|_| UPLOAD_ERR_CANT_WRITE)?;
+    Ok(file.into_temp_path())
+}

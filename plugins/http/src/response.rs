@@ -1,0 +1,184 @@
+//! From a worker reply to a hyper response (PROTOCOL.md §3.6-3.8): status and headers from the
+//! protobuf or JSON context, `Trailer` names moved to trailers, streamed frames forwarded as they
+//! arrive. 1xx contexts (103 Early Hints) are not forwarded: hyper's server cannot send
+//! informational responses, so they are dropped without leaking into the final headers (the
+//! RoadRunner v6 rule for the final response).
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use prost::Message;
+use rr_runtime::frame;
+use rr_runtime::http::{Body, Response};
+use rr_runtime::pool::{Payload, PoolError, Reply, ReplyStream};
+
+use crate::proto;
+
+/// Status and headers a worker sent in a frame's context.
+#[derive(Debug, Default, PartialEq)]
+pub struct Head {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<Vec<u8>>)>,
+}
+
+/// Decode a response context by the frame's codec flag; `Ok(None)` for an empty context.
+pub fn decode_head(payload: &Payload) -> Result<Option<Head>, String> {
+    if payload.context.is_empty() {
+        return Ok(None);
+    }
+    let (status, headers) = if payload.codec & frame::CODEC_PROTO != 0 || (payload.codec == 0 && payload.context[0] != b'{') {
+        let r = proto::Response::decode(payload.context.clone()).map_err(|e| format!("invalid http.v1.Response from worker: {e}"))?;
+        (r.status, r.headers.into_iter().map(|(k, v)| (k, v.value)).collect())
+    } else {
+        #[derive(serde::Deserialize)]
+        struct JsonHead {
+            status: i64,
+            #[serde(default)]
+            headers: std::collections::HashMap<String, Vec<String>>,
+        }
+        let h: JsonHead = serde_json::from_slice(&payload.context).map_err(|e| format!("invalid JSON response context from worker: {e}"))?;
+        (h.status, h.headers.into_iter().map(|(k, v)| (k, v.into_iter().map(String::into_bytes).collect())).collect())
+    };
+    if !(100..=599).contains(&status) {
+        return Err(format!("unknown status code from worker: {status}"));
+    }
+    Ok(Some(Head { status: status as u16, headers }))
+}
+
+/// PHP's stream terminator: no codec, empty context and body.
+fn is_terminator(p: &Payload) -> bool {
+    p.codec == 0 && p.context.is_empty() && p.body.is_empty()
+}
+
+pub fn error_response(code: u16, text: Option<String>) -> Response {
+    let mut resp = http::Response::new(full(text.map(Bytes::from).unwrap_or_default()));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp
+}
+
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Build the response; `guard` (upload temp files) lives until the last frame was read.
+pub async fn build<G: Send + 'static>(reply: Reply, guard: G, error_code: u16) -> Result<Response, String> {
+    let Reply { mut payload, mut stream } = reply;
+    // Skip informational heads of a stream until the final status arrives.
+    let head = loop {
+        match decode_head(&payload)? {
+            Some(h) if h.status < 200 => {
+                tracing::debug!(status = h.status, "informational response from worker dropped (not supported by the HTTP server)");
+                let Some(s) = stream.as_mut() else { return Err(format!("worker ended the response with status {}", h.status)) };
+                payload = match s.next().await {
+                    Some(Ok(p)) => p,
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("worker ended the stream after an informational status".into()),
+                };
+            }
+            other => break other.unwrap_or(Head { status: 200, headers: Vec::new() }),
+        }
+    };
+    let (headers, trailers) = split_trailers(head.headers);
+    let first = if is_terminator(&payload) { Bytes::new() } else { payload.body };
+    let body = match stream {
+        None if trailers.is_empty() => full(first),
+        stream => streamed(first, stream, trailers, guard, error_code),
+    };
+    let mut resp = http::Response::new(body);
+    *resp.status_mut() = StatusCode::from_u16(head.status).map_err(|e| e.to_string())?;
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+/// Body of a streamed (or trailer-carrying) response: chunks as the worker sends them, then
+/// trailers. A worker error after the first chunk cuts the stream.
+fn streamed<G: Send + 'static>(first: Bytes, stream: Option<ReplyStream>, trailers: HeaderMap, guard: G, _error_code: u16) -> Body {
+    type Item = Result<http_body::Frame<Bytes>, rr_runtime::BoxError>;
+    let head = futures::stream::iter((!first.is_empty()).then(|| Ok::<_, rr_runtime::BoxError>(http_body::Frame::data(first))));
+    let rest = futures::stream::unfold(Some((stream, guard)), |state| async move {
+        let (mut stream, guard) = state?;
+        let s = stream.as_mut()?;
+        loop {
+            match s.next().await {
+                Some(Ok(p)) if p.body.is_empty() => continue,
+                Some(Ok(p)) => return Some((Ok(http_body::Frame::data(p.body)), Some((stream, guard)))),
+                Some(Err(PoolError::SoftError(m))) | Some(Err(PoolError::Other(m))) => {
+                    return Some((Err(m.into()), None));
+                }
+                Some(Err(e)) => return Some((Err(e.to_string().into()), None)),
+                None => {
+                    drop(guard);
+                    return None;
+                }
+            }
+        }
+    });
+    let tail = futures::stream::iter((!trailers.is_empty()).then(|| Ok(http_body::Frame::trailers(trailers))));
+    let all = head.chain(rest).chain(tail).map(|item: Item| item);
+    StreamBody::new(all).boxed_unsync()
+}
+
+/// Headers for the response and those the `Trailer` header moves to trailers (§3.6 step 3).
+fn split_trailers(headers: Vec<(String, Vec<Vec<u8>>)>) -> (HeaderMap, HeaderMap) {
+    let mut map = HeaderMap::new();
+    for (name, values) in headers {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { continue };
+        for v in values {
+            if let Ok(v) = HeaderValue::from_bytes(&v) {
+                map.append(name.clone(), v);
+            }
+        }
+    }
+    let mut trailers = HeaderMap::new();
+    let listed: Vec<String> = map
+        .get_all(http::header::TRAILER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split([',', ' ']).filter(|n| !n.is_empty()).map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    if !listed.is_empty() {
+        map.remove(http::header::TRAILER);
+        for name in listed {
+            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { continue };
+            let values: Vec<_> = map.get_all(&name).iter().cloned().collect();
+            if values.is_empty() {
+                continue;
+            }
+            map.remove(&name);
+            for v in values {
+                trailers.append(name.clone(), v);
+            }
+        }
+    }
+    (map, trailers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_proto_heads() {
+        let json = Payload::new(frame::CODEC_JSON, &br#"{"status":201,"headers":{"X-A":["1","2"]}}"#[..], &b""[..]);
+        assert_eq!(decode_head(&json).unwrap().unwrap(), Head { status: 201, headers: vec![("X-A".into(), vec![b"1".to_vec(), b"2".to_vec()])] });
+        let msg = proto::Response { status: 404, headers: Default::default() }.encode_to_vec();
+        assert_eq!(decode_head(&Payload::new(frame::CODEC_PROTO, msg, &b""[..])).unwrap().unwrap().status, 404);
+        let bad = Payload::new(frame::CODEC_JSON, &br#"{"status":999}"#[..], &b""[..]);
+        assert_eq!(decode_head(&bad).unwrap_err(), "unknown status code from worker: 999");
+        assert_eq!(decode_head(&Payload::new(0, &b""[..], &b"x"[..])).unwrap(), None);
+    }
+
+    #[test]
+    fn trailer_header_moves_listed_headers() {
+        let (h, t) = split_trailers(vec![
+            ("Trailer".into(), vec![b"X-Checksum, X-Missing".to_vec()]),
+            ("X-Checksum".into(), vec![b"abc".to_vec()]),
+            ("Content-Type".into(), vec![b"text/plain".to_vec()]),
+        ]);
+        assert!(h.get("trailer").is_none() && h.get("x-checksum").is_none());
+        assert_eq!(h["content-type"], "text/plain");
+        assert_eq!(t["x-checksum"], "abc");
+        assert_eq!(t.len(), 1);
+    }
+}

@@ -1,0 +1,125 @@
+//! Listeners: accept connections, serve them with hyper (HTTP/1.1 keep-alive, HTTP/2 by prior
+//! knowledge on cleartext when `http2.h2c`, or by ALPN over TLS), drain them on shutdown.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rr_runtime::http::Handler;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::request::ConnInfo;
+
+pub struct Listener {
+    pub listener: TcpListener,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub h2c: bool,
+    pub max_concurrent_streams: u32,
+}
+
+/// Serve until `shutdown`, then let open connections finish their requests (up to `drain`).
+pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, drain: Duration) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(l.max_concurrent_streams);
+    let builder = if l.tls.is_none() && !l.h2c { builder.http1_only() } else { builder };
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = l.listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo { remote, tls: l.tls.is_some() };
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(info);
+            let req = req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync());
+            let fut = handler(req);
+            async move { Ok::<_, Infallible>(fut.await) }
+        });
+        match &l.tls {
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "http: connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, "https: handshake failed"),
+                        Err(_) => return tracing::debug!("https: handshake timed out"),
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "https: connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("http: connections still open after {drain:?}; closing them");
+    }
+}
+
+/// TLS settings from the `ssl` section (rustls, ALPN h2 and http/1.1).
+pub fn tls_acceptor(ssl: &crate::config::Ssl) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use crate::config::ClientAuth;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &std::path::Path, key: &str| {
+        std::fs::read(path).map_err(|e| format!("config key `http.ssl.{key}`: cannot read `{}`: {e}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &read(&ssl.cert, "cert")?[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("config key `http.ssl.cert`: invalid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("config key `http.ssl.cert`: no certificate found in `{}`", ssl.cert.display()));
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &read(&ssl.key, "key")?[..])
+        .map_err(|e| format!("config key `http.ssl.key`: invalid PEM: {e}"))?
+        .ok_or_else(|| format!("config key `http.ssl.key`: no private key found in `{}`", ssl.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match (&ssl.root_ca, ssl.client_auth_type) {
+        (Some(ca), mode) if mode != ClientAuth::NoClientCerts => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut &read(ca, "root_ca")?[..]) {
+                roots.add(cert.map_err(|e| format!("config key `http.ssl.root_ca`: {e}"))?).map_err(|e| format!("config key `http.ssl.root_ca`: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = match mode {
+                ClientAuth::RequestClientCert | ClientAuth::VerifyClientCertIfGiven => verifier.allow_unauthenticated(),
+                _ => verifier,
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| format!("config key `http.ssl.root_ca`: {e}"))?)
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| format!("config key `http.ssl`: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,309 @@
+//! The http plugin against real PHP workers (tests/php/workers/http.php).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rr_runtime::config::Config;
+use rr_runtime::host::Host;
+use serde_json::Value;
+
+struct Server {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn worker() -> String {
+    format!("php {}/../../tests/php/workers/http.php", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Start a host with the http plugin; `http_extra` is YAML indented under `http:`.
+async fn serve(http_extra: &str) -> Server {
+    let port = free_port();
+    serve_on(port, &format!("  address: 127.0.0.1:{port}\n{http_extra}")).await
+}
+
+async fn serve_on(port: u16, http_section: &str) -> Server {
+    let yaml = format!("version: '3'\nserver:\n  command: \"{}\"\nhttp:\n{http_section}\n", worker());
+    let config = Config::from_str(&yaml).unwrap();
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_http::Plugin>();
+    let host = Host::init(&build, &config).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Workers may still be starting; the first request waits for one.
+    Server { port, stop: Some(tx), task }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+async fn echo(server: &Server, req: reqwest::RequestBuilder) -> Value {
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200, "echo failed");
+    let _ = server;
+    resp.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_and_keep_alive() {
+    let server = serve("  pool:\n    num_workers: 2").await;
+    let c = client();
+    for _ in 0..3 {
+        let resp = c.get(server.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+        assert_eq!(resp.headers()["content-type"], "text/plain");
+        assert_eq!(resp.text().await.unwrap(), "Hello, World!");
+    }
+    server.shutdown().await;
+}
+
+async fn request_context(codec: &str) {
+    let server = serve(&format!("  codec: {codec}\n  pool:\n    num_workers: 1")).await;
+    let c = client();
+    let v = echo(
+        &server,
+        c.put(server.url("/echo?a=1&b[]=2&b[]=3"))
+            .header("X-Multi", "one")
+            .header("X-Multi", "two")
+            .header("Cookie", "session=abc%20def; theme=dark")
+            .body("raw body bytes"),
+    )
+    .await;
+    assert_eq!(v["mode"], codec);
+    assert_eq!(v["method"], "PUT");
+    assert_eq!(v["protocol"], "HTTP/1.1");
+    assert_eq!(v["remoteAddr"], "127.0.0.1");
+    assert_eq!(v["uri"], format!("http://127.0.0.1:{}/echo?a=1&b[]=2&b[]=3", server.port));
+    assert_eq!(v["rawQuery"], "a=1&b[]=2&b[]=3");
+    assert_eq!(v["headers"]["X-Multi"], serde_json::json!(["one", "two"]));
+    assert!(v["headers"].get("Host").is_none(), "Host travels in the uri only");
+    assert_eq!(v["cookies"]["session"], "abc def");
+    assert_eq!(v["cookies"]["theme"], "dark");
+    assert_eq!(v["body"], "raw body bytes");
+    assert_eq!(v["parsed"], false);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_context_protobuf() {
+    request_context("proto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_context_json() {
+    request_context("json").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urlencoded_nested_form_is_parsed() {
+    let server = serve("  pool:\n    num_workers: 1").await;
+    let v = echo(
+        &server,
+        client()
+            .post(server.url("/echo"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("name=x&name=y&tags[]=a&tags[]=b&user[address][city]=Oslo&user[0]=z"),
+    )
+    .await;
+    assert_eq!(v["parsed"], true);
+    let form: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+    assert_eq!(form, serde_json::json!({"name": "y", "tags": ["a", "b"], "user": {"address": {"city": "Oslo"}, "0": "z"}}));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&format!("  uploads:\n    dir: {}\n    forbid: [\".php\"]\n  pool:\n    num_workers: 1", dir.path().display())).await;
+    let form = reqwest::multipart::Form::new()
+        .text("title", "holiday")
+        .text("meta[tags][]", "sea")
+        .part("photo", reqwest::multipart::Part::bytes(b"JPEGDATA".to_vec()).file_name("beach.jpg").mime_str("image/jpeg").unwrap())
+        .part("docs[]", reqwest::multipart::Part::bytes(b"one".to_vec()).file_name("a.txt"))
+        .part("docs[]", reqwest::multipart::Part::bytes(b"two".to_vec()).file_name("b.txt"))
+        .part("evil", reqwest::multipart::Part::bytes(b"<?php".to_vec()).file_name("shell.PHP"));
+    let v = echo(&server, client().post(server.url("/echo")).multipart(form)).await;
+    let fields: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+    assert_eq!(fields, serde_json::json!({"title": "holiday", "meta": {"tags": ["sea"]}}));
+    let up = &v["uploads"];
+    assert_eq!(up["photo"]["name"], "beach.jpg");
+    assert_eq!(up["photo"]["mime"], "image/jpeg");
+    assert_eq!(up["photo"]["size"], 8);
+    assert_eq!(up["photo"]["error"], 0);
+    assert_eq!(up["photo"]["tmpName"]["content"], "JPEGDATA");
+    assert!(up["photo"]["tmpName"]["path"].as_str().unwrap().starts_with(&dir.path().display().to_string()));
+    assert_eq!(up["docs"][1]["tmpName"]["content"], "two");
+    assert_eq!(up["evil"]["error"], 8, "forbidden extension gives UPLOAD_ERR_EXTENSION");
+    assert_eq!(up["evil"]["tmpName"], "");
+    // Temp files are removed once the response is done.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_body_is_413() {
+    let server = serve("  max_request_size: 1\n  pool:\n    num_workers: 1").await;
+    let resp = client().post(server.url("/echo")).body(vec![b'x'; 2 * 1024 * 1024]).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let resp = client().post(server.url("/echo")).body(vec![b'x'; 1000]).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_error_and_crash_give_internal_error_code_then_normal_service() {
+    let server = serve("  internal_error_code: 502\n  pool:\n    num_workers: 1").await;
+    let c = client();
+    let resp = c.get(server.url("/error")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.text().await.unwrap(), "", "no error text without pool.debug");
+    let resp = c.get(server.url("/crash")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let resp = c.get(server.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    server.shutdown().await;
+
+    let server = serve("  pool:\n    debug: true").await;
+    let resp = c.get(server.url("/error?msg=details")).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    assert!(resp.text().await.unwrap().contains("app failed: details"), "pool.debug shows the error");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_multi_value_headers() {
+    let server = serve("  pool:\n    num_workers: 1").await;
+    let c = client();
+    assert_eq!(c.get(server.url("/status?code=404")).send().await.unwrap().status(), 404);
+    assert_eq!(c.get(server.url("/status?code=999")).send().await.unwrap().status(), 500);
+    let resp = c.get(server.url("/multi")).send().await.unwrap();
+    let cookies: Vec<_> = resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hints_do_not_leak_into_the_final_response() {
+    let server = serve("  pool:\n    num_workers: 1").await;
+    let resp = client().get(server.url("/hints")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("link").is_none());
+    assert_eq!(resp.text().await.unwrap(), "after hints");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_response_arrives_chunk_by_chunk() {
+    let server = serve("  pool:\n    num_workers: 1").await;
+    let resp = client().get(server.url("/stream?n=4&ms=30")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut text = String::new();
+    let mut chunks = 0;
+    while let Some(chunk) = stream.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        chunks += 1;
+    }
+    assert_eq!(text, "chunk0\nchunk1\nchunk2\nchunk3\ndone\n");
+    assert!(chunks >= 2, "the body arrived in {chunks} piece(s)");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_leaving_mid_stream_frees_the_worker() {
+    let server = serve("  pool:\n    num_workers: 1").await;
+    let c = client();
+    let pid = c.get(server.url("/pid")).send().await.unwrap().text().await.unwrap();
+    let resp = c.get(server.url("/stream?n=400&ms=10")).send().await.unwrap();
+    let mut stream = resp.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    // STOP reaches the worker at its next PING cycle; it ends the stream and serves again.
+    let again = c.get(server.url("/pid")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(again, pid, "the same worker serves the next request");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge() {
+    let server = serve("  http2:\n    h2c: true\n  pool:\n    num_workers: 1").await;
+    let c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let resp = c.get(server.url("/echo")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["protocol"], "HTTP/2.0");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_http2_and_redirect() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let (plain, tls) = (free_port(), free_port());
+    let section = format!(
+        "  address: 127.0.0.1:{plain}\n  ssl:\n    address: 127.0.0.1:{tls}\n    redirect: true\n    cert: {0}/cert.pem\n    key: {0}/key.pem\n  pool:\n    num_workers: 1",
+        dir.path().display()
+    );
+    let server = serve_on(plain, &section).await;
+    let c = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], tls).into())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = c.get(format!("https://localhost:{tls}/echo")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2, "ALPN picks h2");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["uri"], format!("https://localhost:{tls}/echo"));
+    let resp = c.get(format!("http://127.0.0.1:{plain}/x?y=1")).header("Host", "localhost").send().await.unwrap();
+    assert_eq!(resp.status(), 308);
+    assert_eq!(resp.headers()["location"], format!("https://localhost:{tls}/x?y=1"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_headers_only_from_trusted_subnets() {
+    let server = serve("  trusted_subnets: [\"127.0.0.0/8\"]\n  pool:\n    num_workers: 1").await;
+    let v = echo(&server, client().get(server.url("/echo")).header("X-Forwarded-For", "203.0.113.7, 10.0.0.1")).await;
+    assert_eq!(v["remoteAddr"], "203.0.113.7");
+    server.shutdown().await;
+    let server = serve("  trusted_subnets: [\"10.0.0.0/8\"]\n  pool:\n    num_workers: 1").await;
+    let v = echo(&server, client().get(server.url("/echo")).header("X-Forwarded-For", "203.0.113.7")).await;
+    assert_eq!(v["remoteAddr"], "127.0.0.1", "an untrusted peer cannot claim another address");
+    server.shutdown().await;
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_http::Plugin>();
+    let err = |yaml: &str| Host::init(&build, &Config::from_str(yaml).unwrap()).err().unwrap().to_string();
+    assert!(err("version: '3'\nhttp:\n  pool: {num_workers: 1}\n").contains("no method has been specified"));
+    assert!(err("version: '3'\nhttp:\n  address: ':0'\n  trusted_subnets: [nope]\n").contains("http.trusted_subnets"));
+    assert!(err("version: '3'\nhttp:\n  address: ':0'\n  codec: xml\n").contains("http.codec"));
+    assert!(err("version: '3'\nhttp:\n  address: ':0'\n  ssl: {cert: /nope.pem, key: /nope.key}\n").contains("http.ssl.cert"));
+}
