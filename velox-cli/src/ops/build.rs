@@ -1,0 +1,207 @@
+//! `velox build` / `velox generate`:
+//!
+//! 1. `plan::load`: parse and validate velox.toml (errors name file, line and key).
+//! 2. `resolve`: path, git (git2, cached), registry, tarball (sha256 checked before use).
+//! 3. `inspect`: each plugin's entry metadata and runtime requirement, no duplicate names.
+//! 4. `render`: the generated project from `plugin-templates/` (deterministic), then cargo
+//!    metadata on it (registry plugins, a single runtime), and the `--locked` check.
+//! 5. `compile`: cargo with a shared target directory, progress, cargo's own errors.
+//! 6. `install`: binary, `velox.lock`, manifest, `--version` smoke test.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::ops::inspect::{self, PluginInfo};
+use crate::ops::lock::{Lock, LockedCrate};
+use crate::ops::render::{self, PluginDep};
+use crate::ops::resolve::{Pin, Resolved, Resolver};
+use crate::ops::{compile, install};
+use crate::plan::{self, Plan};
+use crate::report::Reporter;
+
+pub struct BuildOptions {
+    pub recipe: PathBuf,
+    pub out: PathBuf,
+    pub offline: bool,
+    pub locked: bool,
+    pub debug: bool,
+    pub target: Option<String>,
+    pub jobs: Option<usize>,
+    pub target_dir: Option<PathBuf>,
+}
+
+/// Steps 1-4: everything up to a generated project, resolved and checked.
+pub struct Prepared {
+    pub plan: Plan,
+    pub project: PathBuf,
+    pub plugins: Vec<PluginInfo>,
+    pub lock: Lock,
+    pub resolver: Resolver,
+}
+
+pub fn prepare(recipe: &Path, project: Option<&Path>, offline: bool, report: &Reporter) -> anyhow::Result<Prepared> {
+    report.step("load", &recipe.display().to_string());
+    let plan = plan::load(recipe)?;
+    let resolver = Resolver::new(offline)?;
+
+    report.step("resolve", &format!("runtime ({})", plan.runtime.describe()));
+    let runtime = resolver.resolve("runtime", &plan.runtime)?;
+    let runtime_info = match &runtime {
+        Resolved::Dir { dir, .. } => Some(inspect::runtime(dir)?),
+        Resolved::Registry { .. } => None,
+    };
+    let mut resolved = Vec::new();
+    for spec in &plan.plugins {
+        report.step("resolve", &format!("{} ({})", spec.key, spec.source.describe()));
+        resolved.push(resolver.resolve(&format!("plugin `{}`", spec.key), &spec.source)?);
+    }
+
+    // Step 3 for crates on disk; registry crates are inspected from the project's metadata below.
+    let mut infos: Vec<Option<PluginInfo>> = Vec::new();
+    for (spec, r) in plan.plugins.iter().zip(&resolved) {
+        infos.push(match (r, &runtime_info) {
+            (Resolved::Dir { dir, .. }, Some(rt)) => {
+                report.step("inspect", &spec.key);
+                Some(inspect::plugin(&spec.key, &inspect::package_at(dir)?, rt)?)
+            }
+            _ => None,
+        });
+    }
+
+    let project = match project {
+        Some(p) => p.to_path_buf(),
+        None => resolver.cache.join("projects").join(format!("{}-{}", plan.name, crate::ops::resolve::short_hash(&std::fs::canonicalize(recipe)?.display().to_string()))),
+    };
+    let features = render::features_by_crate(&plan.features);
+    let deps: Vec<PluginDep> = plan
+        .plugins
+        .iter()
+        .zip(&resolved)
+        .zip(&infos)
+        .map(|((spec, r), info)| {
+            let crate_name = info.as_ref().map(|i| i.crate_name.clone()).unwrap_or_else(|| spec.key.clone());
+            PluginDep {
+                lib_name: crate_name.replace('-', "_"),
+                entry: info.as_ref().map(|i| i.entry.clone()).unwrap_or_else(|| "Plugin".into()),
+                dep: render::dependency(r, features.get(&crate_name).map(Vec::as_slice).unwrap_or(&[])),
+                crate_name,
+            }
+        })
+        .collect();
+    report.step("render", &project.display().to_string());
+    let rendered = render::render(recipe, &plan.name, &plan.version, &runtime, &deps)?;
+    render::write(&project, &rendered)?;
+
+    report.step("inspect", "generated project (cargo metadata)");
+    let meta = inspect::generated(&project, offline)?;
+    inspect::single_runtime(&meta)?;
+    let rt_pkg = meta.packages.iter().find(|p| p.name.as_str() == "rr-runtime").context("the generated project does not link rr-runtime")?;
+    let rt = inspect::RuntimeInfo { version: rt_pkg.version.clone() };
+    let mut plugins = Vec::new();
+    for ((spec, info), dep) in plan.plugins.iter().zip(infos).zip(&deps) {
+        let info = match info {
+            Some(i) => i,
+            None => {
+                let pkg = meta
+                    .packages
+                    .iter()
+                    .find(|p| p.name.as_str() == dep.crate_name)
+                    .with_context(|| format!("plugin `{}`: crate `{}` not found in the registry resolution", spec.key, dep.crate_name))?;
+                inspect::plugin(&spec.key, pkg, &rt)?
+            }
+        };
+        plugins.push(info);
+    }
+    inspect::check_duplicates(&plugins)?;
+    // Registry-resolved entry types may differ from the "Plugin" default assumed while rendering.
+    if deps.iter().zip(&plugins).any(|(d, p)| d.entry != p.entry) {
+        let deps: Vec<PluginDep> = deps.into_iter().zip(&plugins).map(|(d, p)| PluginDep { entry: p.entry.clone(), ..d }).collect();
+        render::write(&project, &render::render(recipe, &plan.name, &plan.version, &runtime, &deps)?)?;
+    }
+
+    let locked = |key: &str, name: &str, crate_name: &str, version: &str, source: &plan::Source, r: &Resolved| LockedCrate {
+        key: key.into(),
+        name: name.into(),
+        crate_name: crate_name.into(),
+        version: version.into(),
+        source: source.describe(),
+        commit: match r {
+            Resolved::Dir { pin: Pin::Git { commit }, .. } => Some(commit.clone()),
+            _ => None,
+        },
+        sha256: match r {
+            Resolved::Dir { pin: Pin::Url { sha256 }, .. } => Some(sha256.clone()),
+            _ => None,
+        },
+    };
+    let lock = Lock {
+        rustc: crate::ops::lock::rustc_version(),
+        runtime: locked("runtime", "", "rr-runtime", &rt.version.to_string(), &plan.runtime, &runtime),
+        plugins: plan
+            .plugins
+            .iter()
+            .zip(&plugins)
+            .zip(&resolved)
+            .map(|((spec, info), r)| locked(&spec.key, &info.name, &info.crate_name, &info.version, &spec.source, r))
+            .collect(),
+    };
+    Ok(Prepared { plan, project, plugins, lock, resolver })
+}
+
+/// The whole pipeline; returns the installed binary's path.
+pub fn build(opts: &BuildOptions, report: &Reporter) -> anyhow::Result<serde_json::Value> {
+    let prepared = prepare(&opts.recipe, None, opts.offline, report)?;
+    let Prepared { plan, project, plugins, lock, resolver } = prepared;
+    let lock_path = plan.dir().join("velox.lock");
+    let recorded = Lock::read(&lock_path)?;
+    if opts.locked {
+        lock.check_locked(recorded.as_ref(), &lock_path)?;
+        if let Some(r) = &recorded
+            && r.rustc != lock.rustc
+        {
+            report.warn(&format!("velox.lock was made with {}, this build uses {}", r.rustc, lock.rustc));
+        }
+    }
+
+    let debug = opts.debug || plan.debug;
+    let target = opts.target.clone().or_else(|| plan.target.clone());
+    let target_dir = match &opts.target_dir {
+        Some(d) => d.clone(),
+        None => std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| resolver.cache.join("target")),
+    };
+    report.step("compile", &format!("{} ({}, target dir {})", plan.name, if debug { "debug" } else { "release" }, target_dir.display()));
+    let built = compile::compile(
+        &compile::CompileOptions {
+            project: &project,
+            target_dir: &target_dir,
+            debug,
+            target: target.as_deref(),
+            jobs: opts.jobs,
+            offline: opts.offline,
+            bin: &plan.name,
+        },
+        report,
+    )?;
+
+    report.step("install", &opts.out.display().to_string());
+    let binary = install::copy_binary(&built, &opts.out, &plan.name)?;
+    let names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
+    install::smoke_test(&binary, &names)?;
+    lock.write(&lock_path)?;
+    let target_name = target.unwrap_or_else(host_target);
+    let manifest = install::write_manifest(&binary, &lock, &plan.name, &plan.version, &target_name, if debug { "debug" } else { "release" })?;
+    Ok(serde_json::json!({
+        "binary": binary,
+        "manifest": manifest,
+        "lock": lock_path,
+        "plugins": names,
+        "sha256": install::sha256_file(&binary)?,
+    }))
+}
+
+fn host_target() -> String {
+    let out = std::process::Command::new("rustc").arg("-vV").output().ok();
+    out.and_then(|o| String::from_utf8_lossy(&o.stdout).lines().find_map(|l| l.strip_prefix("host: ").map(str::to_string)))
+        .unwrap_or_else(|| format!("{}-unknown-{}", std::env::consts::ARCH, std::env::consts::OS))
+}

@@ -1,0 +1,198 @@
+//! Step 2: resolve every source to something cargo can use. Path sources are used in place; git
+//! sources are fetched with git2 into `$VELOX_CACHE` and checked out at the pinned commit;
+//! tarballs are downloaded once, verified against their sha256 before use, and unpacked;
+//! registry versions are left to cargo (their resolution is read back after `cargo metadata`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use sha2::{Digest, Sha256};
+
+use crate::plan::{GitRef, Source};
+
+/// How the generated Cargo.toml refers to a crate, and what it was pinned to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// A crate directory on disk (path, git checkout, unpacked tarball).
+    Dir { dir: PathBuf, pin: Pin },
+    Registry { version: String, registry: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    Path,
+    Git { commit: String },
+    Url { sha256: String },
+}
+
+pub struct Resolver {
+    pub cache: PathBuf,
+    pub offline: bool,
+}
+
+impl Resolver {
+    pub fn new(offline: bool) -> anyhow::Result<Self> {
+        let cache = match std::env::var_os("VELOX_CACHE") {
+            Some(dir) => PathBuf::from(dir),
+            None => dirs::cache_dir().ok_or_else(|| anyhow!("no user cache directory; set VELOX_CACHE"))?.join("velox"),
+        };
+        std::fs::create_dir_all(&cache).with_context(|| format!("cannot create the cache directory `{}`", cache.display()))?;
+        Ok(Resolver { cache, offline })
+    }
+
+    pub fn resolve(&self, what: &str, source: &Source) -> anyhow::Result<Resolved> {
+        match source {
+            Source::Path(p) => {
+                let dir = std::fs::canonicalize(p).with_context(|| format!("{what}: path `{}` does not exist", p.display()))?;
+                if !dir.join("Cargo.toml").is_file() {
+                    bail!("{what}: `{}` has no Cargo.toml; point `path` at the crate's directory", dir.display());
+                }
+                Ok(Resolved::Dir { dir, pin: Pin::Path })
+            }
+            Source::Registry { version, registry } => Ok(Resolved::Registry { version: version.clone(), registry: registry.clone() }),
+            Source::Git { url, reference, subdir } => {
+                let (checkout, commit) = self.git(what, url, reference)?;
+                let dir = match subdir {
+                    Some(s) => checkout.join(s),
+                    None => checkout,
+                };
+                if !dir.join("Cargo.toml").is_file() {
+                    bail!("{what}: no Cargo.toml at the root of the checkout{}; set `subdir` to the crate's directory", subdir.as_ref().map(|s| format!(" in `{s}`")).unwrap_or_default());
+                }
+                Ok(Resolved::Dir { dir, pin: Pin::Git { commit } })
+            }
+            Source::Url { url, sha256 } => Ok(Resolved::Dir { dir: self.tarball(what, url, sha256)?, pin: Pin::Url { sha256: sha256.clone() } }),
+        }
+    }
+
+    /// Fetch (unless offline) into a bare cache repo, pin the reference, check it out.
+    fn git(&self, what: &str, url: &str, reference: &GitRef) -> anyhow::Result<(PathBuf, String)> {
+        let real_url = expand_env(url)?;
+        let key = short_hash(url);
+        let repo_dir = self.cache.join("git").join(&key);
+        let repo = match git2::Repository::open_bare(&repo_dir) {
+            Ok(r) => r,
+            Err(_) if self.offline => bail!("{what}: `{}` is not in the cache and --offline forbids fetching it", crate::plan::redact(url)),
+            Err(_) => git2::Repository::init_bare(&repo_dir).with_context(|| format!("cannot create `{}`", repo_dir.display()))?,
+        };
+        if !self.offline {
+            let mut callbacks = git2::RemoteCallbacks::new();
+            callbacks.credentials(|u, username, _| credentials(u, username));
+            let mut options = git2::FetchOptions::new();
+            options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::All);
+            let mut remote = repo.remote_anonymous(&real_url)?;
+            remote
+                .fetch(&["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], Some(&mut options), None)
+                .map_err(|e| anyhow!("{what}: cannot fetch `{}`: {}", crate::plan::redact(url), e.message()))?;
+        }
+        let object = match reference {
+            GitRef::Tag(t) => repo.revparse_single(&format!("refs/tags/{t}")),
+            GitRef::Branch(b) => repo.revparse_single(&format!("refs/heads/{b}")),
+            GitRef::Rev(r) => repo.revparse_single(r),
+        }
+        .map_err(|_| anyhow!("{what}: {} not found in `{}`{}", reference.describe(), crate::plan::redact(url), if self.offline { " (offline: only the cache was searched)" } else { "" }))?;
+        let commit = object.peel_to_commit().with_context(|| format!("{what}: {} is not a commit", reference.describe()))?;
+        let id = commit.id().to_string();
+        let checkout = self.cache.join("checkouts").join(&key).join(&id);
+        if !checkout.join(".velox-complete").exists() {
+            let _ = std::fs::remove_dir_all(&checkout);
+            std::fs::create_dir_all(&checkout)?;
+            let mut co = git2::build::CheckoutBuilder::new();
+            co.target_dir(&checkout).force();
+            repo.checkout_tree(commit.as_object(), Some(&mut co)).with_context(|| format!("{what}: cannot check out {id}"))?;
+            std::fs::write(checkout.join(".velox-complete"), &id)?;
+        }
+        Ok((checkout, id))
+    }
+
+    /// Download once, verify, unpack; the crate is the archive's single top directory (or its root).
+    fn tarball(&self, what: &str, url: &str, sha256: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.cache.join("url").join(sha256);
+        let archive = self.cache.join("url").join(format!("{sha256}.tar.gz"));
+        if !dir.join(".velox-complete").exists() {
+            if !archive.exists() {
+                if self.offline {
+                    bail!("{what}: `{}` is not in the cache and --offline forbids downloading it", crate::plan::redact(url));
+                }
+                let bytes = reqwest::blocking::get(expand_env(url)?)
+                    .and_then(|r| r.error_for_status())
+                    .and_then(|r| r.bytes())
+                    .map_err(|e| anyhow!("{what}: cannot download `{}`: {e}", crate::plan::redact(url)))?;
+                let actual = hex::encode(Sha256::digest(&bytes));
+                if actual != sha256 {
+                    bail!("{what}: sha256 mismatch for `{}`: velox.toml pins {sha256}, the download is {actual}; nothing was built", crate::plan::redact(url));
+                }
+                std::fs::create_dir_all(archive.parent().unwrap())?;
+                std::fs::write(&archive, &bytes)?;
+            }
+            let bytes = std::fs::read(&archive)?;
+            let actual = hex::encode(Sha256::digest(&bytes));
+            if actual != sha256 {
+                let _ = std::fs::remove_file(&archive);
+                bail!("{what}: cached tarball is corrupt (sha256 {actual}); it was removed, build again to download it");
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]))
+                .unpack(&dir)
+                .with_context(|| format!("{what}: `{}` is not a .tar.gz archive", crate::plan::redact(url)))?;
+            std::fs::write(dir.join(".velox-complete"), sha256)?;
+        }
+        crate_root(&dir).ok_or_else(|| anyhow!("{what}: the tarball has no Cargo.toml at its root or in its single top directory"))
+    }
+}
+
+fn crate_root(dir: &Path) -> Option<PathBuf> {
+    if dir.join("Cargo.toml").is_file() {
+        return Some(dir.to_path_buf());
+    }
+    let entries: Vec<_> = std::fs::read_dir(dir).ok()?.filter_map(Result::ok).filter(|e| e.path().is_dir()).collect();
+    match entries.as_slice() {
+        [one] if one.path().join("Cargo.toml").is_file() => Some(one.path()),
+        _ => None,
+    }
+}
+
+/// Credentials from the URL's userinfo (`https://user:${TOKEN}@host/...`).
+fn credentials(url: &str, username: Option<&str>) -> Result<git2::Cred, git2::Error> {
+    let creds = url.split_once("://").and_then(|(_, rest)| rest.split_once('@')).map(|(c, _)| c);
+    match creds.and_then(|c| c.split_once(':')) {
+        Some((user, pass)) => git2::Cred::userpass_plaintext(user, pass),
+        None => match creds {
+            Some(token) => git2::Cred::userpass_plaintext(token, ""),
+            None => git2::Cred::default().or_else(|_| git2::Cred::username(username.unwrap_or("git"))),
+        },
+    }
+}
+
+/// `${VAR}` in source URLs (tokens); an unset variable is an error naming it.
+pub fn expand_env(text: &str) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').ok_or_else(|| anyhow!("unclosed `${{` in a source URL"))? + start;
+        let name = &rest[start + 2..end];
+        out.push_str(&std::env::var(name).map_err(|_| anyhow!("environment variable `{name}` used in a source URL is not set"))?);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+pub fn short_hash(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_expansion_in_urls() {
+        // SAFETY: test-local variable name.
+        unsafe { std::env::set_var("VELOX_TEST_TOKEN", "s3cret") };
+        assert_eq!(expand_env("https://x:${VELOX_TEST_TOKEN}@h/r").unwrap(), "https://x:s3cret@h/r");
+        assert!(expand_env("https://${VELOX_NOPE_UNSET}@h").unwrap_err().to_string().contains("VELOX_NOPE_UNSET"));
+    }
+}
