@@ -1,10 +1,115 @@
-//! The `logs` section → a tracing subscriber (minimal version; the config work completes it).
+//! The `logs` section → a tracing subscriber.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `mode` | `development` | `development` (console, debug), `production` (json, info), `raw` (message only), `off`/`none` |
+//! | `level` | by mode | `debug`, `info`, `warn`, `error` (`panic`/`fatal` read as `error`) |
+//! | `encoding` | by mode | `console` or `json` |
+//! | `output` | `[stderr]` | `stderr`, `stdout` or a file path (appended); the first entry is used |
+//! | `channels.<plugin>` | | per-plugin `level` (e.g. `channels: {http: {level: debug}}`) |
+//!
+//! `RUST_LOG`, when set, overrides the levels (tracing's usual filter syntax).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde::Deserialize;
+use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Logs {
+    pub mode: Option<String>,
+    pub level: Option<String>,
+    pub encoding: Option<String>,
+    pub output: Output,
+    pub channels: BTreeMap<String, Channel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub enum Output {
+    #[default]
+    Stderr,
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Channel {
+    pub level: Option<String>,
+}
+
+/// Keeps the log file open for the life of the process.
 pub struct Guard;
 
-pub fn init(_config: &Config) -> anyhow::Result<Guard> {
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).try_init();
+fn level(name: &str) -> anyhow::Result<&'static str> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "error" | "dpanic" | "panic" | "fatal" => "error",
+        other => anyhow::bail!("config key `logs.level`: unknown level `{other}`; use debug, info, warn or error"),
+    })
+}
+
+pub fn init(config: &Config) -> anyhow::Result<Guard> {
+    let logs: Logs = config.section("logs")?.unwrap_or_default();
+    let mode = logs.mode.as_deref().unwrap_or("development");
+    let (default_level, json) = match mode {
+        "development" => ("debug", false),
+        "production" => ("info", true),
+        "raw" => ("info", false),
+        "off" | "none" => return Ok(Guard),
+        other => anyhow::bail!("config key `logs.mode`: unknown mode `{other}`; use development, production, raw or off"),
+    };
+    let json = match logs.encoding.as_deref() {
+        None => json,
+        Some("json") => true,
+        Some("console") => false,
+        Some(other) => anyhow::bail!("config key `logs.encoding`: unknown encoding `{other}`; use console or json"),
+    };
+    let base = match &logs.level {
+        Some(l) => level(l)?,
+        None => default_level,
+    };
+    let mut directives = vec![base.to_string()];
+    for (plugin, channel) in &logs.channels {
+        if let Some(l) = &channel.level {
+            directives.push(format!("{plugin}={}", level(l)?));
+        }
+    }
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => EnvFilter::new(env),
+        _ => EnvFilter::new(directives.join(",")),
+    };
+    let output = match &logs.output {
+        Output::Stderr => "stderr".to_string(),
+        Output::One(s) => s.clone(),
+        Output::Many(v) => v.first().cloned().unwrap_or_else(|| "stderr".into()),
+    };
+    let writer = match output.as_str() {
+        "stderr" => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+        "stdout" => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+        path => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("config key `logs.output`: cannot open `{path}`"))?;
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(file))
+        }
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let _ = if json {
+        builder.json().try_init()
+    } else if mode == "raw" {
+        builder.without_time().with_level(false).with_target(false).try_init()
+    } else {
+        builder.with_ansi(output == "stderr" || output == "stdout").try_init()
+    };
     Ok(Guard)
 }

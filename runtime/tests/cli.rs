@@ -100,3 +100,24 @@ fn stop_without_pid_file_explains_serve_p() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("rr serve -p"));
 }
+
+#[test]
+fn logs_section_json_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".rr.yaml"),
+        "version: '3'\nlogs:\n  mode: production\n  output: rr.log\nserver:\n  command: php w.php\n  on_init:\n    command: \"echo warmed-up\"\n",
+    )
+    .unwrap();
+    let mut child = rr().args(["serve", "-p", "-c"]).arg(dir.path().join(".rr.yaml")).spawn().unwrap();
+    wait_file(&dir.path().join(".pid"));
+    nix_kill(child.id());
+    wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
+    let log = std::fs::read_to_string(dir.path().join("rr.log")).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("json lines")).collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "on_init: warmed-up"), "{log}");
+}
+
+fn nix_kill(pid: u32) {
+    Command::new("kill").arg(pid.to_string()).status().unwrap();
+}

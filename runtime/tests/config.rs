@@ -1,0 +1,130 @@
+//! `.rr.yaml` loading: expansion, overrides, includes, env files, and the messages of bad files.
+
+use std::path::Path;
+
+use rr_runtime::config::{Config, LoadOptions, expand};
+use rr_runtime::pool::PoolConfig;
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load(path: &Path, overrides: &[&str]) -> Result<Config, String> {
+    Config::load(&LoadOptions { path: path.to_path_buf(), overrides: overrides.iter().map(|s| s.to_string()).collect(), dotenv: None })
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn env_expansion_everywhere() {
+    // SAFETY: variables unique to this test.
+    unsafe {
+        std::env::set_var("RRT_HOST", "10.0.0.1");
+        std::env::set_var("RRT_EMPTY", "");
+    }
+    assert_eq!(expand("${RRT_HOST}:$RRT_HOST/${RRT_UNSET:-8080}"), "10.0.0.1:10.0.0.1/8080");
+    assert_eq!(expand("${RRT_EMPTY:-fallback}"), "fallback", "the default applies to empty values too");
+    assert_eq!(expand("cost: $$5 and $ alone"), "cost: $5 and $ alone");
+    let c = Config::from_str("version: '3'\nserver:\n  env:\n    A: ${RRT_HOST}\n  command: [php, \"${RRT_UNSET:-w.php}\"]\n").unwrap();
+    assert_eq!(c.value("server.env.A").unwrap(), "10.0.0.1");
+    assert_eq!(c.value("server.command").unwrap()[1], "w.php", "strings inside lists too");
+}
+
+#[test]
+fn overrides_nested_typed_and_expanded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), ".rr.yaml", "version: '3'\nhttp:\n  address: :8080\n  pool:\n    num_workers: 2\n");
+    // SAFETY: unique variable.
+    unsafe { std::env::set_var("RRT_WORKERS", "7") };
+    let c = load(&path, &["http.pool.num_workers=${RRT_WORKERS}", "http.address=\"127.0.0.1:9000\"", "rpc.listen=tcp://127.0.0.1:6001"]).unwrap();
+    let pool: PoolConfig = c.section("http.pool").unwrap().unwrap();
+    assert_eq!(pool.num_workers, 7);
+    assert_eq!(c.value("http.address").unwrap(), "127.0.0.1:9000");
+    assert_eq!(c.value("rpc.listen").unwrap(), "tcp://127.0.0.1:6001", "new sections can be created");
+    assert!(load(&path, &["novalue"]).unwrap_err().contains("expected `-o key=value`"));
+    assert!(load(&path, &["=x"]).unwrap_err().contains("key should not be empty"));
+    assert!(load(&path, &["a="]).unwrap_err().contains("value should not be empty"));
+}
+
+#[test]
+fn version_is_required_and_a_string() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = write(dir.path(), "a.yaml", "server:\n  command: php w.php\n");
+    assert_eq!(load(&missing, &[]).unwrap_err(), "rr configuration file should contain a version e.g: version: 3");
+    let number = write(dir.path(), "b.yaml", "version: 3\n");
+    assert_eq!(load(&number, &[]).unwrap_err(), "config key `version`: version should be a string: write `version: \"3\"` (found a number)");
+    let old = write(dir.path(), "c.yaml", "version: '2.7'\n");
+    assert!(load(&old, &[]).unwrap_err().contains("migrate the file to version \"3\""));
+    // An override can fix it: the check runs after overrides.
+    assert!(load(&number, &["version=\"3\""]).is_ok());
+}
+
+#[test]
+fn includes_overwrite_top_level_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = write(dir.path(), "extra.yaml", "version: '3'\nhttp:\n  address: 127.0.0.1:1\nlogs:\n  level: debug\n");
+    let main = write(dir.path(), ".rr.yaml", &format!("version: '3'\ninclude: [{}]\nhttp:\n  address: :8080\n  raw_body: true\n", base.display()));
+    let c = load(&main, &[]).unwrap();
+    assert_eq!(c.value("http.address").unwrap(), "127.0.0.1:1");
+    assert!(c.value("http.raw_body").is_none(), "a top-level key is replaced whole");
+    assert_eq!(c.value("logs.level").unwrap(), "debug");
+    let other = write(dir.path(), "v2.yaml", "version: '2.7'\n");
+    let bad = write(dir.path(), "bad.yaml", &format!("version: '3'\ninclude: [{}]\n", other.display()));
+    assert!(load(&bad, &[]).unwrap_err().contains("they must match"));
+}
+
+#[test]
+fn envfile_and_dotenv() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), ".env", "RRT_FROM_ENVFILE=envfile-value\n");
+    let path = write(dir.path(), ".rr.yaml", "version: '3'\nenvfile: .env\nserver:\n  env:\n    X: ${RRT_FROM_ENVFILE}\n");
+    assert_eq!(load(&path, &[]).unwrap().value("server.env.X").unwrap(), "envfile-value");
+
+    let dotenv = write(dir.path(), "other.env", "RRT_FROM_DOTENV=dotenv-value\n");
+    let path = write(dir.path(), "d.yaml", "version: '3'\na: ${RRT_FROM_DOTENV}\n");
+    let c = Config::load(&LoadOptions { path, overrides: vec![], dotenv: Some(dotenv) }).unwrap();
+    assert_eq!(c.value("a").unwrap(), "dotenv-value");
+}
+
+#[test]
+fn bad_files_and_keys_get_specific_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "bad.yaml", "version: '3'\nhttp: [unclosed\n");
+    let e = load(&path, &[]).unwrap_err();
+    assert!(e.starts_with(&format!("{}: invalid YAML", path.display())), "{e}");
+    assert!(load(&dir.path().join("nope.yaml"), &[]).unwrap_err().contains("nope.yaml"));
+
+    let c = Config::from_str("version: '3'\nhttp:\n  pool:\n    num_workers: abc\n").unwrap();
+    let e = c.section::<PoolConfig>("http.pool").unwrap_err().to_string();
+    assert_eq!(e, "config key `http.pool.num_workers`: invalid type: string \"abc\", expected usize");
+    let c = Config::from_str("version: '3'\nhttp:\n  pool:\n    allocate_timeout: forever\n").unwrap();
+    let e = c.section::<PoolConfig>("http.pool").unwrap_err().to_string();
+    assert_eq!(e, "config key `http.pool.allocate_timeout`: invalid duration `forever`: expected a Go duration such as `60s`, `1m30s` or `500ms`, found string \"forever\"");
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Needs {
+        command: String,
+    }
+    let c = Config::from_str("version: '3'\nserver:\n  relay: pipes\n").unwrap();
+    assert_eq!(c.section::<Needs>("server").unwrap_err().to_string(), "config key `server`: missing field `command`");
+}
+
+#[test]
+fn unknown_relay_scheme_names_the_key() {
+    let c = Config::from_str("version: '3'\nserver:\n  command: php w.php\n  relay: udp://x:1\n").unwrap();
+    let e = rr_runtime::server::Server::from_config(&c, "t").err().unwrap().to_string();
+    assert_eq!(e, "config key `server.relay`: unknown relay `udp://x:1`: expected `pipes`, `tcp://host:port` or `unix://path`");
+}
+
+#[test]
+fn go_durations() {
+    use rr_runtime::config::duration::parse;
+    use std::time::Duration;
+    assert_eq!(parse("1m30s").unwrap(), Duration::from_secs(90));
+    assert_eq!(parse("500ms").unwrap(), Duration::from_millis(500));
+    assert_eq!(parse("1.5h").unwrap(), Duration::from_secs(5400));
+    assert_eq!(parse("0").unwrap(), Duration::ZERO);
+    assert!(parse("10 minutes").is_err());
+}
