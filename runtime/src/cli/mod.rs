@@ -4,6 +4,7 @@
 
 mod jobs;
 mod reset;
+mod rpc_target;
 mod serve;
 mod stop;
 mod workers;

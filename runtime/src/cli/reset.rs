@@ -1,11 +1,46 @@
-//! `rr reset` (filled by the work that owns it).
+//! `rr reset [plugin...]`: replace the workers of the named plugins (all resettable plugins when
+//! none is named), in parallel, over RPC.
+
+use super::rpc_target;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Plugin or pipeline names.
-    pub names: Vec<String>,
+    /// Plugins to reset (default: all).
+    pub plugins: Vec<String>,
 }
 
-pub fn exec(_cli: &super::Cli, _args: &Args) -> anyhow::Result<()> {
-    anyhow::bail!("`rr reset` is not implemented yet")
+pub fn exec(cli: &super::Cli, args: &Args) -> anyhow::Result<()> {
+    let address = rpc_target::address(cli)?;
+    super::block_on(async {
+        let plugins = if args.plugins.is_empty() {
+            rpc_target::connect(&address).await?.call_json::<_, Vec<String>>("resetter.List", &true).await?
+        } else {
+            args.plugins.clone()
+        };
+        let tasks: Vec<_> = plugins
+            .into_iter()
+            .map(|plugin| {
+                let address = address.clone();
+                let silent = cli.silent;
+                tokio::spawn(async move {
+                    if !silent {
+                        println!("resetting plugin: [{plugin}]");
+                    }
+                    let mut client = rpc_target::connect(&address).await?;
+                    client.call_json::<_, bool>("resetter.Reset", &plugin).await?;
+                    if !silent {
+                        println!("plugin reset: [{plugin}]");
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        let mut first_error = None;
+        for t in tasks {
+            if let Err(e) = t.await? {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })
 }

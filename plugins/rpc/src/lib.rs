@@ -1,0 +1,50 @@
+//! The `rpc` plugin: serves the runtime's RPC registry over goridge on `rpc.listen`
+//! (`tcp://127.0.0.1:6001` by default) and registers the `rpc`, `informer` and `resetter`
+//! services. Other plugins add their own services to `services.rpc` at init.
+
+mod server;
+pub mod services;
+
+use std::sync::Arc;
+
+use rr_runtime::{BoxError, InitContext};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub listen: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { listen: "tcp://127.0.0.1:6001".into() }
+    }
+}
+
+pub struct Plugin {
+    config: Config,
+    services: Arc<rr_runtime::Services>,
+}
+
+impl rr_runtime::Plugin for Plugin {
+    const NAME: &'static str = "rpc";
+
+    fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
+        let Some(config) = ctx.section::<Config>("rpc")? else { return Ok(None) };
+        if !(config.listen.starts_with("tcp://") || config.listen.starts_with("unix://")) {
+            return Err(format!("config key `rpc.listen`: `{}` must start with tcp:// or unix://", config.listen).into());
+        }
+        let json = serde_json::to_vec(ctx.config.root()).unwrap_or_default();
+        services::register(ctx.services, json.into());
+        Ok(Some(Plugin { config, services: ctx.services.clone() }))
+    }
+
+    async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
+        let listener = server::Listener::bind(&self.config.listen).await?;
+        tracing::info!(target: "rpc", listen = %self.config.listen, "rpc server listening");
+        server::run(listener, self.services.clone(), shutdown).await;
+        Ok(())
+    }
+}
