@@ -1,0 +1,86 @@
+//! /metrics parsed as Prometheus text: pool metrics follow the requests served; application
+//! collectors declared in config and over RPC from PHP, with PHP's error texts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rr_runtime::config::Config;
+use rr_runtime::host::Host;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn scrape(port: u16) -> prometheus_parse::Scrape {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(|s| match s.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        _ => f64::NAN,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_and_application_collectors() {
+    let (http, metrics, rpc) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nmetrics:\n  address: 127.0.0.1:{metrics}\n  collect:\n    app_started:\n      type: gauge\n      help: Started\nserver:\n  command: \"php {}/tests/php/workers/http.php\"\nhttp:\n  address: 127.0.0.1:{http}\n  pool:\n    num_workers: 2\n",
+        root().display()
+    );
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_metrics::Plugin>().plugin::<rr_http::Plugin>();
+    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
+    let mut ready = false;
+    for _ in 0..500 {
+        if reqwest::get(format!("http://127.0.0.1:{http}/")).await.is_ok_and(|r| r.status().is_success()) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "http never became ready");
+
+    let s = scrape(metrics).await;
+    assert_eq!(value(&s, "rr_http_total_workers", &[]), Some(2.0));
+    assert_eq!(value(&s, "rr_http_workers_ready", &[]), Some(2.0));
+    assert!(value(&s, "rr_http_workers_memory_bytes", &[]).unwrap() > 1e6);
+    let pids: Vec<_> = s.samples.iter().filter(|x| x.metric == "rr_http_worker_state").map(|x| x.labels.get("pid").unwrap().to_string()).collect();
+    assert_eq!(pids.len(), 2);
+    assert!(s.samples.iter().any(|x| x.metric == "rr_http_worker_state" && x.labels.get("state") == Some("ready")));
+    assert_eq!(value(&s, "app_started", &[]), Some(0.0), "collect: declared from config: {:?}", s.samples.iter().map(|x| &x.metric).collect::<Vec<_>>());
+
+    // Values follow the work: a slow request shows a working worker and a queued request.
+    let slow = tokio::spawn(reqwest::get(format!("http://127.0.0.1:{http}/sleep?ms=700")));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let s = scrape(metrics).await;
+    assert_eq!(value(&s, "rr_http_workers_working", &[]), Some(1.0));
+    assert_eq!(value(&s, "rr_http_requests_queue", &[]), Some(1.0));
+    slow.await.unwrap().unwrap();
+
+    let out = Command::new("php").arg(root().join("tests/php/metrics_client.php")).env("RR_RPC", format!("tcp://127.0.0.1:{rpc}")).output().unwrap();
+    let r: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(r.len(), 13, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(r[..8].iter().all(|x| x["ok"] == true), "{r:?}");
+    assert!(r[8]["error"].as_str().unwrap().contains("undefined collector missing, try first Declare the desired collector"));
+    assert!(r[9]["error"].as_str().unwrap().contains("collector `orders_total` does not support method `Sub`"));
+    assert!(r[10]["error"].as_str().unwrap().contains("required labels for collector orders_total"));
+    assert_eq!(r[11]["ok"], true, "declaring an existing collector is not an error");
+    assert!(r[12]["error"].as_str().unwrap().contains("undefined collector nope"));
+
+    let s = scrape(metrics).await;
+    assert_eq!(value(&s, "app_orders_total", &[("shop", "eu")]), Some(5.0));
+    assert_eq!(value(&s, "queue_depth", &[]), Some(6.0));
+    assert_eq!(value(&s, "latency_count", &[]), Some(1.0));
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
