@@ -34,6 +34,12 @@ while (($req = $http->waitRequest()) !== null) {
             usleep((int)$query['ms'] * 1000);
             $http->respond(200, 'slept');
             break;
+        case '/big':
+            $http->respond(200, str_repeat("compressible text ", 1000), ['Content-Type' => 'text/plain']);
+            break;
+        case '/sendfile':
+            $http->respond(200, 'php body (replaced)', ['X-Sendfile' => $query['path']]);
+            break;
         case '/pid':
             $http->respond(200, (string)getmypid());
             break;
