@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Serve the same PHP apps three ways in one run and load them with wrk on loopback:
+#   rr (built by velox from velox.toml, 2 workers, codec proto and json)
+#   nginx + PHP-FPM (pm static, 2 children, same PHP)
+#   a plain hyper hello world (the ceiling, no PHP)
+# Usage: bench/http/run.sh [runs] [seconds] [connections]      Results: medians, markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-3}; secs=${2:-10}; conns=${3:-32}
+root=$PWD
+work=$(mktemp -d /tmp/rr-bench.XXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; sleep 1; rm -rf "$work"' EXIT
+
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+ls /usr/sbin/php-fpm* >/dev/null 2>&1 || need+=(php-fpm)
+if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
+fpm=$(ls /usr/sbin/php-fpm* | head -1)
+
+[ -x dist/rr ] || cargo run -q -p velox-cli --release -- build -c velox.toml -o dist
+cargo build -q --release -p rr-http --example hyper_hello
+hyper_bin=target/release/examples/hyper_hello
+
+# PHP-FPM: static pool of 2, behind nginx on a unix socket.
+cat > "$work/fpm.conf" <<CONF
+[global]
+error_log = $work/fpm.log
+daemonize = no
+[bench]
+listen = $work/fpm.sock
+pm = static
+pm.max_children = 2
+user = www-data
+group = www-data
+listen.owner = www-data
+listen.group = www-data
+listen.mode = 0666
+CONF
+"$fpm" -R -y "$work/fpm.conf" -F &
+cat > "$work/nginx.conf" <<CONF
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:18081;
+    location = /hello { include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME $root/examples/hello/fpm.php; fastcgi_pass unix:$work/fpm.sock; }
+    location / { include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME $root/examples/framework/fpm.php; fastcgi_pass unix:$work/fpm.sock; }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -g 'daemon off;' &
+"$hyper_bin" 127.0.0.1:18084 &
+quiet="-o logs.mode=off"
+(cd examples/hello && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18082 -o http.codec=proto) &
+(cd examples/hello && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18085 -o http.codec=json -o rpc.listen=tcp://127.0.0.1:16001) &
+(cd examples/framework && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18083 -o http.codec=proto) &
+(cd examples/framework && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18086 -o http.codec=json) &
+sleep 3
+for url in http://127.0.0.1:18081/hello http://127.0.0.1:18082/ http://127.0.0.1:18083/ http://127.0.0.1:18084/ http://127.0.0.1:18085/ http://127.0.0.1:18086/; do
+  curl -fsS "$url" >/dev/null || { echo "not answering: $url"; exit 1; }
+done
+
+# wrk: requests/s and p99 (ms), median over runs.
+measure() {
+  local url=$1 rps=() p99=()
+  wrk -t2 -c"$conns" -d2s "$url" >/dev/null  # warm-up
+  for _ in $(seq "$runs"); do
+    out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$url")
+    rps+=("$(echo "$out" | awk '/Requests\/sec/ {print $2}')")
+    p99+=("$(echo "$out" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v=v/1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v=v*1000}; print v}')")
+  done
+  printf '%s %s\n' "$(printf '%s\n' "${rps[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" \
+                   "$(printf '%s\n' "${p99[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+}
+
+echo "| app | server | req/s (median of $runs) | p99 ms | vs FPM |"
+echo "|---|---|---|---|---|"
+read -r fpm_hello fpm_hello_p99 < <(measure http://127.0.0.1:18081/hello)
+read -r fpm_fw fpm_fw_p99 < <(measure http://127.0.0.1:18081/)
+row() { printf '| %s | %s | %.0f | %s | %.2fx |\n' "$1" "$2" "$3" "$4" "$(echo "$3 / $5" | bc -l)"; }
+row hello "nginx + PHP-FPM (2 children)" "$fpm_hello" "$fpm_hello_p99" "$fpm_hello"
+read -r a b < <(measure http://127.0.0.1:18082/); row hello "rr, codec proto (2 workers)" "$a" "$b" "$fpm_hello"
+read -r a b < <(measure http://127.0.0.1:18085/); row hello "rr, codec json (2 workers)" "$a" "$b" "$fpm_hello"
+read -r a b < <(measure http://127.0.0.1:18084/); row hello "hyper hello, no PHP (ceiling)" "$a" "$b" "$fpm_hello"
+row framework "nginx + PHP-FPM (2 children)" "$fpm_fw" "$fpm_fw_p99" "$fpm_fw"
+read -r a b < <(measure http://127.0.0.1:18083/); row framework "rr, codec proto (2 workers)" "$a" "$b" "$fpm_fw"
+read -r a b < <(measure http://127.0.0.1:18086/); row framework "rr, codec json (2 workers)" "$a" "$b" "$fpm_fw"
+
+# Worker memory across at least 100,000 requests (hello, json codec).
+rr_pid=$(pgrep -f 'http.address=127.0.0.1:18085' | tail -1)
+rss() { for p in $(pgrep -P "$rr_pid" -f 'php worker.php'); do awk '/VmRSS/ {print $2}' "/proc/$p/status"; done | paste -sd+ | bc; }
+before=$(rss)
+total=0
+while [ "$total" -lt 100000 ]; do
+  n=$(wrk -t2 -c"$conns" -d10s http://127.0.0.1:18085/ | awk '/requests in/ {print $1}')
+  total=$((total + n))
+done
+after=$(rss)
+echo
+echo "worker RSS, 2 hello workers: ${before} KiB before, ${after} KiB after ${total} requests"
