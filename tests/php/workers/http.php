@@ -40,6 +40,11 @@ while (($req = $http->waitRequest()) !== null) {
         case '/sendfile':
             $http->respond(200, 'php body (replaced)', ['X-Sendfile' => $query['path']]);
             break;
+        case '/orphan':
+            // Leave a background process behind (zombie-reaping test of rr as PID 1).
+            exec("sh -c 'sleep 0.3' > /dev/null 2>&1 &");
+            $http->respond(200, 'orphaned');
+            break;
         case '/pid':
             $http->respond(200, (string)getmypid());
             break;
