@@ -9,6 +9,7 @@ cd "$(dirname "$0")/../.."
 runs=${1:-3}; secs=${2:-10}; conns=${3:-32}
 root=$PWD
 work=$(mktemp -d /tmp/rr-bench.XXXX)
+chmod 755 "$work"   # nginx and PHP-FPM workers run as other users
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 1; rm -rf "$work"' EXIT
 
 need=()

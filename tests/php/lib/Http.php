@@ -9,75 +9,7 @@ declare(strict_types=1);
 namespace RrTest;
 
 require_once __DIR__ . '/Goridge.php';
-
-final class Proto
-{
-    public static function varint(string $buf, int &$pos): int
-    {
-        $result = 0;
-        $shift = 0;
-        do {
-            $b = ord($buf[$pos++]);
-            $result |= ($b & 0x7F) << $shift;
-            $shift += 7;
-        } while ($b & 0x80);
-        return $result;
-    }
-
-    /** @return array<int, list<int|string>> field number => values (varints as int, others as bytes) */
-    public static function fields(string $buf): array
-    {
-        $out = [];
-        $pos = 0;
-        $len = strlen($buf);
-        while ($pos < $len) {
-            $key = self::varint($buf, $pos);
-            $field = $key >> 3;
-            switch ($key & 7) {
-                case 0:
-                    $out[$field][] = self::varint($buf, $pos);
-                    break;
-                case 2:
-                    $n = self::varint($buf, $pos);
-                    $out[$field][] = substr($buf, $pos, $n);
-                    $pos += $n;
-                    break;
-                case 1:
-                    $pos += 8;
-                    break;
-                case 5:
-                    $pos += 4;
-                    break;
-                default:
-                    throw new \RuntimeException('unsupported wire type');
-            }
-        }
-        return $out;
-    }
-
-    public static function encodeVarint(int $v): string
-    {
-        $out = '';
-        while ($v > 0x7F) {
-            $out .= chr(($v & 0x7F) | 0x80);
-            $v >>= 7;
-        }
-        return $out . chr($v);
-    }
-
-    public static function bytes(int $field, string $value): string
-    {
-        return self::encodeVarint(($field << 3) | 2) . self::encodeVarint(strlen($value)) . $value;
-    }
-
-    /** map<string, HeaderValue> field: entries of {1: key, 2: HeaderValue{1: repeated bytes}} */
-    public static function headerMap(string $entry): array
-    {
-        $f = self::fields($entry);
-        $values = isset($f[2][0]) ? (self::fields($f[2][0])[1] ?? []) : [];
-        return [$f[1][0] ?? '', $values];
-    }
-}
+require_once __DIR__ . '/Proto.php';
 
 final class HttpWorker
 {
