@@ -1,4 +1,39 @@
-//! KV driver contract shared by the kv plugin and its driver plugins (filled by the kv work).
+//! The KV driver contract shared by the kv plugin and its driver plugins (`memory`, `redis`,
+//! ...). Timeouts travel as RoadRunner has them: absolute RFC 3339 strings (`""` = none).
 
-/// Creates storages of one driver kind (`memory`, `redis`, ...).
-pub trait DriverFactory: Send + Sync {}
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::plugin::BoxError;
+
+/// One key with its value and absolute expiry (`""` = no expiry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Item {
+    pub key: String,
+    pub value: Bytes,
+    pub timeout: String,
+}
+
+pub type KvResult<T> = Result<T, BoxError>;
+
+/// One storage (`kv.<name>`).
+pub trait Storage: Send + Sync {
+    /// The keys that exist.
+    fn has(&self, keys: Vec<String>) -> BoxFuture<'_, KvResult<Vec<String>>>;
+    fn set(&self, items: Vec<Item>) -> BoxFuture<'_, KvResult<()>>;
+    /// Existing keys with their values.
+    fn mget(&self, keys: Vec<String>) -> BoxFuture<'_, KvResult<Vec<Item>>>;
+    fn mexpire(&self, items: Vec<Item>) -> BoxFuture<'_, KvResult<()>>;
+    /// Existing keys with their timeout (`""` when none); a driver without TTL support returns
+    /// an error containing `_plugin_ttl`.
+    fn ttl(&self, keys: Vec<String>) -> BoxFuture<'_, KvResult<Vec<Item>>>;
+    fn delete(&self, keys: Vec<String>) -> BoxFuture<'_, KvResult<()>>;
+    fn clear(&self) -> BoxFuture<'_, KvResult<()>>;
+}
+
+/// Creates storages of one driver kind from their `config` section.
+pub trait DriverFactory: Send + Sync {
+    fn create(&self, storage: &str, config: &serde_json::Value) -> BoxFuture<'static, KvResult<Arc<dyn Storage>>>;
+}

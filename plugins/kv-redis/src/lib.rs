@@ -1,0 +1,200 @@
+//! The `redis` KV driver: a single Redis node, or a cluster when `addrs` lists several nodes
+//! (RoadRunner's `redis` settings: `addrs`, `username`, `password`, `db`). Timeouts become
+//! `EXAT`/`EXPIREAT`; `TTL` reads `EXPIRETIME` back as RFC 3339. `Clear` flushes the database
+//! (`FLUSHDB`), as RoadRunner does: give each storage its own `db`.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use rr_runtime::kv::{DriverFactory, Item, KvResult, Storage};
+use rr_runtime::{BoxError, InitContext};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub struct Plugin;
+
+impl rr_runtime::Plugin for Plugin {
+    const NAME: &'static str = "kv.redis";
+
+    fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
+        let used = ctx.config.value("kv").and_then(|v| v.as_object()).is_some_and(|m| m.values().any(|s| s.get("driver").and_then(|d| d.as_str()) == Some("redis")));
+        if !used {
+            return Ok(None);
+        }
+        ctx.services.kv_drivers.register("redis", Arc::new(Factory) as Arc<dyn DriverFactory>);
+        Ok(Some(Plugin))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct Config {
+    addrs: Vec<String>,
+    username: Option<String>,
+    password: Option<String>,
+    db: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { addrs: vec!["127.0.0.1:6379".into()], username: None, password: None, db: 0 }
+    }
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+struct Factory;
+
+fn url(addr: &str, c: &Config) -> String {
+    let auth = match (&c.username, &c.password) {
+        (Some(u), Some(p)) => format!("{u}:{p}@"),
+        (None, Some(p)) => format!(":{p}@"),
+        _ => String::new(),
+    };
+    format!("redis://{auth}{addr}/{}", c.db)
+}
+
+impl DriverFactory for Factory {
+    fn create(&self, storage: &str, config: &serde_json::Value) -> BoxFuture<'static, KvResult<Arc<dyn Storage>>> {
+        let parsed: Result<Config, _> = if config.is_null() { Ok(Config::default()) } else { serde_json::from_value(config.clone()) };
+        let storage = storage.to_string();
+        Box::pin(async move {
+            let c = parsed.map_err(|e| format!("config key `kv.{storage}.config`: {e}"))?;
+            let conn = if c.addrs.len() > 1 {
+                let nodes: Vec<String> = c.addrs.iter().map(|a| url(a, &c)).collect();
+                let client = redis::cluster::ClusterClient::new(nodes)?;
+                Conn::Cluster(client.get_async_connection().await.map_err(|e| format!("cannot connect to the Redis cluster {:?}: {e}", c.addrs))?)
+            } else {
+                let addr = c.addrs.first().cloned().unwrap_or_else(|| "127.0.0.1:6379".into());
+                let client = redis::Client::open(url(&addr, &c))?;
+                Conn::Single(ConnectionManager::new(client).await.map_err(|e| format!("cannot connect to Redis at {addr}: {e}"))?)
+            };
+            Ok(Arc::new(Redis { conn }) as Arc<dyn Storage>)
+        })
+    }
+}
+
+pub struct Redis {
+    conn: Conn,
+}
+
+/// Seconds since the epoch of an RFC 3339 timeout; `None` for `""`.
+fn expiry(timeout: &str) -> KvResult<Option<i64>> {
+    if timeout.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(OffsetDateTime::parse(timeout, &Rfc3339).map_err(|e| format!("invalid timeout `{timeout}`: expected RFC 3339 ({e})"))?.unix_timestamp()))
+}
+
+/// `2024-05-01T12:00:00+00:00`, the form PHP writes and reads.
+fn rfc3339(ts: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp(ts).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second())
+}
+
+async fn query<T: redis::FromRedisValue>(conn: &Conn, cmd: redis::Pipeline) -> KvResult<T> {
+    Ok(match conn.clone() {
+        Conn::Single(mut c) => run(&mut c, cmd).await?,
+        Conn::Cluster(mut c) => run(&mut c, cmd).await?,
+    })
+}
+
+async fn run<T: redis::FromRedisValue>(c: &mut impl ConnectionLike, cmd: redis::Pipeline) -> redis::RedisResult<T> {
+    cmd.query_async(c).await
+}
+
+impl Storage for Redis {
+    fn has(&self, keys: Vec<String>) -> BoxFuture<'_, KvResult<Vec<String>>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(vec![]);
+            }
+            let mut p = redis::pipe();
+            for k in &keys {
+                p.exists(k);
+            }
+            let found: Vec<bool> = query(&self.conn, p).await?;
+            Ok(keys.into_iter().zip(found).filter(|(_, f)| *f).map(|(k, _)| k).collect())
+        })
+    }
+
+    fn set(&self, items: Vec<Item>) -> BoxFuture<'_, KvResult<()>> {
+        Box::pin(async move {
+            let mut p = redis::pipe();
+            for i in &items {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&i.key).arg(i.value.as_ref());
+                if let Some(at) = expiry(&i.timeout)? {
+                    cmd.arg("EXAT").arg(at);
+                }
+                p.add_command(cmd).ignore();
+            }
+            query::<()>(&self.conn, p).await
+        })
+    }
+
+    fn mget(&self, keys: Vec<String>) -> BoxFuture<'_, KvResult<Vec<Item>>> {
+        Box::pin(async move {
+            let mut p = redis::pipe();
+            for k in &keys {
+                p.get(k);
+            }
+            let values: Vec<Option<Vec<u8>>> = query(&self.conn, p).await?;
+            Ok(keys.into_iter().zip(values).filter_map(|(key, v)| v.map(|v| Item { key, value: v.into(), timeout: String::new() })).collect())
+        })
+    }
+
+    fn mexpire(&self, items: Vec<Item>) -> BoxFuture<'_, KvResult<()>> {
+        Box::pin(async move {
+            let mut p = redis::pipe();
+            for i in &items {
+                match expiry(&i.timeout)? {
+                    Some(at) => p.cmd("EXPIREAT").arg(&i.key).arg(at).ignore(),
+                    None => p.cmd("PERSIST").arg(&i.key).ignore(),
+                };
+            }
+            query::<()>(&self.conn, p).await
+        })
+    }
+
+    fn ttl(&self, keys: Vec<String>) -> BoxFuture<'_, KvResult<Vec<Item>>> {
+        Box::pin(async move {
+            let mut p = redis::pipe();
+            for k in &keys {
+                p.cmd("EXPIRETIME").arg(k);
+            }
+            let times: Vec<i64> = query(&self.conn, p).await?;
+            Ok(keys
+                .into_iter()
+                .zip(times)
+                .filter(|(_, t)| *t != -2)
+                .map(|(key, t)| Item { key, value: Default::default(), timeout: if t < 0 { String::new() } else { rfc3339(t) } })
+                .collect())
+        })
+    }
+
+    fn delete(&self, keys: Vec<String>) -> BoxFuture<'_, KvResult<()>> {
+        Box::pin(async move {
+            let mut p = redis::pipe();
+            for k in &keys {
+                p.del(k).ignore();
+            }
+            query::<()>(&self.conn, p).await
+        })
+    }
+
+    fn clear(&self) -> BoxFuture<'_, KvResult<()>> {
+        Box::pin(async move {
+            let mut p = redis::pipe();
+            p.cmd("FLUSHDB").ignore();
+            query::<()>(&self.conn, p).await
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! Every kv.* RPC method on the memory and Redis drivers through the PHP client speaking
+//! protobuf; TTL expiry; the errors PHP matches on. Needs Redis on 127.0.0.1:6379.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rr_runtime::config::Config;
+use rr_runtime::host::Host;
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn calls(rpc: &str, calls: Value) -> Vec<Value> {
+    let out = Command::new("php").arg(root().join("tests/php/kv_client.php")).arg(calls.to_string()).env("RR_RPC", rpc).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn rfc3339_in(secs: i64) -> String {
+    let out = Command::new("date").args(["-u", "-d", &format!("+{secs} seconds"), "+%Y-%m-%dT%H:%M:%S+00:00"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn scenario(rpc: &str, storage: &str) {
+    let later = rfc3339_in(3600);
+    let soon = rfc3339_in(1);
+    let r = calls(
+        rpc,
+        json!([
+            ["Clear", storage, []],
+            ["Set", storage, [["a", "value-a", ""], ["b", "value-b", later], ["gone", "x", soon]]],
+            ["Has", storage, [["a"], ["b"], ["missing"]]],
+            ["MGet", storage, [["a"], ["b"], ["missing"]]],
+            ["TTL", storage, [["a"], ["b"], ["missing"]]],
+            ["MExpire", storage, [["a", "", later]]],
+            ["TTL", storage, [["a"]]],
+            ["Delete", storage, [["a"]]],
+            ["Has", storage, [["a"], ["b"]]],
+        ]),
+    );
+    assert!(r.iter().all(|x| x.get("ok").is_some()), "{storage}: {r:?}");
+    let keys = |v: &Value| v["ok"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(keys(&r[2]), ["a", "b"], "{storage}: Has");
+    assert_eq!(r[3]["ok"], json!([{"key": "a", "value": "value-a", "timeout": ""}, {"key": "b", "value": "value-b", "timeout": ""}]), "{storage}: MGet");
+    assert_eq!(r[4]["ok"], json!([{"key": "a", "value": "", "timeout": ""}, {"key": "b", "value": "", "timeout": later}]), "{storage}: TTL");
+    assert_eq!(r[6]["ok"][0]["timeout"], later, "{storage}: MExpire");
+    assert_eq!(keys(&r[8]), ["b"], "{storage}: Delete");
+    std::thread::sleep(Duration::from_millis(2200));
+    let r = calls(rpc, json!([["Has", storage, [["gone"], ["b"]]], ["Clear", storage, []], ["Has", storage, [["b"]]]]));
+    assert_eq!(keys(&r[0]), ["b"], "{storage}: the key with a 1 s timeout expired");
+    assert_eq!(keys(&r[2]), Vec::<String>::new(), "{storage}: Clear");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_and_redis_drivers() {
+    assert!(std::net::TcpStream::connect("127.0.0.1:6379").is_ok(), "Redis is not reachable on 127.0.0.1:6379 (.ci/run starts it)");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let rpc = format!("tcp://127.0.0.1:{port}");
+    let yaml = format!(
+        "version: '3'\nrpc:\n  listen: {rpc}\nkv:\n  mem:\n    driver: memory\n    config: {{}}\n  red:\n    driver: redis\n    config:\n      addrs: [\"127.0.0.1:6379\"]\n      db: 5\n"
+    );
+    let build = rr_runtime::Build::new("rr", "test")
+        .plugin::<rr_rpc::Plugin>()
+        .plugin::<rr_kv_memory::Plugin>()
+        .plugin::<rr_kv_redis::Plugin>()
+        .plugin::<rr_kv::Plugin>();
+    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
+    // Ready when the storages answer.
+    let rpc2 = rpc.clone();
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..200 {
+            let r = calls(&rpc2, json!([["Has", "red", [["x"]]]]));
+            if r[0].get("ok").is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("kv storages never became ready");
+    })
+    .await
+    .unwrap();
+
+    let rpc2 = rpc.clone();
+    tokio::task::spawn_blocking(move || {
+        scenario(&rpc2, "mem");
+        scenario(&rpc2, "red");
+        let r = calls(&rpc2, json!([["Has", "nope", [["x"]]], ["Has", "", [["x"]]]]));
+        assert!(r[0]["error"].as_str().unwrap().contains("no such storage: nope"), "{r:?}");
+        assert!(r[1]["error"].as_str().unwrap().contains("no storage provided"), "{r:?}");
+    })
+    .await
+    .unwrap();
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
