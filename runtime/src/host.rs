@@ -28,6 +28,7 @@ pub fn services(build: &Build, config: &Config) -> anyhow::Result<Arc<Services>>
         metrics: Arc::new(Mutex::new(Default::default())),
         http_middleware: Registry::default(),
         jobs_drivers: Registry::default(),
+        jobs_informers: Registry::default(),
         kv_drivers: Registry::default(),
         lifecycle: Lifecycle::default(),
     }))

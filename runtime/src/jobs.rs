@@ -1,4 +1,84 @@
-//! Job driver contract shared by the jobs plugin and its driver plugins (filled by the jobs work).
+//! The job driver contract shared by the jobs plugin and its driver plugins (`memory`, ...).
+//!
+//! A driver creates pipelines. A pipeline stores pushed jobs and, while it is consuming,
+//! hands them to the jobs plugin as deliveries; each delivery carries the acknowledger that
+//! settles it with the broker once PHP has answered (PROTOCOL.md §5).
 
-/// Creates pipelines of one driver kind (`memory`, `amqp`, ...).
-pub trait DriverFactory: Send + Sync {}
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use crate::plugin::BoxError;
+
+pub type JobsResult<T> = Result<T, BoxError>;
+
+/// One job as pushed (`jobs.v1.Job`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Job {
+    pub id: String,
+    /// The job name (usually a PHP class).
+    pub name: String,
+    pub payload: Bytes,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub pipeline: String,
+    /// Lower runs first.
+    pub priority: i64,
+    /// Seconds before the job may run.
+    pub delay: u64,
+    pub auto_ack: bool,
+}
+
+/// Settles one delivery with its broker.
+pub trait Acknowledger: Send {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, JobsResult<()>>;
+    /// Negative acknowledgement: redeliver after `delay` seconds when `requeue`, else drop.
+    fn nack(self: Box<Self>, requeue: bool, delay: u64) -> BoxFuture<'static, JobsResult<()>>;
+    /// Put the job back with new headers, after `delay` seconds.
+    fn requeue(self: Box<Self>, headers: BTreeMap<String, Vec<String>>, delay: u64) -> BoxFuture<'static, JobsResult<()>>;
+}
+
+/// A job on its way to a worker.
+pub struct Delivery {
+    pub job: Job,
+    pub driver: &'static str,
+    pub queue: String,
+    pub acker: Box<dyn Acknowledger>,
+}
+
+/// A snapshot for `jobs.Stat`, `informer.Jobs` and `rr jobs --list`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineState {
+    pub pipeline: String,
+    pub driver: String,
+    pub queue: String,
+    pub active: i64,
+    pub delayed: i64,
+    pub reserved: i64,
+    /// Consuming (false = paused).
+    pub ready: bool,
+    pub priority: u64,
+}
+
+pub trait Pipeline: Send + Sync {
+    fn push(&self, job: Job) -> BoxFuture<'_, JobsResult<()>>;
+    /// Start (or resume) delivering jobs into `out`; a full channel is backpressure.
+    fn resume(&self, out: mpsc::Sender<Delivery>) -> BoxFuture<'_, JobsResult<()>>;
+    /// Stop delivering; stored jobs stay.
+    fn pause(&self) -> BoxFuture<'_, JobsResult<()>>;
+    /// Stop for good (destroy or server stop).
+    fn stop(&self) -> BoxFuture<'_, JobsResult<()>>;
+    fn state(&self) -> PipelineState;
+}
+
+/// Creates pipelines of one driver kind from their config (`jobs.pipelines.<name>.config`).
+pub trait DriverFactory: Send + Sync {
+    fn create(&self, pipeline: &str, config: &serde_json::Value) -> BoxFuture<'static, JobsResult<Arc<dyn Pipeline>>>;
+}
+
+/// What `informer.Jobs` and the status plugin read: the state of every pipeline of a plugin.
+pub trait JobsInformer: Send + Sync {
+    fn states(&self) -> Vec<PipelineState>;
+}

@@ -97,6 +97,8 @@ pub struct Services {
     pub http_middleware: Registry<Arc<dyn crate::http::Middleware>>,
     /// Job drivers by name (`memory`, `amqp`, ...).
     pub jobs_drivers: Registry<Arc<dyn crate::jobs::DriverFactory>>,
+    /// Pipeline states by owning plugin (`jobs`), for `informer.Jobs`.
+    pub jobs_informers: Registry<Arc<dyn crate::jobs::JobsInformer>>,
     /// KV drivers by name (`memory`, `redis`, ...).
     pub kv_drivers: Registry<Arc<dyn crate::kv::DriverFactory>>,
     pub lifecycle: Lifecycle,

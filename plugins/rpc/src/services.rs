@@ -55,7 +55,22 @@ pub fn register(services: &Arc<Services>, config_json: Bytes) {
         let workers = s.pools.get(&plugin).map(|p| p.workers().iter().map(process_state).collect::<Vec<_>>());
         async move { Ok(json!({ "workers": workers })) }
     });
-    rpc.register_json("informer.Jobs", move |_plugin: String| async move { Ok(Value::Null) });
+    let s = services.clone();
+    rpc.register_json("informer.Jobs", move |plugin: String| {
+        // Go field names, as RoadRunner's JobsInformer state has no JSON tags.
+        let states = s.jobs_informers.get(&plugin).map(|i| {
+            i.states()
+                .into_iter()
+                .map(|st| {
+                    json!({
+                        "Pipeline": st.pipeline, "Driver": st.driver, "Queue": st.queue, "Active": st.active,
+                        "Delayed": st.delayed, "Reserved": st.reserved, "Ready": st.ready, "Priority": st.priority, "ErrorMessage": "",
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        async move { Ok(states.map(Value::from).unwrap_or(Value::Null)) }
+    });
     for (method, add) in [("informer.AddWorker", true), ("informer.RemoveWorker", false)] {
         let s = services.clone();
         rpc.register_json(method, move |plugin: String| {

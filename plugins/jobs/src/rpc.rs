@@ -1,0 +1,153 @@
+//! `jobs.*` RPC methods (protobuf `jobs.v1`) with RoadRunner's error texts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rr_runtime::jobs::Job;
+use rr_runtime::rpc::RpcError;
+
+use crate::State;
+use crate::proto;
+
+fn job_from(p: proto::Job) -> Result<Job, RpcError> {
+    if p.id.is_empty() {
+        return Err(RpcError::new("jobs_push: empty ID field not allowed"));
+    }
+    let options = p.options.unwrap_or_default();
+    Ok(Job {
+        id: p.id,
+        name: p.job,
+        payload: p.payload.into(),
+        headers: p.headers.into_iter().map(|(k, v)| (k, v.value)).collect::<BTreeMap<_, _>>(),
+        pipeline: options.pipeline,
+        priority: options.priority,
+        delay: options.delay.max(0) as u64,
+        auto_ack: options.auto_ack,
+    })
+}
+
+async fn push(state: &State, job: proto::Job) -> Result<(), RpcError> {
+    let job = job_from(job)?;
+    let pipeline = state
+        .pipelines
+        .read()
+        .unwrap()
+        .get(&job.pipeline)
+        .cloned()
+        .ok_or_else(|| RpcError::new(format!("jobs_push: no such pipeline, requested: {}", job.pipeline)))?;
+    pipeline.push(job).await.map_err(|e| RpcError::new(format!("jobs_push: {e}")))
+}
+
+fn named(state: &State, names: &[String], op: &str) -> Result<Vec<(String, Arc<dyn rr_runtime::jobs::Pipeline>)>, RpcError> {
+    let map = state.pipelines.read().unwrap();
+    names
+        .iter()
+        .map(|n| map.get(n).cloned().map(|p| (n.clone(), p)).ok_or_else(|| RpcError::new(format!("jobs_{op}: no such pipeline, requested: {n}"))))
+        .collect()
+}
+
+pub fn register(state: &Arc<State>) {
+    let rpc = &state.services.rpc;
+    let s = state.clone();
+    rpc.register_proto("jobs.Push", move |req: proto::PushRequest| {
+        let s = s.clone();
+        async move {
+            push(&s, req.job.ok_or_else(|| RpcError::new("jobs_push: no job in the request"))?).await?;
+            Ok(proto::Empty {})
+        }
+    });
+    let s = state.clone();
+    rpc.register_proto("jobs.PushBatch", move |req: proto::PushBatchRequest| {
+        let s = s.clone();
+        async move {
+            for job in req.jobs {
+                push(&s, job).await?;
+            }
+            Ok(proto::Empty {})
+        }
+    });
+    let s = state.clone();
+    rpc.register_proto("jobs.Pause", move |req: proto::Pipelines| {
+        let found = named(&s, &req.pipelines, "pause");
+        async move {
+            for (_, p) in found? {
+                p.pause().await.map_err(|e| RpcError::new(format!("jobs_pause: {e}")))?;
+            }
+            Ok(proto::Empty {})
+        }
+    });
+    let s = state.clone();
+    rpc.register_proto("jobs.Resume", move |req: proto::Pipelines| {
+        let s = s.clone();
+        async move {
+            for (_, p) in named(&s, &req.pipelines, "resume")? {
+                s.resume(&p).await.map_err(|e| RpcError::new(format!("jobs_resume: {e}")))?;
+            }
+            Ok(proto::Empty {})
+        }
+    });
+    let s = state.clone();
+    rpc.register_proto("jobs.List", move |_: proto::Empty| {
+        let pipelines = s.pipelines.read().unwrap().keys().cloned().collect();
+        async move { Ok(proto::Pipelines { pipelines }) }
+    });
+    let s = state.clone();
+    rpc.register_proto("jobs.Declare", move |req: proto::DeclareRequest| {
+        let s = s.clone();
+        async move {
+            let name = req.pipeline.get("name").cloned().unwrap_or_default();
+            let driver = req.pipeline.get("driver").cloned().unwrap_or_default();
+            if name.is_empty() {
+                return Err(RpcError::new("jobs_declare: the pipeline needs a `name`"));
+            }
+            if driver.is_empty() {
+                return Err(RpcError::new(format!("jobs_declare: no associated driver with the pipeline, pipeline name: {name}")));
+            }
+            if let Some(existing) = s.pipelines.read().unwrap().get(&name) {
+                return Err(RpcError::new(format!("jobs_declare: pipeline already exists, name: {name}, driver: {}", existing.state().driver)));
+            }
+            let config = serde_json::to_value(&req.pipeline).unwrap_or_default();
+            let pipeline = s.create(&name, &driver, &config).await.map_err(|e| RpcError::new(format!("jobs_declare: {e}")))?;
+            s.resume(&pipeline).await.map_err(|e| RpcError::new(format!("jobs_declare: {e}")))?;
+            Ok(proto::Empty {})
+        }
+    });
+    let s = state.clone();
+    rpc.register_proto("jobs.Destroy", move |req: proto::Pipelines| {
+        let s = s.clone();
+        async move {
+            let mut destroyed = Vec::new();
+            for name in req.pipelines {
+                let removed = s.pipelines.write().unwrap().remove(&name);
+                if let Some(p) = removed {
+                    let _ = p.stop().await;
+                    destroyed.push(name);
+                }
+            }
+            Ok(proto::Pipelines { pipelines: destroyed })
+        }
+    });
+    let s = state.clone();
+    rpc.register_proto("jobs.Stat", move |_: proto::Empty| {
+        let stats = s
+            .pipelines
+            .read()
+            .unwrap()
+            .values()
+            .map(|p| {
+                let st = p.state();
+                proto::Stat {
+                    pipeline: st.pipeline,
+                    driver: st.driver,
+                    queue: st.queue,
+                    active: st.active,
+                    delayed: st.delayed,
+                    reserved: st.reserved,
+                    ready: st.ready,
+                    priority: st.priority,
+                }
+            })
+            .collect();
+        async move { Ok(proto::Stats { stats }) }
+    });
+}

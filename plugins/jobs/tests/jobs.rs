@@ -1,0 +1,179 @@
+//! The jobs plugin with the memory driver and a PHP consumer: exactly-once delivery, ack, nack
+//! with requeue and delay, requeue with headers, errors, priorities, pause/resume, RPC errors.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use rr_jobs::proto;
+use rr_runtime::config::Config;
+use rr_runtime::host::Host;
+use rr_runtime::rpc::Codec;
+use rr_runtime::rpc::client::RpcClient;
+use serde_json::Value;
+
+fn job(id: &str, payload: &str, pipeline: &str, priority: i64) -> proto::Job {
+    proto::Job {
+        job: "App\\Job".into(),
+        id: id.into(),
+        payload: payload.as_bytes().to_vec(),
+        headers: [("trace".to_string(), proto::HeaderValue { value: vec!["t-1".into()] })].into(),
+        options: Some(proto::Options { pipeline: pipeline.into(), priority, ..Default::default() }),
+    }
+}
+
+async fn call<R: Message + Default>(c: &mut RpcClient, method: &str, msg: impl Message) -> Result<R, String> {
+    let reply = c.call(method, Codec::Proto, &msg.encode_to_vec()).await.map_err(|e| e.to_string())?;
+    Ok(R::decode(reply).unwrap())
+}
+
+fn log(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_pipelines_with_a_php_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs_log = dir.path().join("jobs.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/jobs.php");
+    let yaml = format!(
+        r#"version: '3'
+rpc:
+  listen: tcp://127.0.0.1:{port}
+server:
+  command: "php {}"
+  env:
+    JOBS_LOG: {}
+jobs:
+  consume: [main]
+  pool:
+    num_workers: 1
+  pipelines:
+    main:
+      driver: memory
+      config:
+        priority: 10
+    held:
+      driver: memory
+      config: {{}}
+"#,
+        worker.display(),
+        jobs_log.display()
+    );
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_jobs_memory::Plugin>().plugin::<rr_jobs::Plugin>();
+    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
+    let mut c = loop {
+        if let Ok(c) = RpcClient::connect(&format!("tcp://127.0.0.1:{port}")).await {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    wait_for("pipelines", || true).await;
+    let mut listed = proto::Pipelines::default();
+    for _ in 0..200 {
+        listed = call(&mut c, "jobs.List", proto::Empty {}).await.unwrap();
+        if listed.pipelines.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(listed.pipelines, ["held", "main"]);
+
+    // Delivery, context, ack, nack+requeue+delay, requeue with headers, error.
+    let batch = proto::PushBatchRequest {
+        jobs: vec![job("j-ack", "ack", "main", 0), job("j-nack", "nack-once", "main", 0), job("j-requeue", "requeue-once", "main", 0), job("j-fail", "fail", "main", 0)],
+    };
+    call::<proto::Empty>(&mut c, "jobs.PushBatch", batch).await.unwrap();
+    wait_for("six deliveries", || log(&jobs_log).len() >= 6).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entries = log(&jobs_log);
+    let count = |id: &str| entries.iter().filter(|e| e["id"] == id).count();
+    assert_eq!(count("j-ack"), 1, "exactly once");
+    assert_eq!(count("j-nack"), 2, "nack with requeue delivers again");
+    assert_eq!(count("j-requeue"), 2);
+    assert_eq!(count("j-fail"), 1, "an error frame is a nack without requeue");
+    let first = entries.iter().find(|e| e["id"] == "j-ack").unwrap();
+    assert_eq!(first["job"], "App\\Job");
+    assert_eq!(first["driver"], "memory");
+    assert_eq!(first["pipeline"], "main");
+    assert_eq!(first["headers"]["trace"][0], "t-1");
+    let requeued: Vec<_> = entries.iter().filter(|e| e["id"] == "j-requeue").collect();
+    assert_eq!(requeued[1]["headers"]["attempt"][0], "1", "requeue carries the new headers");
+    let nacked: Vec<f64> = entries.iter().filter(|e| e["id"] == "j-nack").map(|e| e["at"].as_f64().unwrap()).collect();
+    assert!(nacked[1] - nacked[0] >= 0.9, "the nack delay is respected: {nacked:?}");
+
+    // A paused pipeline holds its jobs; on resume they arrive by priority (lower first).
+    std::fs::write(&jobs_log, "").unwrap();
+    for (id, prio) in [("p-30", 30), ("p-10", 10), ("p-20", 20), ("p-5", 5)] {
+        call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job(id, "ack", "held", prio)) }).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(log(&jobs_log).is_empty(), "held is not consumed yet");
+    let stats: proto::Stats = call(&mut c, "jobs.Stat", proto::Empty {}).await.unwrap();
+    let held = stats.stats.iter().find(|s| s.pipeline == "held").unwrap();
+    assert_eq!((held.active, held.ready), (4, false));
+    call::<proto::Empty>(&mut c, "jobs.Resume", proto::Pipelines { pipelines: vec!["held".into()] }).await.unwrap();
+    wait_for("held jobs", || log(&jobs_log).len() == 4).await;
+    let order: Vec<String> = log(&jobs_log).iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(order, ["p-5", "p-10", "p-20", "p-30"]);
+    call::<proto::Empty>(&mut c, "jobs.Pause", proto::Pipelines { pipelines: vec!["held".into()] }).await.unwrap();
+
+    // Declared at runtime, then destroyed.
+    let declare = proto::DeclareRequest { pipeline: [("name".to_string(), "extra".to_string()), ("driver".into(), "memory".into()), ("priority".into(), "3".into())].into() };
+    call::<proto::Empty>(&mut c, "jobs.Declare", declare.clone()).await.unwrap();
+    let err = call::<proto::Empty>(&mut c, "jobs.Declare", declare).await.unwrap_err();
+    assert!(err.contains("pipeline already exists, name: extra, driver: memory"), "{err}");
+    let destroyed: proto::Pipelines = call(&mut c, "jobs.Destroy", proto::Pipelines { pipelines: vec!["extra".into()] }).await.unwrap();
+    assert_eq!(destroyed.pipelines, ["extra"]);
+
+    // informer.Jobs (JSON, Go field names) and `rr jobs`.
+    let states: Value = c.call_json("informer.Jobs", &"jobs").await.unwrap();
+    let held = states.as_array().unwrap().iter().find(|s| s["Pipeline"] == "held").unwrap();
+    assert_eq!((held["Driver"].as_str(), held["Ready"].as_bool()), (Some("memory"), Some(false)));
+    let config_file = dir.path().join(".rr.yaml");
+    std::fs::write(&config_file, &yaml).unwrap();
+    let rr = rr_bare();
+    let out = tokio::task::spawn_blocking({
+        let (rr, config_file) = (rr.clone(), config_file.clone());
+        move || std::process::Command::new(rr).args(["jobs", "--list", "-c"]).arg(config_file).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Pipeline(s)\nheld\nmain\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(&rr).args(["jobs", "--pause", "-c"]).arg(&config_file).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rr jobs --<destroy/resume/pause> pipe1,pipe2"));
+
+    // RPC errors PHP sees.
+    let err = call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("x", "ack", "nope", 0)) }).await.unwrap_err();
+    assert!(err.contains("no such pipeline, requested: nope"), "{err}");
+    let err = call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("", "ack", "main", 0)) }).await.unwrap_err();
+    assert!(err.contains("empty ID field not allowed"), "{err}");
+    let no_driver = proto::DeclareRequest { pipeline: [("name".to_string(), "y".to_string())].into() };
+    assert!(call::<proto::Empty>(&mut c, "jobs.Declare", no_driver).await.unwrap_err().contains("no associated driver with the pipeline"));
+
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// `rr-bare` has the same client commands as every built `rr`.
+fn rr_bare() -> std::path::PathBuf {
+    let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "rr-runtime", "--bin", "rr-bare", "--target-dir"])
+        .arg(profile.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    profile.join("rr-bare")
+}
