@@ -82,3 +82,5 @@ pub trait DriverFactory: Send + Sync {
 pub trait JobsInformer: Send + Sync {
     fn states(&self) -> Vec<PipelineState>;
 }
+
+pub mod queue;
