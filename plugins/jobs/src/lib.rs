@@ -126,16 +126,20 @@ impl rr_runtime::Plugin for Plugin {
                 drop(permit);
             });
         }
-        // Stop consuming; jobs still in the channel go back to their pipelines.
+        // Stop consuming; jobs still in the channel go back to their pipelines; jobs in flight
+        // finish and are settled; then the pipelines close.
         let pipelines: Vec<_> = self.state.pipelines.read().unwrap().values().cloned().collect();
-        for p in pipelines {
-            let _ = p.stop().await;
+        for p in &pipelines {
+            let _ = p.pause().await;
         }
         rx.close();
         while let Some(d) = rx.recv().await {
             let _ = d.acker.nack(true, 0).await;
         }
         let _ = slots.acquire_many(self.config.pool.effective_workers().max(1) as u32).await;
+        for p in pipelines {
+            let _ = p.stop().await;
+        }
         Ok(())
     }
 
