@@ -1,0 +1,276 @@
+//! The `nats` jobs driver (NATS JetStream, through async-nats). A pipeline publishes to
+//! `subject` in `stream` (created when missing) and consumes with a durable pull consumer
+//! (`prefetch` messages in flight). `deliver_new` starts from new messages only;
+//! `delete_after_ack` removes a message from the stream once PHP acknowledged it. The client
+//! reconnects by itself. JetStream has no priorities: jobs arrive in stream order.
+//!
+//! Root section `nats: { addr: "nats://127.0.0.1:4222" }`; pipeline keys: `stream`, `subject`
+//! (both default to the pipeline's name), `prefetch` (100), `deliver_new` (false),
+//! `delete_after_ack` (false), `priority` (reported only).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, stream::Stream};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use rr_runtime::jobs::{Acknowledger, Delivery, DriverFactory, Job, JobsResult, Pipeline, PipelineState};
+use rr_runtime::{BoxError, InitContext};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub struct Plugin;
+
+impl rr_runtime::Plugin for Plugin {
+    const NAME: &'static str = "jobs.nats";
+
+    fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
+        if !ctx.config.has("jobs") {
+            return Ok(None);
+        }
+        let addr = ctx.config.value("nats.addr").and_then(|v| v.as_str()).unwrap_or("nats://127.0.0.1:4222").to_string();
+        ctx.services.jobs_drivers.register("nats", Arc::new(Factory { addr }) as Arc<dyn DriverFactory>);
+        Ok(Some(Plugin))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct Config {
+    stream: String,
+    subject: String,
+    prefetch: Option<serde_json::Value>,
+    deliver_new: Option<serde_json::Value>,
+    delete_after_ack: Option<serde_json::Value>,
+    priority: Option<serde_json::Value>,
+}
+
+/// Values may be numbers/booleans (config) or strings (`jobs.Declare`).
+fn num(v: &Option<serde_json::Value>, default: u64) -> u64 {
+    match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(default),
+        Some(serde_json::Value::String(s)) => s.parse().unwrap_or(default),
+        _ => default,
+    }
+}
+
+fn flag(v: &Option<serde_json::Value>) -> bool {
+    match v {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s == "true",
+        _ => false,
+    }
+}
+
+struct Factory {
+    addr: String,
+}
+
+impl DriverFactory for Factory {
+    fn create(&self, pipeline: &str, config: &serde_json::Value) -> BoxFuture<'static, JobsResult<Arc<dyn Pipeline>>> {
+        let parsed: Result<Config, _> = serde_json::from_value(config.clone());
+        let (addr, name) = (self.addr.clone(), pipeline.to_string());
+        Box::pin(async move {
+            let cfg = parsed.map_err(|e| format!("config of pipeline `{name}`: {e}"))?;
+            let stream_name = if cfg.stream.is_empty() { name.clone() } else { cfg.stream.clone() };
+            let subject = if cfg.subject.is_empty() { name.clone() } else { cfg.subject.clone() };
+            let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(&addr))
+                .await
+                .map_err(|_| format!("cannot connect to NATS at {addr} within 10 s (check `nats.addr`)"))?
+                .map_err(|e| format!("cannot connect to NATS at {addr}: {e}"))?;
+            let js = jetstream::new(client);
+            let stream = js
+                .get_or_create_stream(jetstream::stream::Config { name: stream_name.clone(), subjects: vec![subject.clone()], ..Default::default() })
+                .await
+                .map_err(|e| format!("pipeline `{name}`: cannot create stream `{stream_name}`: {e}"))?;
+            let durable = format!("rr-{name}");
+            let consumer: PullConsumer = stream
+                .get_or_create_consumer(
+                    &durable,
+                    jetstream::consumer::pull::Config {
+                        durable_name: Some(durable.clone()),
+                        filter_subject: subject.clone(),
+                        deliver_policy: if flag(&cfg.deliver_new) { jetstream::consumer::DeliverPolicy::New } else { jetstream::consumer::DeliverPolicy::All },
+                        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                        max_ack_pending: num(&cfg.prefetch, 100) as i64,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("pipeline `{name}`: cannot create consumer: {e}"))?;
+            Ok(Arc::new(Nats(Arc::new(Inner {
+                name,
+                subject,
+                js,
+                stream,
+                consumer,
+                delete_after_ack: flag(&cfg.delete_after_ack),
+                priority: num(&cfg.priority, 10),
+                consuming: Mutex::new(None),
+            }))) as Arc<dyn Pipeline>)
+        })
+    }
+}
+
+struct Inner {
+    name: String,
+    subject: String,
+    js: jetstream::Context,
+    stream: Stream,
+    consumer: PullConsumer,
+    delete_after_ack: bool,
+    priority: u64,
+    consuming: Mutex<Option<CancellationToken>>,
+}
+
+impl Inner {
+    async fn publish(&self, job: &Job) -> JobsResult<()> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("x-rr-id", job.id.as_str());
+        headers.insert("x-rr-job", job.name.as_str());
+        headers.insert("x-rr-headers", serde_json::to_string(&job.headers)?.as_str());
+        self.js.publish_with_headers(self.subject.clone(), headers, job.payload.clone()).await?.await?;
+        Ok(())
+    }
+
+    async fn consume(self: Arc<Self>, out: mpsc::Sender<Delivery>, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let mut messages = match self.consumer.messages().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(target: "jobs", pipeline = %self.name, error = %e, "nats: cannot consume; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    m = messages.next() => m,
+                    _ = stop.cancelled() => return,
+                };
+                let msg = match next {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        tracing::warn!(target: "jobs", pipeline = %self.name, error = %e, "nats: consumer error");
+                        continue;
+                    }
+                    None => break,
+                };
+                let header = |k: &str| msg.headers.as_ref().and_then(|h| h.get(k)).map(|v| v.as_str().to_string()).unwrap_or_default();
+                let job = Job {
+                    id: header("x-rr-id"),
+                    name: header("x-rr-job"),
+                    payload: msg.payload.clone(),
+                    headers: serde_json::from_str(&header("x-rr-headers")).unwrap_or_default(),
+                    pipeline: self.name.clone(),
+                    ..Default::default()
+                };
+                let ack = Ack { inner: self.clone(), msg, job: job.clone() };
+                if out.send(Delivery { job, driver: "nats", queue: self.subject.clone(), acker: Box::new(ack) }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct Ack {
+    inner: Arc<Inner>,
+    msg: jetstream::Message,
+    job: Job,
+}
+
+impl Ack {
+    async fn done(&self) -> JobsResult<()> {
+        self.msg.ack().await?;
+        if self.inner.delete_after_ack {
+            let seq = self.msg.info()?.stream_sequence;
+            self.inner.stream.delete_message(seq).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Acknowledger for Ack {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, JobsResult<()>> {
+        Box::pin(async move { self.done().await })
+    }
+
+    fn nack(self: Box<Self>, requeue: bool, delay: u64) -> BoxFuture<'static, JobsResult<()>> {
+        Box::pin(async move {
+            if requeue {
+                self.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(delay)))).await?;
+            } else {
+                self.msg.ack_with(AckKind::Term).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn requeue(self: Box<Self>, headers: BTreeMap<String, Vec<String>>, delay: u64) -> BoxFuture<'static, JobsResult<()>> {
+        Box::pin(async move {
+            // New headers mean a new message: publish it (after the delay), then settle this one.
+            let mut job = self.job.clone();
+            job.headers = headers;
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_secs(delay)).await;
+            }
+            self.inner.publish(&job).await?;
+            self.done().await
+        })
+    }
+}
+
+pub struct Nats(Arc<Inner>);
+
+impl Pipeline for Nats {
+    fn push(&self, job: Job) -> BoxFuture<'_, JobsResult<()>> {
+        Box::pin(async move {
+            if job.delay > 0 {
+                let inner = self.0.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(job.delay)).await;
+                    if let Err(e) = inner.publish(&job).await {
+                        tracing::error!(target: "jobs", id = %job.id, error = %e, "nats: delayed publish failed");
+                    }
+                });
+                return Ok(());
+            }
+            self.0.publish(&job).await
+        })
+    }
+
+    fn resume(&self, out: mpsc::Sender<Delivery>) -> BoxFuture<'_, JobsResult<()>> {
+        let mut consuming = self.0.consuming.lock().unwrap();
+        if consuming.is_none() {
+            let stop = CancellationToken::new();
+            tokio::spawn(self.0.clone().consume(out, stop.clone()));
+            *consuming = Some(stop);
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn pause(&self) -> BoxFuture<'_, JobsResult<()>> {
+        if let Some(stop) = self.0.consuming.lock().unwrap().take() {
+            stop.cancel();
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, JobsResult<()>> {
+        self.pause()
+    }
+
+    fn state(&self) -> PipelineState {
+        PipelineState {
+            pipeline: self.0.name.clone(),
+            driver: "nats".into(),
+            queue: self.0.subject.clone(),
+            ready: self.0.consuming.lock().unwrap().is_some(),
+            priority: self.0.priority,
+            ..Default::default()
+        }
+    }
+}

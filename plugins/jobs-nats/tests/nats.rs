@@ -1,0 +1,74 @@
+//! The nats driver against the local NATS JetStream with a PHP consumer: delivery exactly once
+//! per push, nack with requeue and delay, requeue with headers, delete_after_ack.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use rr_jobs::proto;
+use rr_runtime::config::Config;
+use rr_runtime::host::Host;
+use rr_runtime::rpc::Codec;
+use rr_runtime::rpc::client::RpcClient;
+use serde_json::Value;
+
+fn log(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_pipeline_with_a_php_consumer() {
+    assert!(std::net::TcpStream::connect("127.0.0.1:4222").is_ok(), "NATS is not reachable on 127.0.0.1:4222 (.ci/run starts it)");
+    let dir = tempfile::tempdir().unwrap();
+    let jobs_log = dir.path().join("jobs.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let unique = format!("rrtest{}x{}", std::process::id(), port);
+    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/jobs.php");
+    let yaml = format!(
+        "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{port}\nnats:\n  addr: nats://127.0.0.1:4222\nserver:\n  command: \"php {}\"\n  env:\n    JOBS_LOG: {}\njobs:\n  consume: [js]\n  pool:\n    num_workers: 1\n  pipelines:\n    js:\n      driver: nats\n      config:\n        stream: {unique}\n        subject: {unique}.jobs\n        delete_after_ack: true\n",
+        worker.display(),
+        jobs_log.display()
+    );
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_jobs_nats::Plugin>().plugin::<rr_jobs::Plugin>();
+    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
+    let mut c = loop {
+        if let Ok(c) = RpcClient::connect(&format!("tcp://127.0.0.1:{port}")).await {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let push = |id: &str, payload: &str| proto::PushRequest {
+        job: Some(proto::Job {
+            job: "App\\Job".into(),
+            id: id.into(),
+            payload: payload.as_bytes().to_vec(),
+            headers: Default::default(),
+            options: Some(proto::Options { pipeline: "js".into(), ..Default::default() }),
+        }),
+    };
+    let start = Instant::now();
+    while c.call("jobs.Push", Codec::Proto, &push("n-ack", "ack").encode_to_vec()).await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the nats pipeline never came up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (id, payload) in [("n-nack", "nack-once"), ("n-requeue", "requeue-once")] {
+        c.call("jobs.Push", Codec::Proto, &push(id, payload).encode_to_vec()).await.unwrap();
+    }
+    let start = Instant::now();
+    while log(&jobs_log).len() < 5 {
+        assert!(start.elapsed() < Duration::from_secs(20), "deliveries: {:?}", log(&jobs_log));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let entries = log(&jobs_log);
+    let count = |id: &str| entries.iter().filter(|e| e["id"] == id).count();
+    assert_eq!((count("n-ack"), count("n-nack"), count("n-requeue")), (1, 2, 2));
+    let first = entries.iter().find(|e| e["id"] == "n-ack").unwrap();
+    assert_eq!((first["driver"].as_str(), first["job"].as_str()), (Some("nats"), Some("App\\Job")));
+    let re: Vec<_> = entries.iter().filter(|e| e["id"] == "n-requeue").collect();
+    assert_eq!(re[1]["headers"]["attempt"][0], "1");
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
