@@ -54,18 +54,44 @@ fn scenario(rpc: &str, storage: &str) {
     assert_eq!(keys(&r[2]), Vec::<String>::new(), "{storage}: Clear");
 }
 
+/// memcached cannot report TTLs: everything else, and the `_plugin_ttl` error PHP expects.
+fn memcached_scenario(rpc: &str) {
+    let r = calls(
+        rpc,
+        json!([
+            ["Clear", "mc", []],
+            ["Set", "mc", [["a", "value-a", ""], ["gone", "x", rfc3339_in(1)]]],
+            ["Has", "mc", [["a"], ["gone"], ["missing"]]],
+            ["MGet", "mc", [["a"], ["missing"]]],
+            ["TTL", "mc", [["a"]]],
+            ["Delete", "mc", [["a"]]],
+            ["Has", "mc", [["a"]]],
+        ]),
+    );
+    let keys = |v: &Value| v["ok"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(keys(&r[2]), ["a", "gone"]);
+    assert_eq!(r[3]["ok"], json!([{"key": "a", "value": "value-a", "timeout": ""}]));
+    assert!(r[4]["error"].as_str().unwrap().contains("_plugin_ttl"), "{}", r[4]);
+    assert_eq!(keys(&r[6]), Vec::<String>::new());
+    std::thread::sleep(Duration::from_millis(2200));
+    let r = calls(rpc, json!([["Has", "mc", [["gone"]]]]));
+    assert_eq!(keys(&r[0]), Vec::<String>::new(), "memcached expired the key");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_and_redis_drivers() {
+async fn memory_redis_and_memcached_drivers() {
     assert!(std::net::TcpStream::connect("127.0.0.1:6379").is_ok(), "Redis is not reachable on 127.0.0.1:6379 (.ci/run starts it)");
+    assert!(std::net::TcpStream::connect("127.0.0.1:11211").is_ok(), "memcached is not reachable on 127.0.0.1:11211 (.ci/run installs and starts it)");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let rpc = format!("tcp://127.0.0.1:{port}");
     let yaml = format!(
-        "version: '3'\nrpc:\n  listen: {rpc}\nkv:\n  mem:\n    driver: memory\n    config: {{}}\n  red:\n    driver: redis\n    config:\n      addrs: [\"127.0.0.1:6379\"]\n      db: 5\n"
+        "version: '3'\nrpc:\n  listen: {rpc}\nkv:\n  mem:\n    driver: memory\n    config: {{}}\n  red:\n    driver: redis\n    config:\n      addrs: [\"127.0.0.1:6379\"]\n      db: 5\n  mc:\n    driver: memcached\n    config:\n      addr: [\"127.0.0.1:11211\"]\n"
     );
     let build = rr_runtime::Build::new("rr", "test")
         .plugin::<rr_rpc::Plugin>()
         .plugin::<rr_kv_memory::Plugin>()
         .plugin::<rr_kv_redis::Plugin>()
+        .plugin::<rr_kv_memcached::Plugin>()
         .plugin::<rr_kv::Plugin>();
     let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -89,6 +115,7 @@ async fn memory_and_redis_drivers() {
     tokio::task::spawn_blocking(move || {
         scenario(&rpc2, "mem");
         scenario(&rpc2, "red");
+        memcached_scenario(&rpc2);
         let r = calls(&rpc2, json!([["Has", "nope", [["x"]]], ["Has", "", [["x"]]]]));
         assert!(r[0]["error"].as_str().unwrap().contains("no such storage: nope"), "{r:?}");
         assert!(r[1]["error"].as_str().unwrap().contains("no storage provided"), "{r:?}");
