@@ -79,19 +79,22 @@ fn memcached_scenario(rpc: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_redis_and_memcached_drivers() {
+async fn memory_redis_boltdb_and_memcached_drivers() {
     assert!(std::net::TcpStream::connect("127.0.0.1:6379").is_ok(), "Redis is not reachable on 127.0.0.1:6379 (.ci/run starts it)");
     assert!(std::net::TcpStream::connect("127.0.0.1:11211").is_ok(), "memcached is not reachable on 127.0.0.1:11211 (.ci/run installs and starts it)");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let rpc = format!("tcp://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kv.db").display().to_string();
     let yaml = format!(
-        "version: '3'\nrpc:\n  listen: {rpc}\nkv:\n  mem:\n    driver: memory\n    config: {{}}\n  red:\n    driver: redis\n    config:\n      addrs: [\"127.0.0.1:6379\"]\n      db: 5\n  mc:\n    driver: memcached\n    config:\n      addr: [\"127.0.0.1:11211\"]\n"
+        "version: '3'\nrpc:\n  listen: {rpc}\nkv:\n  mem:\n    driver: memory\n    config: {{}}\n  red:\n    driver: redis\n    config:\n      addrs: [\"127.0.0.1:6379\"]\n      db: 5\n  bolt:\n    driver: boltdb\n    config:\n      file: {db}\n  mc:\n    driver: memcached\n    config:\n      addr: [\"127.0.0.1:11211\"]\n"
     );
     let build = rr_runtime::Build::new("rr", "test")
         .plugin::<rr_rpc::Plugin>()
         .plugin::<rr_kv_memory::Plugin>()
         .plugin::<rr_kv_redis::Plugin>()
         .plugin::<rr_kv_memcached::Plugin>()
+        .plugin::<rr_kv_boltdb::Plugin>()
         .plugin::<rr_kv::Plugin>();
     let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -115,6 +118,7 @@ async fn memory_redis_and_memcached_drivers() {
     tokio::task::spawn_blocking(move || {
         scenario(&rpc2, "mem");
         scenario(&rpc2, "red");
+        scenario(&rpc2, "bolt");
         memcached_scenario(&rpc2);
         let r = calls(&rpc2, json!([["Has", "nope", [["x"]]], ["Has", "", [["x"]]]]));
         assert!(r[0]["error"].as_str().unwrap().contains("no such storage: nope"), "{r:?}");
