@@ -26,3 +26,8 @@ pub trait Middleware: Send + Sync {
 /// `http.v1.Request.attributes` (e.g. `ipAddress` from proxy_ip_parser).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attributes(pub BTreeMap<String, Vec<String>>);
+
+/// Whether `http.middleware` lists `name`: middleware without settings of their own are on then.
+pub fn middleware_listed(config: &crate::config::Config, name: &str) -> bool {
+    config.value("http.middleware").and_then(|v| v.as_array()).is_some_and(|list| list.iter().any(|m| m == name))
+}

@@ -37,3 +37,11 @@ pub trait Storage: Send + Sync {
 pub trait DriverFactory: Send + Sync {
     fn create(&self, storage: &str, config: &serde_json::Value) -> BoxFuture<'static, KvResult<Arc<dyn Storage>>>;
 }
+
+/// Whether any storage under `kv` uses `driver`: driver plugins stay off otherwise.
+pub fn driver_used(config: &crate::config::Config, driver: &str) -> bool {
+    config
+        .value("kv")
+        .and_then(|v| v.as_object())
+        .is_some_and(|storages| storages.values().any(|s| s.get("driver").and_then(|d| d.as_str()) == Some(driver)))
+}

@@ -20,8 +20,7 @@ impl rr_runtime::Plugin for Plugin {
 
     /// On whenever `http.middleware` lists `gzip` (it has no settings of its own).
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
-        let listed = ctx.config.value("http.middleware").and_then(|v| v.as_array()).is_some_and(|l| l.iter().any(|m| m == "gzip"));
-        if !listed {
+        if !rr_runtime::http::middleware_listed(ctx.config, "gzip") {
             return Ok(None);
         }
         ctx.services.http_middleware.register("gzip", Arc::new(Gzip) as Arc<dyn Middleware>);

@@ -18,8 +18,7 @@ impl rr_runtime::Plugin for Plugin {
     const NAME: &'static str = "kv.boltdb";
 
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
-        let used = ctx.config.value("kv").and_then(|v| v.as_object()).is_some_and(|m| m.values().any(|s| s.get("driver").and_then(|d| d.as_str()) == Some("boltdb")));
-        if !used {
+        if !rr_runtime::kv::driver_used(ctx.config, "boltdb") {
             return Ok(None);
         }
         ctx.services.kv_drivers.register("boltdb", Arc::new(Factory) as Arc<dyn DriverFactory>);

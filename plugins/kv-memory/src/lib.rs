@@ -16,8 +16,7 @@ impl rr_runtime::Plugin for Plugin {
     const NAME: &'static str = "kv.memory";
 
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
-        let used = ctx.config.value("kv").and_then(|v| v.as_object()).is_some_and(|m| m.values().any(|s| s.get("driver").and_then(|d| d.as_str()) == Some("memory")));
-        if !used {
+        if !rr_runtime::kv::driver_used(ctx.config, "memory") {
             return Ok(None);
         }
         ctx.services.kv_drivers.register("memory", Arc::new(Factory) as Arc<dyn DriverFactory>);

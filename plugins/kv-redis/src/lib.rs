@@ -20,8 +20,7 @@ impl rr_runtime::Plugin for Plugin {
     const NAME: &'static str = "kv.redis";
 
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
-        let used = ctx.config.value("kv").and_then(|v| v.as_object()).is_some_and(|m| m.values().any(|s| s.get("driver").and_then(|d| d.as_str()) == Some("redis")));
-        if !used {
+        if !rr_runtime::kv::driver_used(ctx.config, "redis") {
             return Ok(None);
         }
         ctx.services.kv_drivers.register("redis", Arc::new(Factory) as Arc<dyn DriverFactory>);

@@ -16,8 +16,7 @@ impl rr_runtime::Plugin for Plugin {
 
     /// On whenever `http.middleware` lists `sendfile`.
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
-        let listed = ctx.config.value("http.middleware").and_then(|v| v.as_array()).is_some_and(|l| l.iter().any(|m| m == "sendfile"));
-        if !listed {
+        if !rr_runtime::http::middleware_listed(ctx.config, "sendfile") {
             return Ok(None);
         }
         ctx.services.http_middleware.register("sendfile", Arc::new(Sendfile) as Arc<dyn Middleware>);
