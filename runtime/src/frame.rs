@@ -120,7 +120,9 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
     let payload_len = u32::from_le_bytes(buf[2..6].try_into().unwrap()) as usize;
     let total = HEADER_LEN + 4 * n_options + payload_len;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        // Grow toward the declared size, but never trust it for a huge allocation up front:
+        // a peer may announce 4 GiB and send nothing (found by the fuzzer).
+        buf.reserve((total - buf.len()).min(1 << 20));
         return Ok(None);
     }
     let flags = buf[1];
@@ -265,6 +267,15 @@ mod tests {
         let err = decode(&mut buf).unwrap_err();
         assert!(matches!(err, FrameError::CouldNotOpen(_)));
         assert!(err.to_string().contains("worker.php"));
+    }
+
+    #[test]
+    fn a_huge_declared_length_does_not_allocate_it() {
+        // The fuzzer's out-of-memory input (less its chunk-size byte): a header with a valid CRC
+        // announcing a multi-gigabyte payload.
+        let mut buf = BytesMut::from(&[253u8, 240, 41, 240, 169, 169, 177, 116, 203, 232, 169, 169][..]);
+        assert_eq!(decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() < 2 << 20, "capacity {}", buf.capacity());
     }
 
     #[test]
