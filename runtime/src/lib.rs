@@ -26,6 +26,8 @@ pub mod relay;
 pub mod rpc;
 pub mod server;
 pub mod services;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod worker;
 
 pub use plugin::{BoxError, Build, InitContext, Plugin};

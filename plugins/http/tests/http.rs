@@ -5,12 +5,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use rr_runtime::config::Config;
 use rr_runtime::host::Host;
+use rr_runtime::testing::{free_port, TestServer};
 use serde_json::Value;
 
 struct Server {
     port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: TestServer,
 }
 
 impl Server {
@@ -18,14 +18,9 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
+    async fn shutdown(self) {
+        self.server.stop().await.unwrap();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn worker() -> String {
@@ -40,19 +35,11 @@ async fn serve(http_extra: &str) -> Server {
 
 async fn serve_on(port: u16, http_section: &str) -> Server {
     let yaml = format!("version: '3'\nserver:\n  command: \"{}\"\nhttp:\n{http_section}\n", worker());
-    let config = Config::from_str(&yaml).unwrap();
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_http::Plugin>();
-    let host = Host::init(&build, &config).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
-    for _ in 0..500 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut server = TestServer::start(&build, &yaml);
+    server.until("the http listener", || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok() }).await;
     // Workers may still be starting; the first request waits for one.
-    Server { port, stop: Some(tx), task }
+    Server { port, server }
 }
 
 fn client() -> reqwest::Client {

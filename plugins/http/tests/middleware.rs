@@ -4,12 +4,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use rr_runtime::config::Config;
-use rr_runtime::host::Host;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use rr_runtime::testing::{free_port, TestServer};
 
 /// A raw request, so paths like `/../x` reach the server unnormalised.
 fn raw(port: u16, request: &str) -> String {
@@ -68,17 +63,10 @@ http:
         .plugin::<rr_static::Plugin>()
         .plugin::<rr_sendfile::Plugin>()
         .plugin::<rr_http::Plugin>();
-    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
+    let mut server = TestServer::start(&build, &yaml);
     let c = reqwest::Client::new();
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
-    for _ in 0..500 {
-        if c.get(url("/")).send().await.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.until("the first response", || async { c.get(url("/")).send().await.ok().filter(|r| r.status().is_success()) }).await;
 
     // static: served with type, etag, extra header; 304 on a matching etag.
     let r = c.get(url("/app.css")).send().await.unwrap();
@@ -132,6 +120,5 @@ http:
     assert_eq!(r.bytes().await.unwrap().len(), 3 * 1024 * 1024);
     assert_eq!(c.get(url("/sendfile?path=/nonexistent")).send().await.unwrap().status(), 404);
 
-    let _ = tx.send(());
-    task.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use rr_jobs::proto;
-use rr_runtime::config::Config;
-use rr_runtime::host::Host;
 use rr_runtime::rpc::Codec;
 use rr_runtime::rpc::client::RpcClient;
+use rr_runtime::testing::TestServer;
 use serde_json::Value;
 
 fn job(id: &str, payload: &str, pipeline: &str) -> proto::Job {
@@ -81,24 +80,15 @@ jobs:
         jobs_log.display()
     );
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_jobs_amqp::Plugin>().plugin::<rr_jobs::Plugin>();
-    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
-    let mut c = loop {
-        if let Ok(c) = RpcClient::connect(&format!("tcp://127.0.0.1:{port}")).await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut server = TestServer::start(&build, &yaml);
+    let address = format!("tcp://127.0.0.1:{port}");
+    let mut c = server.rpc(&address).await;
+    // The pipeline exists once the plugin connected: the first push succeeds.
+    let first_push = || async {
+        let mut probe = RpcClient::connect(&address).await.ok()?;
+        push(&mut probe, job("a-ack", "ack", "broker")).await.ok()
     };
-    // The pipeline exists once the plugin connected.
-    let start = Instant::now();
-    while push(&mut c, job("a-ack", "ack", "broker")).await.is_err() {
-        if start.elapsed() > Duration::from_secs(20) {
-            let host = if task.is_finished() { format!("{:?}", task.await) } else { "running".into() };
-            panic!("the amqp pipeline never came up; host: {host}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server.until("the amqp pipeline", first_push).await;
     push(&mut c, job("a-nack", "nack-once", "broker")).await.unwrap();
     push(&mut c, job("a-requeue", "requeue-once", "broker")).await.unwrap();
     wait_for("five deliveries", 20, || log(&jobs_log).len() >= 5).await;
@@ -127,7 +117,6 @@ jobs:
     assert_eq!(count(&entries, "a-after"), 1);
     assert_eq!(count(&entries, "a-ack"), 1, "an acknowledged job never comes back");
 
-    let _ = tx.send(());
-    task.await.unwrap().unwrap();
+    server.stop().await.unwrap();
     let _ = Command::new("rabbitmqctl").args(["delete_queue", &queue]).output();
 }

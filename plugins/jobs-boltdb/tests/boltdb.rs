@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use rr_jobs::proto;
-use rr_runtime::config::Config;
-use rr_runtime::host::Host;
 use rr_runtime::rpc::Codec;
 use rr_runtime::rpc::client::RpcClient;
+use rr_runtime::testing::TestServer;
 
 fn yaml(dir: &Path, port: u16, consume: bool) -> String {
     let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/jobs.php");
@@ -22,42 +21,19 @@ fn yaml(dir: &Path, port: u16, consume: bool) -> String {
     )
 }
 
-struct Running {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    client: RpcClient,
-}
-
-async fn start(yaml: &str, port: u16) -> Running {
+/// A server with its RPC client, ready once the pipeline is listed.
+async fn start(yaml: &str, port: u16) -> (TestServer, RpcClient) {
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_jobs_boltdb::Plugin>().plugin::<rr_jobs::Plugin>();
-    let host = Host::init(&build, &Config::from_str(yaml).unwrap()).unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
-    let start = Instant::now();
-    let mut client = loop {
-        if let Ok(c) = RpcClient::connect(&format!("tcp://127.0.0.1:{port}")).await {
-            break c;
-        }
-        if task.is_finished() {
-            panic!("the server stopped: {:?}", task.await);
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "the RPC server never answered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut server = TestServer::start(&build, yaml);
+    let address = format!("tcp://127.0.0.1:{port}");
+    let client = server.rpc(&address).await;
+    let listed = || async {
+        let mut probe = RpcClient::connect(&address).await.ok()?;
+        let reply = probe.call("jobs.List", Codec::Proto, &[]).await.ok()?;
+        (!proto::Pipelines::decode(reply).ok()?.pipelines.is_empty()).then_some(())
     };
-    // Ready once the pipeline is listed.
-    loop {
-        let reply = client.call("jobs.List", Codec::Proto, &[]).await.unwrap();
-        if !proto::Pipelines::decode(reply).unwrap().pipelines.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Running { stop, task, client }
-}
-
-async fn shutdown(r: Running) {
-    let _ = r.stop.send(());
-    r.task.await.unwrap().unwrap();
+    server.until("the boltdb pipeline", listed).await;
+    (server, client)
 }
 
 fn ids(dir: &Path) -> Vec<String> {
@@ -74,7 +50,7 @@ async fn jobs_survive_a_restart() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
 
     // Run 1: push without consuming, then stop.
-    let mut r = start(&yaml(dir.path(), port, false), port).await;
+    let (server, mut client) = start(&yaml(dir.path(), port, false), port).await;
     for (id, prio) in [("k-1", 3), ("k-2", 1), ("k-3", 2)] {
         let job = proto::Job {
             job: "App\\Job".into(),
@@ -83,13 +59,13 @@ async fn jobs_survive_a_restart() {
             headers: Default::default(),
             options: Some(proto::Options { pipeline: "persist".into(), priority: prio, ..Default::default() }),
         };
-        r.client.call("jobs.Push", Codec::Proto, &proto::PushRequest { job: Some(job) }.encode_to_vec()).await.unwrap();
+        client.call("jobs.Push", Codec::Proto, &proto::PushRequest { job: Some(job) }.encode_to_vec()).await.unwrap();
     }
-    shutdown(r).await;
+    server.stop().await.unwrap();
     assert!(ids(dir.path()).is_empty());
 
     // Run 2: a new server consumes what the first one stored, by priority.
-    let r = start(&yaml(dir.path(), port, true), port).await;
+    let (server, _) = start(&yaml(dir.path(), port, true), port).await;
     let start_wait = Instant::now();
     while ids(dir.path()).len() < 3 {
         assert!(start_wait.elapsed() < Duration::from_secs(20), "stored jobs were not delivered: {:?}", ids(dir.path()));
@@ -97,11 +73,11 @@ async fn jobs_survive_a_restart() {
     }
     assert_eq!(ids(dir.path()), ["k-2", "k-3", "k-1"]);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    shutdown(r).await;
+    server.stop().await.unwrap();
 
     // Run 3: acknowledged jobs are gone for good.
-    let r = start(&yaml(dir.path(), port, true), port).await;
+    let (server, _) = start(&yaml(dir.path(), port, true), port).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(ids(dir.path()).len(), 3, "no acknowledged job is delivered again");
-    shutdown(r).await;
+    server.stop().await.unwrap();
 }

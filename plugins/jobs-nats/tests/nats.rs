@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use rr_jobs::proto;
-use rr_runtime::config::Config;
-use rr_runtime::host::Host;
 use rr_runtime::rpc::Codec;
 use rr_runtime::rpc::client::RpcClient;
+use rr_runtime::testing::TestServer;
 use serde_json::Value;
 
 fn log(path: &Path) -> Vec<Value> {
@@ -30,15 +29,9 @@ async fn jetstream_pipeline_with_a_php_consumer() {
         jobs_log.display()
     );
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_jobs_nats::Plugin>().plugin::<rr_jobs::Plugin>();
-    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
-    let mut c = loop {
-        if let Ok(c) = RpcClient::connect(&format!("tcp://127.0.0.1:{port}")).await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut server = TestServer::start(&build, &yaml);
+    let address = format!("tcp://127.0.0.1:{port}");
+    let mut c = server.rpc(&address).await;
     let push = |id: &str, payload: &str| proto::PushRequest {
         job: Some(proto::Job {
             job: "App\\Job".into(),
@@ -48,11 +41,12 @@ async fn jetstream_pipeline_with_a_php_consumer() {
             options: Some(proto::Options { pipeline: "js".into(), ..Default::default() }),
         }),
     };
-    let start = Instant::now();
-    while c.call("jobs.Push", Codec::Proto, &push("n-ack", "ack").encode_to_vec()).await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the nats pipeline never came up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The pipeline exists once the plugin connected: the first push succeeds.
+    let first_push = || async {
+        let mut probe = RpcClient::connect(&address).await.ok()?;
+        probe.call("jobs.Push", Codec::Proto, &push("n-ack", "ack").encode_to_vec()).await.ok()
+    };
+    server.until("the nats pipeline", first_push).await;
     for (id, payload) in [("n-nack", "nack-once"), ("n-requeue", "requeue-once")] {
         c.call("jobs.Push", Codec::Proto, &push(id, payload).encode_to_vec()).await.unwrap();
     }
@@ -69,6 +63,5 @@ async fn jetstream_pipeline_with_a_php_consumer() {
     assert_eq!((first["driver"].as_str(), first["job"].as_str()), (Some("nats"), Some("App\\Job")));
     let re: Vec<_> = entries.iter().filter(|e| e["id"] == "n-requeue").collect();
     assert_eq!(re[1]["headers"]["attempt"][0], "1");
-    let _ = tx.send(());
-    task.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }

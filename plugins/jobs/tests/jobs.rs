@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use rr_jobs::proto;
-use rr_runtime::config::Config;
-use rr_runtime::host::Host;
 use rr_runtime::rpc::Codec;
 use rr_runtime::rpc::client::RpcClient;
+use rr_runtime::testing::{free_port, TestServer};
 use serde_json::Value;
 
 fn job(id: &str, payload: &str, pipeline: &str, priority: i64) -> proto::Job {
@@ -43,12 +42,14 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 async fn memory_pipelines_with_a_php_consumer() {
     let dir = tempfile::tempdir().unwrap();
     let jobs_log = dir.path().join("jobs.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, status_port) = (free_port(), free_port());
     let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/jobs.php");
     let yaml = format!(
         r#"version: '3'
 rpc:
   listen: tcp://127.0.0.1:{port}
+status:
+  address: 127.0.0.1:{status_port}
 server:
   command: "php {}"
   env:
@@ -69,17 +70,13 @@ jobs:
         worker.display(),
         jobs_log.display()
     );
-    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_jobs_memory::Plugin>().plugin::<rr_jobs::Plugin>();
-    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
-    let mut c = loop {
-        if let Ok(c) = RpcClient::connect(&format!("tcp://127.0.0.1:{port}")).await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    wait_for("pipelines", || true).await;
+    let build = rr_runtime::Build::new("rr", "test")
+        .plugin::<rr_rpc::Plugin>()
+        .plugin::<rr_status::Plugin>()
+        .plugin::<rr_jobs_memory::Plugin>()
+        .plugin::<rr_jobs::Plugin>();
+    let mut server = TestServer::start(&build, &yaml);
+    let mut c = server.rpc(&format!("tcp://127.0.0.1:{port}")).await;
     let mut listed = proto::Pipelines::default();
     for _ in 0..200 {
         listed = call(&mut c, "jobs.List", proto::Empty {}).await.unwrap();
@@ -137,6 +134,11 @@ jobs:
     let destroyed: proto::Pipelines = call(&mut c, "jobs.Destroy", proto::Pipelines { pipelines: vec!["extra".into()] }).await.unwrap();
     assert_eq!(destroyed.pipelines, ["extra"]);
 
+    // /jobs on the status plugin: `held` is paused, so not ready.
+    let jobs_page = http_get(status_port, "/jobs");
+    assert!(jobs_page.starts_with("HTTP/1.1 503"), "{jobs_page}");
+    assert!(jobs_page.contains("\"pipeline\":\"held\"") && jobs_page.contains("\"ready\":false"), "{jobs_page}");
+
     // informer.Jobs (JSON, Go field names) and `rr jobs`.
     let states: Value = c.call_json("informer.Jobs", &"jobs").await.unwrap();
     let held = states.as_array().unwrap().iter().find(|s| s["Pipeline"] == "held").unwrap();
@@ -162,8 +164,7 @@ jobs:
     let no_driver = proto::DeclareRequest { pipeline: [("name".to_string(), "y".to_string())].into() };
     assert!(call::<proto::Empty>(&mut c, "jobs.Declare", no_driver).await.unwrap_err().contains("no associated driver with the pipeline"));
 
-    let _ = tx.send(());
-    task.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }
 
 /// `rr-bare` has the same client commands as every built `rr`.
@@ -176,4 +177,13 @@ fn rr_bare() -> std::path::PathBuf {
         .unwrap();
     assert!(status.success());
     profile.join("rr-bare")
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }

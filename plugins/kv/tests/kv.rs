@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use rr_runtime::config::Config;
-use rr_runtime::host::Host;
+use rr_runtime::testing::{free_port, TestServer};
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
@@ -82,7 +81,7 @@ fn memcached_scenario(rpc: &str) {
 async fn memory_redis_boltdb_and_memcached_drivers() {
     assert!(std::net::TcpStream::connect("127.0.0.1:6379").is_ok(), "Redis is not reachable on 127.0.0.1:6379 (.ci/run starts it)");
     assert!(std::net::TcpStream::connect("127.0.0.1:11211").is_ok(), "memcached is not reachable on 127.0.0.1:11211 (.ci/run installs and starts it)");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let rpc = format!("tcp://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("kv.db").display().to_string();
@@ -96,23 +95,16 @@ async fn memory_redis_boltdb_and_memcached_drivers() {
         .plugin::<rr_kv_memcached::Plugin>()
         .plugin::<rr_kv_boltdb::Plugin>()
         .plugin::<rr_kv::Plugin>();
-    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
-    // Ready when the storages answer.
-    let rpc2 = rpc.clone();
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..200 {
-            let r = calls(&rpc2, json!([["Has", "red", [["x"]]]]));
-            if r[0].get("ok").is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
+    let mut server = TestServer::start(&build, &yaml);
+    // Ready when the storages answer (the PHP client blocks, so it runs off the runtime).
+    let storages_answer = || {
+        let rpc = rpc.clone();
+        async move {
+            let r = tokio::task::spawn_blocking(move || calls(&rpc, json!([["Has", "red", [["x"]]]]))).await.ok()?;
+            r[0].get("ok").is_some().then_some(())
         }
-        panic!("kv storages never became ready");
-    })
-    .await
-    .unwrap();
+    };
+    server.until("the kv storages", storages_answer).await;
 
     let rpc2 = rpc.clone();
     tokio::task::spawn_blocking(move || {
@@ -126,6 +118,5 @@ async fn memory_redis_boltdb_and_memcached_drivers() {
     })
     .await
     .unwrap();
-    let _ = tx.send(());
-    task.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }

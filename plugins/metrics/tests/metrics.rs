@@ -5,16 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use rr_runtime::config::Config;
-use rr_runtime::host::Host;
+use rr_runtime::testing::{free_port, TestServer};
 use serde_json::Value;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn scrape(port: u16) -> prometheus_parse::Scrape {
@@ -37,18 +32,9 @@ async fn pools_and_application_collectors() {
         root().display()
     );
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_metrics::Plugin>().plugin::<rr_http::Plugin>();
-    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
-    let mut ready = false;
-    for _ in 0..500 {
-        if reqwest::get(format!("http://127.0.0.1:{http}/")).await.is_ok_and(|r| r.status().is_success()) {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(ready, "http never became ready");
+    let mut server = TestServer::start(&build, &yaml);
+    let first = || async { reqwest::get(format!("http://127.0.0.1:{http}/")).await.ok().filter(|r| r.status().is_success()) };
+    server.until("the first http response", first).await;
 
     let s = scrape(metrics).await;
     assert_eq!(value(&s, "rr_http_total_workers", &[]), Some(2.0));
@@ -81,6 +67,5 @@ async fn pools_and_application_collectors() {
     assert_eq!(value(&s, "app_orders_total", &[("shop", "eu")]), Some(5.0));
     assert_eq!(value(&s, "queue_depth", &[]), Some(6.0));
     assert_eq!(value(&s, "latency_count", &[]), Some(1.0));
-    let _ = tx.send(());
-    task.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }

@@ -8,24 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rr_runtime::config::Config;
-use rr_runtime::host::Host;
+use rr_runtime::testing::{free_port, TestServer};
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 struct Server {
     dir: tempfile::TempDir,
     http: u16,
     rpc: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: TestServer,
 }
 
 async fn serve(rpc_listen: Option<String>) -> Server {
@@ -37,26 +31,16 @@ async fn serve(rpc_listen: Option<String>) -> Server {
         root().display()
     );
     std::fs::write(dir.path().join(".rr.yaml"), &yaml).unwrap();
-    let config = Config::from_str(&yaml).unwrap();
     let build = rr_runtime::Build::new("rr", "test-version").plugin::<rr_rpc::Plugin>().plugin::<rr_http::Plugin>();
-    let host = Host::init(&build, &config).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
-    // Ready when the http pool answers.
-    for _ in 0..500 {
-        if http_get(http, "/pid").await.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Server { dir, http, rpc, stop: Some(tx), task }
+    let mut server = TestServer::start(&build, &yaml);
+    server.until("the http pool", || http_get(http, "/pid")).await;
+    Server { dir, http, rpc, server }
 }
 
 impl Server {
     /// Stop the server; its directory (with `.rr.yaml`) stays for further checks.
-    async fn shutdown(mut self) -> tempfile::TempDir {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
+    async fn shutdown(self) -> tempfile::TempDir {
+        self.server.stop().await.unwrap();
         self.dir
     }
 }

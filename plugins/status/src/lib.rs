@@ -108,7 +108,8 @@ impl Plugin {
         let probe = match req.uri().path() {
             "/health" => Probe::Health,
             "/ready" => Probe::Ready,
-            _ => return response(404, b"use /health or /ready\n".to_vec()),
+            "/jobs" => return self.jobs(),
+            _ => return response(404, b"use /health, /ready or /jobs\n".to_vec()),
         };
         let mut plugins: Vec<String> = req
             .uri()
@@ -124,6 +125,27 @@ impl Plugin {
         let reports: Vec<Report> = plugins.iter().map(|p| check(&self.services, p, probe, self.unavailable)).collect();
         let code = reports.iter().map(|r| r.status_code).find(|c| *c != 200).unwrap_or(200);
         response(code, serde_json::to_vec(&reports).unwrap_or_default())
+    }
+}
+
+impl Plugin {
+    /// `/jobs`: every pipeline's state; unavailable while stopping or when one is not ready.
+    fn jobs(&self) -> http::Response<Full<Bytes>> {
+        let states: Vec<serde_json::Value> = self
+            .services
+            .jobs_informers
+            .all()
+            .into_iter()
+            .flat_map(|(_, informer)| informer.states())
+            .map(|s| {
+                serde_json::json!({
+                    "pipeline": s.pipeline, "driver": s.driver, "queue": s.queue, "active": s.active,
+                    "delayed": s.delayed, "reserved": s.reserved, "ready": s.ready, "priority": s.priority,
+                })
+            })
+            .collect();
+        let ok = !self.services.lifecycle.is_stopping() && states.iter().all(|s| s["ready"] == true);
+        response(if ok { 200 } else { self.unavailable }, serde_json::to_vec(&states).unwrap_or_default())
     }
 }
 

@@ -4,13 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rr_runtime::config::Config;
-use rr_runtime::host::Host;
+use rr_runtime::testing::{free_port, TestServer};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 async fn probe(port: u16, path: &str) -> (u16, Value) {
     let r = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.unwrap();
@@ -26,15 +21,10 @@ async fn ready_follows_free_workers() {
         worker.display()
     );
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_status::Plugin>().plugin::<rr_http::Plugin>();
-    let host = Host::init(&build, &Config::from_str(&yaml).unwrap()).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move { host.run_until(async { let _ = rx.await; }, Duration::from_secs(20)).await });
-    for _ in 0..500 {
-        if reqwest::get(format!("http://127.0.0.1:{http}/")).await.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut server = TestServer::start(&build, &yaml);
+    let first = || async { reqwest::get(format!("http://127.0.0.1:{http}/")).await.ok().filter(|r| r.status().is_success()) };
+    server.until("the first http response", first).await;
+
     let (code, body) = probe(status, "/ready?plugin=http").await;
     assert_eq!(code, 200);
     assert_eq!(body[0]["plugin_name"], "http");
@@ -52,6 +42,5 @@ async fn ready_follows_free_workers() {
     assert_eq!(code, 500);
     assert_eq!(body.as_array().unwrap().len(), 2);
     assert!(body[1]["error_message"].as_str().unwrap().contains("`nope`"));
-    let _ = tx.send(());
-    task.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }
