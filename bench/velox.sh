@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # velox's own overhead: each velox build beside a plain `cargo build` of the same generated
 # project, in one run: a cold build, a repeat build with nothing changed, and a build after
-# adding one plugin. Dev profile, fresh target directories per side.
-# Usage: bench/velox.sh            (prints a markdown table; copy it to docs/BENCHMARKS.md)
+# adding one plugin. Dev profile, fresh target directories per side and per run. The two sides
+# take turns going first (the first cold build warms the OS file cache for the second), and
+# each figure is the median over the runs.
+# Usage: bench/velox.sh [runs]     (prints a markdown table; copy it to docs/BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+runs=${1:-3}
 root=$PWD
 work=$(mktemp -d /tmp/velox-bench.XXXX)
 trap 'rm -rf "$work"' EXIT
@@ -17,14 +20,27 @@ recipe() {  # plugins...
     for p in "$@"; do printf '\n[plugins.%s]\npath = "%s/plugins/%s"\n' "$p" "$root" "$p"; done; } > "$work/velox.toml"
 }
 secs() { local s=$(date +%s.%N); "$@" >/dev/null 2>&1; echo "$(date +%s.%N) - $s" | bc; }
-vbuild() { secs "$velox" build -c "$work/velox.toml" --debug -o "$work/dist" --target-dir "$work/t-velox"; }
-cbuild() { "$velox" generate -c "$work/velox.toml" -o "$work/gen" >/dev/null 2>&1; secs cargo build --manifest-path "$work/gen/Cargo.toml" --target-dir "$work/t-cargo"; }
+vbuild() { secs "$velox" build -c "$work/velox.toml" --debug -o "$work/dist" --target-dir "$work/t-velox-$run"; }
+cbuild() { "$velox" generate -c "$work/velox.toml" -o "$work/gen" >/dev/null 2>&1; secs cargo build --manifest-path "$work/gen/Cargo.toml" --target-dir "$work/t-cargo-$run"; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A v c
+for run in $(seq 1 "$runs"); do
+  recipe http rpc
+  for step in cold repeat; do
+    if (( run % 2 )); then v[$step]+="$(vbuild) "; c[$step]+="$(cbuild) "; else c[$step]+="$(cbuild) "; v[$step]+="$(vbuild) "; fi
+  done
+  recipe http rpc status
+  if (( run % 2 )); then v[add]+="$(vbuild) "; c[add]+="$(cbuild) "; else c[add]+="$(cbuild) "; v[add]+="$(vbuild) "; fi
+  rm -rf "$work"/t-*-"$run"
+done
 
 echo "| build | velox s | plain cargo s | velox overhead |"
 echo "|---|---|---|---|"
-row() { printf '| %s | %.2f | %.2f | %+.2f s (%+.1f%%) |\n' "$1" "$2" "$3" "$(echo "$2 - $3" | bc)" "$(echo "($2 - $3) * 100 / $3" | bc -l)"; }
-recipe http rpc
-v=$(vbuild); c=$(cbuild); row "cold (runtime + http + rpc)" "$v" "$c"
-v=$(vbuild); c=$(cbuild); row "repeat, nothing changed" "$v" "$c"
-recipe http rpc status
-v=$(vbuild); c=$(cbuild); row "after adding the status plugin" "$v" "$c"
+for step in cold repeat add; do
+  vm=$(tr ' ' '\n' <<<"${v[$step]}" | grep . | median); cm=$(tr ' ' '\n' <<<"${c[$step]}" | grep . | median)
+  label=${step/cold/cold (runtime + http + rpc)}; label=${label/repeat/repeat, nothing changed}; label=${label/add/after adding the status plugin}
+  printf '| %s | %.2f | %.2f | %+.2f s (%+.1f%%) |\n' "$label" "$vm" "$cm" "$(echo "$vm - $cm" | bc)" "$(echo "($vm - $cm) * 100 / $cm" | bc -l)"
+done
+echo
+echo "raw seconds (velox / cargo): cold ${v[cold]}/ ${c[cold]}; repeat ${v[repeat]}/ ${c[repeat]}; add ${v[add]}/ ${c[add]}"

@@ -1,13 +1,16 @@
-//! The `redis` KV driver: a single Redis node, or a cluster when `addrs` lists several nodes
-//! (RoadRunner's `redis` settings: `addrs`, `username`, `password`, `db`). Timeouts become
+//! The `redis` KV driver, configured as RoadRunner's (Go's universal client): with `master_name`,
+//! `addrs` are Sentinels and the driver follows their master across failovers; otherwise a
+//! cluster when `addrs` lists several nodes, else a single node. `username`, `password`, `db`,
+//! `sentinel_username`, `sentinel_password`. Timeouts become
 //! `EXAT`/`EXPIREAT`; `TTL` reads `EXPIRETIME` back as RFC 3339. `Clear` flushes the database
 //! (`FLUSHDB`), as RoadRunner does: give each storage its own `db`.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use rr_runtime::kv::{DriverFactory, Item, KvResult, Storage};
 use rr_runtime::{BoxError, InitContext};
 use serde::Deserialize;
@@ -35,11 +38,22 @@ struct Config {
     username: Option<String>,
     password: Option<String>,
     db: i64,
+    master_name: Option<String>,
+    sentinel_username: Option<String>,
+    sentinel_password: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { addrs: vec!["127.0.0.1:6379".into()], username: None, password: None, db: 0 }
+        Config {
+            addrs: vec!["127.0.0.1:6379".into()],
+            username: None,
+            password: None,
+            db: 0,
+            master_name: None,
+            sentinel_username: None,
+            sentinel_password: None,
+        }
     }
 }
 
@@ -47,17 +61,61 @@ impl Default for Config {
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<Failover>),
+}
+
+/// The master named by the Sentinels. A dropped connection or a READONLY answer (the node was
+/// demoted by a failover) makes it ask the Sentinels again and retry the command once.
+struct Failover {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    master: tokio::sync::RwLock<MultiplexedConnection>,
+}
+
+impl Failover {
+    async fn connect(c: &Config, master_name: &str) -> KvResult<Failover> {
+        let sentinels: Vec<String> = c.addrs.iter().map(|a| url(a, c.sentinel_username.as_deref(), c.sentinel_password.as_deref(), 0)).collect();
+        let node = SentinelNodeConnectionInfo {
+            tls_mode: None,
+            redis_connection_info: Some(redis::RedisConnectionInfo {
+                db: c.db,
+                username: c.username.clone(),
+                password: c.password.clone(),
+                ..Default::default()
+            }),
+        };
+        let mut sentinel = SentinelClient::build(sentinels, master_name.to_string(), Some(node), SentinelServerType::Master)?;
+        let master = Self::resolve(&mut sentinel)
+            .await
+            .map_err(|e| format!("cannot reach the Redis master `{master_name}` through the Sentinels {:?}: {e}", c.addrs))?;
+        Ok(Failover { sentinel: tokio::sync::Mutex::new(sentinel), master: tokio::sync::RwLock::new(master) })
+    }
+
+    async fn resolve(sentinel: &mut SentinelClient) -> redis::RedisResult<MultiplexedConnection> {
+        sentinel.async_get_client().await?.get_multiplexed_async_connection().await
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Pipeline) -> redis::RedisResult<T> {
+        let mut conn = self.master.read().await.clone();
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.kind() == redis::ErrorKind::ReadOnly => {
+                let mut fresh = Self::resolve(&mut *self.sentinel.lock().await).await?;
+                *self.master.write().await = fresh.clone();
+                cmd.query_async(&mut fresh).await
+            }
+            result => result,
+        }
+    }
 }
 
 struct Factory;
 
-fn url(addr: &str, c: &Config) -> String {
-    let auth = match (&c.username, &c.password) {
+fn url(addr: &str, username: Option<&str>, password: Option<&str>, db: i64) -> String {
+    let auth = match (username, password) {
         (Some(u), Some(p)) => format!("{u}:{p}@"),
         (None, Some(p)) => format!(":{p}@"),
         _ => String::new(),
     };
-    format!("redis://{auth}{addr}/{}", c.db)
+    format!("redis://{auth}{addr}/{db}")
 }
 
 impl DriverFactory for Factory {
@@ -66,13 +124,16 @@ impl DriverFactory for Factory {
         let storage = storage.to_string();
         Box::pin(async move {
             let c = parsed.map_err(|e| format!("config key `kv.{storage}.config`: {e}"))?;
-            let conn = if c.addrs.len() > 1 {
-                let nodes: Vec<String> = c.addrs.iter().map(|a| url(a, &c)).collect();
+            let node_url = |addr: &str| url(addr, c.username.as_deref(), c.password.as_deref(), c.db);
+            let conn = if let Some(master_name) = &c.master_name {
+                Conn::Sentinel(Arc::new(Failover::connect(&c, master_name).await?))
+            } else if c.addrs.len() > 1 {
+                let nodes: Vec<String> = c.addrs.iter().map(|a| node_url(a)).collect();
                 let client = redis::cluster::ClusterClient::new(nodes)?;
                 Conn::Cluster(client.get_async_connection().await.map_err(|e| format!("cannot connect to the Redis cluster {:?}: {e}", c.addrs))?)
             } else {
                 let addr = c.addrs.first().cloned().unwrap_or_else(|| "127.0.0.1:6379".into());
-                let client = redis::Client::open(url(&addr, &c))?;
+                let client = redis::Client::open(node_url(&addr))?;
                 Conn::Single(ConnectionManager::new(client).await.map_err(|e| format!("cannot connect to Redis at {addr}: {e}"))?)
             };
             Ok(Arc::new(Redis { conn }) as Arc<dyn Storage>)
@@ -102,6 +163,7 @@ async fn query<T: redis::FromRedisValue>(conn: &Conn, cmd: redis::Pipeline) -> K
     Ok(match conn.clone() {
         Conn::Single(mut c) => run(&mut c, cmd).await?,
         Conn::Cluster(mut c) => run(&mut c, cmd).await?,
+        Conn::Sentinel(f) => f.query(&cmd).await?,
     })
 }
 
