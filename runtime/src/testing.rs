@@ -73,3 +73,19 @@ impl TestServer {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
 }
+
+/// The `rr-bare` binary (the runtime's command line, no plugins), built into the calling test's
+/// target directory: the client commands (`rr reset`, `rr workers`, `rr jobs`) every built `rr`
+/// shares.
+pub fn rr_bare() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>").to_path_buf();
+    let target = profile.parent().expect("target/<profile>");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "rr-runtime", "--bin", "rr-bare", "--target-dir"])
+        .arg(target)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build --bin rr-bare failed");
+    profile.join("rr-bare")
+}

@@ -5,6 +5,7 @@
 //! (RoadRunner v6 order) → `handler`: encode (`request`) → pool exec → decode (`response`).
 
 pub mod config;
+mod early_hints;
 pub mod form;
 pub mod proto;
 pub mod request;
@@ -128,11 +129,13 @@ async fn handle(req: Request, cfg: &Config, trusted: &[ipnet::IpNet], pool: &Poo
     let started = Instant::now();
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let debug = pool.config().debug;
+    // 1xx may go to HTTP/1.1 clients only (RFC 9110 §15.2); hyper's HTTP/2 server cannot send them.
+    let hints = (req.version() == http::Version::HTTP_11).then(|| req.extensions().get::<early_hints::EarlyHints>().cloned()).flatten();
     let resp = match request::prepare(req, cfg, trusted).await {
         Err(request::RequestError::TooLarge) => response::error_response(413, None),
         Err(request::RequestError::Bad(text)) => response::error_response(500, Some(text)),
         Ok(prepared) => match pool.exec(prepared.payload).await {
-            Ok(reply) => match response::build(reply, prepared.uploads, cfg.internal_error_code).await {
+            Ok(reply) => match response::build(reply, prepared.uploads, hints).await {
                 Ok(resp) => resp,
                 Err(text) => {
                     tracing::error!(target: "http", error = %text, "invalid response from worker");

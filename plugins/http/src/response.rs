@@ -1,8 +1,8 @@
 //! From a worker reply to a hyper response (PROTOCOL.md §3.6-3.8): status and headers from the
 //! protobuf or JSON context, `Trailer` names moved to trailers, streamed frames forwarded as they
-//! arrive. 1xx contexts (103 Early Hints) are not forwarded: hyper's server cannot send
-//! informational responses, so they are dropped without leaking into the final headers (the
-//! RoadRunner v6 rule for the final response).
+//! arrive. 1xx contexts (103 Early Hints) are sent to HTTP/1.1 clients with only their own
+//! headers and never leak into the final response (the RoadRunner v6 rule); 101 is ignored, and
+//! where no 1xx can be sent (HTTP/2, HTTP/1.0) they are dropped.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -13,6 +13,7 @@ use rr_runtime::frame;
 use rr_runtime::http::{Body, Response};
 use rr_runtime::pool::{Payload, PoolError, Reply, ReplyStream};
 
+use crate::early_hints::EarlyHints;
 use crate::proto;
 
 /// Status and headers a worker sent in a frame's context.
@@ -62,13 +63,25 @@ pub fn full(bytes: Bytes) -> Body {
 }
 
 /// Build the response; `guard` (upload temp files) lives until the last frame was read.
-pub async fn build<G: Send + 'static>(reply: Reply, guard: G, error_code: u16) -> Result<Response, String> {
+pub async fn build<G: Send + 'static>(reply: Reply, guard: G, hints: Option<EarlyHints>) -> Result<Response, String> {
     let Reply { mut payload, mut stream } = reply;
-    // Skip informational heads of a stream until the final status arrives.
+    // Informational heads of a stream go out on their own until the final status arrives.
     let head = loop {
         match decode_head(&payload)? {
             Some(h) if h.status < 200 => {
-                tracing::debug!(status = h.status, "informational response from worker dropped (not supported by the HTTP server)");
+                if !payload.body.is_empty() {
+                    tracing::warn!(status = h.status, "body of an informational response from the worker dropped");
+                }
+                match (&hints, h.status) {
+                    (_, 101) => tracing::warn!("101 Switching Protocols from a worker is not supported; ignored"),
+                    (Some(hints), status) => {
+                        let status = StatusCode::from_u16(status).map_err(|e| e.to_string())?;
+                        if let Err(e) = hints.send(status, &h.headers).await {
+                            return Err(e.to_string());
+                        }
+                    }
+                    (None, status) => tracing::debug!(status, "informational response dropped: the client's protocol cannot receive it"),
+                }
                 let Some(s) = stream.as_mut() else { return Err(format!("worker ended the response with status {}", h.status)) };
                 payload = match s.next().await {
                     Some(Ok(p)) => p,
@@ -83,7 +96,7 @@ pub async fn build<G: Send + 'static>(reply: Reply, guard: G, error_code: u16) -
     let first = if is_terminator(&payload) { Bytes::new() } else { payload.body };
     let body = match stream {
         None if trailers.is_empty() => full(first),
-        stream => streamed(first, stream, trailers, guard, error_code),
+        stream => streamed(first, stream, trailers, guard),
     };
     let mut resp = http::Response::new(body);
     *resp.status_mut() = StatusCode::from_u16(head.status).map_err(|e| e.to_string())?;
@@ -93,7 +106,7 @@ pub async fn build<G: Send + 'static>(reply: Reply, guard: G, error_code: u16) -
 
 /// Body of a streamed (or trailer-carrying) response: chunks as the worker sends them, then
 /// trailers. A worker error after the first chunk cuts the stream.
-fn streamed<G: Send + 'static>(first: Bytes, stream: Option<ReplyStream>, trailers: HeaderMap, guard: G, _error_code: u16) -> Body {
+fn streamed<G: Send + 'static>(first: Bytes, stream: Option<ReplyStream>, trailers: HeaderMap, guard: G) -> Body {
     type Item = Result<http_body::Frame<Bytes>, rr_runtime::BoxError>;
     let head = futures::stream::iter((!first.is_empty()).then(|| Ok::<_, rr_runtime::BoxError>(http_body::Frame::data(first))));
     let rest = futures::stream::unfold(Some((stream, guard)), |state| async move {

@@ -14,6 +14,7 @@ use rr_runtime::http::Handler;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::early_hints::{EarlyHints, HintsIo};
 use crate::request::ConnInfo;
 
 pub struct Listener {
@@ -45,15 +46,19 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
         let _ = stream.set_nodelay(true);
         let info = ConnInfo { remote, tls: l.tls.is_some() };
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(info);
-            let req = req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync());
-            let fut = handler(req);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
+        let service = move |hints: EarlyHints| {
+            hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(info);
+                req.extensions_mut().insert(hints.clone());
+                let req = req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync());
+                let fut = handler(req);
+                async move { Ok::<_, Infallible>(fut.await) }
+            })
+        };
         match &l.tls {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let (io, hints) = HintsIo::new(stream);
+                let conn = builder.serve_connection(TokioIo::new(io), service(hints)).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -71,7 +76,8 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
                         Ok(Err(e)) => return tracing::debug!(error = %e, "https: handshake failed"),
                         Err(_) => return tracing::debug!("https: handshake timed out"),
                     };
-                    let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                    let (io, hints) = HintsIo::new(tls);
+                    let conn = builder.serve_connection(TokioIo::new(io), service(hints)).into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "https: connection ended with an error");
                     }

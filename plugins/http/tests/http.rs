@@ -192,11 +192,54 @@ async fn status_and_multi_value_headers() {
     server.shutdown().await;
 }
 
+/// 103 Early Hints reach an HTTP/1.1 client while the app still works, each with only its own
+/// headers; the final response carries none of them. HTTP/1.0 and HTTP/2 clients get no 1xx.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn early_hints_do_not_leak_into_the_final_response() {
-    let server = serve("  pool:\n    num_workers: 1").await;
-    let resp = client().get(server.url("/hints")).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
+async fn early_hints_arrive_before_the_final_response() {
+    let server = serve("  pool:\n    num_workers: 1\n  http2:\n    h2c: true").await;
+    let port = server.port;
+    let (hints, rest) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /hints?ms=400 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
+        // Both hints, read while the worker is still sleeping.
+        while seen.windows(4).filter(|w| w == b"\r\n\r\n").count() < 2 {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed after {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let hints = String::from_utf8(seen).unwrap();
+        let mut rest = String::new();
+        s.read_to_string(&mut rest).unwrap();
+        (hints, rest)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        hints,
+        "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </app.js>; rel=preload\r\n\r\n",
+        "the hints come first, alone, before the app finished"
+    );
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
+    assert!(!rest.to_ascii_lowercase().contains("link:") && rest.contains("after hints"), "{rest}");
+
+    let http10 = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /hints HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(http10.starts_with("HTTP/1.0 200 OK\r\n") && !http10.contains("103"), "{http10}");
+
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let resp = h2.get(server.url("/hints")).send().await.unwrap();
+    assert_eq!((resp.version(), resp.status()), (reqwest::Version::HTTP_2, reqwest::StatusCode::OK));
     assert!(resp.headers().get("link").is_none());
     assert_eq!(resp.text().await.unwrap(), "after hints");
     server.shutdown().await;

@@ -8,7 +8,7 @@ use prost::Message;
 use rr_jobs::proto;
 use rr_runtime::rpc::Codec;
 use rr_runtime::rpc::client::RpcClient;
-use rr_runtime::testing::{free_port, TestServer};
+use rr_runtime::testing::{free_port, rr_bare, TestServer};
 use serde_json::Value;
 
 fn job(id: &str, payload: &str, pipeline: &str, priority: i64) -> proto::Job {
@@ -167,17 +167,6 @@ jobs:
     server.stop().await.unwrap();
 }
 
-/// `rr-bare` has the same client commands as every built `rr`.
-fn rr_bare() -> std::path::PathBuf {
-    let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "rr-runtime", "--bin", "rr-bare", "--target-dir"])
-        .arg(profile.parent().unwrap())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    profile.join("rr-bare")
-}
 
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rr_runtime::testing::{free_port, TestServer};
+use rr_runtime::testing::{free_port, rr_bare, TestServer};
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
@@ -146,17 +146,6 @@ async fn corrupt_frames_close_only_their_connection() {
     let _ = server.shutdown().await;
 }
 
-/// `rr-bare` has the same client commands as every built `rr`.
-fn rr_bare() -> PathBuf {
-    let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "rr-runtime", "--bin", "rr-bare", "--target-dir"])
-        .arg(profile.parent().unwrap())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    profile.join("rr-bare")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rr_reset_under_load_and_rr_workers() {

@@ -56,6 +56,8 @@ while (($req = $http->waitRequest()) !== null) {
             break;
         case '/hints':
             $http->respond(103, '', ['Link' => '</style.css>; rel=preload'], false);
+            $http->respond(103, '', ['Link' => '</app.js>; rel=preload'], false);
+            usleep(1000 * (int)($query['ms'] ?? 0));   // the app's real work, after the hints
             $http->respond(200, 'after hints', ['Content-Type' => 'text/plain']);
             break;
         case '/stream':

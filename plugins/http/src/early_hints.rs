@@ -1,0 +1,125 @@
+//! 1xx informational responses (103 Early Hints) on HTTP/1.1, which hyper's server cannot send.
+//!
+//! Each HTTP/1 connection's IO is wrapped in [`HintsIo`]; the request carries an [`EarlyHints`]
+//! handle to it. A hint is queued with a wake-up of the connection task and written by the
+//! wrapper's `poll_flush`, which hyper calls on every turn of its dispatch loop after writing its
+//! own buffered bytes (the previous response's tail, if any). The handler waits until the hint is
+//! on the wire before it goes on, so the final response head can never overtake it.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes};
+use http::{HeaderName, HeaderValue, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+
+#[derive(Default)]
+struct Shared {
+    queue: std::collections::VecDeque<(Bytes, oneshot::Sender<()>)>,
+    /// The connection task's waker, from its latest poll of the IO.
+    waker: Option<Waker>,
+}
+
+/// The request's handle for sending informational responses on its connection.
+#[derive(Clone)]
+pub struct EarlyHints(Arc<Mutex<Shared>>);
+
+impl EarlyHints {
+    /// Write `HTTP/1.1 <status>` with exactly these headers (invalid names or values are skipped:
+    /// no header injection) and wait until it is written. An error means the connection is gone.
+    pub async fn send(&self, status: StatusCode, headers: &[(String, Vec<Vec<u8>>)]) -> Result<(), &'static str> {
+        let mut head = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or("Informational")).into_bytes();
+        for (name, values) in headers {
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                continue;
+            }
+            for value in values.iter().filter(|v| HeaderValue::from_bytes(v).is_ok()) {
+                head.extend_from_slice(name.as_bytes());
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(value);
+                head.extend_from_slice(b"\r\n");
+            }
+        }
+        head.extend_from_slice(b"\r\n");
+        let (written, on_wire) = oneshot::channel();
+        {
+            let mut shared = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            shared.queue.push_back((Bytes::from(head), written));
+            if let Some(w) = &shared.waker {
+                w.wake_by_ref();
+            }
+        }
+        on_wire.await.map_err(|_| "the connection closed before the informational response was written")
+    }
+}
+
+/// A connection's IO that also writes queued informational responses.
+pub struct HintsIo<T> {
+    inner: T,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl<T> HintsIo<T> {
+    pub fn new(inner: T) -> (HintsIo<T>, EarlyHints) {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        (HintsIo { inner, shared: shared.clone() }, EarlyHints(shared))
+    }
+
+    fn remember(&self, cx: &Context<'_>) {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if !shared.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            shared.waker = Some(cx.waker().clone());
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for HintsIo<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.remember(cx);
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for HintsIo<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.remember(cx);
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        self.remember(cx);
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.remember(cx);
+        let this = self.get_mut();
+        loop {
+            let mut shared = this.shared.lock().unwrap_or_else(|p| p.into_inner());
+            let Some((bytes, _)) = shared.queue.front_mut() else { break };
+            if bytes.is_empty() {
+                if let Some((_, written)) = shared.queue.pop_front() {
+                    let _ = written.send(());
+                }
+                continue;
+            }
+            let n = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, bytes))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            bytes.advance(n);
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
