@@ -113,6 +113,18 @@ http:
     assert!(zipped.len() < 1000);
     let plain = c.get(url("/big")).send().await.unwrap();
     assert!(plain.headers().get("content-encoding").is_none());
+    // ... with brotli when the client prefers it or ties, gzip when it ranks brotli lower.
+    let r = c.get(url("/big")).header("Accept-Encoding", "gzip, deflate, br").send().await.unwrap();
+    assert_eq!(r.headers()["content-encoding"], "br");
+    let compressed = r.bytes().await.unwrap();
+    let mut text = String::new();
+    brotli::Decompressor::new(&compressed[..], 4096).read_to_string(&mut text).unwrap();
+    assert_eq!(text, "compressible text ".repeat(1000));
+    assert!(compressed.len() < 1000);
+    let r = c.get(url("/big")).header("Accept-Encoding", "br;q=0.5, gzip").send().await.unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let r = c.get(url("/big")).header("Accept-Encoding", "br;q=0, gzip;q=0").send().await.unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
 
     // sendfile: the server streams the file PHP names.
     let r = c.get(url(&format!("/sendfile?path={}", download.path().display()))).send().await.unwrap();
