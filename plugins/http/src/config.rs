@@ -18,7 +18,6 @@ pub struct Config {
     pub raw_body: bool,
     /// First listed = outermost (RoadRunner v6 order).
     pub middleware: Vec<String>,
-    pub trusted_subnets: Vec<String>,
     pub uploads: Uploads,
     pub http2: Http2,
     pub ssl: Option<Ssl>,
@@ -40,7 +39,6 @@ impl Default for Config {
             max_request_size: 0,
             raw_body: false,
             middleware: Vec::new(),
-            trusted_subnets: Vec::new(),
             uploads: Uploads::default(),
             http2: Http2::default(),
             ssl: None,

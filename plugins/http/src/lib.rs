@@ -25,7 +25,6 @@ pub use config::Config;
 
 pub struct Plugin {
     cfg: Arc<Config>,
-    trusted: Arc<Vec<ipnet::IpNet>>,
     services: Arc<Services>,
     pool: tokio::sync::OnceCell<Pool>,
 }
@@ -41,15 +40,10 @@ impl rr_runtime::Plugin for Plugin {
         if !(100..=599).contains(&cfg.internal_error_code) {
             return Err(format!("config key `http.internal_error_code`: {} is not an HTTP status code", cfg.internal_error_code).into());
         }
-        let trusted = cfg
-            .trusted_subnets
-            .iter()
-            .map(|s| s.parse::<ipnet::IpNet>().map_err(|e| format!("config key `http.trusted_subnets`: `{s}`: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
         if let Some(ssl) = &cfg.ssl {
             server::tls_acceptor(ssl)?;
         }
-        Ok(Some(Plugin { cfg: Arc::new(cfg), trusted: Arc::new(trusted), services: ctx.services.clone(), pool: Default::default() }))
+        Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), pool: Default::default() }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
@@ -58,7 +52,7 @@ impl rr_runtime::Plugin for Plugin {
         }
         let pool = self.services.new_pool("http", "http", self.cfg.pool.clone()).await?;
         let _ = self.pool.set(pool.clone());
-        let handler = self.chain(php_handler(self.cfg.clone(), self.trusted.clone(), pool));
+        let handler = self.chain(php_handler(self.cfg.clone(), pool));
         let drain = self.cfg.pool.destroy_timeout;
         let mut listeners = Vec::new();
         let redirect_port = self.cfg.ssl.as_ref().filter(|s| s.redirect).map(|s| s.address.rsplit(':').next().unwrap_or("443").to_string());
@@ -118,20 +112,20 @@ async fn bind(address: &str, key: &str) -> Result<TcpListener, BoxError> {
 }
 
 /// The innermost handler: the request goes to a PHP worker.
-fn php_handler(cfg: Arc<Config>, trusted: Arc<Vec<ipnet::IpNet>>, pool: Pool) -> Handler {
+fn php_handler(cfg: Arc<Config>, pool: Pool) -> Handler {
     Arc::new(move |req: Request| {
-        let (cfg, trusted, pool) = (cfg.clone(), trusted.clone(), pool.clone());
-        Box::pin(async move { handle(req, &cfg, &trusted, &pool).await })
+        let (cfg, pool) = (cfg.clone(), pool.clone());
+        Box::pin(async move { handle(req, &cfg, &pool).await })
     })
 }
 
-async fn handle(req: Request, cfg: &Config, trusted: &[ipnet::IpNet], pool: &Pool) -> Response {
+async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
     let started = Instant::now();
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let debug = pool.config().debug;
     // 1xx may go to HTTP/1.1 clients only (RFC 9110 §15.2); hyper's HTTP/2 server cannot send them.
     let hints = (req.version() == http::Version::HTTP_11).then(|| req.extensions().get::<early_hints::EarlyHints>().cloned()).flatten();
-    let resp = match request::prepare(req, cfg, trusted).await {
+    let resp = match request::prepare(req, cfg).await {
         Err(request::RequestError::TooLarge) => response::error_response(413, None),
         Err(request::RequestError::Bad(text)) => response::error_response(500, Some(text)),
         Ok(prepared) => match pool.exec(prepared.payload).await {

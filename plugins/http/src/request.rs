@@ -3,7 +3,7 @@
 //! files go to temp files that live until the response is done.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use http::{HeaderMap, Method, Version};
 use http_body_util::BodyExt;
 use prost::Message;
 use rr_runtime::frame;
-use rr_runtime::http::{Attributes, Request};
+use rr_runtime::http::{Attributes, ClientAddr, Request};
 use rr_runtime::pool::Payload;
 use serde_json::{Value, json};
 
@@ -40,11 +40,11 @@ pub struct Prepared {
     pub uploads: Vec<tempfile::TempPath>,
 }
 
-pub async fn prepare(req: Request, cfg: &Config, trusted: &[ipnet::IpNet]) -> Result<Prepared, RequestError> {
+pub async fn prepare(req: Request, cfg: &Config) -> Result<Prepared, RequestError> {
     let (parts, body) = req.into_parts();
     let conn = parts.extensions.get::<ConnInfo>().copied();
     let attributes = parts.extensions.get::<Attributes>().cloned().unwrap_or_default();
-    let remote_addr = client_ip(conn.map(|c| c.remote.ip()), &parts.headers, trusted);
+    let remote_addr = parts.extensions.get::<ClientAddr>().map(|c| c.0).or(conn.map(|c| c.remote.ip())).map(|ip| ip.to_string()).unwrap_or_default();
     let tls = conn.is_some_and(|c| c.tls);
 
     let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
@@ -153,44 +153,6 @@ async fn read_limited(mut body: rr_runtime::http::Body, limit: usize) -> Result<
         }
     }
     if seen > limit { Err(RequestError::TooLarge) } else { Ok(out.freeze()) }
-}
-
-/// The client IP: the peer, or for a peer in `trusted_subnets` the first trusted proxy header.
-pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> String {
-    let Some(peer) = peer else { return String::new() };
-    if trusted.iter().any(|net| net.contains(&peer)) {
-        for name in ["x-real-ip", "true-client-ip", "cf-connecting-ip"] {
-            if let Some(ip) = headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<IpAddr>().ok()) {
-                return ip.to_string();
-            }
-        }
-        if let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.split(',').next())
-            .and_then(|s| s.trim().parse::<IpAddr>().ok())
-        {
-            return ip.to_string();
-        }
-        if let Some(ip) = headers.get("forwarded").and_then(|v| v.to_str().ok()).and_then(forwarded_for) {
-            return ip.to_string();
-        }
-    }
-    peer.to_string()
-}
-
-/// RFC 7239 `for=` of the first element.
-fn forwarded_for(value: &str) -> Option<IpAddr> {
-    let first = value.split(',').next()?;
-    first.split(';').find_map(|pair| {
-        let (k, v) = pair.trim().split_once('=')?;
-        if !k.eq_ignore_ascii_case("for") {
-            return None;
-        }
-        let v = v.trim_matches('"');
-        let v = v.strip_prefix('[').and_then(|s| s.split(']').next()).unwrap_or(v);
-        v.parse().ok().or_else(|| v.rsplit_once(':')?.0.parse().ok())
-    })
 }
 
 fn absolute_uri(uri: &http::Uri, headers: &HeaderMap, tls: bool) -> String {

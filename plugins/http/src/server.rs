@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use rr_runtime::http::Handler;
+use rr_runtime::http::{ClientAddr, Handler};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +49,7 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
         let service = move |hints: EarlyHints| {
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(info);
+                req.extensions_mut().insert(ClientAddr(info.remote.ip()));
                 req.extensions_mut().insert(hints.clone());
                 let req = req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync());
                 let fut = handler(req);

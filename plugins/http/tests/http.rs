@@ -35,7 +35,7 @@ async fn serve(http_extra: &str) -> Server {
 
 async fn serve_on(port: u16, http_section: &str) -> Server {
     let yaml = format!("version: '3'\nserver:\n  command: \"{}\"\nhttp:\n{http_section}\n", worker());
-    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_http::Plugin>();
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_proxy_ip_parser::Plugin>().plugin::<rr_http::Plugin>();
     let mut server = TestServer::start(&build, &yaml);
     server.until("the http listener", || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok() }).await;
     // Workers may still be starting; the first request waits for one.
@@ -317,12 +317,23 @@ async fn https_with_http2_and_redirect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_headers_only_from_trusted_subnets() {
+async fn proxy_ip_parser_trusts_only_listed_subnets() {
+    // Without the middleware listed (as in RoadRunner) proxy headers are ignored.
     let server = serve("  trusted_subnets: [\"127.0.0.0/8\"]\n  pool:\n    num_workers: 1").await;
-    let v = echo(&server, client().get(server.url("/echo")).header("X-Forwarded-For", "203.0.113.7, 10.0.0.1")).await;
-    assert_eq!(v["remoteAddr"], "203.0.113.7");
+    let v = echo(&server, client().get(server.url("/echo")).header("X-Forwarded-For", "203.0.113.7")).await;
+    assert_eq!(v["remoteAddr"], "127.0.0.1");
     server.shutdown().await;
-    let server = serve("  trusted_subnets: [\"10.0.0.0/8\"]\n  pool:\n    num_workers: 1").await;
+    let server = serve("  middleware: [proxy_ip_parser]\n  trusted_subnets: [\"127.0.0.0/8\"]\n  pool:\n    num_workers: 1").await;
+    let v = echo(&server, client().get(server.url("/echo")).header("X-Forwarded-For", "203.0.113.7, 10.0.0.1")).await;
+    assert_eq!(v["remoteAddr"], "203.0.113.7", "the leftmost address");
+    let forwarded = client().get(server.url("/echo")).header("Forwarded", "for=\"[2001:db8::7]:4711\"").header("X-Real-IP", "198.51.100.1");
+    assert_eq!(echo(&server, forwarded).await["remoteAddr"], "2001:db8::7", "Forwarded comes first in the default order");
+    server.shutdown().await;
+    let server = serve("  middleware: [proxy_ip_parser]\n  trusted_headers: [X-Real-IP]\n  pool:\n    num_workers: 1").await;
+    let v = echo(&server, client().get(server.url("/echo")).header("X-Forwarded-For", "203.0.113.7").header("X-Real-IP", "198.51.100.1")).await;
+    assert_eq!(v["remoteAddr"], "198.51.100.1", "only the configured headers, default subnets include loopback");
+    server.shutdown().await;
+    let server = serve("  middleware: [proxy_ip_parser]\n  trusted_subnets: [\"10.0.0.0/8\"]\n  pool:\n    num_workers: 1").await;
     let v = echo(&server, client().get(server.url("/echo")).header("X-Forwarded-For", "203.0.113.7")).await;
     assert_eq!(v["remoteAddr"], "127.0.0.1", "an untrusted peer cannot claim another address");
     server.shutdown().await;
@@ -330,10 +341,11 @@ async fn proxy_headers_only_from_trusted_subnets() {
 
 #[test]
 fn config_errors_name_the_key() {
-    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_http::Plugin>();
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_proxy_ip_parser::Plugin>().plugin::<rr_http::Plugin>();
     let err = |yaml: &str| Host::init(&build, &Config::from_str(yaml).unwrap()).err().unwrap().to_string();
     assert!(err("version: '3'\nhttp:\n  pool: {num_workers: 1}\n").contains("no method has been specified"));
-    assert!(err("version: '3'\nhttp:\n  address: ':0'\n  trusted_subnets: [nope]\n").contains("http.trusted_subnets"));
+    let bad_subnet = "version: '3'\nhttp:\n  address: ':0'\n  middleware: [proxy_ip_parser]\n  trusted_subnets: [nope]\n";
+    assert!(err(bad_subnet).contains("http.trusted_subnets"), "{}", err(bad_subnet));
     assert!(err("version: '3'\nhttp:\n  address: ':0'\n  codec: xml\n").contains("http.codec"));
     assert!(err("version: '3'\nhttp:\n  address: ':0'\n  ssl: {cert: /nope.pem, key: /nope.key}\n").contains("http.ssl.cert"));
 }
