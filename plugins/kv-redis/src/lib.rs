@@ -10,7 +10,6 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use rr_runtime::kv::{DriverFactory, Item, KvResult, Storage};
 use rr_runtime::{BoxError, InitContext};
 use serde::Deserialize;
@@ -31,7 +30,7 @@ impl rr_runtime::Plugin for Plugin {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 struct Config {
     addrs: Vec<String>,
@@ -64,47 +63,75 @@ enum Conn {
     Sentinel(Arc<Failover>),
 }
 
-/// The master named by the Sentinels. A dropped connection or a READONLY answer (the node was
-/// demoted by a failover) makes it ask the Sentinels again and retry the command once.
+/// The master named by the Sentinels (`SENTINEL GET-MASTER-ADDR-BY-NAME`, as Go's failover
+/// client asks: it names the promoted replica as soon as a failover reaches it). A dropped
+/// connection or a READONLY answer (the node was demoted) makes it ask again and retry, a few
+/// times while a failover settles.
 struct Failover {
-    sentinel: tokio::sync::Mutex<SentinelClient>,
+    master_name: String,
+    /// Sentinel URLs, with the sentinel credentials.
+    sentinels: Vec<String>,
+    /// Credentials and `db` for the master.
+    node: Config,
     master: tokio::sync::RwLock<MultiplexedConnection>,
 }
+
+const FAILOVER_ATTEMPTS: u32 = 5;
 
 impl Failover {
     async fn connect(c: &Config, master_name: &str) -> KvResult<Failover> {
         let sentinels: Vec<String> = c.addrs.iter().map(|a| url(a, c.sentinel_username.as_deref(), c.sentinel_password.as_deref(), 0)).collect();
-        let node = SentinelNodeConnectionInfo {
-            tls_mode: None,
-            redis_connection_info: Some(redis::RedisConnectionInfo {
-                db: c.db,
-                username: c.username.clone(),
-                password: c.password.clone(),
-                ..Default::default()
-            }),
-        };
-        let mut sentinel = SentinelClient::build(sentinels, master_name.to_string(), Some(node), SentinelServerType::Master)?;
-        let master = Self::resolve(&mut sentinel)
+        let master = resolve(&sentinels, master_name, c)
             .await
             .map_err(|e| format!("cannot reach the Redis master `{master_name}` through the Sentinels {:?}: {e}", c.addrs))?;
-        Ok(Failover { sentinel: tokio::sync::Mutex::new(sentinel), master: tokio::sync::RwLock::new(master) })
-    }
-
-    async fn resolve(sentinel: &mut SentinelClient) -> redis::RedisResult<MultiplexedConnection> {
-        sentinel.async_get_client().await?.get_multiplexed_async_connection().await
+        Ok(Failover { master_name: master_name.to_string(), sentinels, node: c.clone(), master: tokio::sync::RwLock::new(master) })
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Pipeline) -> redis::RedisResult<T> {
         let mut conn = self.master.read().await.clone();
-        match cmd.query_async(&mut conn).await {
-            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.kind() == redis::ErrorKind::ReadOnly => {
-                let mut fresh = Self::resolve(&mut *self.sentinel.lock().await).await?;
-                *self.master.write().await = fresh.clone();
-                cmd.query_async(&mut fresh).await
+        let mut result = cmd.query_async(&mut conn).await;
+        for attempt in 1..FAILOVER_ATTEMPTS {
+            match &result {
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.kind() == redis::ErrorKind::ReadOnly => {}
+                _ => break,
             }
-            result => result,
+            if attempt > 1 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            result = match resolve(&self.sentinels, &self.master_name, &self.node).await {
+                Ok(mut fresh) => {
+                    *self.master.write().await = fresh.clone();
+                    cmd.query_async(&mut fresh).await
+                }
+                Err(e) => Err(e),
+            };
+        }
+        result
+    }
+}
+
+/// Ask each Sentinel in turn for the master's address and connect to it, checking that the
+/// node really is a master now.
+async fn resolve(sentinels: &[String], master_name: &str, node: &Config) -> redis::RedisResult<MultiplexedConnection> {
+    let mut last = redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Sentinel addresses in `addrs`"));
+    for sentinel in sentinels {
+        let attempt = async {
+            let mut s = redis::Client::open(sentinel.as_str())?.get_multiplexed_async_connection().await?;
+            let (host, port): (String, u16) = redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(master_name).query_async(&mut s).await?;
+            let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            let mut master = redis::Client::open(url(&addr, node.username.as_deref(), node.password.as_deref(), node.db))?.get_multiplexed_async_connection().await?;
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut master).await?;
+            match role.first() {
+                Some(redis::Value::BulkString(r)) if r == b"master" => Ok(master),
+                _ => Err(redis::RedisError::from((redis::ErrorKind::ReadOnly, "the node the Sentinel named is not a master yet"))),
+            }
+        };
+        match attempt.await {
+            Ok(master) => return Ok(master),
+            Err(e) => last = e,
         }
     }
+    Err(last)
 }
 
 struct Factory;
