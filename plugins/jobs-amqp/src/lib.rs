@@ -24,10 +24,10 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use rr_runtime::jobs::{Acknowledger, Delivery, DriverFactory, Job, JobsResult, Pipeline, PipelineState};
+use rr_runtime::jobs::{Acknowledger, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
 use rr_runtime::{BoxError, InitContext};
 use serde::Deserialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub struct Plugin;
@@ -156,7 +156,7 @@ struct Inner {
     cfg: Config,
     session: watch::Receiver<Option<Session>>,
     /// Where deliveries go while consuming.
-    consuming: Mutex<Option<mpsc::Sender<Delivery>>>,
+    consuming: Mutex<Option<Inbox>>,
     stopped: CancellationToken,
     ready: AtomicBool,
     last_error: Mutex<String>,
@@ -226,7 +226,7 @@ impl Inner {
     }
 
     /// Forward deliveries of this connection until it is lost or consuming stops.
-    fn consume(self: Arc<Self>, channel: Channel, out: mpsc::Sender<Delivery>, lost: CancellationToken) {
+    fn consume(self: Arc<Self>, channel: Channel, out: Inbox, lost: CancellationToken) {
         tokio::spawn(async move {
             let tag = format!("rr-{}-{}", self.name, std::process::id());
             let mut consumer = match channel.basic_consume(self.cfg.queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()).await {
@@ -388,7 +388,7 @@ impl Pipeline for Amqp {
         Box::pin(async move { self.0.publish(&job, job.delay).await })
     }
 
-    fn resume(&self, out: mpsc::Sender<Delivery>) -> BoxFuture<'_, JobsResult<()>> {
+    fn resume(&self, out: Inbox) -> BoxFuture<'_, JobsResult<()>> {
         Box::pin(async move {
             let was = self.0.consuming.lock().unwrap().replace(out.clone());
             if was.is_none() {

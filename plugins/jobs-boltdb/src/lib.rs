@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex, Weak};
 use futures::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use rr_runtime::jobs::queue::Queue;
-use rr_runtime::jobs::{Acknowledger, Delivery, DriverFactory, Job, JobsResult, Pipeline, PipelineState};
+use rr_runtime::jobs::{Acknowledger, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
 use rr_runtime::{BoxError, InitContext};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 pub struct Plugin;
 
@@ -200,7 +199,7 @@ impl Pipeline for Boltdb {
         })
     }
 
-    fn resume(&self, out: mpsc::Sender<Delivery>) -> BoxFuture<'_, JobsResult<()>> {
+    fn resume(&self, out: Inbox) -> BoxFuture<'_, JobsResult<()>> {
         let inner = self.0.clone();
         self.0.queue.resume(out, Arc::new(move |key, job| Box::new(Ack { inner: inner.clone(), key, job }) as Box<dyn Acknowledger>));
         Box::pin(async { Ok(()) })

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use rr_runtime::jobs::queue::Queue;
-use rr_runtime::jobs::{Acknowledger, Delivery, DriverFactory, Job, JobsResult, Pipeline, PipelineState};
+use rr_runtime::jobs::{Acknowledger, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
 use rr_runtime::{BoxError, InitContext};
-use tokio::sync::mpsc;
 
 pub struct Plugin;
 
@@ -82,7 +81,7 @@ impl Pipeline for Memory {
         Box::pin(async { Ok(()) })
     }
 
-    fn resume(&self, out: mpsc::Sender<Delivery>) -> BoxFuture<'_, JobsResult<()>> {
+    fn resume(&self, out: Inbox) -> BoxFuture<'_, JobsResult<()>> {
         let queue = self.0.clone();
         self.0.resume(out, Arc::new(move |_, job| Box::new(Ack { queue: queue.clone(), job }) as Box<dyn Acknowledger>));
         Box::pin(async { Ok(()) })

@@ -15,10 +15,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, stream::Stream};
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use rr_runtime::jobs::{Acknowledger, Delivery, DriverFactory, Job, JobsResult, Pipeline, PipelineState};
+use rr_runtime::jobs::{Acknowledger, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
 use rr_runtime::{BoxError, InitContext};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub struct Plugin;
@@ -135,7 +134,7 @@ impl Inner {
         Ok(())
     }
 
-    async fn consume(self: Arc<Self>, out: mpsc::Sender<Delivery>, stop: CancellationToken) {
+    async fn consume(self: Arc<Self>, out: Inbox, stop: CancellationToken) {
         while !stop.is_cancelled() {
             let mut messages = match self.consumer.messages().await {
                 Ok(m) => m,
@@ -242,7 +241,7 @@ impl Pipeline for Nats {
         })
     }
 
-    fn resume(&self, out: mpsc::Sender<Delivery>) -> BoxFuture<'_, JobsResult<()>> {
+    fn resume(&self, out: Inbox) -> BoxFuture<'_, JobsResult<()>> {
         let mut consuming = self.0.consuming.lock().unwrap();
         if consuming.is_none() {
             let stop = CancellationToken::new();

@@ -1,9 +1,9 @@
 //! The `jobs` plugin: pipelines from `jobs.pipelines` on driver plugins, consumed by a pool of
 //! PHP workers (`RR_MODE=jobs`), pushed and managed over RPC with the `jobs.v1` messages.
 //!
-//! Flow: a consuming pipeline sends deliveries into one bounded channel (`pipeline_size`
-//! deliveries: backpressure reaches the drivers); the dispatcher runs at most as many deliveries
-//! at once as the pool has workers; each is executed (PROTOCOL.md §5.1) and settled with its
+//! Flow: a consuming pipeline sends deliveries into one bounded inbox (`pipeline_size`
+//! deliveries: backpressure reaches the drivers); whenever a worker is free the dispatcher takes
+//! the most urgent delivery of all pipelines (lowest priority number, then oldest); each is executed (PROTOCOL.md §5.1) and settled with its
 //! broker only after PHP answered (§5.2): ack, nack with requeue and delay, or requeue.
 
 pub mod proto;
@@ -14,11 +14,11 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use rr_runtime::frame;
-use rr_runtime::jobs::{Delivery, Pipeline};
+use rr_runtime::jobs::{Delivery, Inbox, Pipeline};
 use rr_runtime::pool::{Payload, Pool, PoolConfig};
 use rr_runtime::{BoxError, InitContext, Services};
 use serde::Deserialize;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,7 +51,7 @@ pub(crate) struct State {
     pub services: Arc<Services>,
     pub pipelines: RwLock<BTreeMap<String, Arc<dyn Pipeline>>>,
     /// Set when serving starts: where consuming pipelines deliver.
-    pub deliveries: OnceLock<mpsc::Sender<Delivery>>,
+    pub deliveries: OnceLock<Inbox>,
 }
 
 impl State {
@@ -101,8 +101,8 @@ impl rr_runtime::Plugin for Plugin {
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
         let pool = self.state.services.new_pool("jobs", "jobs", self.config.pool.clone()).await?;
         let _ = self.pool.set(pool.clone());
-        let (tx, mut rx) = mpsc::channel(self.config.pipeline_size.clamp(1, 100_000));
-        let _ = self.state.deliveries.set(tx);
+        let inbox = Inbox::new(self.config.pipeline_size.clamp(1, 100_000));
+        let _ = self.state.deliveries.set(inbox.clone());
         for (name, p) in &self.config.pipelines {
             let mut config = p.config.clone();
             if config.is_null() {
@@ -115,11 +115,15 @@ impl rr_runtime::Plugin for Plugin {
         }
         let slots = Arc::new(Semaphore::new(self.config.pool.effective_workers().max(1)));
         loop {
-            let delivery = tokio::select! {
-                d = rx.recv() => match d { Some(d) => d, None => break },
+            // A free worker first, then the delivery: until a worker is free, every delivery
+            // waits in the inbox where a more urgent one can still overtake it.
+            let (permit, delivery) = tokio::select! {
+                next = async {
+                    let permit = slots.clone().acquire_owned().await.expect("semaphore open");
+                    (permit, inbox.recv().await)
+                } => match next { (permit, Some(d)) => (permit, d), (_, None) => break },
                 _ = shutdown.cancelled() => break,
             };
-            let permit = slots.clone().acquire_owned().await.expect("semaphore open");
             let pool = pool.clone();
             tokio::spawn(async move {
                 execute(&pool, delivery).await;
@@ -132,8 +136,8 @@ impl rr_runtime::Plugin for Plugin {
         for p in &pipelines {
             let _ = p.pause().await;
         }
-        rx.close();
-        while let Some(d) = rx.recv().await {
+        inbox.close();
+        while let Some(d) = inbox.recv().await {
             let _ = d.acker.nack(true, 0).await;
         }
         let _ = slots.acquire_many(self.config.pool.effective_workers().max(1) as u32).await;

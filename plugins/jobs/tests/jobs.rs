@@ -176,3 +176,37 @@ fn http_get(port: u16, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// One priority order over all pipelines, as RoadRunner's single priority queue: while the only
+/// worker is busy, jobs of the `urgent` pipeline (priority 1) overtake the `bulk` ones (10)
+/// pushed before them; an explicit job priority beats its pipeline's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priorities_order_deliveries_across_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs_log = dir.path().join("jobs.log");
+    let port = free_port();
+    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/jobs.php");
+    let yaml = format!(
+        "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{port}\nserver:\n  command: \"php {}\"\n  env:\n    JOBS_LOG: {}\njobs:\n  consume: [bulk, urgent]\n  pool:\n    num_workers: 1\n  pipelines:\n    bulk:\n      driver: memory\n      config:\n        priority: 10\n    urgent:\n      driver: memory\n      config:\n        priority: 1\n",
+        worker.display(),
+        jobs_log.display()
+    );
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_jobs_memory::Plugin>().plugin::<rr_jobs::Plugin>();
+    let mut server = TestServer::start(&build, &yaml);
+    let mut c = server.rpc(&format!("tcp://127.0.0.1:{port}")).await;
+    server
+        .until("both pipelines", || async {
+            let mut probe = RpcClient::connect(&format!("tcp://127.0.0.1:{port}")).await.ok()?;
+            let listed: proto::Pipelines = call(&mut probe, "jobs.List", proto::Empty {}).await.ok()?;
+            (listed.pipelines.len() == 2).then_some(())
+        })
+        .await;
+    call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("busy", "sleep-500", "bulk", 0)) }).await.unwrap();
+    wait_for("the worker to be busy", || log(&jobs_log).len() == 1).await;
+    let jobs = vec![job("b1", "ack", "bulk", 0), job("b2", "ack", "bulk", 0), job("u1", "ack", "urgent", 0), job("b0", "ack", "bulk", -5), job("u2", "ack", "urgent", 0)];
+    call::<proto::Empty>(&mut c, "jobs.PushBatch", proto::PushBatchRequest { jobs }).await.unwrap();
+    wait_for("six deliveries", || log(&jobs_log).len() == 6).await;
+    let order: Vec<String> = log(&jobs_log).iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(order, ["busy", "b0", "u1", "u2", "b1", "b2"]);
+    server.stop().await.unwrap();
+}

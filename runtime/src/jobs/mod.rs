@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use crate::plugin::BoxError;
 
@@ -64,8 +63,8 @@ pub struct PipelineState {
 
 pub trait Pipeline: Send + Sync {
     fn push(&self, job: Job) -> BoxFuture<'_, JobsResult<()>>;
-    /// Start (or resume) delivering jobs into `out`; a full channel is backpressure.
-    fn resume(&self, out: mpsc::Sender<Delivery>) -> BoxFuture<'_, JobsResult<()>>;
+    /// Start (or resume) delivering jobs into `out`; a full inbox is backpressure.
+    fn resume(&self, out: Inbox) -> BoxFuture<'_, JobsResult<()>>;
     /// Stop delivering; stored jobs stay.
     fn pause(&self) -> BoxFuture<'_, JobsResult<()>>;
     /// Stop for good (destroy or server stop).
@@ -83,4 +82,7 @@ pub trait JobsInformer: Send + Sync {
     fn states(&self) -> Vec<PipelineState>;
 }
 
+pub mod inbox;
 pub mod queue;
+
+pub use inbox::Inbox;

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Acknowledger, Delivery, Job, PipelineState};
+use super::{Acknowledger, Delivery, Inbox, Job, PipelineState};
 
 /// Builds the acknowledger of one delivery from the job's key and the job.
 pub type MakeAcker = Arc<dyn Fn(u64, Job) -> Box<dyn Acknowledger> + Send + Sync>;
@@ -69,9 +69,11 @@ impl Queue {
     }
 
     /// Queue a job now, or after `delay` seconds.
-    pub fn push(self: &Arc<Self>, key: u64, job: Job, delay: u64) {
+    pub fn push(self: &Arc<Self>, key: u64, mut job: Job, delay: u64) {
         if delay == 0 {
             let priority = if job.priority != 0 { job.priority } else { self.default_priority };
+            // Deliveries carry the effective priority: the jobs plugin orders all pipelines by it.
+            job.priority = priority;
             self.heap.lock().unwrap().push(Entry { priority, seq: self.seq.fetch_add(1, Ordering::Relaxed), key, job });
             self.notify.notify_one();
             return;
@@ -90,7 +92,7 @@ impl Queue {
         self.reserved.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub fn resume(self: &Arc<Self>, out: mpsc::Sender<Delivery>, make: MakeAcker) {
+    pub fn resume(self: &Arc<Self>, out: Inbox, make: MakeAcker) {
         let mut consumer = self.consumer.lock().unwrap();
         if consumer.is_none() {
             let stop = CancellationToken::new();
@@ -118,7 +120,7 @@ impl Queue {
         }
     }
 
-    async fn consume(self: Arc<Self>, out: mpsc::Sender<Delivery>, make: MakeAcker, stop: CancellationToken) {
+    async fn consume(self: Arc<Self>, out: Inbox, make: MakeAcker, stop: CancellationToken) {
         loop {
             let next = self.heap.lock().unwrap().pop();
             let Some(entry) = next else {

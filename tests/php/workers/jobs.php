@@ -1,7 +1,8 @@
 <?php
 // A jobs consumer for tests: appends one JSON line per delivery to $JOBS_LOG, then answers by
 // the payload: "ack", "nack-once" (nack with requeue and 1 s delay the first time), "requeue-once"
-// (requeue with header attempt=1 the first time), "fail" (error frame), "crash" (exit).
+// (requeue with header attempt=1 the first time), "fail" (error frame), "crash" (exit),
+// "sleep-MS" (ack after MS milliseconds).
 require __DIR__ . '/../lib/Jobs.php';
 
 $consumer = RrTest\Consumer::create();
@@ -9,6 +10,9 @@ $log = getenv('JOBS_LOG');
 while (($task = $consumer->waitTask()) !== null) {
     file_put_contents($log, json_encode($task + ['pid' => getmypid(), 'at' => microtime(true)]) . "\n", FILE_APPEND | LOCK_EX);
     $seen = isset($task['headers']['attempt']) || file_exists("$log.{$task['id']}");
+    if (str_starts_with($task['payload'], 'sleep-')) {
+        usleep(1000 * (int)substr($task['payload'], 6));
+    }
     switch ($task['payload']) {
         case 'nack-once':
             if (!$seen) {
@@ -26,6 +30,7 @@ while (($task = $consumer->waitTask()) !== null) {
             break;
         case 'crash':
             exit(1);
+
         default:
             $consumer->ack();
     }
