@@ -76,9 +76,7 @@ pub async fn build<G: Send + 'static>(reply: Reply, guard: G, hints: Option<Earl
                     (_, 101) => tracing::warn!("101 Switching Protocols from a worker is not supported; ignored"),
                     (Some(hints), status) => {
                         let status = StatusCode::from_u16(status).map_err(|e| e.to_string())?;
-                        if let Err(e) = hints.send(status, &h.headers).await {
-                            return Err(e.to_string());
-                        }
+                        hints.send(status, &h.headers).await.map_err(str::to_string)?;
                     }
                     (None, status) => tracing::debug!(status, "informational response dropped: the client's protocol cannot receive it"),
                 }

