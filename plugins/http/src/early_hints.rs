@@ -3,29 +3,33 @@
 //! Each HTTP/1 connection's IO is wrapped in [`HintsIo`]; the request carries an [`EarlyHints`]
 //! handle to it. A hint is queued with a wake-up of the connection task and written by the
 //! wrapper's `poll_flush`, which hyper calls on every turn of its dispatch loop after writing its
-//! own buffered bytes (the previous response's tail, if any). The handler waits until the hint is
+
 //! on the wire before it goes on, so the final response head can never overtake it.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
+use futures::task::AtomicWaker;
 use http::{HeaderName, HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
+/// Lock-free on the hot path: the IO only takes the lock when `pending` says a hint waits.
 #[derive(Default)]
 struct Shared {
-    queue: std::collections::VecDeque<(Bytes, oneshot::Sender<()>)>,
-    /// The connection task's waker, from its latest poll of the IO.
-    waker: Option<Waker>,
+    queue: Mutex<std::collections::VecDeque<(Bytes, oneshot::Sender<()>)>>,
+    pending: AtomicBool,
+    /// The connection task, from its latest poll of the IO.
+    waker: AtomicWaker,
 }
 
 /// The request's handle for sending informational responses on its connection.
 #[derive(Clone)]
-pub struct EarlyHints(Arc<Mutex<Shared>>);
+pub struct EarlyHints(Arc<Shared>);
 
 impl EarlyHints {
     /// Write `HTTP/1.1 <status>` with exactly these headers (invalid names or values are skipped:
@@ -45,13 +49,9 @@ impl EarlyHints {
         }
         head.extend_from_slice(b"\r\n");
         let (written, on_wire) = oneshot::channel();
-        {
-            let mut shared = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            shared.queue.push_back((Bytes::from(head), written));
-            if let Some(w) = &shared.waker {
-                w.wake_by_ref();
-            }
-        }
+        self.0.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back((Bytes::from(head), written));
+        self.0.pending.store(true, Ordering::Release);
+        self.0.waker.wake();
         on_wire.await.map_err(|_| "the connection closed before the informational response was written")
     }
 }
@@ -59,20 +59,17 @@ impl EarlyHints {
 /// A connection's IO that also writes queued informational responses.
 pub struct HintsIo<T> {
     inner: T,
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Shared>,
 }
 
 impl<T> HintsIo<T> {
     pub fn new(inner: T) -> (HintsIo<T>, EarlyHints) {
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Shared::default());
         (HintsIo { inner, shared: shared.clone() }, EarlyHints(shared))
     }
 
     fn remember(&self, cx: &Context<'_>) {
-        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        if !shared.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            shared.waker = Some(cx.waker().clone());
-        }
+        self.shared.waker.register(cx.waker());
     }
 }
 
@@ -101,11 +98,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HintsIo<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.remember(cx);
         let this = self.get_mut();
-        loop {
-            let mut shared = this.shared.lock().unwrap_or_else(|p| p.into_inner());
-            let Some((bytes, _)) = shared.queue.front_mut() else { break };
+        while this.shared.pending.load(Ordering::Acquire) {
+            let mut queue = this.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let Some((bytes, _)) = queue.front_mut() else {
+                this.shared.pending.store(false, Ordering::Release);
+                break;
+            };
             if bytes.is_empty() {
-                if let Some((_, written)) = shared.queue.pop_front() {
+                if let Some((_, written)) = queue.pop_front() {
                     let _ = written.send(());
                 }
                 continue;
