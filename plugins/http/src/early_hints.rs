@@ -3,7 +3,7 @@
 //! Each HTTP/1 connection's IO is wrapped in [`HintsIo`]; the request carries an [`EarlyHints`]
 //! handle to it. A hint is queued with a wake-up of the connection task and written by the
 //! wrapper's `poll_flush`, which hyper calls on every turn of its dispatch loop after writing its
-
+//! own buffered bytes (the previous response's tail, if any). The handler waits until the hint is
 //! on the wire before it goes on, so the final response head can never overtake it.
 
 use std::io;
