@@ -1,7 +1,8 @@
 //! The `gzip` middleware: compresses responses with the best encoding the client accepts, brotli
 //! (`br`) or gzip, by the `Accept-Encoding` q-values (brotli wins a tie: smaller output at a fast
-//! setting). Streamed responses stay streamed: every chunk is compressed and flushed as it arrives. Bodies that are already
-//! encoded, small (< 1 KiB with a known length) or of an incompressible type pass untouched.
+//! setting). Streamed responses stay streamed: every chunk is compressed and flushed as it
+//! arrives. Bodies that are already encoded, small (< 1 KiB with a known length) or of an
+//! incompressible type pass untouched.
 
 use std::io::Write;
 use std::sync::Arc;

@@ -124,7 +124,7 @@ async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let debug = pool.config().debug;
     // 1xx may go to HTTP/1.1 clients only (RFC 9110 §15.2); hyper's HTTP/2 server cannot send them.
-    let hints = (req.version() == http::Version::HTTP_11).then(|| req.extensions().get::<early_hints::EarlyHints>().cloned()).flatten();
+    let hints = req.extensions().get::<early_hints::EarlyHints>().filter(|_| req.version() == http::Version::HTTP_11).cloned();
     let resp = match request::prepare(req, cfg).await {
         Err(request::RequestError::TooLarge) => response::error_response(413, None),
         Err(request::RequestError::Bad(text)) => response::error_response(500, Some(text)),

@@ -3,7 +3,6 @@
 //! files go to temp files that live until the response is done.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -19,10 +18,10 @@ use crate::config::{Codec, Config};
 use crate::form::Tree;
 use crate::proto;
 
-/// Per-connection facts the server attaches to every request.
+/// Per-connection facts the server attaches to every request (the peer's address travels as
+/// [`ClientAddr`], which middleware may replace).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
-    pub remote: SocketAddr,
     pub tls: bool,
 }
 
@@ -44,7 +43,7 @@ pub async fn prepare(req: Request, cfg: &Config) -> Result<Prepared, RequestErro
     let (parts, body) = req.into_parts();
     let conn = parts.extensions.get::<ConnInfo>().copied();
     let attributes = parts.extensions.get::<Attributes>().cloned().unwrap_or_default();
-    let remote_addr = parts.extensions.get::<ClientAddr>().map(|c| c.0).or(conn.map(|c| c.remote.ip())).map(|ip| ip.to_string()).unwrap_or_default();
+    let remote_addr = parts.extensions.get::<ClientAddr>().map(|c| c.0.to_string()).unwrap_or_default();
     let tls = conn.is_some_and(|c| c.tls);
 
     let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();

@@ -44,12 +44,12 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo { remote, tls: l.tls.is_some() };
+        let (info, client) = (ConnInfo { tls: l.tls.is_some() }, ClientAddr(remote.ip()));
         let handler = handler.clone();
         let service = move |hints: EarlyHints| {
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(info);
-                req.extensions_mut().insert(ClientAddr(info.remote.ip()));
+                req.extensions_mut().insert(client);
                 req.extensions_mut().insert(hints.clone());
                 let req = req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync());
                 let fut = handler(req);

@@ -3,8 +3,9 @@
 //!
 //! Flow: a consuming pipeline sends deliveries into one bounded inbox (`pipeline_size`
 //! deliveries: backpressure reaches the drivers); whenever a worker is free the dispatcher takes
-//! the most urgent delivery of all pipelines (lowest priority number, then oldest); each is executed (PROTOCOL.md §5.1) and settled with its
-//! broker only after PHP answered (§5.2): ack, nack with requeue and delay, or requeue.
+//! the most urgent delivery of all pipelines (lowest priority number, then oldest); each is
+//! executed (PROTOCOL.md §5.1) and settled with its broker only after PHP answered (§5.2): ack,
+//! nack with requeue and delay, or requeue.
 
 pub mod proto;
 mod rpc;

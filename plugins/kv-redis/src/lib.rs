@@ -1,9 +1,9 @@
 //! The `redis` KV driver, configured as RoadRunner's (Go's universal client): with `master_name`,
 //! `addrs` are Sentinels and the driver follows their master across failovers; otherwise a
 //! cluster when `addrs` lists several nodes, else a single node. `username`, `password`, `db`,
-//! `sentinel_username`, `sentinel_password`. Timeouts become
-//! `EXAT`/`EXPIREAT`; `TTL` reads `EXPIRETIME` back as RFC 3339. `Clear` flushes the database
-//! (`FLUSHDB`), as RoadRunner does: give each storage its own `db`.
+//! `sentinel_username`, `sentinel_password`. Timeouts become `EXAT`/`EXPIREAT`; `TTL` reads
+//! `EXPIRETIME` back as RFC 3339. `Clear` flushes the database (`FLUSHDB`), as RoadRunner does:
+//! give each storage its own `db`.
 
 use std::sync::Arc;
 

@@ -3,41 +3,16 @@
 //! priority queue for all of them), the oldest first within a priority. It holds at most
 //! `pipeline_size` deliveries: when full, `send` waits, which is backpressure on the drivers.
 
-use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, Semaphore};
 
-use super::Delivery;
-
-struct Ranked {
-    priority: i64,
-    seq: u64,
-    delivery: Delivery,
-}
-
-impl PartialEq for Ranked {
-    fn eq(&self, other: &Self) -> bool {
-        (self.priority, self.seq) == (other.priority, other.seq)
-    }
-}
-impl Eq for Ranked {}
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Ranked {
-    /// The heap pops the greatest: the lowest priority number, then the oldest.
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.priority, other.seq).cmp(&(self.priority, self.seq))
-    }
-}
+use super::{Delivery, Ranked};
 
 struct Inner {
-    heap: Mutex<BinaryHeap<Ranked>>,
+    heap: Mutex<BinaryHeap<Ranked<Delivery>>>,
     /// Free places; closed when the inbox closes.
     room: Semaphore,
     arrived: Notify,
@@ -60,7 +35,7 @@ impl Inbox {
             Ok(place) => place.forget(),
             Err(_) => return Err(delivery),
         }
-        let ranked = Ranked { priority: delivery.job.priority, seq: self.0.seq.fetch_add(1, Ordering::Relaxed), delivery };
+        let ranked = Ranked { priority: delivery.job.priority, seq: self.0.seq.fetch_add(1, Ordering::Relaxed), item: delivery };
         self.0.heap.lock().unwrap_or_else(|p| p.into_inner()).push(ranked);
         self.0.arrived.notify_one();
         Ok(())
@@ -73,7 +48,7 @@ impl Inbox {
             let arrived = self.0.arrived.notified();
             if let Some(r) = self.0.heap.lock().unwrap_or_else(|p| p.into_inner()).pop() {
                 self.0.room.add_permits(1);
-                return Some(r.delivery);
+                return Some(r.item);
             }
             if self.0.room.is_closed() {
                 return None;

@@ -82,6 +82,31 @@ pub trait JobsInformer: Send + Sync {
     fn states(&self) -> Vec<PipelineState>;
 }
 
+/// A heap entry ordered for `BinaryHeap` (which pops the greatest): the lowest priority number
+/// first, then the oldest (`seq`). The drivers' local queues and the jobs plugin's inbox share it.
+pub(crate) struct Ranked<T> {
+    pub priority: i64,
+    pub seq: u64,
+    pub item: T,
+}
+
+impl<T> PartialEq for Ranked<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.priority, self.seq) == (other.priority, other.seq)
+    }
+}
+impl<T> Eq for Ranked<T> {}
+impl<T> PartialOrd for Ranked<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Ranked<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.priority, other.seq).cmp(&(self.priority, self.seq))
+    }
+}
+
 pub mod inbox;
 pub mod queue;
 

@@ -2,7 +2,6 @@
 //! process (`memory`, the embedded persistent driver). Lower priority first, then push order.
 //! Each job carries a driver-chosen `key` (a storage key, or 0) back to its acknowledger.
 
-use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,41 +10,22 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Acknowledger, Delivery, Inbox, Job, PipelineState};
+use super::{Acknowledger, Delivery, Inbox, Job, PipelineState, Ranked};
 
 /// Builds the acknowledger of one delivery from the job's key and the job.
 pub type MakeAcker = Arc<dyn Fn(u64, Job) -> Box<dyn Acknowledger> + Send + Sync>;
 
+/// A stored job with the driver's key for it.
 struct Entry {
-    priority: i64,
-    seq: u64,
     key: u64,
     job: Job,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.priority, self.seq) == (other.priority, other.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    /// The heap pops the greatest: the lowest priority number, then the oldest.
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.priority, other.seq).cmp(&(self.priority, self.seq))
-    }
 }
 
 pub struct Queue {
     pub name: String,
     pub driver: &'static str,
     pub default_priority: i64,
-    heap: Mutex<BinaryHeap<Entry>>,
+    heap: Mutex<BinaryHeap<Ranked<Entry>>>,
     notify: Notify,
     seq: AtomicU64,
     delayed: AtomicI64,
@@ -74,7 +54,7 @@ impl Queue {
             let priority = if job.priority != 0 { job.priority } else { self.default_priority };
             // Deliveries carry the effective priority: the jobs plugin orders all pipelines by it.
             job.priority = priority;
-            self.heap.lock().unwrap().push(Entry { priority, seq: self.seq.fetch_add(1, Ordering::Relaxed), key, job });
+            self.heap.lock().unwrap().push(Ranked { priority, seq: self.seq.fetch_add(1, Ordering::Relaxed), item: Entry { key, job } });
             self.notify.notify_one();
             return;
         }
@@ -130,7 +110,8 @@ impl Queue {
                 }
             };
             self.reserved.fetch_add(1, Ordering::Relaxed);
-            let delivery = Delivery { job: entry.job.clone(), driver: self.driver, queue: self.name.clone(), acker: make(entry.key, entry.job.clone()) };
+            let Entry { key, job } = &entry.item;
+            let delivery = Delivery { job: job.clone(), driver: self.driver, queue: self.name.clone(), acker: make(*key, job.clone()) };
             let sent = tokio::select! {
                 r = out.send(delivery) => r.is_ok(),
                 _ = stop.cancelled() => false,
