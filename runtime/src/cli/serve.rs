@@ -37,7 +37,11 @@ pub fn exec(cli: &super::Cli, build: &Build) -> anyhow::Result<()> {
         .map(|e| e.grace_period)
         .unwrap_or(Duration::from_secs(30));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = runtime_threads()? {
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime.enable_all().build().context("cannot start tokio")?;
     runtime.block_on(async {
         crate::reaper::start_if_init();
         crate::worker::on_init(&config).await?;
@@ -88,4 +92,23 @@ async fn first_signal() {
         eprintln!("exit forced");
         std::process::exit(1);
     });
+}
+
+/// How many threads rr itself runs on. `GOMAXPROCS` is honoured as RoadRunner (Go) does, and
+/// tokio reads `TOKIO_WORKER_THREADS` itself (`None` here). Otherwise half the cores, at least
+/// one: the PHP workers (one per core by default) need the others, and on two cores one I/O
+/// thread served hello world 15-45 % faster than two (docs/BENCHMARKS.md), because a thread
+/// that stays busy is not woken for every request.
+fn runtime_threads() -> anyhow::Result<Option<usize>> {
+    if let Ok(value) = std::env::var("GOMAXPROCS") {
+        return match value.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => anyhow::bail!("GOMAXPROCS=`{value}` is not a positive number of threads; unset it or set e.g. GOMAXPROCS=2"),
+        };
+    }
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+        return Ok(None);
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    Ok(Some((cores / 2).max(1)))
 }
