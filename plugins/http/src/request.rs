@@ -112,24 +112,39 @@ pub async fn prepare(req: Request, cfg: &Config) -> Result<Prepared, RequestErro
             (frame::CODEC_PROTO, Bytes::from(msg.encode_to_vec()))
         }
         Codec::Json => {
-            let attributes: serde_json::Map<String, Value> =
-                attributes.0.into_iter().map(|(k, v)| (k, v.into_iter().next().map(Value::String).unwrap_or(Value::Null))).collect();
-            let ctx = json!({
-                "remoteAddr": remote_addr,
-                "protocol": protocol,
-                "method": parts.method.as_str(),
-                "uri": uri,
-                "headers": headers,
-                "cookies": cookies,
-                "rawQuery": raw_query,
-                "parsed": parsed,
-                "uploads": uploads_tree,
-                "attributes": attributes,
-            });
+            let attributes: HashMap<String, Option<String>> = attributes.0.into_iter().map(|(k, v)| (k, v.into_iter().next())).collect();
+            let ctx = JsonContext {
+                remote_addr: &remote_addr,
+                protocol,
+                method: parts.method.as_str(),
+                uri: &uri,
+                headers: &headers,
+                cookies: &cookies,
+                raw_query: &raw_query,
+                parsed,
+                uploads: uploads_tree.as_ref(),
+                attributes: &attributes,
+            };
             (frame::CODEC_JSON, Bytes::from(serde_json::to_vec(&ctx).expect("json")))
         }
     };
     Ok(Prepared { payload: Payload { codec, context, body }, uploads: temp_files })
+}
+
+/// The legacy JSON request context (§3.3), serialized straight from borrowed fields.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonContext<'a> {
+    remote_addr: &'a str,
+    protocol: &'a str,
+    method: &'a str,
+    uri: &'a str,
+    headers: &'a HashMap<String, Vec<String>>,
+    cookies: &'a HashMap<String, String>,
+    raw_query: &'a str,
+    parsed: bool,
+    uploads: Option<&'a Value>,
+    attributes: &'a HashMap<String, Option<String>>,
 }
 
 /// Past the limit, this much more is read and discarded so the client can read the 413
@@ -162,7 +177,7 @@ fn absolute_uri(uri: &http::Uri, headers: &HeaderMap, tls: bool) -> String {
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         format!("{}://{host}{path}", if tls { "https" } else { "http" })
     };
-    text.replace(['\r', '\n'], "")
+    if text.contains(['\r', '\n']) { text.replace(['\r', '\n'], "") } else { text }
 }
 
 /// `content-type` → `Content-Type`, as Go's canonical MIME header keys.

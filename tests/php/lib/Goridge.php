@@ -53,7 +53,25 @@ interface Relay
 
 abstract class ByteRelay implements Relay
 {
-    abstract protected function read(int $n): ?string;
+    /** @return resource the stream frames are read from */
+    abstract protected function input();
+
+    protected function read(int $n): ?string
+    {
+        $buf = fread($this->input(), $n);
+        if ($buf !== false && strlen($buf) === $n) {
+            return $buf;
+        }
+        $buf = $buf === false ? '' : $buf;
+        while (strlen($buf) < $n) {
+            $chunk = fread($this->input(), $n - strlen($buf));
+            if ($chunk === false || ($chunk === '' && feof($this->input()))) {
+                return null;
+            }
+            $buf .= $chunk;
+        }
+        return $buf;
+    }
 
     public function receive(): ?Frame
     {
@@ -61,20 +79,22 @@ abstract class ByteRelay implements Relay
         if ($head === null) {
             return null;
         }
-        $hl = ord($head[0]) & 0x0F;
-        $flags = ord($head[1]);
-        $len = unpack('V', substr($head, 2, 4))[1];
-        $byte10 = ord($head[10]);
-        $options = [];
-        if ($hl > 3) {
-            $raw = $this->read(($hl - 3) * 4);
-            $options = array_values(unpack('V*', $raw));
-        }
-        $payload = $len > 0 ? $this->read($len) : '';
-        if ($payload === null) {
+        $optionBytes = max(0, (ord($head[0]) & 0x0F) - 3) * 4;
+        $len = unpack('V', $head, 2)[1];
+        // Options and payload in one read: one call per frame after the header.
+        $rest = $optionBytes + $len > 0 ? $this->read($optionBytes + $len) : '';
+        if ($rest === null) {
             return null;
         }
-        return new Frame($flags, $options, $payload, $byte10);
+        $options = $optionBytes > 0 ? array_values(unpack('V*', substr($rest, 0, $optionBytes))) : [];
+        return new Frame(ord($head[1]), $options, $optionBytes > 0 ? substr($rest, $optionBytes) : $rest, ord($head[10]));
+    }
+
+    public function poll(): bool
+    {
+        $r = [$this->input()];
+        $w = $e = null;
+        return stream_select($r, $w, $e, 0) > 0;
     }
 }
 
@@ -85,30 +105,15 @@ final class StreamRelay extends ByteRelay
     {
     }
 
+    protected function input()
+    {
+        return $this->in;
+    }
+
     public function send(Frame $frame): void
     {
         fwrite($this->out, Frame::pack($frame));
         fflush($this->out);
-    }
-
-    protected function read(int $n): ?string
-    {
-        $buf = '';
-        while (strlen($buf) < $n) {
-            $chunk = fread($this->in, $n - strlen($buf));
-            if ($chunk === false || ($chunk === '' && feof($this->in))) {
-                return null;
-            }
-            $buf .= $chunk;
-        }
-        return $buf;
-    }
-
-    public function poll(): bool
-    {
-        $r = [$this->in];
-        $w = $e = null;
-        return stream_select($r, $w, $e, 0) > 0;
     }
 }
 
@@ -125,29 +130,14 @@ final class SocketRelay extends ByteRelay
         }
     }
 
+    protected function input()
+    {
+        return $this->sock;
+    }
+
     public function send(Frame $frame): void
     {
         fwrite($this->sock, Frame::pack($frame));
-    }
-
-    protected function read(int $n): ?string
-    {
-        $buf = '';
-        while (strlen($buf) < $n) {
-            $chunk = fread($this->sock, $n - strlen($buf));
-            if ($chunk === false || ($chunk === '' && feof($this->sock))) {
-                return null;
-            }
-            $buf .= $chunk;
-        }
-        return $buf;
-    }
-
-    public function poll(): bool
-    {
-        $r = [$this->sock];
-        $w = $e = null;
-        return stream_select($r, $w, $e, 0) > 0;
     }
 
     /** RR_RELAY / RR_RPC form (`tcp://host:port`, `unix:///path`) to a PHP stream address. */
