@@ -80,6 +80,27 @@ fn bad_config_stops_serve_with_the_key_named() {
 }
 
 #[test]
+fn gomaxprocs_sets_the_runtime_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".rr.yaml"), "version: '3'\n").unwrap();
+    let threads = |child: &Child| {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap();
+        tasks.filter(|t| std::fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap().starts_with("tokio-rt-worker")).count()
+    };
+    let mut child = rr().args(["serve", "-p", "-c"]).arg(dir.path().join(".rr.yaml")).env("GOMAXPROCS", "3").stderr(Stdio::null()).spawn().unwrap();
+    wait_file(&dir.path().join(".pid"));
+    let counted = threads(&child);
+    nix_kill(child.id());
+    wait_exit(&mut child, Duration::from_secs(10)).expect("serve stops on SIGTERM");
+    assert_eq!(counted, 3, "GOMAXPROCS=3 gives three runtime threads");
+
+    let out = rr().args(["serve", "-c"]).arg(dir.path().join(".rr.yaml")).env("GOMAXPROCS", "lots").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GOMAXPROCS=`lots` is not a positive number"), "{err}");
+}
+
+#[test]
 fn failing_on_init_with_exit_on_error_stops_serve() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
