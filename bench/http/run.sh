@@ -58,10 +58,13 @@ nginx -c "$work/nginx.conf" -g 'daemon off;' &
 quiet="-o logs.mode=off"
 (cd examples/hello && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18082 -o http.codec=proto) &
 (cd examples/hello && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18085 -o http.codec=json -o rpc.listen=tcp://127.0.0.1:16001) &
+# The same, on one rr thread per core instead of the default half (docs/WORKERS.md).
+cores=$(nproc)
+(cd examples/hello && GOMAXPROCS=$cores "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18087 -o http.codec=json -o rpc.listen=tcp://127.0.0.1:16002) &
 (cd examples/framework && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18083 -o http.codec=proto) &
 (cd examples/framework && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18086 -o http.codec=json) &
 sleep 3
-for url in http://127.0.0.1:18081/hello http://127.0.0.1:18082/ http://127.0.0.1:18083/ http://127.0.0.1:18084/ http://127.0.0.1:18085/ http://127.0.0.1:18086/; do
+for url in http://127.0.0.1:18081/hello http://127.0.0.1:18082/ http://127.0.0.1:18083/ http://127.0.0.1:18084/ http://127.0.0.1:18085/ http://127.0.0.1:18086/ http://127.0.0.1:18087/; do
   curl -fsS "$url" >/dev/null || { echo "not answering: $url"; exit 1; }
 done
 
@@ -86,6 +89,7 @@ row() { printf '| %s | %s | %.0f | %s | %.2fx |\n' "$1" "$2" "$3" "$4" "$(echo "
 row hello "nginx + PHP-FPM (2 children)" "$fpm_hello" "$fpm_hello_p99" "$fpm_hello"
 read -r a b < <(measure http://127.0.0.1:18082/); row hello "rr, codec proto (2 workers)" "$a" "$b" "$fpm_hello"
 read -r a b < <(measure http://127.0.0.1:18085/); row hello "rr, codec json (2 workers)" "$a" "$b" "$fpm_hello"
+read -r a b < <(measure http://127.0.0.1:18087/); row hello "rr, codec json, GOMAXPROCS=$cores" "$a" "$b" "$fpm_hello"
 read -r a b < <(measure http://127.0.0.1:18084/); row hello "hyper hello, no PHP (ceiling)" "$a" "$b" "$fpm_hello"
 row framework "nginx + PHP-FPM (2 children)" "$fpm_fw" "$fpm_fw_p99" "$fpm_fw"
 read -r a b < <(measure http://127.0.0.1:18083/); row framework "rr, codec proto (2 workers)" "$a" "$b" "$fpm_fw"
