@@ -25,7 +25,7 @@ for side in "$@"; do
   [ -x "$bin" ] || { echo "$name: no executable at $bin" >&2; exit 2; }
   port=$((port + 1))
   # shellcheck disable=SC2086 # VAR=value words are meant to split
-  (cd "examples/$app" && env $vars "$bin" serve -c .rr.yaml -o logs.mode=off -o "http.address=127.0.0.1:$port" \
+  (cd "examples/$app" && exec env $vars "$bin" serve -c .rr.yaml -o logs.mode=off -o "http.address=127.0.0.1:$port" \
     -o http.codec=json -o "rpc.listen=tcp://127.0.0.1:$((port + 1000))" >/dev/null 2>&1) &
   names+=("$name"); ports+=("$port")
 done

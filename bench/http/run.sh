@@ -56,13 +56,13 @@ CONF
 nginx -c "$work/nginx.conf" -g 'daemon off;' &
 "$hyper_bin" 127.0.0.1:18084 &
 quiet="-o logs.mode=off"
-(cd examples/hello && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18082 -o http.codec=proto) &
-(cd examples/hello && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18085 -o http.codec=json -o rpc.listen=tcp://127.0.0.1:16001) &
+(cd examples/hello && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18082 -o http.codec=proto) &
+(cd examples/hello && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18085 -o http.codec=json -o rpc.listen=tcp://127.0.0.1:16001) &
 # The same, on one rr thread per core instead of the default half (docs/WORKERS.md).
 cores=$(nproc)
-(cd examples/hello && GOMAXPROCS=$cores "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18087 -o http.codec=json -o rpc.listen=tcp://127.0.0.1:16002) &
-(cd examples/framework && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18083 -o http.codec=proto) &
-(cd examples/framework && "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18086 -o http.codec=json) &
+(cd examples/hello && exec env GOMAXPROCS=$cores "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18087 -o http.codec=json -o rpc.listen=tcp://127.0.0.1:16002) &
+(cd examples/framework && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18083 -o http.codec=proto) &
+(cd examples/framework && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18086 -o http.codec=json) &
 sleep 3
 for url in http://127.0.0.1:18081/hello http://127.0.0.1:18082/ http://127.0.0.1:18083/ http://127.0.0.1:18084/ http://127.0.0.1:18085/ http://127.0.0.1:18086/ http://127.0.0.1:18087/; do
   curl -fsS "$url" >/dev/null || { echo "not answering: $url"; exit 1; }
