@@ -3,10 +3,11 @@
 //! one becomes the `remoteAddr` PHP sees. An untrusted peer cannot claim another address. Like
 //! RoadRunner, it is on only when `http.middleware` lists it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use rr_runtime::http::{ClientAddr, Handler, Middleware, PROXY_HEADERS, Request, forwarded_client};
+use rr_runtime::http::{ClientAddr, Handler, Middleware, Request};
 use rr_runtime::{BoxError, InitContext};
 use serde::Deserialize;
 
@@ -65,5 +66,51 @@ impl Middleware for ProxyIpParser {
             }
             next(req)
         })
+    }
+}
+
+/// The headers `proxy_ip_parser` reads, in RoadRunner's default order (`http.trusted_headers`).
+const PROXY_HEADERS: [&str; 5] = ["forwarded", "x-forwarded-for", "x-real-ip", "true-client-ip", "cf-connecting-ip"];
+
+/// The leftmost client address a trusted proxy put in the first of `headers` (lower-case names)
+/// that holds one; `None` when none does.
+fn forwarded_client(headers: &http::HeaderMap, names: &[String]) -> Option<IpAddr> {
+    names.iter().find_map(|name| {
+        let value = headers.get(name.as_str())?.to_str().ok()?;
+        let first = value.split(',').next()?.trim();
+        if name == "forwarded" { forwarded_for(first) } else { first.parse().ok() }
+    })
+}
+
+/// RFC 7239 `for=` of one `Forwarded` element: `for=192.0.2.1`, `for="[2001:db8::1]:80"`.
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    element.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        if !k.eq_ignore_ascii_case("for") {
+            return None;
+        }
+        let v = v.trim_matches('"');
+        let v = v.strip_prefix('[').and_then(|s| s.split(']').next()).unwrap_or(v);
+        v.parse().ok().or_else(|| v.rsplit_once(':')?.0.parse().ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_client_takes_the_first_header_in_order_and_its_leftmost_address() {
+        let names: Vec<String> = PROXY_HEADERS.iter().map(|s| s.to_string()).collect();
+        let mut h = http::HeaderMap::new();
+        h.insert("x-real-ip", "198.51.100.2".parse().unwrap());
+        assert_eq!(forwarded_client(&h, &names), Some("198.51.100.2".parse().unwrap()));
+        h.insert("x-forwarded-for", "203.0.113.7, 10.0.0.1".parse().unwrap());
+        assert_eq!(forwarded_client(&h, &names), Some("203.0.113.7".parse().unwrap()));
+        h.insert("forwarded", "for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.1".parse().unwrap());
+        assert_eq!(forwarded_client(&h, &names), Some("2001:db8::1".parse().unwrap()));
+        h.insert("forwarded", "for=unknown".parse().unwrap());
+        assert_eq!(forwarded_client(&h, &names), Some("203.0.113.7".parse().unwrap()), "an unusable header is skipped");
+        assert_eq!(forwarded_client(&h, &["cf-connecting-ip".to_string()]), None);
     }
 }
