@@ -248,14 +248,26 @@ impl Worker {
         self.shared.pid
     }
 
-    /// Ask the worker to exit (control stop, §2.9); SIGKILL after `grace`.
+    /// Ask the worker to exit (control stop, §2.9); SIGKILL after `grace`. Its pipes stay open
+    /// until it exits, its output read and dropped, as RoadRunner does: a worker that asked to
+    /// stop may already hold the next request, and answering it must not kill it on EPIPE.
     pub async fn stop(mut self, grace: Duration) {
         if !self.shared.has_exited() {
             let stop = Frame::new(frame::CONTROL | frame::CODEC_JSON, vec![], &b"{\"stop\":true}"[..]);
             let _ = tokio::time::timeout(Duration::from_secs(1), self.relay.send(&stop)).await;
         }
-        drop(self.relay);
-        if tokio::time::timeout(grace, self.shared.wait_exit()).await.is_err() {
+        let (relay, shared) = (&mut self.relay, &self.shared);
+        let drain = async {
+            while relay.receive().await.is_ok() {}
+            std::future::pending::<()>().await
+        };
+        let exited = async {
+            tokio::select! {
+                _ = shared.wait_exit() => {}
+                _ = drain => {}
+            }
+        };
+        if tokio::time::timeout(grace, exited).await.is_err() {
             tracing::warn!(pid = self.shared.pid, "worker did not exit within {grace:?} after the stop request; killing it");
             self.shared.kill();
             self.shared.wait_exit().await;

@@ -118,6 +118,20 @@ async fn stop_request_is_retried_on_another_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_stops_after_answering_finishes_the_request_it_already_read() {
+    // The worker answers, then asks to stop; the next request reaches it before the stop is
+    // read. It must be able to answer that one (into the void) and then exit on the stop frame,
+    // not die on a closed pipe (RoadRunner keeps the pipes open until the process exits).
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("afterstop.log");
+    call(&pool, &format!("afterstop:{}", log.display())).await.unwrap();
+    assert_eq!(call(&pool, "next").await.unwrap(), "next", "retried on a fresh worker");
+    wait_for("the stopped worker to exit", || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("exited"))).await;
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "answered\nexited\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_stdout_is_reported_with_the_bytes() {
     let (_s, pool) = start("pipes", "  num_workers: 1").await;
     match call(&pool, "garbage").await {

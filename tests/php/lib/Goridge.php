@@ -31,12 +31,8 @@ final class Frame
 
     public static function pack(Frame $f): string
     {
-        $head = chr(0x10 | (3 + count($f->options))) . chr($f->flags) . pack('V', strlen($f->payload));
-        $out = $head . pack('V', crc32($head)) . chr($f->byte10) . "\0";
-        foreach ($f->options as $o) {
-            $out .= pack('V', $o);
-        }
-        return $out . $f->payload;
+        $head = pack('CCV', 0x10 | (3 + count($f->options)), $f->flags, strlen($f->payload));
+        return $head . pack('VCxV*', crc32($head), $f->byte10, ...$f->options) . $f->payload;
     }
 }
 
@@ -90,6 +86,18 @@ abstract class ByteRelay implements Relay
         return new Frame(ord($head[1]), $options, $optionBytes > 0 ? substr($rest, $optionBytes) : $rest, ord($head[10]));
     }
 
+    /** @param resource $stream */
+    protected static function write($stream, string $bytes): void
+    {
+        while ($bytes !== '') {
+            $n = @fwrite($stream, $bytes);
+            if ($n === false || $n === 0) {
+                throw new \RuntimeException('cannot write a frame to the server: ' . (error_get_last()['message'] ?? 'stream closed'));
+            }
+            $bytes = substr($bytes, $n);
+        }
+    }
+
     public function poll(): bool
     {
         $r = [$this->input()];
@@ -112,8 +120,7 @@ final class StreamRelay extends ByteRelay
 
     public function send(Frame $frame): void
     {
-        fwrite($this->out, Frame::pack($frame));
-        fflush($this->out);
+        self::write($this->out, Frame::pack($frame));
     }
 }
 
@@ -137,7 +144,7 @@ final class SocketRelay extends ByteRelay
 
     public function send(Frame $frame): void
     {
-        fwrite($this->sock, Frame::pack($frame));
+        self::write($this->sock, Frame::pack($frame));
     }
 
     /** RR_RELAY / RR_RPC form (`tcp://host:port`, `unix:///path`) to a PHP stream address. */

@@ -28,16 +28,25 @@ final class Proto
         $pos = 0;
         $len = strlen($buf);
         while ($pos < $len) {
-            $key = self::varint($buf, $pos);
+            // Keys and lengths below 128 are one byte: read them inline, they are nearly all.
+            $key = ord($buf[$pos++]);
+            if ($key > 0x7F) {
+                $pos--;
+                $key = self::varint($buf, $pos);
+            }
             $field = $key >> 3;
             switch ($key & 7) {
-                case 0:
-                    $out[$field][] = self::varint($buf, $pos);
-                    break;
                 case 2:
-                    $n = self::varint($buf, $pos);
+                    $n = ord($buf[$pos++]);
+                    if ($n > 0x7F) {
+                        $pos--;
+                        $n = self::varint($buf, $pos);
+                    }
                     $out[$field][] = substr($buf, $pos, $n);
                     $pos += $n;
+                    break;
+                case 0:
+                    $out[$field][] = self::varint($buf, $pos);
                     break;
                 case 1:
                     $pos += 8;

@@ -7,6 +7,9 @@
 //   "garbage"        -> writes text to stdout (breaks the pipes relay)
 //   "orphan:<secs>"  -> leave a background process behind that lives <secs> (zombie-reaping tests)
 //   "stopat:<n>"     -> ask to be replaced if this worker already served n requests, else echo
+//   "afterstop:<f>"  -> echo, then ask to be replaced; the next request (which the server may have
+//                       sent before it read the stop) is answered 100 ms later, and <f> records
+//                       "answered" once that answer was written, then "exited" when the server stops us
 require __DIR__ . '/../lib/Goridge.php';
 
 use RrTest\{Payload, Worker};
@@ -14,8 +17,15 @@ use RrTest\{Payload, Worker};
 $worker = Worker::create();
 $leak = [];
 $served = 0;
+$afterStop = null;
 while (($p = $worker->waitPayload()) !== null) {
     $served++;
+    if ($afterStop !== null) {
+        usleep(100000);
+        $worker->respond(new Payload($p->body, $p->header));
+        file_put_contents($afterStop, "answered\n", FILE_APPEND);
+        continue;
+    }
     $body = $p->body;
     [$cmd, $arg] = array_pad(explode(':', $body, 2), 2, '');
     switch ($cmd) {
@@ -41,6 +51,12 @@ while (($p = $worker->waitPayload()) !== null) {
             } else {
                 $worker->respond(new Payload($body, $p->header));
             }
+            break;
+        case 'afterstop':
+            $worker->respond(new Payload($body, $p->header));
+            $worker->stop();
+            $afterStop = $arg;
+            register_shutdown_function(fn() => file_put_contents($arg, "exited\n", FILE_APPEND));
             break;
         case 'orphan':
             exec(sprintf("sh -c 'sleep %s' > /dev/null 2>&1 &", escapeshellarg($arg)));
