@@ -97,7 +97,7 @@ read -r a b < <(measure http://127.0.0.1:18086/); row framework "rr, codec json 
 
 # Worker memory across at least 100,000 requests (hello, json codec).
 rr_pid=$(pgrep -f 'http.address=127.0.0.1:18085' | tail -1)
-rss() { for p in $(pgrep -P "$rr_pid" -f 'php worker.php'); do awk '/VmRSS/ {print $2}' "/proc/$p/status"; done | paste -sd+ | bc; }
+rss() { for p in $(pgrep -P "$rr_pid" -f 'worker.php'); do awk '/VmRSS/ {print $2}' "/proc/$p/status"; done | paste -sd+ | bc; }
 before=$(rss)
 total=0
 while [ "$total" -lt 100000 ]; do

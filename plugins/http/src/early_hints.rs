@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use futures::task::AtomicWaker;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
@@ -32,20 +32,20 @@ struct Shared {
 pub struct EarlyHints(Arc<Shared>);
 
 impl EarlyHints {
-    /// Write `HTTP/1.1 <status>` with exactly these headers (invalid names or values are skipped:
-    /// no header injection) and wait until it is written. An error means the connection is gone.
-    pub async fn send(&self, status: StatusCode, headers: &[(String, Vec<Vec<u8>>)]) -> Result<(), &'static str> {
+    /// Write `HTTP/1.1 <status>` with exactly these headers, names in the canonical case Go's
+    /// server writes (`Link`), and wait until it is written. An error means the connection is gone.
+    pub async fn send(&self, status: StatusCode, headers: &HeaderMap) -> Result<(), &'static str> {
         let mut head = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or("Informational")).into_bytes();
-        for (name, values) in headers {
-            if HeaderName::from_bytes(name.as_bytes()).is_err() {
-                continue;
-            }
-            for value in values.iter().filter(|v| HeaderValue::from_bytes(v).is_ok()) {
-                head.extend_from_slice(name.as_bytes());
-                head.extend_from_slice(b": ");
-                head.extend_from_slice(value);
-                head.extend_from_slice(b"\r\n");
-            }
+        for (name, value) in headers {
+            let mut upper = true;
+            head.extend(name.as_str().bytes().map(|b| {
+                let c = if upper { b.to_ascii_uppercase() } else { b };
+                upper = b == b'-';
+                c
+            }));
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
         head.extend_from_slice(b"\r\n");
         let (written, on_wire) = oneshot::channel();

@@ -20,31 +20,148 @@ use crate::proto;
 #[derive(Debug, Default, PartialEq)]
 pub struct Head {
     pub status: u16,
-    pub headers: Vec<(String, Vec<Vec<u8>>)>,
+    pub headers: HeaderMap,
 }
 
 /// Decode a response context by the frame's codec flag; `Ok(None)` for an empty context.
+/// Header names or values that HTTP does not allow are dropped (no header injection).
 pub fn decode_head(payload: &Payload) -> Result<Option<Head>, String> {
     if payload.context.is_empty() {
         return Ok(None);
     }
     let (status, headers) = if payload.codec & frame::CODEC_PROTO != 0 || (payload.codec == 0 && payload.context[0] != b'{') {
         let r = proto::Response::decode(payload.context.clone()).map_err(|e| format!("invalid http.v1.Response from worker: {e}"))?;
-        (r.status, r.headers.into_iter().map(|(k, v)| (k, v.value)).collect())
+        let mut headers = HeaderMap::with_capacity(r.headers.len());
+        for (name, values) in r.headers {
+            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { continue };
+            for v in values.value {
+                if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v)) {
+                    headers.append(name.clone(), v);
+                }
+            }
+        }
+        (r.status, headers)
     } else {
         #[derive(serde::Deserialize)]
         struct JsonHead {
             status: i64,
-            #[serde(default)]
-            headers: std::collections::HashMap<String, Vec<String>>,
+            #[serde(default, deserialize_with = "json_headers::deserialize")]
+            headers: HeaderMap,
         }
         let h: JsonHead = serde_json::from_slice(&payload.context).map_err(|e| format!("invalid JSON response context from worker: {e}"))?;
-        (h.status, h.headers.into_iter().map(|(k, v)| (k, v.into_iter().map(String::into_bytes).collect())).collect())
+        (h.status, h.headers)
     };
     if !(100..=599).contains(&status) {
         return Err(format!("unknown status code from worker: {status}"));
     }
     Ok(Some(Head { status: status as u16, headers }))
+}
+
+/// `{"Name": ["value", ...], ...}` straight into a [`HeaderMap`], names and values borrowed from
+/// the frame while they are checked (no intermediate strings). PHP's `json_encode([])` gives
+/// `[]` for no headers, so an empty list is accepted too.
+mod json_headers {
+    use std::fmt;
+
+    use http::{HeaderMap, HeaderName, HeaderValue};
+    use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HeaderMap, D::Error> {
+        d.deserialize_any(Headers)
+    }
+
+    struct Headers;
+
+    impl<'de> Visitor<'de> for Headers {
+        type Value = HeaderMap;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of header names to lists of values")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderMap, A::Error> {
+            let mut headers = HeaderMap::with_capacity(map.size_hint().unwrap_or(4));
+            while let Some(Name(name)) = map.next_key()? {
+                let Values(values) = map.next_value()?;
+                if let Some(name) = name {
+                    for v in values {
+                        headers.append(name.clone(), v);
+                    }
+                }
+            }
+            Ok(headers)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HeaderMap, A::Error> {
+            match seq.next_element::<de::IgnoredAny>()? {
+                None => Ok(HeaderMap::new()),
+                Some(_) => Err(de::Error::invalid_type(de::Unexpected::Seq, &self)),
+            }
+        }
+    }
+
+    /// A header name; `None` when HTTP does not allow it.
+    struct Name(Option<HeaderName>);
+
+    impl<'de> de::Deserialize<'de> for Name {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Name;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a header name")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Name, E> {
+                    Ok(Name(HeaderName::from_bytes(s.as_bytes()).ok()))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// A header's values (a list, or one string), the ones HTTP does not allow dropped.
+    struct Values(Vec<HeaderValue>);
+
+    impl<'de> de::Deserialize<'de> for Values {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Values;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a list of header values")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Values, E> {
+                    Ok(Values(HeaderValue::from_bytes(s.as_bytes()).into_iter().collect()))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Values, A::Error> {
+                    let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                    while let Some(Value(v)) = seq.next_element()? {
+                        values.extend(v);
+                    }
+                    Ok(Values(values))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    struct Value(Option<HeaderValue>);
+
+    impl<'de> de::Deserialize<'de> for Value {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Value;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a header value")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+                    Ok(Value(HeaderValue::from_bytes(s.as_bytes()).ok()))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
 }
 
 /// PHP's stream terminator: no codec, empty context and body.
@@ -87,7 +204,7 @@ pub async fn build<G: Send + 'static>(reply: Reply, guard: G, hints: Option<Earl
                     None => return Err("worker ended the stream after an informational status".into()),
                 };
             }
-            other => break other.unwrap_or(Head { status: 200, headers: Vec::new() }),
+            other => break other.unwrap_or(Head { status: 200, headers: HeaderMap::new() }),
         }
     };
     let (headers, trailers) = split_trailers(head.headers);
@@ -131,16 +248,7 @@ fn streamed<G: Send + 'static>(first: Bytes, stream: Option<ReplyStream>, traile
 }
 
 /// Headers for the response and those the `Trailer` header moves to trailers (§3.6 step 3).
-fn split_trailers(headers: Vec<(String, Vec<Vec<u8>>)>) -> (HeaderMap, HeaderMap) {
-    let mut map = HeaderMap::new();
-    for (name, values) in headers {
-        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { continue };
-        for v in values {
-            if let Ok(v) = HeaderValue::from_bytes(&v) {
-                map.append(name.clone(), v);
-            }
-        }
-    }
+fn split_trailers(mut map: HeaderMap) -> (HeaderMap, HeaderMap) {
     let mut trailers = HeaderMap::new();
     let listed: Vec<String> = map
         .get_all(http::header::TRAILER)
@@ -171,22 +279,34 @@ mod tests {
 
     #[test]
     fn json_and_proto_heads() {
-        let json = Payload::new(frame::CODEC_JSON, &br#"{"status":201,"headers":{"X-A":["1","2"]}}"#[..], &b""[..]);
-        assert_eq!(decode_head(&json).unwrap().unwrap(), Head { status: 201, headers: vec![("X-A".into(), vec![b"1".to_vec(), b"2".to_vec()])] });
-        let msg = proto::Response { status: 404, headers: Default::default() }.encode_to_vec();
-        assert_eq!(decode_head(&Payload::new(frame::CODEC_PROTO, msg, &b""[..])).unwrap().unwrap().status, 404);
+        let json = Payload::new(frame::CODEC_JSON, &br#"{"status":201,"headers":{"X-A":["1","2"],"bad name":["x"],"X-B":"one","X-U":["caf\u00e9"]}}"#[..], &b""[..]);
+        let head = decode_head(&json).unwrap().unwrap();
+        assert_eq!(head.status, 201);
+        assert_eq!(head.headers.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(head.headers["x-b"], "one");
+        assert_eq!(head.headers["x-u"].as_bytes(), "café".as_bytes(), "UTF-8 values pass as obs-text");
+        assert_eq!(head.headers.len(), 4, "the invalid name is dropped");
+        // PHP's json_encode([]) for no headers.
+        let empty = Payload::new(frame::CODEC_JSON, &br#"{"status":204,"headers":[]}"#[..], &b""[..]);
+        assert!(decode_head(&empty).unwrap().unwrap().headers.is_empty());
+        let headers = [("X-P".to_string(), proto::HeaderValue { value: vec![b"a".to_vec(), b"b".to_vec()] })].into();
+        let msg = proto::Response { status: 404, headers }.encode_to_vec();
+        let head = decode_head(&Payload::new(frame::CODEC_PROTO, msg, &b""[..])).unwrap().unwrap();
+        assert_eq!((head.status, head.headers.get_all("x-p").iter().count()), (404, 2));
         let bad = Payload::new(frame::CODEC_JSON, &br#"{"status":999}"#[..], &b""[..]);
         assert_eq!(decode_head(&bad).unwrap_err(), "unknown status code from worker: 999");
+        let broken = Payload::new(frame::CODEC_JSON, &br#"{"status":200,"headers":{"X":[1]}}"#[..], &b""[..]);
+        assert!(decode_head(&broken).unwrap_err().starts_with("invalid JSON response context from worker"));
         assert_eq!(decode_head(&Payload::new(0, &b""[..], &b"x"[..])).unwrap(), None);
     }
 
     #[test]
     fn trailer_header_moves_listed_headers() {
-        let (h, t) = split_trailers(vec![
-            ("Trailer".into(), vec![b"X-Checksum, X-Missing".to_vec()]),
-            ("X-Checksum".into(), vec![b"abc".to_vec()]),
-            ("Content-Type".into(), vec![b"text/plain".to_vec()]),
-        ]);
+        let mut map = HeaderMap::new();
+        map.insert("trailer", HeaderValue::from_static("X-Checksum, X-Missing"));
+        map.insert("x-checksum", HeaderValue::from_static("abc"));
+        map.insert("content-type", HeaderValue::from_static("text/plain"));
+        let (h, t) = split_trailers(map);
         assert!(h.get("trailer").is_none() && h.get("x-checksum").is_none());
         assert_eq!(h["content-type"], "text/plain");
         assert_eq!(t["x-checksum"], "abc");

@@ -82,8 +82,11 @@ abstract class ByteRelay implements Relay
         if ($rest === null) {
             return null;
         }
-        $options = $optionBytes > 0 ? array_values(unpack('V*', substr($rest, 0, $optionBytes))) : [];
-        return new Frame(ord($head[1]), $options, $optionBytes > 0 ? substr($rest, $optionBytes) : $rest, ord($head[10]));
+        if ($optionBytes === 0) {
+            return new Frame(ord($head[1]), [], $rest, ord($head[10]));
+        }
+        $options = $optionBytes === 4 ? [unpack('V', $rest)[1]] : array_values(unpack('V*', substr($rest, 0, $optionBytes)));
+        return new Frame(ord($head[1]), $options, substr($rest, $optionBytes), ord($head[10]));
     }
 
     /** @param resource $stream */

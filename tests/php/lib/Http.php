@@ -13,6 +13,11 @@ require_once __DIR__ . '/Proto.php';
 
 final class HttpWorker
 {
+    /** Keys an older server may leave out of the JSON context. */
+    private const JSON_DEFAULTS = [
+        'headers' => [], 'cookies' => [], 'rawQuery' => '', 'parsed' => false, 'uploads' => null, 'attributes' => [],
+    ];
+
     public bool $json = false;
 
     public function __construct(public Worker $worker)
@@ -37,30 +42,30 @@ final class HttpWorker
         if ($p->header[0] === '{') {
             $this->json = true;
             $c = json_decode($p->header, true);
-            return [
-                'method' => $c['method'], 'uri' => $c['uri'], 'protocol' => $c['protocol'],
-                'remoteAddr' => $c['remoteAddr'], 'headers' => $c['headers'] ?? [], 'cookies' => $c['cookies'] ?? [],
-                'rawQuery' => $c['rawQuery'] ?? '', 'parsed' => $c['parsed'] ?? false, 'uploads' => $c['uploads'] ?? null,
-                'attributes' => $c['attributes'] ?? [], 'body' => $p->body,
-            ];
+            $c['body'] = $p->body;
+            return $c + self::JSON_DEFAULTS;
         }
         $this->json = false;
         $f = Proto::fields($p->header);
-        $map = function (int $n) use ($f): array {
-            $out = [];
-            foreach ($f[$n] ?? [] as $entry) {
-                [$k, $v] = Proto::headerMap($entry);
-                $out[$k] = $v;
-            }
-            return $out;
-        };
+        $headers = $cookies = $attributes = [];
+        foreach ($f[5] ?? [] as $entry) {
+            [$k, $v] = Proto::headerMap($entry);
+            $headers[$k] = $v;
+        }
+        foreach ($f[6] ?? [] as $entry) {
+            [$k, $v] = Proto::headerMap($entry);
+            $cookies[$k] = implode(',', $v);
+        }
+        foreach ($f[10] ?? [] as $entry) {
+            [$k, $v] = Proto::headerMap($entry);
+            $attributes[$k] = $v[0] ?? '';
+        }
         $uploads = isset($f[9][0]) && $f[9][0] !== '' ? json_decode($f[9][0], true) : null;
         return [
             'remoteAddr' => $f[1][0] ?? '', 'protocol' => $f[2][0] ?? '', 'method' => $f[3][0] ?? '',
-            'uri' => $f[4][0] ?? '', 'headers' => $map(5),
-            'cookies' => array_map(fn($v) => implode(',', $v), $map(6)),
+            'uri' => $f[4][0] ?? '', 'headers' => $headers, 'cookies' => $cookies,
             'rawQuery' => $f[7][0] ?? '', 'parsed' => (bool)($f[8][0] ?? 0), 'uploads' => $uploads,
-            'attributes' => array_map(fn($v) => $v[0] ?? '', $map(10)), 'body' => $p->body,
+            'attributes' => $attributes, 'body' => $p->body,
         ];
     }
 

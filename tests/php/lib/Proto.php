@@ -73,14 +73,46 @@ final class Proto
 
     public static function bytes(int $field, string $value): string
     {
-        return self::encodeVarint(($field << 3) | 2) . self::encodeVarint(strlen($value)) . $value;
+        $n = strlen($value);
+        return ($field < 16 ? chr(($field << 3) | 2) : self::encodeVarint(($field << 3) | 2))
+            . ($n < 0x80 ? chr($n) : self::encodeVarint($n)) . $value;
     }
 
     /** map<string, HeaderValue> field: entries of {1: key, 2: HeaderValue{1: repeated bytes}} */
     public static function headerMap(string $entry): array
     {
-        $f = self::fields($entry);
-        $values = isset($f[2][0]) ? (self::fields($f[2][0])[1] ?? []) : [];
-        return [$f[1][0] ?? '', $values];
+        // One pass over both nesting levels; every length is a varint, mostly one byte.
+        $key = '';
+        $values = [];
+        $pos = 0;
+        $len = strlen($entry);
+        while ($pos < $len) {
+            $tag = ord($entry[$pos++]);
+            $n = self::length($entry, $pos);
+            if ($tag === 0x0A) {
+                $key = substr($entry, $pos, $n);
+            } elseif ($tag === 0x12) {
+                for ($v = $pos, $end = $pos + $n; $v < $end;) {
+                    $vt = ord($entry[$v++]);
+                    $vn = self::length($entry, $v);
+                    if ($vt === 0x0A) {
+                        $values[] = substr($entry, $v, $vn);
+                    }
+                    $v += $vn;
+                }
+            }
+            $pos += $n;
+        }
+        return [$key, $values];
+    }
+
+    private static function length(string $buf, int &$pos): int
+    {
+        $n = ord($buf[$pos]);
+        if ($n < 0x80) {
+            $pos++;
+            return $n;
+        }
+        return self::varint($buf, $pos);
     }
 }
