@@ -69,3 +69,37 @@ async fn pools_and_application_collectors() {
     assert_eq!(value(&s, "latency_count", &[]), Some(1.0));
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_metrics_middleware_counts_and_times_responses_by_status() {
+    let (http, metrics) = (free_port(), free_port());
+    let yaml = format!(
+        "version: '3'\nmetrics:\n  address: 127.0.0.1:{metrics}\nserver:\n  command: \"php {}/tests/php/workers/http.php\"\nhttp:\n  address: 127.0.0.1:{http}\n  middleware: [http_metrics]\n  pool:\n    num_workers: 1\n",
+        root().display()
+    );
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_metrics::Plugin>().plugin::<rr_http_metrics::Plugin>().plugin::<rr_http::Plugin>();
+    let mut server = TestServer::start(&build, &yaml);
+    let get = |path: &'static str| reqwest::get(format!("http://127.0.0.1:{http}{path}"));
+    server.until("the first http response", || async { get("/").await.ok().filter(|r| r.status().is_success()) }).await;
+
+    let before = scrape(metrics).await;
+    let ok_before = value(&before, "rr_http_request_total", &[("status", "200")]).unwrap();
+    for path in ["/", "/", "/sleep?ms=60", "/status?code=404", "/error"] {
+        get(path).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let s = scrape(metrics).await;
+    assert_eq!(value(&s, "rr_http_request_total", &[("status", "200")]), Some(ok_before + 3.0));
+    assert_eq!(value(&s, "rr_http_request_total", &[("status", "404")]), Some(1.0));
+    assert_eq!(value(&s, "rr_http_request_total", &[("status", "500")]), Some(1.0), "a worker error counts as the 500 the client got");
+    let histogram = s.samples.iter().find(|x| x.metric == "rr_http_request_duration_seconds" && x.labels.get("status") == Some("200")).expect("duration histogram");
+    let prometheus_parse::Value::Histogram(buckets) = &histogram.value else { panic!("not a histogram: {:?}", histogram.value) };
+    let under = |le: f64| buckets.iter().find(|b| b.less_than == le).unwrap().count;
+    assert_eq!(under(f64::INFINITY), ok_before + 3.0);
+    assert!(under(0.05) <= ok_before + 2.0, "the 60 ms request is above the 50 ms bucket");
+    assert!(value(&s, "rr_http_uptime_seconds", &[]).unwrap() >= 1.0);
+    // The pool's own queue and no-free-worker metrics are there too, under RoadRunner's names.
+    assert_eq!(value(&s, "rr_http_requests_queue", &[]), Some(0.0));
+    assert_eq!(value(&s, "rr_http_no_free_workers_total", &[]), Some(0.0));
+    server.stop().await.unwrap();
+}
