@@ -18,6 +18,10 @@ pub struct Config {
     pub raw_body: bool,
     /// First listed = outermost (RoadRunner v6 order).
     pub middleware: Vec<String>,
+    /// How long an HTTP/1 connection may wait for a complete request head, idle keep-alive time
+    /// included; then it is closed. Ours (RoadRunner hard-codes 5 minutes); `0` disables it.
+    #[serde(with = "rr_runtime::config::duration")]
+    pub read_header_timeout: std::time::Duration,
     pub uploads: Uploads,
     pub http2: Http2,
     pub ssl: Option<Ssl>,
@@ -39,6 +43,7 @@ impl Default for Config {
             max_request_size: 0,
             raw_body: false,
             middleware: Vec::new(),
+            read_header_timeout: std::time::Duration::from_secs(300),
             uploads: Uploads::default(),
             http2: Http2::default(),
             ssl: None,

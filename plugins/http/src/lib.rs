@@ -63,7 +63,7 @@ impl rr_runtime::Plugin for Plugin {
                 Some(port) => redirect_handler(port),
                 None => handler.clone(),
             };
-            let l = server::Listener { listener, tls: None, h2c: self.cfg.http2.h2c, max_concurrent_streams: self.cfg.http2.max_concurrent_streams };
+            let l = server::Listener { listener, tls: None, h2c: self.cfg.http2.h2c, cfg: self.cfg.clone() };
             listeners.push(tokio::spawn(server::run(l, plain, shutdown.clone(), drain)));
         }
         if let Some(ssl) = &self.cfg.ssl {
@@ -73,7 +73,7 @@ impl rr_runtime::Plugin for Plugin {
                 listener,
                 tls: Some(server::tls_acceptor(ssl)?),
                 h2c: false,
-                max_concurrent_streams: self.cfg.http2.max_concurrent_streams,
+                cfg: self.cfg.clone(),
             };
             listeners.push(tokio::spawn(server::run(l, handler.clone(), shutdown.clone(), drain)));
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rr_runtime::http::{ClientAddr, Handler};
@@ -21,14 +21,17 @@ pub struct Listener {
     pub listener: TcpListener,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub h2c: bool,
-    pub max_concurrent_streams: u32,
+    pub cfg: Arc<crate::Config>,
 }
 
 /// Serve until `shutdown`, then let open connections finish their requests (up to `drain`).
 pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, drain: Duration) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http2().max_concurrent_streams(l.max_concurrent_streams);
+    builder.http2().max_concurrent_streams(l.cfg.http2.max_concurrent_streams);
+    // Slow or idle clients cannot hold a connection forever (hyper needs a timer for this).
+    let read_header_timeout = Some(l.cfg.read_header_timeout).filter(|t| !t.is_zero());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(read_header_timeout);
     let builder = if l.tls.is_none() && !l.h2c { builder.http1_only() } else { builder };
     let builder = Arc::new(builder);
     loop {

@@ -67,6 +67,29 @@ async fn hello_and_keep_alive() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed_after_read_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = serve("  read_header_timeout: 1s\n  pool:\n    num_workers: 1").await;
+    let closed_within = |mut conn: tokio::net::TcpStream| async move {
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest)).await.expect("closed by the server").unwrap();
+        (started.elapsed(), String::from_utf8_lossy(&rest).to_string())
+    };
+    // A head that never ends (slowloris).
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let (waited, _) = closed_within(slow).await;
+    assert!(waited >= Duration::from_millis(800), "closed after {waited:?}");
+    // A keep-alive connection is served, then closed once idle for as long.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let (_, answered) = closed_within(idle).await;
+    assert!(answered.starts_with("HTTP/1.1 200") && answered.ends_with("Hello, World!"), "{answered}");
+    server.shutdown().await;
+}
+
 async fn request_context(codec: &str) {
     let server = serve(&format!("  codec: {codec}\n  pool:\n    num_workers: 1")).await;
     let c = client();
