@@ -3,10 +3,10 @@
 #   rr (built by velox from velox.toml, 2 workers, codec proto and json)
 #   nginx + PHP-FPM (pm static, 2 children, same PHP)
 #   a plain hyper hello world (the ceiling, no PHP)
-# Usage: bench/http/run.sh [runs] [seconds] [connections]      Results: medians, markdown table.
+# Usage: bench/http/run.sh [rounds] [seconds] [connections]   Results: medians, markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-runs=${1:-3}; secs=${2:-10}; conns=${3:-32}
+runs=${1:-3}; secs=${2:-10}; conns=${3:-32}   # runs: rounds, each server once per round
 root=$PWD
 work=$(mktemp -d /tmp/rr-bench.XXXX)
 chmod 755 "$work"   # nginx and PHP-FPM workers run as other users
@@ -68,32 +68,51 @@ for url in http://127.0.0.1:18081/hello http://127.0.0.1:18082/ http://127.0.0.1
   curl -fsS "$url" >/dev/null || { echo "not answering: $url"; exit 1; }
 done
 
-# wrk: requests/s and p99 (ms), median over runs.
-measure() {
-  local url=$1 rps=() p99=()
-  wrk -t2 -c"$conns" -d2s "$url" >/dev/null  # warm-up
-  for _ in $(seq "$runs"); do
-    out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$url")
-    rps+=("$(echo "$out" | awk '/Requests\/sec/ {print $2}')")
-    p99+=("$(echo "$out" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v=v/1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v=v*1000}; print v}')")
-  done
-  printf '%s %s\n' "$(printf '%s\n' "${rps[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" \
-                   "$(printf '%s\n' "${p99[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
-}
+# Rounds: every server once per round, the order rotating, so that the machine's drift (large on
+# this shared VM) hits all of them alike; each rr row's ratio to FPM is taken within its round.
+keys=(fpm_hello rr_proto rr_json rr_json_threads hyper fpm_fw rr_fw_proto rr_fw_json)
+declare -A app label url base
+add() { app[$1]=$2; label[$1]=$3; url[$1]=$4; base[$1]=$5; }
+add fpm_hello hello "nginx + PHP-FPM (2 children)" http://127.0.0.1:18081/hello fpm_hello
+add rr_proto hello "rr, codec proto (2 workers)" http://127.0.0.1:18082/ fpm_hello
+add rr_json hello "rr, codec json (2 workers)" http://127.0.0.1:18085/ fpm_hello
+add rr_json_threads hello "rr, codec json, GOMAXPROCS=$cores" http://127.0.0.1:18087/ fpm_hello
+add hyper hello "hyper hello, no PHP (ceiling)" http://127.0.0.1:18084/ fpm_hello
+add fpm_fw framework "nginx + PHP-FPM (2 children)" http://127.0.0.1:18081/ fpm_fw
+add rr_fw_proto framework "rr, codec proto (2 workers)" http://127.0.0.1:18083/ fpm_fw
+add rr_fw_json framework "rr, codec json (2 workers)" http://127.0.0.1:18086/ fpm_fw
 
-echo "| app | server | req/s (median of $runs) | p99 ms | vs FPM |"
-echo "|---|---|---|---|---|"
-read -r fpm_hello fpm_hello_p99 < <(measure http://127.0.0.1:18081/hello)
-read -r fpm_fw fpm_fw_p99 < <(measure http://127.0.0.1:18081/)
-row() { printf '| %s | %s | %.0f | %s | %.2fx |\n' "$1" "$2" "$3" "$4" "$(echo "$3 / $5" | bc -l)"; }
-row hello "nginx + PHP-FPM (2 children)" "$fpm_hello" "$fpm_hello_p99" "$fpm_hello"
-read -r a b < <(measure http://127.0.0.1:18082/); row hello "rr, codec proto (2 workers)" "$a" "$b" "$fpm_hello"
-read -r a b < <(measure http://127.0.0.1:18085/); row hello "rr, codec json (2 workers)" "$a" "$b" "$fpm_hello"
-read -r a b < <(measure http://127.0.0.1:18087/); row hello "rr, codec json, GOMAXPROCS=$cores" "$a" "$b" "$fpm_hello"
-read -r a b < <(measure http://127.0.0.1:18084/); row hello "hyper hello, no PHP (ceiling)" "$a" "$b" "$fpm_hello"
-row framework "nginx + PHP-FPM (2 children)" "$fpm_fw" "$fpm_fw_p99" "$fpm_fw"
-read -r a b < <(measure http://127.0.0.1:18083/); row framework "rr, codec proto (2 workers)" "$a" "$b" "$fpm_fw"
-read -r a b < <(measure http://127.0.0.1:18086/); row framework "rr, codec json (2 workers)" "$a" "$b" "$fpm_fw"
+# One wrk run: requests/s and p99 in ms.
+load() {
+  wrk -t2 -c"$conns" -d"${secs}s" --latency "$1" | awk '
+    /Requests\/sec/ {rps = $2}
+    $1 == "99%" {v = $2; if (v ~ /us$/) {sub("us", "", v); v = v / 1000} else if (v ~ /ms$/) {sub("ms", "", v)} else if (v ~ /s$/) {sub("s", "", v); v = v * 1000}; p99 = v}
+    END {print rps, p99}'
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+for k in "${keys[@]}"; do wrk -t2 -c"$conns" -d2s "${url[$k]}" >/dev/null; done  # warm-up
+declare -A rps_runs p99_runs ratio_runs
+n=${#keys[@]}
+for r in $(seq 0 $((runs - 1))); do
+  unset round; declare -A round
+  for i in $(seq 0 $((n - 1))); do
+    k=${keys[$(((i + r) % n))]}
+    read -r rps p99 < <(load "${url[$k]}")
+    round[$k]=$rps; rps_runs[$k]+=" $rps"; p99_runs[$k]+=" $p99"
+  done
+  for k in "${keys[@]}"; do ratio_runs[$k]+=" $(echo "${round[$k]} / ${round[${base[$k]}]}" | bc -l)"; done
+done
+
+echo "| app | server | req/s (median of $runs rounds) | p99 ms | vs FPM, median of rounds | vs FPM, each round |"
+echo "|---|---|---|---|---|---|"
+for k in "${keys[@]}"; do
+  # shellcheck disable=SC2086 # the run lists are meant to split
+  each=$(printf '%.2fx ' ${ratio_runs[$k]})
+  # shellcheck disable=SC2086
+  printf '| %s | %s | %.0f | %s | %.2fx | %s|\n' "${app[$k]}" "${label[$k]}" "$(median ${rps_runs[$k]})" \
+    "$(median ${p99_runs[$k]})" "$(median ${ratio_runs[$k]})" "$each"
+done
 
 # Worker memory across at least 100,000 requests (hello, json codec).
 rr_pid=$(pgrep -f 'http.address=127.0.0.1:18085' | tail -1)
