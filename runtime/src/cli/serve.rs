@@ -97,8 +97,8 @@ async fn first_signal() {
 /// How many threads rr itself runs on. `GOMAXPROCS` is honoured as RoadRunner (Go) does, and
 /// tokio reads `TOKIO_WORKER_THREADS` itself (`None` here). Otherwise half the cores, at least
 /// one: the PHP workers (one per core by default) need the others, and on two cores one I/O
-/// thread served 14-21 % more hello-world requests than two (docs/BENCHMARKS.md), because a
-/// thread that stays busy is not woken for every request.
+/// thread served as many hello-world requests as two or up to 21 % more (docs/BENCHMARKS.md),
+/// because a thread that stays busy is not woken for every request.
 fn runtime_threads() -> anyhow::Result<Option<usize>> {
     if let Ok(value) = std::env::var("GOMAXPROCS") {
         return match value.trim().parse::<usize>() {
