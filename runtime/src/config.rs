@@ -113,7 +113,9 @@ impl Config {
     }
 
     /// Deserialize the section at a dotted key; `Ok(None)` when absent. Scalars written as
-    /// strings (from `-o` or `${VAR}`) are accepted where numbers or booleans are expected.
+    /// strings (from `-o` or `${VAR}`) are accepted where numbers or booleans are expected, and
+    /// a string where a list is expected is split on commas, as RoadRunner's config decoding
+    /// (viper) does: `-o http.middleware=static` (Laravel Octane passes that) is `[static]`.
     pub fn section<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
         let Some(value) = self.value(key) else { return Ok(None) };
         let attempt = |v: &Value| serde_path_to_error::deserialize::<_, T>(v);
@@ -122,7 +124,18 @@ impl Config {
             Err(first) => {
                 let mut coerced = value.clone();
                 coerce_scalars(&mut coerced);
-                attempt(&coerced).map(Some).map_err(|_| {
+                let mut result = attempt(&coerced);
+                // One list per round: each retry reaches the next string that should be a list.
+                for _ in 0..64 {
+                    let Err(e) = &result else { break };
+                    if !e.inner().to_string().contains("expected a sequence") {
+                        break;
+                    }
+                    let Some(slot @ Value::String(_)) = lookup_mut(&mut coerced, &e.path().to_string()) else { break };
+                    *slot = string_list(slot.as_str().unwrap_or_default());
+                    result = attempt(&coerced);
+                }
+                result.map(Some).map_err(|_| {
                     let inner = first.path().to_string();
                     let full = if inner == "." { key.to_string() } else { format!("{key}.{inner}") };
                     let message = first.into_inner().to_string();
@@ -262,6 +275,23 @@ fn coerce_scalars(value: &mut Value) {
         Value::Object(map) => map.values_mut().for_each(coerce_scalars),
         _ => {}
     }
+}
+
+/// A list from a string as viper reads one: split on commas, each part a scalar; empty: none.
+fn string_list(text: &str) -> Value {
+    let mut list = Value::Array(text.split(',').filter(|_| !text.is_empty()).map(|p| Value::String(p.to_string())).collect());
+    coerce_scalars(&mut list);
+    list
+}
+
+fn lookup_mut<'a>(value: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    if path == "." || path.is_empty() {
+        return Some(value);
+    }
+    path.split('.').try_fold(value, |v, k| match v {
+        Value::Array(items) => k.trim_matches(['[', ']']).parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+        _ => v.get_mut(k),
+    })
 }
 
 fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {

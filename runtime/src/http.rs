@@ -29,8 +29,13 @@ pub trait Middleware: Send + Sync {
 pub struct Attributes(pub BTreeMap<String, Vec<String>>);
 
 /// Whether `http.middleware` lists `name`: middleware without settings of their own are on then.
+/// A string is a comma-separated list (`-o http.middleware=static`).
 pub fn middleware_listed(config: &crate::config::Config, name: &str) -> bool {
-    config.value("http.middleware").and_then(|v| v.as_array()).is_some_and(|list| list.iter().any(|m| m == name))
+    match config.value("http.middleware") {
+        Some(serde_json::Value::String(s)) => s.split(',').any(|m| m == name),
+        Some(serde_json::Value::Array(list)) => list.iter().any(|m| m == name),
+        _ => false,
+    }
 }
 
 /// The client address PHP sees as `remoteAddr` (request extension): the TCP peer, set by the

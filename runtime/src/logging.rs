@@ -9,6 +9,10 @@
 //! | `channels.<plugin>` | | per-plugin `level` (e.g. `channels: {http: {level: debug}}`) |
 //!
 //! `RUST_LOG`, when set, overrides the levels (tracing's usual filter syntax).
+//!
+//! JSON lines have RoadRunner's (zap's) shape, `{"level":"info","ts":1700000000.5,
+//! "logger":"server","msg":"…", …fields}`: tools read them (Laravel Octane's `octane:start`
+//! reads `level`, `logger` and `msg` of every line RoadRunner prints).
 
 use std::collections::BTreeMap;
 
@@ -105,11 +109,72 @@ pub fn init(config: &Config) -> anyhow::Result<Guard> {
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = if json {
-        builder.json().try_init()
+        builder.event_format(ZapJson).try_init()
     } else if mode == "raw" {
         builder.without_time().with_level(false).with_target(false).try_init()
     } else {
         builder.with_ansi(output == "stderr" || output == "stdout").try_init()
     };
     Ok(Guard)
+}
+
+/// One event as zap's JSON encoder writes it: level, `ts` (Unix seconds), `logger` (the plugin),
+/// `msg`, then the event's fields.
+struct ZapJson;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for ZapJson
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let mut line = serde_json::Map::new();
+        line.insert("level".into(), meta.level().as_str().to_ascii_lowercase().into());
+        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
+        line.insert("ts".into(), ts.into());
+        line.insert("logger".into(), logger_name(meta.target()).into());
+        event.record(&mut ZapFields(&mut line));
+        writeln!(writer, "{}", serde_json::Value::Object(line))
+    }
+}
+
+/// The plugin name for a target: `http` stays `http`, `rr_runtime::pool::handle` is `runtime`.
+fn logger_name(target: &str) -> &str {
+    target.strip_prefix("rr_").map_or(target, |t| t.split("::").next().unwrap_or(t))
+}
+
+struct ZapFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl ZapFields<'_> {
+    fn put(&mut self, field: &tracing::field::Field, value: serde_json::Value) {
+        let name = if field.name() == "message" { "msg" } else { field.name() };
+        self.0.insert(name.to_string(), value);
+    }
+}
+
+impl tracing::field::Visit for ZapFields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.put(field, format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.put(field, value.into());
+    }
 }

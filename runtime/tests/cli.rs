@@ -136,7 +136,11 @@ fn logs_section_json_to_a_file() {
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
     let log = std::fs::read_to_string(dir.path().join("rr.log")).unwrap();
     let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("json lines")).collect();
-    assert!(lines.iter().any(|l| l["fields"]["message"] == "on_init: warmed-up"), "{log}");
+    // RoadRunner's (zap's) line shape, which tools such as Laravel Octane parse.
+    let line = lines.iter().find(|l| l["msg"] == "on_init: warmed-up").unwrap_or_else(|| panic!("{log}"));
+    assert_eq!((line["level"].as_str(), line["logger"].as_str()), (Some("info"), Some("server")), "{line}");
+    assert!(line["ts"].as_f64().unwrap() > 1.7e9, "{line}");
+    assert!(lines.iter().all(|l| l["msg"].is_string() && l["level"].is_string() && l["logger"].is_string()), "{log}");
 }
 
 fn nix_kill(pid: u32) {

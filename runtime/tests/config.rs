@@ -48,6 +48,33 @@ fn overrides_nested_typed_and_expanded() {
 }
 
 #[test]
+fn a_string_override_fills_a_list_split_on_commas() {
+    // What Laravel Octane passes (`-o http.middleware=static`), read as RoadRunner's viper does.
+    #[derive(serde::Deserialize)]
+    struct Http {
+        middleware: Vec<String>,
+        pool: Pool,
+    }
+    #[derive(serde::Deserialize)]
+    struct Pool {
+        ports: Vec<u16>,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), ".rr.yaml", "version: '3'\nhttp:\n  middleware: [gzip]\n  pool:\n    ports: [1]\n");
+    let c = load(&path, &["http.middleware=static", "http.pool.ports=80,443"]).unwrap();
+    let http: Http = c.section("http").unwrap().unwrap();
+    assert_eq!(http.middleware, ["static"]);
+    assert_eq!(http.pool.ports, [80, 443], "each part read as the list's element type");
+    assert!(rr_runtime::http::middleware_listed(&c, "static"));
+    let c = load(&path, &["http.middleware=headers,static"]).unwrap();
+    assert_eq!(c.section::<Http>("http").unwrap().unwrap().middleware, ["headers", "static"]);
+    assert!(rr_runtime::http::middleware_listed(&c, "headers") && !rr_runtime::http::middleware_listed(&c, "gzip"));
+    // A string that cannot be a list of numbers still fails, naming the key.
+    let err = load(&path, &["http.pool.ports=http"]).unwrap().section::<Http>("http").err().unwrap().to_string();
+    assert!(err.contains("http.pool.ports"), "{err}");
+}
+
+#[test]
 fn version_is_required_and_a_string() {
     let dir = tempfile::tempdir().unwrap();
     let missing = write(dir.path(), "a.yaml", "server:\n  command: php w.php\n");
