@@ -291,21 +291,28 @@ impl Inner {
         }
         let deadline = Instant::now() + self.cfg.allocate_timeout;
         loop {
-            let permit = tokio::time::timeout_at(deadline, async {
+            let taken = tokio::time::timeout_at(deadline, async {
                 let _gate = self.gate.read().await;
-                self.available.acquire().await
+                self.available.acquire().await.map(|permit| {
+                    permit.forget();
+                    // Popped before the gate opens: a reset (which takes the idle workers with
+                    // their permits under the write gate) never finds a permit taken whose
+                    // worker is still queued.
+                    self.idle.lock().unwrap().pop_front()
+                })
             })
             .await;
-            match permit {
+            let worker = match taken {
                 Err(_) => {
                     self.no_free.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(pool = %self.name, "no free workers in the pool, wait timeout exceed");
                     return Err(PoolError::NoFreeWorkers);
                 }
                 Ok(Err(_closed)) => return Err(PoolError::Stopped),
-                Ok(Ok(permit)) => permit.forget(),
-            }
-            let worker = self.idle.lock().unwrap().pop_front().expect("a permit stands for an idle worker");
+                // Destroy drained the queue after our permit was granted; the semaphore is closed.
+                Ok(Ok(None)) => continue,
+                Ok(Ok(Some(worker))) => worker,
+            };
             if !worker.shared.has_exited() && worker.shared.transition(WorkerState::Ready, WorkerState::Working) {
                 self.busy.fetch_add(1, Ordering::SeqCst);
                 return Ok(worker);
@@ -591,11 +598,9 @@ impl Inner {
         let mut idle = self.idle.lock().unwrap();
         let n = idle.len();
         if n > 0 {
-            match self.available.try_acquire_many(n as u32) {
-                Ok(p) => p.forget(),
-                Err(_) => {
-                    // The semaphore is closed (destroy): permits no longer matter.
-                }
+            // Fails only once the semaphore is closed (destroy): permits no longer matter then.
+            if let Ok(p) = self.available.try_acquire_many(n as u32) {
+                p.forget();
             }
         }
         idle.drain(..).collect()
