@@ -131,15 +131,16 @@ impl Config {
                     if !e.inner().to_string().contains("expected a sequence") {
                         break;
                     }
-                    let Some(slot @ Value::String(_)) = lookup_mut(&mut coerced, &e.path().to_string()) else { break };
+                    let Some(slot @ Value::String(_)) = coerced.pointer_mut(&pointer(e.path())) else { break };
                     *slot = string_list(slot.as_str().unwrap_or_default());
                     result = attempt(&coerced);
                 }
                 result.map(Some).map_err(|_| {
                     let inner = first.path().to_string();
                     let full = if inner == "." { key.to_string() } else { format!("{key}.{inner}") };
+                    let at = value.pointer(&pointer(first.path()));
                     let message = first.into_inner().to_string();
-                    let found = match lookup(value, &inner) {
+                    let found = match at {
                         Some(v) if !message.starts_with("invalid type") && !v.is_object() => format!(", found {}", describe(v)),
                         _ => String::new(),
                     };
@@ -284,24 +285,17 @@ fn string_list(text: &str) -> Value {
     list
 }
 
-fn lookup_mut<'a>(value: &'a mut Value, path: &str) -> Option<&'a mut Value> {
-    if path == "." || path.is_empty() {
-        return Some(value);
-    }
-    path.split('.').try_fold(value, |v, k| match v {
-        Value::Array(items) => k.trim_matches(['[', ']']).parse::<usize>().ok().and_then(|i| items.get_mut(i)),
-        _ => v.get_mut(k),
-    })
-}
-
-fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    if path == "." || path.is_empty() {
-        return Some(value);
-    }
-    path.split('.').try_fold(value, |v, k| match v {
-        Value::Array(items) => k.trim_matches(['[', ']']).parse::<usize>().ok().and_then(|i| items.get(i)),
-        _ => v.get(k),
-    })
+/// A deserialization error's path as a JSON pointer into the value (`a.b[0]` → `/a/b/0`).
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .map(|segment| match segment {
+            Segment::Seq { index } => format!("/{index}"),
+            Segment::Map { key } => format!("/{}", key.replace('~', "~0").replace('/', "~1")),
+            Segment::Enum { variant } => format!("/{variant}"),
+            Segment::Unknown => "/?".to_string(),
+        })
+        .collect()
 }
 
 fn kind(v: &Value) -> &'static str {

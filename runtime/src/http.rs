@@ -29,13 +29,9 @@ pub trait Middleware: Send + Sync {
 pub struct Attributes(pub BTreeMap<String, Vec<String>>);
 
 /// Whether `http.middleware` lists `name`: middleware without settings of their own are on then.
-/// A string is a comma-separated list (`-o http.middleware=static`).
+/// Read as the http plugin reads it, so `-o http.middleware=static` (a string) counts.
 pub fn middleware_listed(config: &crate::config::Config, name: &str) -> bool {
-    match config.value("http.middleware") {
-        Some(serde_json::Value::String(s)) => s.split(',').any(|m| m == name),
-        Some(serde_json::Value::Array(list)) => list.iter().any(|m| m == name),
-        _ => false,
-    }
+    config.section::<Vec<String>>("http.middleware").ok().flatten().is_some_and(|list| list.iter().any(|m| m == name))
 }
 
 /// The client address PHP sees as `remoteAddr` (request extension): the TCP peer, set by the
