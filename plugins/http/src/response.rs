@@ -81,7 +81,7 @@ mod json_headers {
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderMap, A::Error> {
             let mut headers = HeaderMap::with_capacity(map.size_hint().unwrap_or(4));
-            while let Some(Name(name)) = map.next_key()? {
+            while let Some(Checked::<HeaderName>(name)) = map.next_key()? {
                 let Values(values) = map.next_value()?;
                 if let Some(name) = name {
                     for v in values {
@@ -100,25 +100,6 @@ mod json_headers {
         }
     }
 
-    /// A header name; `None` when HTTP does not allow it.
-    struct Name(Option<HeaderName>);
-
-    impl<'de> de::Deserialize<'de> for Name {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl Visitor<'_> for V {
-                type Value = Name;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a header name")
-                }
-                fn visit_str<E: de::Error>(self, s: &str) -> Result<Name, E> {
-                    Ok(Name(HeaderName::from_bytes(s.as_bytes()).ok()))
-                }
-            }
-            d.deserialize_str(V)
-        }
-    }
-
     /// A header's values (a list, or one string), the ones HTTP does not allow dropped.
     struct Values(Vec<HeaderValue>);
 
@@ -131,11 +112,11 @@ mod json_headers {
                     f.write_str("a list of header values")
                 }
                 fn visit_str<E: de::Error>(self, s: &str) -> Result<Values, E> {
-                    Ok(Values(HeaderValue::from_bytes(s.as_bytes()).into_iter().collect()))
+                    Ok(Values(HeaderValue::checked(s).into_iter().collect()))
                 }
                 fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Values, A::Error> {
                     let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(1));
-                    while let Some(Value(v)) = seq.next_element()? {
+                    while let Some(Checked::<HeaderValue>(v)) = seq.next_element()? {
                         values.extend(v);
                     }
                     Ok(Values(values))
@@ -145,21 +126,41 @@ mod json_headers {
         }
     }
 
-    struct Value(Option<HeaderValue>);
+    /// A header name or value read from a JSON string; `None` when HTTP does not allow it.
+    struct Checked<T>(Option<T>);
 
-    impl<'de> de::Deserialize<'de> for Value {
+    trait Check: Sized {
+        const WHAT: &'static str;
+        fn checked(s: &str) -> Option<Self>;
+    }
+
+    impl Check for HeaderName {
+        const WHAT: &'static str = "a header name";
+        fn checked(s: &str) -> Option<Self> {
+            HeaderName::from_bytes(s.as_bytes()).ok()
+        }
+    }
+
+    impl Check for HeaderValue {
+        const WHAT: &'static str = "a header value";
+        fn checked(s: &str) -> Option<Self> {
+            HeaderValue::from_bytes(s.as_bytes()).ok()
+        }
+    }
+
+    impl<'de, T: Check> de::Deserialize<'de> for Checked<T> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl Visitor<'_> for V {
-                type Value = Value;
+            struct V<T>(std::marker::PhantomData<T>);
+            impl<T: Check> Visitor<'_> for V<T> {
+                type Value = Checked<T>;
                 fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a header value")
+                    f.write_str(T::WHAT)
                 }
-                fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
-                    Ok(Value(HeaderValue::from_bytes(s.as_bytes()).ok()))
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Checked<T>, E> {
+                    Ok(Checked(T::checked(s)))
                 }
             }
-            d.deserialize_str(V)
+            d.deserialize_str(V(std::marker::PhantomData))
         }
     }
 }
