@@ -52,6 +52,9 @@ abstract class ByteRelay implements Relay
     /** @return resource the stream frames are read from */
     abstract protected function input();
 
+    /** @return resource the stream frames are written to */
+    abstract protected function output();
+
     protected function read(int $n): ?string
     {
         $buf = fread($this->input(), $n);
@@ -89,11 +92,11 @@ abstract class ByteRelay implements Relay
         return new Frame(ord($head[1]), $options, substr($rest, $optionBytes), ord($head[10]));
     }
 
-    /** @param resource $stream */
-    protected static function write($stream, string $bytes): void
+    public function send(Frame $frame): void
     {
+        $bytes = Frame::pack($frame);
         while ($bytes !== '') {
-            $n = @fwrite($stream, $bytes);
+            $n = @fwrite($this->output(), $bytes);
             if ($n === false || $n === 0) {
                 throw new \RuntimeException('cannot write a frame to the server: ' . (error_get_last()['message'] ?? 'stream closed'));
             }
@@ -121,9 +124,9 @@ final class StreamRelay extends ByteRelay
         return $this->in;
     }
 
-    public function send(Frame $frame): void
+    protected function output()
     {
-        self::write($this->out, Frame::pack($frame));
+        return $this->out;
     }
 }
 
@@ -145,9 +148,9 @@ final class SocketRelay extends ByteRelay
         return $this->sock;
     }
 
-    public function send(Frame $frame): void
+    protected function output()
     {
-        self::write($this->sock, Frame::pack($frame));
+        return $this->sock;
     }
 
     /** RR_RELAY / RR_RPC form (`tcp://host:port`, `unix:///path`) to a PHP stream address. */
