@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Version};
+use http::{HeaderMap, HeaderValue, Method, Version};
 use http_body_util::BodyExt;
 use prost::Message;
 use rr_runtime::frame;
@@ -91,23 +91,23 @@ pub async fn prepare(req: Request, cfg: &Config) -> Result<Prepared, RequestErro
         Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP/1.1",
     };
-    let headers = header_map(&parts.headers);
+    let headers = header_list(&parts.headers);
     let cookies = cookies(&parts.headers);
 
     let (codec, context) = match cfg.codec {
         Codec::Proto => {
-            let to_hv = |values: Vec<String>| proto::HeaderValue { value: values.into_iter().map(String::into_bytes).collect() };
+            let copied = |values: &[&HeaderValue]| values.iter().map(|v| v.as_bytes().to_vec()).collect();
             let msg = proto::Request {
                 remote_addr,
                 protocol: protocol.into(),
                 method: parts.method.as_str().into(),
                 uri,
-                header: headers.into_iter().map(|(k, v)| (k, to_hv(v))).collect(),
-                cookies: cookies.into_iter().map(|(k, v)| (k, to_hv(vec![v]))).collect(),
+                header: headers.into_iter().map(|(name, values)| proto::Entry::new(name, copied(&values))).collect(),
+                cookies: cookies.into_iter().map(|(k, v)| proto::Entry::new(k, vec![v.into_bytes()])).collect(),
                 raw_query,
                 parsed,
                 uploads: uploads_tree.map(|t| serde_json::to_vec(&t).expect("json")).unwrap_or_default(),
-                attributes: attributes.0.into_iter().map(|(k, v)| (k, to_hv(v))).collect(),
+                attributes: attributes.0.into_iter().map(|(k, v)| proto::Entry::new(k, v.into_iter().map(String::into_bytes).collect())).collect(),
             };
             (frame::CODEC_PROTO, Bytes::from(msg.encode_to_vec()))
         }
@@ -118,7 +118,7 @@ pub async fn prepare(req: Request, cfg: &Config) -> Result<Prepared, RequestErro
                 protocol,
                 method: parts.method.as_str(),
                 uri: &uri,
-                headers: &headers,
+                headers: JsonHeaders(&headers),
                 cookies: &cookies,
                 raw_query: &raw_query,
                 parsed,
@@ -139,12 +139,21 @@ struct JsonContext<'a> {
     protocol: &'a str,
     method: &'a str,
     uri: &'a str,
-    headers: &'a HashMap<String, Vec<String>>,
+    headers: JsonHeaders<'a>,
     cookies: &'a HashMap<String, String>,
     raw_query: &'a str,
     parsed: bool,
     uploads: Option<&'a Value>,
     attributes: &'a HashMap<String, Option<String>>,
+}
+
+/// `{"Name": ["value", ...]}`, values as text (invalid UTF-8 replaced, as Go's JSON encoder does).
+struct JsonHeaders<'a>(&'a [(String, Vec<&'a HeaderValue>)]);
+
+impl serde::Serialize for JsonHeaders<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(name, values)| (name, values.iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect::<Vec<_>>())))
+    }
 }
 
 /// Past the limit, this much more is read and discarded so the client can read the 413
@@ -206,25 +215,19 @@ fn absolute_uri(uri: &http::Uri, headers: &HeaderMap, tls: bool) -> String {
 
 /// `content-type` → `Content-Type`, as Go's canonical MIME header keys.
 pub fn canonical(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
+    let mut out = name.as_bytes().to_vec();
     let mut upper = true;
-    for c in name.chars() {
-        out.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
-        upper = c == '-';
+    for b in &mut out {
+        if upper { b.make_ascii_uppercase() } else { b.make_ascii_lowercase() }
+        upper = *b == b'-';
     }
-    out
+    String::from_utf8(out).expect("changing the case of ASCII bytes keeps UTF-8 valid")
 }
 
-/// All headers but `Host`, canonical keys, every value kept.
-fn header_map(headers: &HeaderMap) -> HashMap<String, Vec<String>> {
-    let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    for (name, value) in headers {
-        if name == http::header::HOST {
-            continue;
-        }
-        map.entry(canonical(name.as_str())).or_default().push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
-    map
+/// All headers but `Host`, canonical names, every value kept, in arrival order. A `HeaderMap`
+/// holds each (lower-case) name once with all its values, so nothing needs grouping here.
+fn header_list(headers: &HeaderMap) -> Vec<(String, Vec<&HeaderValue>)> {
+    headers.keys().filter(|name| *name != http::header::HOST).map(|name| (canonical(name.as_str()), headers.get_all(name).iter().collect())).collect()
 }
 
 /// Cookies by name, values query-unescaped; a value that fails to unescape drops the cookie.

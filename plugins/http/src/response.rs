@@ -32,10 +32,10 @@ pub fn decode_head(payload: &Payload) -> Result<Option<Head>, String> {
     let (status, headers) = if payload.codec & frame::CODEC_PROTO != 0 || (payload.codec == 0 && payload.context[0] != b'{') {
         let r = proto::Response::decode(payload.context.clone()).map_err(|e| format!("invalid http.v1.Response from worker: {e}"))?;
         let mut headers = HeaderMap::with_capacity(r.headers.len());
-        for (name, values) in r.headers {
-            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { continue };
-            for v in values.value {
-                if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v)) {
+        for entry in r.headers {
+            let Ok(name) = HeaderName::from_bytes(&entry.key) else { continue };
+            for v in entry.value.into_iter().flat_map(|values| values.value) {
+                if let Ok(v) = HeaderValue::from_maybe_shared(v) {
                     headers.append(name.clone(), v);
                 }
             }
@@ -290,7 +290,8 @@ mod tests {
         // PHP's json_encode([]) for no headers.
         let empty = Payload::new(frame::CODEC_JSON, &br#"{"status":204,"headers":[]}"#[..], &b""[..]);
         assert!(decode_head(&empty).unwrap().unwrap().headers.is_empty());
-        let headers = [("X-P".to_string(), proto::HeaderValue { value: vec![b"a".to_vec(), b"b".to_vec()] })].into();
+        let values = proto::SlicedValue { value: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")] };
+        let headers = vec![proto::SlicedEntry { key: Bytes::from_static(b"X-P"), value: Some(values) }];
         let msg = proto::Response { status: 404, headers }.encode_to_vec();
         let head = decode_head(&Payload::new(frame::CODEC_PROTO, msg, &b""[..])).unwrap().unwrap();
         assert_eq!((head.status, head.headers.get_all("x-p").iter().count()), (404, 2));

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Instructions rr executes per request (valgrind's callgrind counts instructions, not seconds, so
+# the figure repeats on a noisy machine): rr under callgrind serves examples/hello to wrk for a
+# while; its total instructions, start-up included, are divided by the requests served.
+#
+# Usage: bench/http/instructions.sh [codec] BIN...    e.g. bench/http/instructions.sh proto /tmp/rr-old dist/rr
+# BROWSER=1 sends the headers a browser sends (wrk alone sends only Host).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+codec=proto
+case ${1:-} in proto | json) codec=$1; shift ;; esac
+[ $# -ge 1 ] || { echo "usage: $0 [proto|json] BIN..." >&2; exit 2; }
+for tool in valgrind wrk; do
+  command -v $tool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $tool >/dev/null; }
+done
+headers=()
+if [ -n "${BROWSER:-}" ]; then
+  for h in 'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' 'Accept-Encoding: gzip, deflate, br' \
+    'Accept-Language: en-US,en;q=0.5' 'Cache-Control: no-cache' 'Connection: keep-alive' 'Pragma: no-cache' \
+    'Cookie: session=8f2a61c4e0b9d7a3; theme=dark; _ga=GA1.1.123456789.1700000000' 'Referer: http://127.0.0.1/' \
+    'Sec-Fetch-Dest: document' 'Sec-Fetch-Mode: navigate' 'Upgrade-Insecure-Requests: 1' \
+    'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0'; do
+    headers+=(-H "$h")
+  done
+fi
+out=$(mktemp -d /tmp/rr-instr.XXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
+for bin in "$@"; do
+  [[ $bin == /* ]] || bin=$PWD/$bin
+  (cd examples/hello && exec valgrind --tool=callgrind --callgrind-out-file="${CG_OUT:-$out/cg}" "$bin" serve -c .rr.yaml \
+    -o logs.mode=off -o http.address=127.0.0.1:18399 -o rpc.listen=tcp://127.0.0.1:18398 -o "http.codec=$codec" >"$out/log" 2>&1) &
+  for _ in $(seq 60); do curl -fs -o /dev/null http://127.0.0.1:18399/ && break; sleep 0.5; done
+  requests=$(wrk -t1 -c8 -d10s "${headers[@]}" http://127.0.0.1:18399/ | awk '/requests in/ {print $1}')
+  pkill -INT -f "callgrind-out-file=${CG_OUT:-$out/cg}"
+  wait
+  total=$(awk '/Collected/ {print $4}' "$out/log")
+  echo "$bin ($codec): $((total / requests)) instructions per request ($requests requests)"
+done
