@@ -140,8 +140,14 @@ impl Services {
     /// Create, start and register a worker pool owned by plugin `owner`, with `RR_MODE=mode`.
     /// The pool is registered for `informer`, `rr reset`, metrics and status under `owner`.
     pub async fn new_pool(self: &Arc<Self>, owner: &str, mode: &str, config: PoolConfig) -> Result<Pool, PoolError> {
+        self.new_pool_on(owner, mode, config, Vec::new()).await
+    }
+
+    /// [`Services::new_pool`] with the workers spread over per-thread runtimes (`homes`), each
+    /// started on its runtime so that its pipes belong to that thread (see `pool::set_home`).
+    pub async fn new_pool_on(self: &Arc<Self>, owner: &str, mode: &str, config: PoolConfig, homes: Vec<tokio::runtime::Handle>) -> Result<Pool, PoolError> {
         let spawner = self.server.spawner(owner, mode, &config).await?;
-        let pool = Pool::start(owner, config, spawner).await?;
+        let pool = Pool::start(owner, config, spawner, homes).await?;
         self.pools.register(owner, pool.clone());
         self.resetters.register(owner, Arc::new(pool.clone()) as Arc<dyn crate::services::Resettable>);
         Ok(pool)

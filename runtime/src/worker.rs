@@ -118,6 +118,8 @@ pub struct Worker {
     pub relay: Relay,
     /// Per-worker `max_jobs` with jitter (0 = unlimited).
     pub max_execs: u64,
+    /// The pool's I/O thread it was spawned on (`pool::set_home`); 0 without per-thread homes.
+    pub home: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +227,7 @@ impl Spawner {
         match result {
             Ok(relay) => {
                 shared.set_state(WorkerState::Ready);
-                Ok(Worker { shared, relay, max_execs: 0 })
+                Ok(Worker { shared, relay, max_execs: 0, home: 0 })
             }
             Err(err) => {
                 shared.kill();

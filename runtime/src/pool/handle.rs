@@ -1,21 +1,22 @@
 //! The pool handle and its exec path.
 //!
-//! Free workers wait in `idle`, counted by the `available` semaphore (FIFO, so requests are served
-//! in arrival order within `allocate_timeout`). Every exec runs in its own task, so a caller that
+//! Free workers wait in `slots`, which hands them to requests in arrival order (preferring a
+//! request of the worker's own I/O thread, see `slots`) within `allocate_timeout`. Every exec runs in its own task, so a caller that
 //! goes away never leaves a worker mid-frame: the task finishes the exchange (or sends STOP and
 //! drains a stream) and puts the worker back. A worker leaves circulation only through `retire`,
 //! which also starts its replacement, so the pool keeps its size.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rand::RngExt;
-use tokio::sync::{RwLock, Semaphore, mpsc};
+use tokio::runtime::Handle;
+use tokio::sync::{RwLock, mpsc};
 use tokio::time::Instant;
 
+use super::slots::{self, Slots, Take};
 use super::{Payload, PoolConfig, PoolError, Reply, WorkerInfo, WorkerState};
 use crate::frame::{self, Frame};
 use crate::relay::RelayError;
@@ -34,8 +35,10 @@ pub(super) struct Inner {
     name: String,
     pub(super) cfg: PoolConfig,
     spawner: Spawner,
-    idle: Mutex<VecDeque<Worker>>,
-    available: Semaphore,
+    slots: Slots,
+    /// Per-thread runtimes the workers are spread over (empty: spawned where asked).
+    homes: Vec<Handle>,
+    next_home: AtomicUsize,
     /// Every live worker (idle, busy or being stopped), for informer and supervisor.
     all: Mutex<Vec<Arc<Shared>>>,
     target: AtomicUsize,
@@ -62,8 +65,8 @@ impl ReplyStream {
 }
 
 impl Pool {
-    /// Spawn the pool's workers (in parallel) and start its supervisor.
-    pub(crate) async fn start(name: &str, cfg: PoolConfig, spawner: Spawner) -> Result<Pool, PoolError> {
+    /// Spawn the pool's workers (in parallel, spread over `homes` if any) and start its supervisor.
+    pub(crate) async fn start(name: &str, cfg: PoolConfig, spawner: Spawner, homes: Vec<Handle>) -> Result<Pool, PoolError> {
         let n = cfg.effective_workers();
         if n > 500 {
             return Err(PoolError::Other("number of workers can't be more than 500".into()));
@@ -73,8 +76,9 @@ impl Pool {
             target: AtomicUsize::new(n),
             cfg,
             spawner,
-            idle: Mutex::new(VecDeque::new()),
-            available: Semaphore::new(0),
+            slots: Slots::default(),
+            homes,
+            next_home: AtomicUsize::new(0),
             all: Mutex::new(Vec::new()),
             busy: AtomicUsize::new(0),
             queue: AtomicU64::new(0),
@@ -83,7 +87,7 @@ impl Pool {
             stopped: AtomicBool::new(false),
             resetting: AtomicBool::new(false),
         });
-        let spawned = futures::future::join_all((0..n).map(|_| inner.spawn_worker())).await;
+        let spawned = futures::future::join_all((0..n).map(|_| inner.spawn_worker(inner.next_home()))).await;
         let mut workers = Vec::with_capacity(n);
         let mut failure = None;
         for result in spawned {
@@ -149,7 +153,7 @@ impl Pool {
         if self.inner.cfg.debug {
             return Err(PoolError::Other("workers cannot be added in debug mode".into()));
         }
-        let worker = self.inner.spawn_worker().await?;
+        let worker = self.inner.spawn_worker(self.inner.next_home()).await?;
         self.inner.target.fetch_add(1, Ordering::SeqCst);
         self.inner.push_idle(worker);
         Ok(())
@@ -176,7 +180,7 @@ impl Pool {
 
     /// At least one worker is free right now (debug mode: always, workers are made on demand).
     pub fn has_free_worker(&self) -> bool {
-        !self.inner.stopped.load(Ordering::Acquire) && (self.inner.cfg.debug || self.inner.available.available_permits() > 0)
+        !self.inner.stopped.load(Ordering::Acquire) && (self.inner.cfg.debug || self.inner.slots.idle_count() > 0)
     }
 
     /// Times `exec` gave up for lack of a free worker.
@@ -267,8 +271,17 @@ enum Read {
 }
 
 impl Inner {
-    async fn spawn_worker(self: &Arc<Self>) -> Result<Worker, PoolError> {
-        let mut worker = self.spawner.spawn(self.cfg.allocate_timeout).await.map_err(|e| PoolError::Spawn(e.to_string()))?;
+    async fn spawn_worker(self: &Arc<Self>, home: usize) -> Result<Worker, PoolError> {
+        let spawned = match self.homes.get(home) {
+            // Started on its home thread, so that its pipes are registered with that reactor.
+            Some(rt) => {
+                let (spawner, timeout) = (self.spawner.clone(), self.cfg.allocate_timeout);
+                rt.spawn(async move { spawner.spawn(timeout).await }).await.map_err(|e| PoolError::Spawn(e.to_string()))?
+            }
+            None => self.spawner.spawn(self.cfg.allocate_timeout).await,
+        };
+        let mut worker = spawned.map_err(|e| PoolError::Spawn(e.to_string()))?;
+        worker.home = home;
         let max_jobs = if self.cfg.debug { 1 } else { self.cfg.max_jobs };
         worker.max_execs = if max_jobs == 0 { 0 } else { max_jobs + rand::rng().random_range(0..=max_jobs * 14 / 100) };
         self.all.lock().unwrap().push(worker.shared.clone());
@@ -277,14 +290,18 @@ impl Inner {
     }
 
     fn push_idle(&self, worker: Worker) {
-        self.idle.lock().unwrap().push_back(worker);
-        self.available.add_permits(1);
+        self.slots.put(worker);
+    }
+
+    /// Homes in turn, for workers that have none yet.
+    fn next_home(&self) -> usize {
+        if self.homes.is_empty() { 0 } else { self.next_home.fetch_add(1, Ordering::Relaxed) % self.homes.len() }
     }
 
     /// Take a free worker (or, in debug mode, spawn one), waiting up to `allocate_timeout`.
     async fn allocate(self: &Arc<Self>) -> Result<Worker, PoolError> {
         if self.cfg.debug {
-            let worker = self.spawn_worker().await?;
+            let worker = self.spawn_worker(slots::current_home()).await?;
             worker.shared.set_state(WorkerState::Working);
             self.busy.fetch_add(1, Ordering::SeqCst);
             return Ok(worker);
@@ -293,13 +310,10 @@ impl Inner {
         loop {
             let taken = tokio::time::timeout_at(deadline, async {
                 let _gate = self.gate.read().await;
-                self.available.acquire().await.map(|permit| {
-                    permit.forget();
-                    // Popped before the gate opens: a reset (which takes the idle workers with
-                    // their permits under the write gate) never finds a permit taken whose
-                    // worker is still queued.
-                    self.idle.lock().unwrap().pop_front()
-                })
+                match self.slots.take(slots::current_home())? {
+                    Take::Now(worker) => Some(worker),
+                    Take::Wait(mut ticket) => ticket.worker().await,
+                }
             })
             .await;
             let worker = match taken {
@@ -308,10 +322,8 @@ impl Inner {
                     tracing::warn!(pool = %self.name, "no free workers in the pool, wait timeout exceed");
                     return Err(PoolError::NoFreeWorkers);
                 }
-                Ok(Err(_closed)) => return Err(PoolError::Stopped),
-                // Destroy drained the queue after our permit was granted; the semaphore is closed.
-                Ok(Ok(None)) => continue,
-                Ok(Ok(Some(worker))) => worker,
+                Ok(None) => return Err(PoolError::Stopped),
+                Ok(Some(worker)) => worker,
             };
             if !worker.shared.has_exited() && worker.shared.transition(WorkerState::Ready, WorkerState::Working) {
                 self.busy.fetch_add(1, Ordering::SeqCst);
@@ -356,6 +368,7 @@ impl Inner {
         if worker.shared.state() != WorkerState::Destroyed {
             worker.shared.set_state(state);
         }
+        let home = worker.home;
         let inner = self.clone();
         tokio::spawn(async move {
             let shared = worker.shared.clone();
@@ -372,17 +385,17 @@ impl Inner {
             inner.all.lock().unwrap().retain(|s| !Arc::ptr_eq(s, &shared));
         });
         if replace && !self.cfg.debug {
-            tokio::spawn(self.clone().replace());
+            tokio::spawn(self.clone().replace(home));
         }
     }
 
     /// Spawn one replacement worker, retrying every second while the pool runs.
-    async fn replace(self: Arc<Self>) {
+    async fn replace(self: Arc<Self>, home: usize) {
         loop {
             if self.stopped.load(Ordering::Acquire) || self.resetting.load(Ordering::Acquire) {
                 return;
             }
-            match self.spawn_worker().await {
+            match self.spawn_worker(home).await {
                 Ok(worker) => return self.push_idle(worker),
                 Err(e) => {
                     tracing::error!(pool = %self.name, error = %e, "cannot replace a worker; retrying in 1s");
@@ -545,9 +558,9 @@ impl Inner {
         let result = self.replace_all().await;
         self.resetting.store(false, Ordering::SeqCst);
         // Top up what crashed or failed to spawn while resetting.
-        let live = self.idle.lock().unwrap().len() + self.busy.load(Ordering::SeqCst);
+        let live = self.slots.idle_count() + self.busy.load(Ordering::SeqCst);
         for _ in live..self.target.load(Ordering::SeqCst) {
-            tokio::spawn(self.clone().replace());
+            tokio::spawn(self.clone().replace(self.next_home()));
         }
         result
     }
@@ -571,7 +584,7 @@ impl Inner {
         let old = self.take_idle();
         let n = self.target.load(Ordering::SeqCst);
         let stopping = futures::future::join_all(old.into_iter().map(|w| self.destroy_worker(w)));
-        let spawning = futures::future::join_all((0..n).map(|_| self.spawn_worker()));
+        let spawning = futures::future::join_all((0..n).map(|_| self.spawn_worker(self.next_home())));
         let (_, spawned) = tokio::join!(stopping, spawning);
         let mut first_error = None;
         for result in spawned {
@@ -593,24 +606,16 @@ impl Inner {
         self.all.lock().unwrap().retain(|s| !Arc::ptr_eq(s, &shared));
     }
 
-    /// Remove every idle worker together with its permit (only under the write gate or when stopped).
+    /// Remove every idle worker (only under the write gate or when stopped).
     fn take_idle(&self) -> Vec<Worker> {
-        let mut idle = self.idle.lock().unwrap();
-        let n = idle.len();
-        if n > 0 {
-            // Fails only once the semaphore is closed (destroy): permits no longer matter then.
-            if let Ok(p) = self.available.try_acquire_many(n as u32) {
-                p.forget();
-            }
-        }
-        idle.drain(..).collect()
+        self.slots.drain_idle()
     }
 
     async fn destroy(self: &Arc<Self>) {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.available.close();
+        self.slots.close();
         let busy_done = tokio::time::timeout(self.cfg.destroy_timeout, async {
             while self.busy.load(Ordering::SeqCst) > 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -643,11 +648,7 @@ impl Inner {
 
     /// Pull an idle worker out by pid (supervisor verdicts, exits while idle).
     pub(super) fn take_idle_worker(&self, pid: u32) -> Option<Worker> {
-        let mut idle = self.idle.lock().unwrap();
-        let at = idle.iter().position(|w| w.pid() == pid)?;
-        let permit = self.available.try_acquire().ok()?;
-        permit.forget();
-        idle.remove(at)
+        self.slots.take_idle_pid(pid)
     }
 
     pub(super) fn name(&self) -> &str {

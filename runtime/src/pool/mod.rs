@@ -110,5 +110,7 @@ pub struct Reply {
 }
 
 mod handle;
+mod slots;
 mod supervisor;
 pub use handle::{Pool, ReplyStream};
+pub use slots::set_home;
