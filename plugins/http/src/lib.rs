@@ -11,6 +11,7 @@ pub mod proto;
 pub mod request;
 pub mod response;
 mod server;
+mod shards;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +19,6 @@ use std::time::Instant;
 use rr_runtime::http::{Handler, Request, Response};
 use rr_runtime::pool::Pool;
 use rr_runtime::{BoxError, InitContext, Services};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -27,6 +27,7 @@ pub struct Plugin {
     cfg: Arc<Config>,
     services: Arc<Services>,
     pool: tokio::sync::OnceCell<Pool>,
+    shards: std::sync::Mutex<Option<shards::Shards>>,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -43,42 +44,56 @@ impl rr_runtime::Plugin for Plugin {
         if let Some(ssl) = &cfg.ssl {
             server::tls_acceptor(ssl)?;
         }
-        Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), pool: Default::default() }))
+        Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), pool: Default::default(), shards: Default::default() }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
         if self.cfg.codec == config::Codec::Proto {
             tracing::info!(target: "http", "requests are sent to PHP as protobuf (http.codec: proto); without ext-protobuf, `http.codec: json` is about twice as fast in PHP with spiral/roadrunner-http 3.5.x");
         }
-        let pool = self.services.new_pool("http", "http", self.cfg.pool.clone()).await?;
+        let shards = shards::Shards::start(shards::count(self.cfg.pool.effective_workers()))?;
+        let homes = shards.handles();
+        *self.shards.lock().unwrap() = Some(shards);
+        let pool = self.services.new_pool_on("http", "http", self.cfg.pool.clone(), homes.clone()).await?;
         let _ = self.pool.set(pool.clone());
         let handler = self.chain(php_handler(self.cfg.clone(), pool));
         let drain = self.cfg.pool.destroy_timeout;
-        let mut listeners = Vec::new();
         let redirect_port = self.cfg.ssl.as_ref().filter(|s| s.redirect).map(|s| s.address.rsplit(':').next().unwrap_or("443").to_string());
+        // (address, its config key, TLS, handler) per listener.
+        let mut listeners = Vec::new();
         if let Some(address) = &self.cfg.address {
-            let listener = bind(address, "http.address").await?;
-            tracing::info!(target: "http", address = %listener.local_addr()?, "http server listening");
             let plain = match redirect_port {
                 Some(port) => redirect_handler(port),
                 None => handler.clone(),
             };
-            let l = server::Listener { listener, tls: None, h2c: self.cfg.http2.h2c, cfg: self.cfg.clone() };
-            listeners.push(tokio::spawn(server::run(l, plain, shutdown.clone(), drain)));
+            listeners.push((address.as_str(), "http.address", None, plain));
         }
         if let Some(ssl) = &self.cfg.ssl {
-            let listener = bind(&ssl.address, "http.ssl.address").await?;
-            tracing::info!(target: "http", address = %listener.local_addr()?, "https server listening");
-            let l = server::Listener {
-                listener,
-                tls: Some(server::tls_acceptor(ssl)?),
-                h2c: false,
-                cfg: self.cfg.clone(),
-            };
-            listeners.push(tokio::spawn(server::run(l, handler.clone(), shutdown.clone(), drain)));
+            listeners.push((ssl.address.as_str(), "http.ssl.address", Some(server::tls_acceptor(ssl)?), handler));
         }
-        for l in listeners {
-            let _ = l.await;
+        let mut servers = Vec::new();
+        for (address, key, tls, handler) in listeners {
+            let sockets = self.bind(address, key).await?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(target: "http", address = %sockets[0].local_addr()?, threads = sockets.len(), "{scheme} server listening");
+            for (i, socket) in sockets.into_iter().enumerate() {
+                let (cfg, tls, handler, shutdown) = (self.cfg.clone(), tls.clone(), handler.clone(), shutdown.clone());
+                let h2c = tls.is_none() && cfg.http2.h2c;
+                // Registered with the reactor of the runtime that serves it.
+                let run = async move {
+                    match tokio::net::TcpListener::from_std(socket) {
+                        Ok(listener) => server::run(server::Listener { listener, tls, h2c, cfg }, handler, shutdown, drain).await,
+                        Err(e) => tracing::error!(target: "http", error = %e, "{scheme}: cannot register a listener"),
+                    }
+                };
+                servers.push(match homes.get(i) {
+                    Some(rt) => rt.spawn(run),
+                    None => tokio::spawn(run),
+                });
+            }
+        }
+        for s in servers {
+            let _ = s.await;
         }
         Ok(())
     }
@@ -87,6 +102,8 @@ impl rr_runtime::Plugin for Plugin {
         if let Some(pool) = self.pool.get() {
             pool.destroy().await;
         }
+        // The workers are gone: their I/O threads may end now.
+        self.shards.lock().unwrap().take();
         Ok(())
     }
 }
@@ -105,10 +122,14 @@ impl Plugin {
     }
 }
 
-async fn bind(address: &str, key: &str) -> Result<TcpListener, BoxError> {
-    let address = address.strip_prefix("tcp://").unwrap_or(address);
-    let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
-    TcpListener::bind(&address).await.map_err(|e| format!("config key `{key}`: cannot listen on `{address}`: {e}").into())
+impl Plugin {
+    /// `address` bound once per I/O thread.
+    async fn bind(&self, address: &str, key: &str) -> Result<Vec<std::net::TcpListener>, BoxError> {
+        let address = address.strip_prefix("tcp://").unwrap_or(address);
+        let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
+        let shards = self.shards.lock().unwrap().as_ref().map(|s| s.handles().len()).unwrap_or(0);
+        shards::bind(&address, shards).await.map_err(|e| format!("config key `{key}`: cannot listen on `{address}`: {e}").into())
+    }
 }
 
 /// The innermost handler: the request goes to a PHP worker.
