@@ -67,6 +67,28 @@ async fn hello_and_keep_alive() {
     server.shutdown().await;
 }
 
+/// With a thread per core each thread has its own workers; a thread whose worker is busy with a
+/// slow request must borrow the other's free worker, whichever thread a connection landed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_does_not_hold_up_requests_on_other_connections() {
+    let server = serve("  pool:\n    num_workers: 2").await;
+    let slow_url = server.url("/sleep?ms=4000");
+    let slow = tokio::spawn(async move { client().get(slow_url).send().await.unwrap().text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    // A client each: a new connection each, spread over the server's threads.
+    let fast = (0..8).map(|_| {
+        let url = server.url("/");
+        async move { client().get(url).send().await.unwrap().text().await.unwrap() }
+    });
+    for body in futures::future::join_all(fast).await {
+        assert_eq!(body, "Hello, World!");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "fast requests waited {:?} behind the slow one", started.elapsed());
+    assert_eq!(slow.await.unwrap(), "slept");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_connections_are_closed_after_read_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,9 +1,9 @@
 //! The pool handle and its exec path.
 //!
-//! Free workers wait in `slots`, which hands them to requests in arrival order (preferring a
-//! request of the worker's own I/O thread, see `slots`) within `allocate_timeout`. Every exec runs in its own task, so a caller that
-//! goes away never leaves a worker mid-frame: the task finishes the exchange (or sends STOP and
-//! drains a stream) and puts the worker back. A worker leaves circulation only through `retire`,
+//! Free workers wait in `slots`, which hands them to waiting requests in arrival order (a request
+//! of the worker's own I/O thread first, see `slots`) within `allocate_timeout`. Every exec runs
+//! in its own task, so a caller that goes away never leaves a worker mid-frame: the task finishes
+//! the exchange (or sends STOP and drains a stream) and puts the worker back. A worker leaves circulation only through `retire`,
 //! which also starts its replacement, so the pool keeps its size.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -102,7 +102,7 @@ impl Pool {
             return Err(err);
         }
         for w in workers {
-            inner.push_idle(w);
+            inner.slots.put(w);
         }
         if let Some(sup) = inner.cfg.supervisor.clone() {
             tokio::spawn(super::supervisor::run(Arc::downgrade(&inner), sup));
@@ -155,7 +155,7 @@ impl Pool {
         }
         let worker = self.inner.spawn_worker(self.inner.next_home()).await?;
         self.inner.target.fetch_add(1, Ordering::SeqCst);
-        self.inner.push_idle(worker);
+        self.inner.slots.put(worker);
         Ok(())
     }
 
@@ -289,10 +289,6 @@ impl Inner {
         Ok(worker)
     }
 
-    fn push_idle(&self, worker: Worker) {
-        self.slots.put(worker);
-    }
-
     /// Homes in turn, for workers that have none yet.
     fn next_home(&self) -> usize {
         if self.homes.is_empty() { 0 } else { self.next_home.fetch_add(1, Ordering::Relaxed) % self.homes.len() }
@@ -354,7 +350,7 @@ impl Inner {
             return self.retire(worker, WorkerState::MaxJobsReached, true, true);
         }
         if worker.shared.transition(WorkerState::Working, WorkerState::Ready) {
-            self.push_idle(worker);
+            self.slots.put(worker);
         } else {
             // The supervisor marked it while it was busy (soft limits), or reset gave up on it.
             let replace = worker.shared.state() != WorkerState::Destroyed;
@@ -396,7 +392,7 @@ impl Inner {
                 return;
             }
             match self.spawn_worker(home).await {
-                Ok(worker) => return self.push_idle(worker),
+                Ok(worker) => return self.slots.put(worker),
                 Err(e) => {
                     tracing::error!(pool = %self.name, error = %e, "cannot replace a worker; retrying in 1s");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -589,7 +585,7 @@ impl Inner {
         let mut first_error = None;
         for result in spawned {
             match result {
-                Ok(w) => self.push_idle(w),
+                Ok(w) => self.slots.put(w),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
