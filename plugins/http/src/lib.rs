@@ -73,7 +73,7 @@ impl rr_runtime::Plugin for Plugin {
         }
         let mut servers = Vec::new();
         for (address, key, tls, handler) in listeners {
-            let sockets = self.bind(address, key).await?;
+            let sockets = bind(address, key, homes.len()).await?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(target: "http", address = %sockets[0].local_addr()?, threads = sockets.len(), "{scheme} server listening");
             for (i, socket) in sockets.into_iter().enumerate() {
@@ -122,14 +122,11 @@ impl Plugin {
     }
 }
 
-impl Plugin {
-    /// `address` bound once per I/O thread.
-    async fn bind(&self, address: &str, key: &str) -> Result<Vec<std::net::TcpListener>, BoxError> {
-        let address = address.strip_prefix("tcp://").unwrap_or(address);
-        let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
-        let shards = self.shards.lock().unwrap().as_ref().map(|s| s.handles().len()).unwrap_or(0);
-        shards::bind(&address, shards).await.map_err(|e| format!("config key `{key}`: cannot listen on `{address}`: {e}").into())
-    }
+/// `address` bound once per I/O thread (once without shard threads).
+async fn bind(address: &str, key: &str, threads: usize) -> Result<Vec<std::net::TcpListener>, BoxError> {
+    let address = address.strip_prefix("tcp://").unwrap_or(address);
+    let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
+    shards::bind(&address, threads).await.map_err(|e| format!("config key `{key}`: cannot listen on `{address}`: {e}").into())
 }
 
 /// The innermost handler: the request goes to a PHP worker.
