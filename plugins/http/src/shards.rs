@@ -92,6 +92,7 @@ impl Drop for Shards {
 /// each thread and its workers hand requests to each other on one CPU, never stacked on another's.
 /// With fewer threads than allowed CPUs (a CPU quota, `GOMAXPROCS`, fewer workers than cores)
 /// nothing is pinned and the kernel places them.
+#[cfg(target_os = "linux")]
 fn own_cpus(n: usize) -> Option<Vec<usize>> {
     use nix::sched::{CpuSet, sched_getaffinity};
     let allowed = sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
@@ -99,6 +100,12 @@ fn own_cpus(n: usize) -> Option<Vec<usize>> {
     (cpus.len() == n).then_some(cpus)
 }
 
+#[cfg(not(target_os = "linux"))]
+fn own_cpus(_n: usize) -> Option<Vec<usize>> {
+    None
+}
+
+#[cfg(target_os = "linux")]
 fn pin(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
     if set.set(cpu).is_ok()
@@ -107,6 +114,9 @@ fn pin(cpu: usize) {
         tracing::warn!(target: "http", cpu, error = %e, "cannot keep an I/O thread to its CPU; the kernel places it");
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+fn pin(_cpu: usize) {}
 
 fn listen(addr: SocketAddr, shared: bool) -> io::Result<std::net::TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
