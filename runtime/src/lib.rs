@@ -37,3 +37,15 @@ pub use plugin::{BoxError, Build, InitContext, Plugin};
 /// as the request path allocates and frees many small buffers across tasks.
 pub use mimalloc::MiMalloc as Allocator;
 pub use services::Services;
+
+/// `GOMAXPROCS`, honoured as RoadRunner (Go) honours it: the most threads rr runs its own work
+/// on (`None` when unset). A value that is not a positive number is an error naming it.
+pub fn gomaxprocs() -> Result<Option<usize>, String> {
+    match std::env::var("GOMAXPROCS") {
+        Err(_) => Ok(None),
+        Ok(value) => match value.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(format!("GOMAXPROCS=`{value}` is not a positive number of threads; unset it or set e.g. GOMAXPROCS=2")),
+        },
+    }
+}

@@ -37,12 +37,7 @@ impl EarlyHints {
     pub async fn send(&self, status: StatusCode, headers: &HeaderMap) -> Result<(), &'static str> {
         let mut head = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or("Informational")).into_bytes();
         for (name, value) in headers {
-            let mut upper = true;
-            head.extend(name.as_str().bytes().map(|b| {
-                let c = if upper { b.to_ascii_uppercase() } else { b };
-                upper = b == b'-';
-                c
-            }));
+            head.extend_from_slice(crate::request::canonical(name.as_str()).as_bytes());
             head.extend_from_slice(b": ");
             head.extend_from_slice(value.as_bytes());
             head.extend_from_slice(b"\r\n");

@@ -24,11 +24,12 @@ pub struct Shards {
     alive: CancellationToken,
 }
 
-/// One thread per core, `GOMAXPROCS` capping it as it caps Go's threads, and no more threads
-/// than workers. 1 means no shard threads: the main runtime serves.
+/// One thread per core, `GOMAXPROCS` capping it as it caps Go's threads (`rr serve` has already
+/// refused a value that is not a number), and no more threads than workers. 1 means no shard
+/// threads: the main runtime serves.
 pub fn count(workers: usize) -> usize {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let cap = std::env::var("GOMAXPROCS").ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(cores);
+    let cap = rr_runtime::gomaxprocs().ok().flatten().unwrap_or(cores);
     cores.min(cap).min(workers).max(1)
 }
 

@@ -94,17 +94,13 @@ async fn first_signal() {
     });
 }
 
-/// How many threads rr itself runs on. `GOMAXPROCS` is honoured as RoadRunner (Go) does, and
-/// tokio reads `TOKIO_WORKER_THREADS` itself (`None` here). Otherwise half the cores, at least
-/// one: the PHP workers (one per core by default) need the others, and on two cores one I/O
-/// thread served as many hello-world requests as two or up to 21 % more (docs/BENCHMARKS.md),
-/// because a thread that stays busy is not woken for every request.
+/// How many threads rr's main runtime runs on (RPC, metrics, jobs, the supervisor; HTTP has a
+/// thread per core of its own, docs/HTTP.md). `GOMAXPROCS` is honoured as RoadRunner (Go) does,
+/// and tokio reads `TOKIO_WORKER_THREADS` itself (`None` here). Otherwise half the cores, at
+/// least one: the PHP workers (one per core by default) need the others.
 fn runtime_threads() -> anyhow::Result<Option<usize>> {
-    if let Ok(value) = std::env::var("GOMAXPROCS") {
-        return match value.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(Some(n)),
-            _ => anyhow::bail!("GOMAXPROCS=`{value}` is not a positive number of threads; unset it or set e.g. GOMAXPROCS=2"),
-        };
+    if let Some(n) = crate::gomaxprocs().map_err(anyhow::Error::msg)? {
+        return Ok(Some(n));
     }
     if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
         return Ok(None);
