@@ -1,7 +1,7 @@
 //! The plugin host: init in registration order, serve concurrently, stop in reverse order
 //! within the grace period.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -25,7 +25,7 @@ pub fn services(build: &Build, config: &Config) -> anyhow::Result<Arc<Services>>
         resetters: Registry::default(),
         health: Registry::default(),
         rpc: Default::default(),
-        metrics: Arc::new(Mutex::new(Default::default())),
+        metrics: Default::default(),
         http_middleware: Registry::default(),
         jobs_drivers: Registry::default(),
         jobs_informers: Registry::default(),

@@ -19,6 +19,7 @@ pub mod http;
 pub mod jobs;
 pub mod kv;
 pub mod logging;
+pub mod metrics;
 pub mod plugin;
 pub mod pool;
 pub mod reaper;

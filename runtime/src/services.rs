@@ -91,8 +91,8 @@ pub struct Services {
     pub health: Registry<Arc<dyn HealthCheck>>,
     /// goridge RPC services; served by the rpc plugin.
     pub rpc: crate::rpc::RpcRegistry,
-    /// Prometheus registry; exposed by the metrics plugin.
-    pub metrics: Arc<Mutex<prometheus_client::registry::Registry>>,
+    /// Metric collectors; served by the metrics plugin.
+    pub metrics: crate::metrics::Registry,
     /// HTTP middleware by name, as `http.middleware` lists them.
     pub http_middleware: Registry<Arc<dyn crate::http::Middleware>>,
     /// Job drivers by name (`memory`, `amqp`, ...).

@@ -1,21 +1,17 @@
-//! The `http_metrics` middleware (RoadRunner's plugin of that name): every response counted and
-//! timed by status into the metrics registry the `metrics` plugin serves, with RoadRunner's names:
-//! `rr_http_request_total{status}`, `rr_http_request_duration_seconds{status}` (Prometheus'
-//! default buckets) and `rr_http_uptime_seconds`. RoadRunner's `rr_http_requests_queue` and
-//! `rr_http_no_free_workers_total` come from the http pool's own metrics (metrics plugin), so
-//! they are there with or without this middleware. On when `http.middleware` lists it.
+//! The `http_metrics` middleware (RoadRunner's plugin of that name, roadrunner-server/prometheus):
+//! every response counted and timed by status into the registry the `metrics` plugin serves,
+//! with RoadRunner's names, types, help texts and buckets: `rr_http_request_total{status}`,
+//! `rr_http_request_duration_seconds{status}`, `rr_http_requests_queue`,
+//! `rr_http_no_free_workers_total` (the last two read from the http pool) and the counter
+//! `rr_http_uptime_seconds`. On when `http.middleware` lists it.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::Histogram;
+use rr_runtime::Services;
 use rr_runtime::http::{Handler, Middleware, Request};
+use rr_runtime::metrics::{Collector, Family, Histogram, Kind, Value};
 use rr_runtime::{BoxError, InitContext};
 
 pub struct Plugin;
@@ -27,34 +23,22 @@ impl rr_runtime::Plugin for Plugin {
         if !rr_runtime::http::middleware_listed(ctx.config, "http_metrics") {
             return Ok(None);
         }
-        let metrics = HttpMetrics {
-            requests: Family::default(),
-            durations: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
-        };
-        {
-            let mut registry = ctx.services.metrics.lock().unwrap_or_else(|p| p.into_inner());
-            // Counters get OpenMetrics' `_total` suffix: `rr_http_request_total`.
-            registry.register("rr_http_request", "Total number of handled http requests after server restart.", metrics.requests.clone());
-            registry.register("rr_http_request_duration_seconds", "HTTP request duration.", metrics.durations.clone());
-            registry.register_collector(Box::new(Uptime(Instant::now())));
-        }
+        let metrics = HttpMetrics { services: ctx.services.clone(), started: Instant::now(), by_status: Arc::default() };
+        ctx.services.metrics.register(Arc::new(metrics.clone()));
         ctx.services.http_middleware.register("http_metrics", Arc::new(metrics) as Arc<dyn Middleware>);
         Ok(Some(Plugin))
     }
 }
 
-/// Prometheus' default buckets (.005 … 10 s), as Go's client uses for RoadRunner's histogram.
-const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Status {
-    status: u16,
-}
+/// RoadRunner's buckets for `rr_http_request_duration_seconds`: the defaults up to 60 s.
+const BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
 
 #[derive(Clone)]
 struct HttpMetrics {
-    requests: Family<Status, Counter<u64, AtomicU64>>,
-    durations: Family<Status, Histogram, fn() -> Histogram>,
+    services: Arc<Services>,
+    started: Instant,
+    /// Durations per status code; each histogram's count is that status' request total.
+    by_status: Arc<Mutex<BTreeMap<u16, Histogram>>>,
 }
 
 impl Middleware for HttpMetrics {
@@ -66,23 +50,34 @@ impl Middleware for HttpMetrics {
             Box::pin(async move {
                 let response = response.await;
                 // Measured to the response head: a streamed body may still be flowing.
-                let status = Status { status: response.status().as_u16() };
-                metrics.durations.get_or_create(&status).observe(started.elapsed().as_secs_f64());
-                metrics.requests.get_or_create(&status).inc();
+                let elapsed = started.elapsed().as_secs_f64();
+                metrics.by_status.lock().unwrap().entry(response.status().as_u16()).or_insert_with(|| Histogram::new(&BUCKETS)).observe(elapsed);
                 response
             })
         })
     }
 }
 
-/// `rr_http_uptime_seconds`: whole seconds since start, read at scrape time (RoadRunner ticks a
-/// counter once a second; exposed as a gauge so the name keeps no `_total` suffix).
-#[derive(Debug)]
-struct Uptime(Instant);
-
-impl Collector for Uptime {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let gauge = ConstGauge::new(self.0.elapsed().as_secs() as i64);
-        gauge.encode(encoder.encode_descriptor("rr_http_uptime_seconds", "Uptime in seconds", None, gauge.metric_type())?)
+impl Collector for HttpMetrics {
+    fn collect(&self, out: &mut Vec<Family>) {
+        let mut requests = Family::new("rr_http_request_total", "Total number of handled http requests after server restart.", Kind::Counter);
+        let mut durations = Family::new("rr_http_request_duration_seconds", "HTTP request duration.", Kind::Histogram);
+        for (status, histogram) in self.by_status.lock().unwrap().iter() {
+            let label = vec![("status".to_string(), status.to_string())];
+            requests = requests.with(label.clone(), Value::Single(histogram.count() as f64));
+            durations = durations.with(label, histogram.value());
+        }
+        // The pool's queue (waiting or running) and no-free-worker count stand for RoadRunner's
+        // in-flight gauge and `No-Workers` counter.
+        let pool = self.services.pools.get("http");
+        let (queue, no_free) = pool.map_or((0, 0), |p| (p.queue_size(), p.no_free_workers_total()));
+        out.extend([
+            requests,
+            durations,
+            Family::single("rr_http_requests_queue", "Total number of queued requests.", Kind::Gauge, queue as f64),
+            Family::single("rr_http_no_free_workers_total", "Total number of NoFreeWorkers occurrences.", Kind::Counter, no_free as f64),
+            // RoadRunner ticks this counter once a second.
+            Family::single("rr_http_uptime_seconds", "Uptime in seconds", Kind::Counter, self.started.elapsed().as_secs() as f64),
+        ]);
     }
 }

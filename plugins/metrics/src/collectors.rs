@@ -1,21 +1,16 @@
-//! Application collectors (`metrics.collect` and the `metrics.*` RPC methods), and the worker
-//! pool metrics computed at scrape time, both encoded with prometheus-client.
+//! Application collectors (`metrics.collect` and the `metrics.*` RPC methods) with RoadRunner's
+//! rules and error texts, and the worker pool metrics, read at scrape time.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::{Family, MetricConstructor};
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use rr_runtime::Services;
+use rr_runtime::metrics::{Collector, Family, Histogram, Kind, Value};
 use rr_runtime::pool::WorkerState;
 use serde::Deserialize;
 
-type Labels = Vec<(String, String)>;
+use crate::summary::Summary;
 
 /// One collector as `metrics.collect` and `metrics.Declare` describe it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -28,29 +23,49 @@ pub struct Spec {
     pub help: String,
     pub labels: Vec<String>,
     pub buckets: Vec<f64>,
+    /// Summary objectives, quantile -> allowed error (`{"0.5": 0.05}`; YAML `0.5: 0.05`).
     pub objectives: serde_json::Value,
 }
 
-#[derive(Clone)]
-struct Buckets(Vec<f64>);
-
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.clone())
-    }
+/// What each label set of a collector holds.
+enum Shape {
+    Counter,
+    Gauge,
+    Histogram(Vec<f64>),
+    Summary(Vec<(f64, f64)>),
 }
 
-enum Metric {
-    Counter(Family<Labels, Counter<f64, AtomicU64>>),
-    Gauge(Family<Labels, Gauge<f64, AtomicU64>>),
-    Histogram(Family<Labels, Histogram, Buckets>),
+enum Cell {
+    Number(f64),
+    Histogram(Histogram),
+    Summary(Summary),
+}
+
+impl Shape {
+    fn kind(&self) -> Kind {
+        match self {
+            Shape::Counter => Kind::Counter,
+            Shape::Gauge => Kind::Gauge,
+            Shape::Histogram(_) => Kind::Histogram,
+            Shape::Summary(_) => Kind::Summary,
+        }
+    }
+
+    fn cell(&self, now: Instant) -> Cell {
+        match self {
+            Shape::Counter | Shape::Gauge => Cell::Number(0.0),
+            Shape::Histogram(bounds) => Cell::Histogram(Histogram::new(bounds)),
+            Shape::Summary(objectives) => Cell::Summary(Summary::new(objectives, now)),
+        }
+    }
 }
 
 struct App {
     full_name: String,
     help: String,
     labels: Vec<String>,
-    metric: Metric,
+    shape: Shape,
+    cells: BTreeMap<Vec<String>, Cell>,
 }
 
 /// The application collectors, by the name PHP uses.
@@ -59,49 +74,101 @@ pub struct AppCollectors {
     by_name: Mutex<BTreeMap<String, App>>,
 }
 
-impl std::fmt::Debug for AppCollectors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AppCollectors")
-    }
-}
-
-/// Default Prometheus buckets (.005 … 10 s).
-const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-pub fn valid_name(name: &str) -> bool {
+fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+fn valid_label(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+}
+
+impl Spec {
+    /// client_golang's `BuildFQName`: the non-empty parts joined by `_`.
+    fn full_name(&self, name: &str) -> String {
+        [self.namespace.as_str(), self.subsystem.as_str(), name].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("_")
+    }
+
+    fn shape(&self, name: &str) -> Result<Shape, String> {
+        let reserved = |label: &str, kind: &str| match self.labels.iter().any(|l| l == label) {
+            true => Err(format!("collector `{name}`: \"{label}\" is not allowed as label name in {kind}")),
+            false => Ok(()),
+        };
+        match self.kind.as_str() {
+            "counter" => Ok(Shape::Counter),
+            "gauge" => Ok(Shape::Gauge),
+            "histogram" => {
+                reserved("le", "histograms")?;
+                let buckets = if self.buckets.is_empty() { Histogram::DEFAULT_BUCKETS.to_vec() } else { self.buckets.clone() };
+                if let Some(w) = buckets.windows(2).find(|w| !(w[0] < w[1])) {
+                    return Err(format!("collector `{name}`: histogram buckets must be in increasing order: {} >= {}", w[0], w[1]));
+                }
+                Ok(Shape::Histogram(buckets))
+            }
+            "summary" => {
+                reserved("quantile", "summaries")?;
+                Ok(Shape::Summary(self.objectives(name)?))
+            }
+            other => Err(format!("unknown collector type `{other}` for `{name}`: expected counter, gauge, histogram or summary")),
+        }
+    }
+
+    fn objectives(&self, name: &str) -> Result<Vec<(f64, f64)>, String> {
+        let bad = |what: String| format!("collector `{name}`: {what}; objectives map quantiles to allowed errors, e.g. {{0.5: 0.05, 0.99: 0.001}}");
+        let map = match &self.objectives {
+            serde_json::Value::Null => return Ok(Vec::new()),
+            serde_json::Value::Array(a) if a.is_empty() => return Ok(Vec::new()),
+            serde_json::Value::Object(map) => map,
+            other => return Err(bad(format!("objectives must be a map, got `{other}`"))),
+        };
+        map.iter()
+            .map(|(q, e)| {
+                let quantile = q.parse::<f64>().ok().filter(|q| (0.0..=1.0).contains(q));
+                let error = e.as_f64().filter(|e| *e > 0.0 && *e < 1.0);
+                match (quantile, error) {
+                    (Some(q), Some(e)) => Ok((q, e)),
+                    (None, _) => Err(bad(format!("quantile `{q}` is not a number from 0 to 1"))),
+                    (_, None) => Err(bad(format!("the error for quantile {q} must be a number between 0 and 1, got `{e}`"))),
+                }
+            })
+            .collect()
+    }
+}
+
 impl AppCollectors {
     /// Declare; an existing name is left as it is (RoadRunner answers `true` then too).
-    pub fn declare(&self, name: &str, spec: &Spec) -> Result<(), String> {
+    /// `taken` tells whether a family of that full name is exported already (by any collector).
+    pub fn declare(&self, name: &str, spec: &Spec, taken: impl Fn(&str) -> bool) -> Result<(), String> {
         if !valid_name(name) {
             return Err(format!("invalid collector name `{name}`: it must match ^[a-zA-Z_:][a-zA-Z0-9_:]*$"));
         }
+        let full_name = spec.full_name(name);
+        if !valid_name(&full_name) {
+            return Err(format!("collector `{name}`: invalid full name `{full_name}` (namespace and subsystem must be metric name parts)"));
+        }
+        if let Some(label) = spec.labels.iter().find(|l| !valid_label(l)) {
+            return Err(format!("collector `{name}`: invalid label name `{label}`: it must match ^[a-zA-Z_][a-zA-Z0-9_]*$ and not start with __"));
+        }
+        let shape = spec.shape(name)?;
+        // Asked before locking: `taken` may gather these very collectors.
+        let taken = taken(&full_name);
         let mut map = self.by_name.lock().unwrap();
         if map.contains_key(name) {
             return Ok(());
         }
-        let metric = match spec.kind.as_str() {
-            "counter" => Metric::Counter(Family::default()),
-            "gauge" => Metric::Gauge(Family::default()),
-            "histogram" => {
-                let buckets = if spec.buckets.is_empty() { DEFAULT_BUCKETS.to_vec() } else { spec.buckets.clone() };
-                Metric::Histogram(Family::new_with_constructor(Buckets(buckets)))
-            }
-            "summary" => return Err(format!("collector `{name}`: summaries are not supported by this server; declare a histogram instead")),
-            other => return Err(format!("collector `{name}`: unknown type `{other}`; expected counter, gauge or histogram")),
-        };
-        let full_name = [spec.namespace.as_str(), spec.subsystem.as_str(), name].iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join("_");
-        // OpenMetrics (and so prometheus-client) writes counters with a `_total` suffix; strip a
-        // declared one so `orders_total` stays `orders_total`. A counter named without it gains it.
-        let full_name = match (&metric, full_name.strip_suffix("_total")) {
-            (Metric::Counter(_), Some(stem)) => stem.to_string(),
-            _ => full_name,
-        };
-        map.insert(name.to_string(), App { full_name, help: spec.help.clone(), labels: spec.labels.clone(), metric });
+        if taken || map.values().any(|a| a.full_name == full_name) {
+            return Err(format!("duplicate metrics collector registration attempted: `{full_name}` is already exported; declare `{name}` under another name or namespace"));
+        }
+        let mut cells = BTreeMap::new();
+        // client_golang exports a collector without labels from the start, a vector once used.
+        if spec.labels.is_empty() {
+            cells.insert(Vec::new(), shape.cell(Instant::now()));
+        }
+        map.insert(name.to_string(), App { full_name, help: spec.help.clone(), labels: spec.labels.clone(), shape, cells });
         Ok(())
     }
 
@@ -111,102 +178,87 @@ impl AppCollectors {
 
     /// `Add`, `Sub`, `Set`, `Observe` with RoadRunner's error texts.
     pub fn apply(&self, method: &str, name: &str, value: f64, labels: &[String]) -> Result<(), String> {
-        let map = self.by_name.lock().unwrap();
-        let app = map.get(name).ok_or_else(|| format!("undefined collector {name}, try first Declare the desired collector"))?;
+        let mut map = self.by_name.lock().unwrap();
+        let app = map.get_mut(name).ok_or_else(|| format!("undefined collector {name}, try first Declare the desired collector"))?;
         if labels.len() != app.labels.len() {
             return Err(format!("required labels for collector {name}: {:?}, got {labels:?}", app.labels));
         }
-        let set: Labels = app.labels.iter().cloned().zip(labels.iter().cloned()).collect();
-        let unsupported = || format!("collector `{name}` does not support method `{method}`");
-        match (&app.metric, method) {
-            (Metric::Counter(f), "Add") => {
-                if value < 0.0 {
-                    return Err(format!("counter `{name}` cannot decrease (value {value})"));
-                }
-                f.get_or_create(&set).inc_by(value);
-            }
-            (Metric::Gauge(f), "Add") => {
-                f.get_or_create(&set).inc_by(value);
-            }
-            (Metric::Gauge(f), "Sub") => {
-                f.get_or_create(&set).dec_by(value);
-            }
-            (Metric::Gauge(f), "Set") => {
-                f.get_or_create(&set).set(value);
-            }
-            (Metric::Histogram(f), "Observe") => f.get_or_create(&set).observe(value),
-            _ => return Err(unsupported()),
+        let supported = matches!(
+            (&app.shape, method),
+            (Shape::Counter, "Add") | (Shape::Gauge, "Add" | "Sub" | "Set") | (Shape::Histogram(_) | Shape::Summary(_), "Observe")
+        );
+        if !supported {
+            return Err(format!("collector `{name}` does not support method `{method}`"));
+        }
+        if matches!(app.shape, Shape::Counter) && value < 0.0 {
+            return Err(format!("counter cannot decrease in value: {name}"));
+        }
+        let now = Instant::now();
+        let cell = app.cells.entry(labels.to_vec()).or_insert_with(|| app.shape.cell(now));
+        match (cell, method) {
+            (Cell::Number(n), "Add") => *n += value,
+            (Cell::Number(n), "Sub") => *n -= value,
+            (Cell::Number(n), _) => *n = value,
+            (Cell::Histogram(h), _) => h.observe(value),
+            (Cell::Summary(s), _) => s.observe(value, now),
         }
         Ok(())
     }
 }
 
 impl Collector for AppCollectors {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        // A collector without labels is encoded as its single metric (no `{}` in the output).
-        fn one<M: EncodeMetric + prometheus_client::metrics::TypedMetric, C: MetricConstructor<M>>(
-            encoder: &mut DescriptorEncoder,
-            app: &App,
-            family: &Family<Labels, M, C>,
-        ) -> Result<(), std::fmt::Error> {
-            let descriptor = encoder.encode_descriptor(&app.full_name, &app.help, None, family.metric_type())?;
-            if app.labels.is_empty() { family.get_or_create(&Vec::new()).encode(descriptor) } else { family.encode(descriptor) }
-        }
-        for app in self.by_name.lock().unwrap().values() {
-            match &app.metric {
-                Metric::Counter(f) => one(&mut encoder, app, f)?,
-                Metric::Gauge(f) => one(&mut encoder, app, f)?,
-                Metric::Histogram(f) => one(&mut encoder, app, f)?,
+    fn collect(&self, out: &mut Vec<Family>) {
+        let now = Instant::now();
+        for app in self.by_name.lock().unwrap().values_mut() {
+            let mut family = Family::new(&app.full_name, &app.help, app.shape.kind());
+            for (values, cell) in &mut app.cells {
+                let labels = app.labels.iter().cloned().zip(values.iter().cloned()).collect();
+                let value = match cell {
+                    Cell::Number(n) => Value::Single(*n),
+                    Cell::Histogram(h) => h.value(),
+                    Cell::Summary(s) => {
+                        let (quantiles, sum, count) = s.read(now);
+                        Value::Summary { quantiles, sum, count }
+                    }
+                };
+                family = family.with(labels, value);
             }
+            out.push(family);
         }
-        Ok(())
     }
 }
 
-/// Worker pool metrics with RoadRunner's names (`rr_<plugin>_*`), read at scrape time.
+/// Worker pool metrics with RoadRunner's names and help texts (`rr_<plugin>_*`; the http
+/// plugin's say "HTTP workers", as roadrunner-server/http's do).
 pub struct Pools(pub Arc<Services>);
 
-impl std::fmt::Debug for Pools {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pools")
-    }
-}
-
 impl Collector for Pools {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn collect(&self, out: &mut Vec<Family>) {
         for (plugin, pool) in self.0.pools.all() {
+            let (of_plugin, workers_lc, workers_cap) =
+                if plugin == "http" { ("HTTP plugin", "HTTP workers", "HTTP workers") } else { ("plugin", "workers", "Workers") };
             let workers = pool.workers();
-            let gauge = |v: f64| {
-                let g = Gauge::<f64, AtomicU64>::default();
-                g.set(v);
-                g
-            };
             let count = |pred: &dyn Fn(WorkerState) -> bool| workers.iter().filter(|w| pred(w.state)).count() as f64;
-            let scalars = [
-                ("total_workers", "Total number of workers used by the plugin", workers.len() as f64),
-                ("workers_memory_bytes", "Memory usage by workers", workers.iter().map(|w| w.memory as f64).sum()),
-                ("workers_ready", "Workers currently in ready state", count(&|s| s == WorkerState::Ready)),
-                ("workers_working", "Workers currently in working state", count(&|s| s == WorkerState::Working)),
-                ("workers_invalid", "Workers currently in invalid, killing, destroyed, errored, inactive states", count(&|s| s != WorkerState::Ready && s != WorkerState::Working)),
-                ("requests_queue", "Requests waiting for or running on a worker", pool.queue_size() as f64),
-            ];
-            for (name, help, value) in scalars {
-                let g = gauge(value);
-                g.encode(encoder.encode_descriptor(&format!("rr_{plugin}_{name}"), help, None, g.metric_type())?)?;
-            }
-            let no_free = Counter::<f64, AtomicU64>::default();
-            no_free.inc_by(pool.no_free_workers_total() as f64);
-            no_free.encode(encoder.encode_descriptor(&format!("rr_{plugin}_no_free_workers"), "Times a request found no free worker within allocate_timeout", None, no_free.metric_type())?)?;
-
-            let memory: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
-            let state: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+            let gauge = |name: &str, help: String, value: f64| Family::single(format!("rr_{plugin}_{name}"), help, Kind::Gauge, value);
+            out.extend([
+                gauge("total_workers", format!("Total number of workers used by the {of_plugin}"), workers.len() as f64),
+                gauge("workers_memory_bytes", format!("Memory usage by {workers_lc}."), workers.iter().map(|w| w.memory as f64).sum()),
+                gauge("workers_ready", format!("{workers_cap} currently in ready state"), count(&|s| s == WorkerState::Ready)),
+                gauge("workers_working", format!("{workers_cap} currently in working state"), count(&|s| s == WorkerState::Working)),
+                gauge(
+                    "workers_invalid",
+                    format!("{workers_cap} currently in invalid,killing,destroyed,errored,inactive states"),
+                    count(&|s| s != WorkerState::Ready && s != WorkerState::Working),
+                ),
+            ]);
+            let mut memory = Family::new(format!("rr_{plugin}_worker_memory_bytes"), "Worker current memory usage", Kind::Gauge);
+            let mut state = Family::new(format!("rr_{plugin}_worker_state"), "Worker current state", Kind::Gauge);
             for w in &workers {
-                memory.get_or_create(&vec![("pid".into(), w.pid.to_string())]).set(w.memory as f64);
-                state.get_or_create(&vec![("pid".into(), w.pid.to_string()), ("state".into(), w.state.as_str().into())]).set(0.0);
+                let pid = ("pid".to_string(), w.pid.to_string());
+                memory = memory.with(vec![pid.clone()], Value::Single(w.memory as f64));
+                state = state.with(vec![("state".into(), w.state.as_str().into()), pid], Value::Single(0.0));
             }
-            memory.encode(encoder.encode_descriptor(&format!("rr_{plugin}_worker_memory_bytes"), "Worker current memory usage", None, memory.metric_type())?)?;
-            state.encode(encoder.encode_descriptor(&format!("rr_{plugin}_worker_state"), "Worker current state", None, state.metric_type())?)?;
+            out.extend([memory, state]);
         }
-        Ok(())
     }
 }

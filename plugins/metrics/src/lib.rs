@@ -1,9 +1,21 @@
-//! The `metrics` plugin: Prometheus text exposition on `metrics.address` `/metrics`: every
-//! worker pool (RoadRunner's `rr_<plugin>_*` names), metrics other plugins register in
-//! `services.metrics`, and application collectors from `metrics.collect` and the `metrics.*`
-//! RPC methods (PROTOCOL.md §4.6.6).
+//! The `metrics` plugin: Prometheus exposition on `metrics.address` `/metrics` of every family
+//! in `services.metrics`: the worker pools (RoadRunner's `rr_<plugin>_*`), what other plugins
+//! register, and application collectors from `metrics.collect` and the `metrics.*` RPC methods
+//! (PROTOCOL.md §4.6.6).
+//!
+//! The output is what RoadRunner's Go client_golang writes for the same collectors, because
+//! dashboards and alerts match on it: the text format 0.0.4 by default, OpenMetrics 1.0.0 when
+//! `Accept` prefers it, names exactly as declared, Go's float formatting, summaries. Neither
+//! Rust client can write that: prometheus-client writes only OpenMetrics (every counter gains
+//! `_total`) and has no summary; the `prometheus` crate writes 0.0.4 with Rust's floats (`inf`,
+//! `1000000`) and has neither summaries nor OpenMetrics. So the runtime keeps a plain registry
+//! of families (`rr_runtime::metrics`), [`exposition`] writes both formats the way Go's expfmt
+//! does, and the one algorithm worth a library, the summary's quantile estimate, comes from the
+//! `quantiles` crate ([`summary`]).
 
 pub mod collectors;
+pub mod exposition;
+pub mod summary;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -18,6 +30,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use collectors::{AppCollectors, Spec};
+use exposition::Format;
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
@@ -61,13 +74,10 @@ impl rr_runtime::Plugin for Plugin {
         let Some(config) = ctx.section::<Config>("metrics")? else { return Ok(None) };
         let apps = Arc::new(AppCollectors::default());
         for (name, spec) in &config.collect {
-            apps.declare(name, spec).map_err(|e| format!("config key `metrics.collect.{name}`: {e}"))?;
+            apps.declare(name, spec, |_| false).map_err(|e| format!("config key `metrics.collect.{name}`: {e}"))?;
         }
-        {
-            let mut registry = ctx.services.metrics.lock().unwrap();
-            registry.register_collector(Box::new(apps.clone()));
-            registry.register_collector(Box::new(collectors::Pools(ctx.services.clone())));
-        }
+        ctx.services.metrics.register(apps.clone());
+        ctx.services.metrics.register(Arc::new(collectors::Pools(ctx.services.clone())));
         let rpc = &ctx.services.rpc;
         for method in ["Add", "Sub", "Observe", "Set"] {
             let apps = apps.clone();
@@ -76,9 +86,10 @@ impl rr_runtime::Plugin for Plugin {
                 async move { result }
             });
         }
-        let declaring = apps.clone();
+        let (declaring, services) = (apps.clone(), ctx.services.clone());
         rpc.register_json("metrics.Declare", move |d: Declare| {
-            let result = declaring.declare(&d.name, &d.collector).map(|()| true).map_err(RpcError::new);
+            let taken = |full: &str| services.metrics.gather().iter().any(|f| f.name == full);
+            let result = declaring.declare(&d.name, &d.collector, taken).map(|()| true).map_err(RpcError::new);
             async move { result }
         });
         rpc.register_json("metrics.Unregister", move |name: String| {
@@ -101,7 +112,9 @@ impl rr_runtime::Plugin for Plugin {
             let services = self.services.clone();
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let services = services.clone();
-                async move { Ok::<_, Infallible>(respond(&services, req.uri().path())) }
+                let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+                let response = respond(&services, req.uri().path(), Format::negotiate(accept));
+                async move { Ok::<_, Infallible>(response) }
             });
             tokio::spawn(async move {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only().serve_connection(TokioIo::new(stream), service).await;
@@ -110,18 +123,13 @@ impl rr_runtime::Plugin for Plugin {
     }
 }
 
-fn respond(services: &Services, path: &str) -> http::Response<Full<Bytes>> {
+fn respond(services: &Services, path: &str, format: Format) -> http::Response<Full<Bytes>> {
     if path != "/metrics" {
         let mut r = http::Response::new(Full::new(Bytes::from_static(b"metrics are served on /metrics\n")));
         *r.status_mut() = http::StatusCode::NOT_FOUND;
         return r;
     }
-    let mut text = String::new();
-    let encoded = prometheus_client::encoding::text::encode(&mut text, &services.metrics.lock().unwrap());
-    let mut r = http::Response::new(Full::new(Bytes::from(text)));
-    if encoded.is_err() {
-        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    let mut r = http::Response::new(Full::new(Bytes::from(exposition::encode(&services.metrics.gather(), format))));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(format.content_type()));
     r
 }
