@@ -7,6 +7,7 @@
 //! executed (PROTOCOL.md §5.1) and settled with its broker only after PHP answered (§5.2): ack,
 //! nack with requeue and delay, or requeue.
 
+mod metrics;
 pub mod proto;
 mod rpc;
 
@@ -21,6 +22,8 @@ use rr_runtime::{BoxError, InitContext, Services};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use metrics::{JobsMetrics, Outcome};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -53,6 +56,7 @@ pub(crate) struct State {
     pub pipelines: RwLock<BTreeMap<String, Arc<dyn Pipeline>>>,
     /// Set when serving starts: where consuming pipelines deliver.
     pub deliveries: OnceLock<Inbox>,
+    pub metrics: Arc<JobsMetrics>,
 }
 
 impl State {
@@ -93,7 +97,9 @@ impl rr_runtime::Plugin for Plugin {
                 return Err(format!("config key `jobs.consume`: `{name}` is not a pipeline in `jobs.pipelines`").into());
             }
         }
-        let state = Arc::new(State { services: ctx.services.clone(), pipelines: RwLock::default(), deliveries: OnceLock::new() });
+        let metrics = Arc::new(JobsMetrics::default());
+        ctx.services.metrics.register(metrics.clone());
+        let state = Arc::new(State { services: ctx.services.clone(), pipelines: RwLock::default(), deliveries: OnceLock::new(), metrics });
         rpc::register(&state);
         ctx.services.jobs_informers.register("jobs", state.clone() as Arc<dyn rr_runtime::jobs::JobsInformer>);
         Ok(Some(Plugin { config, state, pool: OnceLock::new() }))
@@ -125,9 +131,9 @@ impl rr_runtime::Plugin for Plugin {
                 } => match next { (permit, Some(d)) => (permit, d), (_, None) => break },
                 _ = shutdown.cancelled() => break,
             };
-            let pool = pool.clone();
+            let (pool, metrics) = (pool.clone(), self.state.metrics.clone());
             tokio::spawn(async move {
-                execute(&pool, delivery).await;
+                metrics.ran(execute(&pool, delivery).await);
                 drop(permit);
             });
         }
@@ -175,7 +181,7 @@ struct Details {
 }
 
 /// Run one job on a worker and settle it with the broker.
-async fn execute(pool: &Pool, delivery: Delivery) {
+async fn execute(pool: &Pool, delivery: Delivery) -> Outcome {
     let Delivery { job, driver, queue, acker } = delivery;
     let context = serde_json::json!({
         "id": job.id,
@@ -186,45 +192,49 @@ async fn execute(pool: &Pool, delivery: Delivery) {
         "queue": queue,
     });
     let payload = Payload { codec: frame::CODEC_RAW, context: Bytes::from(serde_json::to_vec(&context).expect("json")), body: job.payload.clone() };
-    let settled = match pool.exec(payload).await {
+    let (outcome, settled) = match pool.exec(payload).await {
         Ok(reply) if reply.stream.is_some() => {
             tracing::error!(target: "jobs", id = %job.id, "a job answered with a stream; streaming is not supported for jobs (nack)");
-            acker.nack(false, 0).await
+            (Outcome::Err, acker.nack(false, 0).await)
         }
         Ok(reply) => match serde_json::from_slice::<Answer>(&reply.payload.body) {
             Err(e) => {
                 tracing::error!(target: "jobs", id = %job.id, error = %e, "the worker's answer is not the jobs protocol; acknowledging to avoid a loop");
-                acker.ack().await
+                (Outcome::Err, acker.ack().await)
             }
             Ok(answer) => {
                 let d: Details = serde_json::from_value(answer.data.clone()).unwrap_or_default();
                 match answer.kind {
-                    0 | 2 => acker.ack().await,
-                    1 if d.requeue => acker.requeue(d.headers.unwrap_or(job.headers), d.delay_seconds).await,
+                    0 | 2 => (Outcome::Ok, acker.ack().await),
+                    1 if d.requeue => (Outcome::Requeue, acker.requeue(d.headers.unwrap_or(job.headers), d.delay_seconds).await),
                     1 => {
                         tracing::error!(target: "jobs", id = %job.id, message = %d.message, "job failed");
-                        acker.ack().await
+                        (Outcome::Err, acker.ack().await)
                     }
                     3 => {
                         if !d.requeue {
                             tracing::warn!(target: "jobs", id = %job.id, message = %d.message, "job nacked without requeue: dropped");
                         }
-                        acker.nack(d.requeue, d.delay_seconds).await
+                        (if d.requeue { Outcome::Requeue } else { Outcome::Err }, acker.nack(d.requeue, d.delay_seconds).await)
                     }
-                    4 => acker.requeue(d.headers.unwrap_or(job.headers), d.delay_seconds).await,
+                    4 => (Outcome::Requeue, acker.requeue(d.headers.unwrap_or(job.headers), d.delay_seconds).await),
                     other => {
                         tracing::warn!(target: "jobs", id = %job.id, kind = other, "unknown answer type; acknowledging");
-                        acker.ack().await
+                        (Outcome::Err, acker.ack().await)
                     }
                 }
             }
         },
         Err(e) => {
             tracing::error!(target: "jobs", id = %job.id, error = %e, "job failed in the worker (nack)");
-            acker.nack(false, 0).await
+            (Outcome::Err, acker.nack(false, 0).await)
         }
     };
-    if let Err(e) = settled {
-        tracing::error!(target: "jobs", id = %job.id, error = %e, "cannot settle the job with its broker");
+    match settled {
+        Ok(()) => outcome,
+        Err(e) => {
+            tracing::error!(target: "jobs", id = %job.id, error = %e, "cannot settle the job with its broker");
+            Outcome::Err
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rr_runtime::jobs::Job;
 use rr_runtime::rpc::RpcError;
@@ -26,7 +27,8 @@ fn job_from(p: proto::Job) -> Result<Job, RpcError> {
     })
 }
 
-async fn push(state: &State, job: proto::Job) -> Result<(), RpcError> {
+/// One job into its pipeline; `source` (`single`, `batch`) labels the `rr_jobs_*` push metrics.
+async fn push(state: &State, job: proto::Job, source: &'static str) -> Result<(), RpcError> {
     let job = job_from(job)?;
     let pipeline = state
         .pipelines
@@ -35,7 +37,10 @@ async fn push(state: &State, job: proto::Job) -> Result<(), RpcError> {
         .get(&job.pipeline)
         .cloned()
         .ok_or_else(|| RpcError::new(format!("jobs_push: no such pipeline, requested: {}", job.pipeline)))?;
-    pipeline.push(job).await.map_err(|e| RpcError::new(format!("jobs_push: {e}")))
+    let (name, started) = (job.pipeline.clone(), Instant::now());
+    let pushed = pipeline.push(job).await;
+    state.metrics.pushed(&name, &pipeline.state().driver, source, pushed.as_ref().ok().map(|()| started.elapsed()));
+    pushed.map_err(|e| RpcError::new(format!("jobs_push: {e}")))
 }
 
 fn named(state: &State, names: &[String], op: &str) -> Result<Vec<(String, Arc<dyn rr_runtime::jobs::Pipeline>)>, RpcError> {
@@ -52,7 +57,7 @@ pub fn register(state: &Arc<State>) {
     rpc.register_proto("jobs.Push", move |req: proto::PushRequest| {
         let s = s.clone();
         async move {
-            push(&s, req.job.ok_or_else(|| RpcError::new("jobs_push: no job in the request"))?).await?;
+            push(&s, req.job.ok_or_else(|| RpcError::new("jobs_push: no job in the request"))?, "single").await?;
             Ok(proto::Empty {})
         }
     });
@@ -61,7 +66,7 @@ pub fn register(state: &Arc<State>) {
         let s = s.clone();
         async move {
             for job in req.jobs {
-                push(&s, job).await?;
+                push(&s, job, "batch").await?;
             }
             Ok(proto::Empty {})
         }

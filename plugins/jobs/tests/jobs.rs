@@ -1,5 +1,6 @@
 //! The jobs plugin with the memory driver and a PHP consumer: exactly-once delivery, ack, nack
-//! with requeue and delay, requeue with headers, errors, priorities, pause/resume, RPC errors.
+//! with requeue and delay, requeue with headers, errors, priorities, pause/resume, RPC errors,
+//! RoadRunner's `rr_jobs_*` metrics.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -42,12 +43,14 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 async fn memory_pipelines_with_a_php_consumer() {
     let dir = tempfile::tempdir().unwrap();
     let jobs_log = dir.path().join("jobs.log");
-    let (port, status_port) = (free_port(), free_port());
+    let (port, status_port, metrics_port) = (free_port(), free_port(), free_port());
     let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/jobs.php");
     let yaml = format!(
         r#"version: '3'
 rpc:
   listen: tcp://127.0.0.1:{port}
+metrics:
+  address: 127.0.0.1:{metrics_port}
 status:
   address: 127.0.0.1:{status_port}
 server:
@@ -73,6 +76,7 @@ jobs:
     let build = rr_runtime::Build::new("rr", "test")
         .plugin::<rr_rpc::Plugin>()
         .plugin::<rr_status::Plugin>()
+        .plugin::<rr_metrics::Plugin>()
         .plugin::<rr_jobs_memory::Plugin>()
         .plugin::<rr_jobs::Plugin>();
     let mut server = TestServer::start(&build, &yaml);
@@ -109,6 +113,24 @@ jobs:
     assert_eq!(requeued[1]["headers"]["attempt"][0], "1", "requeue carries the new headers");
     let nacked: Vec<f64> = entries.iter().filter(|e| e["id"] == "j-nack").map(|e| e["at"].as_f64().unwrap()).collect();
     assert!(nacked[1] - nacked[0] >= 0.9, "the nack delay is respected: {nacked:?}");
+
+    // RoadRunner's rr_jobs_* series: three acked, two requeued once, one failed; four pushed.
+    wait_for("the outcomes counted", || http_get(metrics_port, "/metrics").contains("\nrr_jobs_jobs_ok 3\n")).await;
+    let metrics = http_get(metrics_port, "/metrics");
+    for family in [
+        "# HELP rr_jobs_jobs_err Number of jobs error while processing in the worker\n# TYPE rr_jobs_jobs_err counter\nrr_jobs_jobs_err 1\n",
+        "# HELP rr_jobs_jobs_ok Number of successfully processed jobs\n# TYPE rr_jobs_jobs_ok counter\nrr_jobs_jobs_ok 3\n",
+        "# HELP rr_jobs_jobs_requeue Number of re-queued jobs\n# TYPE rr_jobs_jobs_requeue counter\nrr_jobs_jobs_requeue 2\n",
+        "# HELP rr_jobs_push_err Number of jobs push which was failed\n# TYPE rr_jobs_push_err counter\nrr_jobs_push_err 0\n",
+        "# HELP rr_jobs_push_ok Number of job push\n# TYPE rr_jobs_push_ok counter\nrr_jobs_push_ok 4\n",
+        "# HELP rr_jobs_push_latency Histogram represents latency for pushed operation\n# TYPE rr_jobs_push_latency histogram\n",
+        "\nrr_jobs_push_latency_count{driver=\"memory\",job=\"main\",source=\"batch\"} 4\n",
+        "# HELP rr_jobs_requests_total The total number of requests sent to the JOBS plugin\n# TYPE rr_jobs_requests_total counter\nrr_jobs_requests_total{driver=\"memory\",job=\"main\",source=\"batch\"} 4\n",
+        "# HELP rr_jobs_total_workers Total number of workers used by the plugin\n# TYPE rr_jobs_total_workers gauge\nrr_jobs_total_workers 1\n",
+        "# HELP rr_jobs_workers_memory_bytes Memory usage by workers.\n",
+    ] {
+        assert!(metrics.contains(family), "missing\n{family}in\n{metrics}");
+    }
 
     // A paused pipeline holds its jobs; on resume they arrive by priority (lower first).
     std::fs::write(&jobs_log, "").unwrap();
