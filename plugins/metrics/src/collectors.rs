@@ -104,7 +104,7 @@ impl Spec {
             "histogram" => {
                 reserved("le", "histograms")?;
                 let buckets = if self.buckets.is_empty() { Histogram::DEFAULT_BUCKETS.to_vec() } else { self.buckets.clone() };
-                if let Some(w) = buckets.windows(2).find(|w| !(w[0] < w[1])) {
+                if let Some(w) = buckets.windows(2).find(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less)) {
                     return Err(format!("collector `{name}`: histogram buckets must be in increasing order: {} >= {}", w[0], w[1]));
                 }
                 Ok(Shape::Histogram(buckets))

@@ -219,7 +219,7 @@ async fn every_collector_type_is_written_as_client_golang_writes_it() {
     let (text, parsed) = scrape(metrics).await;
     assert_lines(&text, TEXT);
     assert_eq!(value(&parsed, "shop_orders_total", &[("shop", "a\\\"b\\\\c\\nd"), ("region", "eu")]), Some(1.0), "{:?}", parsed.samples);
-    assert!(parsed.docs.get("queue_depth").is_some());
+    assert!(parsed.docs.contains_key("queue_depth"));
 
     // Prometheus' own Accept header prefers OpenMetrics.
     let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
