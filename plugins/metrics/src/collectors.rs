@@ -143,6 +143,9 @@ impl AppCollectors {
     /// Declare; an existing name is left as it is (RoadRunner answers `true` then too).
     /// `taken` tells whether a family of that full name is exported already (by any collector).
     pub fn declare(&self, name: &str, spec: &Spec, taken: impl Fn(&str) -> bool) -> Result<(), String> {
+        if self.by_name.lock().unwrap().contains_key(name) {
+            return Ok(());
+        }
         if !valid_name(name) {
             return Err(format!("invalid collector name `{name}`: it must match ^[a-zA-Z_:][a-zA-Z0-9_:]*$"));
         }
@@ -157,9 +160,6 @@ impl AppCollectors {
         // Asked before locking: `taken` may gather these very collectors.
         let taken = taken(&full_name);
         let mut map = self.by_name.lock().unwrap();
-        if map.contains_key(name) {
-            return Ok(());
-        }
         if taken || map.values().any(|a| a.full_name == full_name) {
             return Err(format!("duplicate metrics collector registration attempted: `{full_name}` is already exported; declare `{name}` under another name or namespace"));
         }
