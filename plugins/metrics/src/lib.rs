@@ -1,6 +1,7 @@
 //! The `metrics` plugin: Prometheus exposition on `metrics.address` `/metrics` of every family
-//! in `services.metrics`: the worker pools (RoadRunner's `rr_<plugin>_*`), what other plugins
-//! register, and application collectors from `metrics.collect` and the `metrics.*` RPC methods
+//! in `services.metrics`: the worker pools (RoadRunner's `rr_<plugin>_*`), the rr process
+//! (`process_*`, as RoadRunner's registry has them), what other plugins register, and
+//! application collectors from `metrics.collect` and the `metrics.*` RPC methods
 //! (PROTOCOL.md §4.6.6).
 //!
 //! The output is what RoadRunner's Go client_golang writes for the same collectors, because
@@ -15,6 +16,8 @@
 
 pub mod collectors;
 pub mod exposition;
+#[cfg(target_os = "linux")]
+pub mod process;
 pub mod summary;
 
 use std::collections::BTreeMap;
@@ -78,6 +81,8 @@ impl rr_runtime::Plugin for Plugin {
         }
         ctx.services.metrics.register(apps.clone());
         ctx.services.metrics.register(Arc::new(collectors::Pools(ctx.services.clone())));
+        #[cfg(target_os = "linux")]
+        ctx.services.metrics.register(Arc::new(process::ProcessCollector));
         let rpc = &ctx.services.rpc;
         for method in ["Add", "Sub", "Observe", "Set"] {
             let apps = apps.clone();

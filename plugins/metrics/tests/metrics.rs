@@ -162,7 +162,11 @@ slo_seconds_count 0
 # EOF
 "#;
 
+/// Compares line by line, leaving out the rr process' own `process_*` families.
 fn assert_lines(got: &str, want: &str) {
+    let process = |l: &&str| l.starts_with("process_") || l.starts_with("# HELP process_") || l.starts_with("# TYPE process_");
+    let got: String = got.lines().filter(|l| !process(l)).map(|l| format!("{l}\n")).collect();
+    let got = got.as_str();
     for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
         assert_eq!(g, w, "line {}", i + 1);
     }
@@ -227,7 +231,7 @@ async fn every_collector_type_is_written_as_client_golang_writes_it() {
     assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
     assert_lines(&om, OPENMETRICS);
     // A scraper that ranks text/plain higher gets the text format.
-    assert_eq!(get(metrics, Some("text/plain;version=0.0.4,application/openmetrics-text;q=0.5")).await.1, TEXT);
+    assert_lines(&get(metrics, Some("text/plain;version=0.0.4,application/openmetrics-text;q=0.5")).await.1, TEXT);
 
     // Error paths, with RoadRunner's texts; none of them changes what is exported.
     let mut bad_objectives = collector("summary", "", &[]);
@@ -294,6 +298,23 @@ async fn pool_metrics_have_roadrunners_names_and_help() {
         assert!(text.contains(family), "missing\n{family}in\n{text}");
     }
     assert!(value(&s, "rr_http_workers_memory_bytes", &[]).unwrap() > 1e6);
+    // The rr process itself, as client_golang's process collector reports it.
+    for family in [
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\n",
+        "# HELP process_max_fds Maximum number of open file descriptors.\n# TYPE process_max_fds gauge\n",
+        "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\n",
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n",
+        "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\n",
+        "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE process_virtual_memory_bytes gauge\n",
+        "# HELP process_virtual_memory_max_bytes Maximum amount of virtual memory available in bytes.\n# TYPE process_virtual_memory_max_bytes gauge\n",
+    ] {
+        assert!(text.contains(family), "missing\n{family}in\n{text}");
+    }
+    assert!(value(&s, "process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    assert!(value(&s, "process_open_fds", &[]).unwrap() > 3.0);
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = value(&s, "process_start_time_seconds", &[]).unwrap();
+    assert!(started <= since_epoch && started > since_epoch - 86400.0, "this test process started today: {started}");
     let states: Vec<_> = text.lines().filter(|l| l.starts_with("rr_http_worker_state{")).collect();
     assert_eq!(states.len(), 2, "{text}");
     // Labels in name order, as Go writes them: pid before state.
