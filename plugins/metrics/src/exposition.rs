@@ -46,10 +46,7 @@ impl Format {
 pub fn encode(families: &[Family], format: Format) -> String {
     let mut out = String::new();
     for family in families {
-        match format {
-            Format::Text => text_family(&mut out, family),
-            Format::OpenMetrics => openmetrics_family(&mut out, family),
-        }
+        write_family(&mut out, family, format);
     }
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
@@ -57,74 +54,42 @@ pub fn encode(families: &[Family], format: Format) -> String {
     out
 }
 
-fn text_family(out: &mut String, f: &Family) {
-    let kind = match f.kind {
-        Kind::Counter => "counter",
-        Kind::Gauge => "gauge",
-        Kind::Histogram => "histogram",
-        Kind::Summary => "summary",
-    };
-    let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {kind}", f.name, escape(&f.help, false), f.name);
-    let sample = |out: &mut String, suffix: &str, labels: &[(String, String)], extra: Option<(&str, f64)>, v: f64| {
-        write_series(out, &f.name, suffix, labels, extra.map(|(k, b)| (k, go_float(b))));
-        let _ = writeln!(out, " {}", go_float(v));
-    };
-    for m in &f.metrics {
-        match &m.value {
-            Value::Single(v) => sample(out, "", &m.labels, None, *v),
-            Value::Histogram { buckets, sum, count } => {
-                for (le, n) in buckets {
-                    sample(out, "_bucket", &m.labels, Some(("le", *le)), *n as f64);
-                }
-                sample(out, "_bucket", &m.labels, Some(("le", f64::INFINITY)), *count as f64);
-                sample(out, "_sum", &m.labels, None, *sum);
-                sample(out, "_count", &m.labels, None, *count as f64);
-            }
-            Value::Summary { quantiles, sum, count } => {
-                for (q, v) in quantiles {
-                    sample(out, "", &m.labels, Some(("quantile", *q)), *v);
-                }
-                sample(out, "_sum", &m.labels, None, *sum);
-                sample(out, "_count", &m.labels, None, *count as f64);
-            }
-        }
-    }
-}
-
-/// OpenMetrics as client_golang writes it: a counter named `x_total` is the family `x` with
-/// samples `x_total`; a counter named otherwise keeps its name and is typed `unknown`.
-fn openmetrics_family(out: &mut String, f: &Family) {
+/// One family as expfmt writes it. OpenMetrics differs in: a counter named `x_total` is the
+/// family `x` (its samples keep `x_total`), a counter named otherwise is typed `unknown`; `"` is
+/// escaped in HELP; integral floats get `.0` and counts are written as integers.
+fn write_family(out: &mut String, f: &Family, format: Format) {
+    let om = format == Format::OpenMetrics;
     let (family, kind) = match f.kind {
-        Kind::Counter => match f.name.strip_suffix("_total") {
-            Some(stem) => (stem, "counter"),
-            None => (f.name.as_str(), "unknown"),
-        },
+        Kind::Counter if om => f.name.strip_suffix("_total").map_or((f.name.as_str(), "unknown"), |stem| (stem, "counter")),
+        Kind::Counter => (f.name.as_str(), "counter"),
         Kind::Gauge => (f.name.as_str(), "gauge"),
         Kind::Histogram => (f.name.as_str(), "histogram"),
         Kind::Summary => (f.name.as_str(), "summary"),
     };
-    let _ = writeln!(out, "# HELP {family} {}\n# TYPE {family} {kind}", escape(&f.help, true));
-    let sample = |out: &mut String, suffix: &str, labels: &[(String, String)], extra: Option<(&str, f64)>, v: String| {
-        write_series(out, &f.name, suffix, labels, extra.map(|(k, b)| (k, om_float(b))));
-        let _ = writeln!(out, " {v}");
+    let _ = writeln!(out, "# HELP {family} {}\n# TYPE {family} {kind}", escape(&f.help, om));
+    let float = |v: f64| if om { om_float(v) } else { go_float(v) };
+    let count = |n: u64| if om { n.to_string() } else { go_float(n as f64) };
+    let sample = |out: &mut String, suffix: &str, labels: &[(String, String)], extra: Option<(&str, f64)>, value: String| {
+        write_series(out, &f.name, suffix, labels, extra.map(|(k, v)| (k, float(v))));
+        let _ = writeln!(out, " {value}");
     };
     for m in &f.metrics {
         match &m.value {
-            Value::Single(v) => sample(out, "", &m.labels, None, om_float(*v)),
-            Value::Histogram { buckets, sum, count } => {
-                for (le, n) in buckets {
-                    sample(out, "_bucket", &m.labels, Some(("le", *le)), n.to_string());
+            Value::Single(v) => sample(out, "", &m.labels, None, float(*v)),
+            Value::Histogram { buckets, sum, count: n } => {
+                for (le, cumulative) in buckets {
+                    sample(out, "_bucket", &m.labels, Some(("le", *le)), count(*cumulative));
                 }
-                sample(out, "_bucket", &m.labels, Some(("le", f64::INFINITY)), count.to_string());
-                sample(out, "_sum", &m.labels, None, om_float(*sum));
-                sample(out, "_count", &m.labels, None, count.to_string());
+                sample(out, "_bucket", &m.labels, Some(("le", f64::INFINITY)), count(*n));
+                sample(out, "_sum", &m.labels, None, float(*sum));
+                sample(out, "_count", &m.labels, None, count(*n));
             }
-            Value::Summary { quantiles, sum, count } => {
+            Value::Summary { quantiles, sum, count: n } => {
                 for (q, v) in quantiles {
-                    sample(out, "", &m.labels, Some(("quantile", *q)), om_float(*v));
+                    sample(out, "", &m.labels, Some(("quantile", *q)), float(*v));
                 }
-                sample(out, "_sum", &m.labels, None, om_float(*sum));
-                sample(out, "_count", &m.labels, None, count.to_string());
+                sample(out, "_sum", &m.labels, None, float(*sum));
+                sample(out, "_count", &m.labels, None, count(*n));
             }
         }
     }
