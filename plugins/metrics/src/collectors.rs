@@ -180,6 +180,8 @@ impl AppCollectors {
     pub fn apply(&self, method: &str, name: &str, value: f64, labels: &[String]) -> Result<(), String> {
         let mut map = self.by_name.lock().unwrap();
         let app = map.get_mut(name).ok_or_else(|| format!("undefined collector {name}, try first Declare the desired collector"))?;
+        // Like RoadRunner, a collector without labels takes the value and ignores labels sent.
+        let labels = if app.labels.is_empty() { &[] } else { labels };
         if labels.len() != app.labels.len() {
             return Err(format!("required labels for collector {name}: {:?}, got {labels:?}", app.labels));
         }

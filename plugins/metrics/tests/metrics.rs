@@ -202,7 +202,7 @@ async fn every_collector_type_is_written_as_client_golang_writes_it() {
             declare("api_seconds", api),
             declare("unused", collector("counter", "Never fed", &["x"])),
             op("Add", "app_orders", 3.0, &[]),
-            op("Add", "app_orders", 2.0, &[]),
+            op("Add", "app_orders", 2.0, &["ignored, as by RoadRunner"]),
             op("Add", "orders_total", 1.0, &["a\"b\\c\nd", "eu"]),
             op("Add", "orders_total", 1.5, &["x", "us"]),
             op("Set", "queue_depth", 10.0, &[]),
