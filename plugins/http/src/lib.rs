@@ -5,8 +5,11 @@
 //! (RoadRunner v6 order) → `handler`: encode (`request`) → pool exec → decode (`response`).
 
 pub mod config;
+#[doc(hidden)]
+pub mod decodable;
 mod early_hints;
 pub mod form;
+pub mod host;
 pub mod proto;
 pub mod request;
 pub mod response;
@@ -145,9 +148,12 @@ async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
     let hints = req.extensions().get::<early_hints::EarlyHints>().filter(|_| req.version() == http::Version::HTTP_11).cloned();
     let resp = match request::prepare(req, cfg).await {
         Err(request::RequestError::TooLarge) => response::error_response(413, None),
-        Err(request::RequestError::Bad(text)) => response::error_response(500, Some(text)),
+        Err(request::RequestError::BadBody(text)) => {
+            tracing::debug!(target: "http", error = %text, %method, %uri, "bad request body");
+            response::error_response(400, debug.then_some(text))
+        }
         Ok(prepared) => match pool.exec(prepared.payload).await {
-            Ok(reply) => match response::build(reply, prepared.uploads, hints).await {
+            Ok(reply) => match response::build(reply, prepared.uploads, hints, method == http::Method::HEAD).await {
                 Ok(resp) => resp,
                 Err(text) => {
                     tracing::error!(target: "http", error = %text, "invalid response from worker");

@@ -1,0 +1,80 @@
+//! The `Host` header, checked as RFC 9112 §3.2 demands before anything reads it: a request with
+//! none (HTTP/1.1), two, or one that is not `uri-host [":" port]` is answered 400, as Go's
+//! net/http does. Stricter than Go in one way: the port must be a number up to 65535 and the host
+//! non-empty, since PHP builds the request URI from it (`x:abc` would fail in PSR-7, and
+//! `x/admin` would change the path PHP sees).
+
+use http::{HeaderMap, Version};
+
+/// Why a request's `Host` is refused (the 400 body, Go's wording).
+pub fn problem(version: Version, headers: &HeaderMap) -> Option<&'static str> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => Some("too many Host headers"),
+        (None, _) if version == Version::HTTP_11 => Some("missing required Host header"),
+        (None, _) => None,
+        (Some(host), None) => (!valid(host.as_bytes())).then_some("malformed Host header"),
+    }
+}
+
+/// `uri-host [":" port]` (RFC 3986 §3.2.2-3.2.3) with a non-empty host and a port ≤ 65535.
+pub fn valid(host: &[u8]) -> bool {
+    let (name, port) = match host.first() {
+        Some(b'[') => match host.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let (literal, rest) = host.split_at(end + 1);
+                if !literal[1..end].iter().all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'%') || unreserved(b)) {
+                    return false;
+                }
+                match rest {
+                    [] => return true,
+                    [b':', port @ ..] => (literal, Some(port)),
+                    _ => return false,
+                }
+            }
+            None => return false,
+        },
+        _ => match host.iter().rposition(|&b| b == b':') {
+            Some(i) => (&host[..i], Some(&host[i + 1..])),
+            None => (host, None),
+        },
+    };
+    let reg_name = name.first() == Some(&b'[') || (!name.is_empty() && name.iter().all(|&b| unreserved(b) || sub_delim(b) || b == b'%'));
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit) && p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= 65535);
+    reg_name && port_ok
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn sub_delim(b: u8) -> bool {
+    matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_values() {
+        for ok in ["x", "example.com", "example.com:8080", "x:", "127.0.0.1:65535", "[::1]", "[::1]:80", "a_b.c", "xn--caf-dma.fr"] {
+            assert!(valid(ok.as_bytes()), "{ok} is a valid Host");
+        }
+        for bad in ["", ":80", "x/admin", "x:abc", "x:99999", "x:123456", "x y", "x\u{e9}", "[::1", "[::1]x", "[::1]:80:1", "x@y", "x?y", "x#y", "a:b:c"] {
+            assert!(!valid(bad.as_bytes()), "{bad:?} is not a valid Host");
+        }
+    }
+
+    #[test]
+    fn missing_and_duplicate() {
+        let mut h = HeaderMap::new();
+        assert_eq!(problem(Version::HTTP_11, &h), Some("missing required Host header"));
+        assert_eq!(problem(Version::HTTP_10, &h), None);
+        assert_eq!(problem(Version::HTTP_2, &h), None);
+        h.append(http::header::HOST, http::HeaderValue::from_static("a"));
+        assert_eq!(problem(Version::HTTP_11, &h), None);
+        h.append(http::header::HOST, http::HeaderValue::from_static("a"));
+        assert_eq!(problem(Version::HTTP_11, &h), Some("too many Host headers"));
+    }
+}

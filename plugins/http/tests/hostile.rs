@@ -1,0 +1,261 @@
+//! Hostile input against the http plugin and real PHP workers (tests/php/workers/http.php), sent
+//! as an attacker would, over raw sockets: bytes that are not UTF-8, bad `Host` values, broken
+//! bodies, oversized heads and bodies, a worker that lies about its `Content-Length`, and static
+//! paths and ranges. Each test ends by checking that no worker died.
+
+use std::time::Duration;
+
+use rr_runtime::testing::{free_port, TestServer};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Server {
+    port: u16,
+    server: TestServer,
+}
+
+fn worker() -> String {
+    format!("php {}/../../tests/php/workers/http.php", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A host with the http plugin (and static); `http_extra` is YAML under `http:`, one worker
+/// unless it has its own `pool`.
+async fn serve(http_extra: &str) -> Server {
+    let port = free_port();
+    let pool = if http_extra.contains("  pool:") { "" } else { "  pool:\n    num_workers: 1\n" };
+    let yaml = format!("version: '3'\nserver:\n  command: \"{}\"\nhttp:\n  address: 127.0.0.1:{port}\n{pool}{http_extra}\n", worker());
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_static::Plugin>().plugin::<rr_http::Plugin>();
+    let mut server = TestServer::start(&build, &yaml);
+    server.until("the http listener", || async { TcpStream::connect(("127.0.0.1", port)).await.ok() }).await;
+    Server { port, server }
+}
+
+impl Server {
+    /// Send raw bytes, read until the server closes the connection.
+    async fn raw(&self, request: &[u8]) -> Vec<u8> {
+        let mut conn = self.connect().await;
+        conn.write_all(request).await.unwrap();
+        read_to_close(&mut conn).await
+    }
+
+    async fn connect(&self) -> TcpStream {
+        TcpStream::connect(("127.0.0.1", self.port)).await.unwrap()
+    }
+
+    /// The worker's pid: unchanged across a test, no worker died.
+    async fn pid(&self) -> String {
+        body(&self.raw(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await).to_string()
+    }
+
+    async fn echo(&self, request: &[u8]) -> Value {
+        let resp = self.raw(request).await;
+        assert!(resp.starts_with(b"HTTP/1.1 200") || resp.starts_with(b"HTTP/1.0 200"), "{}", String::from_utf8_lossy(&resp));
+        serde_json::from_str(body(&resp)).unwrap()
+    }
+}
+
+async fn read_to_close(conn: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut out)).await.expect("the server closes the connection").unwrap();
+    out
+}
+
+/// Read until `needle` arrives (or the connection closes).
+async fn read_until(conn: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.windows(needle.len()).any(|w| w == needle) {
+        let n = tokio::time::timeout(Duration::from_secs(20), conn.read(&mut buf)).await.expect("the server answers").unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+fn body(resp: &[u8]) -> &str {
+    let text = std::str::from_utf8(resp).unwrap();
+    text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
+}
+
+fn status(resp: &[u8]) -> &str {
+    std::str::from_utf8(&resp[..resp.len().min(12)]).unwrap_or("?")
+}
+
+/// Item 1: a header value or cookie that is not UTF-8 once killed the worker (PHP's protobuf
+/// runtime throws on such a `string`). It reaches PHP as ISO-8859-1 text, in both codecs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_are_not_utf8_reach_php_as_latin1_text() {
+    for codec in ["proto", "json"] {
+        let server = serve(&format!("  codec: {codec}\n  http2:\n    h2c: true")).await;
+        let pid = server.pid().await;
+        let v = server
+            .echo(b"GET /echo HTTP/1.1\r\nHost: x\r\nUser-Agent: caf\xe9\r\nX-Mixed: \xc3\xa9t\xe9\r\nCookie: escaped=%A7; raw=\xff; ok=%C3%A9\r\nConnection: close\r\n\r\n")
+            .await;
+        assert_eq!(v["mode"], codec);
+        assert_eq!(v["headers"]["User-Agent"], serde_json::json!(["café"]), "{codec}");
+        assert_eq!(v["headers"]["X-Mixed"], serde_json::json!(["Ã©té"]), "{codec}: not UTF-8 as a whole: every byte is Latin-1");
+        assert_eq!(v["cookies"]["escaped"], "§", "{codec}");
+        assert_eq!(v["cookies"]["raw"], "ÿ", "{codec}");
+        assert_eq!(v["cookies"]["ok"], "é", "{codec}: UTF-8 stays UTF-8");
+        // The same over HTTP/2 (h2c).
+        let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+        let resp = h2
+            .get(format!("http://127.0.0.1:{}/echo", server.port))
+            .header("user-agent", reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["headers"]["User-Agent"], serde_json::json!(["café"]), "{codec} over HTTP/2");
+        assert_eq!(server.pid().await, pid, "{codec}: no worker died");
+        server.server.stop().await.unwrap();
+    }
+}
+
+/// Item 2: `Host` is checked before anything reads it (RFC 9112 §3.2): PHP builds its URI from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_host_headers_are_400() {
+    let server = serve("").await;
+    let pid = server.pid().await;
+    let refused: [(&[u8], &str); 7] = [
+        (b"GET /public HTTP/1.1\r\nHost: x/admin\r\n\r\n", "malformed Host header"),
+        (b"GET / HTTP/1.1\r\nHost: x:abc\r\n\r\n", "malformed Host header"),
+        (b"GET / HTTP/1.1\r\nHost: x:99999\r\n\r\n", "malformed Host header"),
+        (b"GET / HTTP/1.1\r\nHost: \r\n\r\n", "malformed Host header"),
+        (b"GET / HTTP/1.1\r\nHost: caf\xe9\r\n\r\n", "malformed Host header"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "too many Host headers"),
+        (b"GET / HTTP/1.1\r\n\r\n", "missing required Host header"),
+    ];
+    for (request, problem) in refused {
+        let resp = server.raw(request).await;
+        let text = String::from_utf8_lossy(&resp);
+        assert!(text.starts_with("HTTP/1.1 400"), "{:?}: {text}", String::from_utf8_lossy(request));
+        assert!(text.ends_with(&format!("400 Bad Request: {problem}")), "{text}");
+    }
+    // Valid ones build the URI PHP sees; HTTP/1.0 may leave `Host` out.
+    let v = server.echo(b"GET /echo?a=1 HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(v["uri"], "http://example.com:8080/echo?a=1");
+    let v = server.echo(b"GET /echo HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(v["uri"], "http://[::1]:80/echo");
+    let v = server.echo(b"GET /echo HTTP/1.0\r\n\r\n").await;
+    assert_eq!(v["uri"], "http://localhost/echo");
+    assert_eq!(server.pid().await, pid, "no worker died");
+    server.server.stop().await.unwrap();
+}
+
+/// Item 3: a worker's `Content-Length` decides how many body bytes the client gets; a longer body
+/// cannot smuggle a second response onto a kept-alive connection, a shorter one closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_content_length_never_desyncs_the_connection() {
+    let server = serve("").await;
+    let pid = server.pid().await;
+    let smuggled = "HTTP/1.1%20200%20OK%0D%0AContent-Length:%204%0D%0A%0D%0AEVIL";
+    for route in ["wrong-length", "wrong-length-stream"] {
+        // Longer than declared: cut at the declared length; the next response follows at once.
+        let resp = server
+            .raw(format!("GET /{route}?declared=5&body=Hello{smuggled} HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await;
+        let text = String::from_utf8_lossy(&resp);
+        assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{route}: exactly two responses: {text}");
+        assert!(!text.contains("EVIL"), "{route}: {text}");
+        let (first, second) = text.split_at(text.rfind("HTTP/1.1 200").unwrap());
+        assert!(first.ends_with("\r\n\r\nHello"), "{route}: {first}");
+        assert!(second.ends_with("Hello, World!"), "{route}: {second}");
+        // Shorter than declared: the connection closes after what there is; the pipelined
+        // request is never answered on it (its response would be read as the rest of the body).
+        let resp = server
+            .raw(format!("GET /{route}?declared=50&body=short HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await;
+        let text = String::from_utf8_lossy(&resp);
+        assert_eq!(text.matches("HTTP/1.1").count(), 1, "{route}: {text}");
+        assert!(text.contains("Content-Length: 50\r\n") || text.contains("content-length: 50\r\n"), "{route}: {text}");
+        assert!(text.ends_with("short"), "{route}: {text}");
+    }
+    assert_eq!(server.pid().await, pid, "no worker died");
+    server.server.stop().await.unwrap();
+}
+
+/// Item 4: a body the client broke is its error (400), and the server's text stays out of the
+/// response unless `pool.debug` is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_bodies_are_400_without_internal_text() {
+    let server = serve("").await;
+    let pid = server.pid().await;
+    let broken: [&[u8]; 3] = [
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 11\r\nConnection: close\r\n\r\n--b\r\nbroken",
+    ];
+    for request in broken {
+        let resp = server.raw(request).await;
+        let text = String::from_utf8_lossy(&resp);
+        assert!(text.starts_with("HTTP/1.1 400"), "{:?}: {text}", String::from_utf8_lossy(request));
+        assert_eq!(body(&resp), "", "no internal text without pool.debug: {text}");
+    }
+    assert_eq!(server.pid().await, pid, "no worker died");
+    server.server.stop().await.unwrap();
+    let server = serve("  pool:\n    num_workers: 1\n    debug: true").await;
+    let resp = server.raw(broken[1]).await;
+    assert!(resp.starts_with(b"HTTP/1.1 400") && body(&resp).starts_with("multipart: "), "{}", String::from_utf8_lossy(&resp));
+    server.server.stop().await.unwrap();
+}
+
+/// Item 9: a body over `max_request_size` is refused by its declared length before it is read
+/// (and `Expect: 100-continue` gets no 100); a chunked one as soon as it passes the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_refused_before_they_are_read() {
+    let server = serve("  max_request_size: 1").await;
+    let pid = server.pid().await;
+    let two_mb = 2 * 1024 * 1024;
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let mut conn = server.connect().await;
+        // The head only: the body is never sent, the answer comes anyway.
+        conn.write_all(format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {two_mb}\r\n{expect}\r\n").as_bytes()).await.unwrap();
+        let resp = read_until(&mut conn, b"\r\n\r\n").await;
+        assert_eq!(status(&resp), "HTTP/1.1 413", "{expect:?}: {}", String::from_utf8_lossy(&resp));
+    }
+    // Chunked and never finished: 413 once past the limit.
+    let mut conn = server.connect().await;
+    conn.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+    for _ in 0..(1024 * 1024 / (64 * 1024) + 1) {
+        conn.write_all(chunk.as_bytes()).await.unwrap();
+    }
+    let resp = read_until(&mut conn, b"\r\n\r\n").await;
+    assert_eq!(status(&resp), "HTTP/1.1 413", "{}", String::from_utf8_lossy(&resp));
+    // At the limit: served.
+    let exact = vec![b'y'; 1024 * 1024];
+    let mut request = format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", exact.len()).into_bytes();
+    request.extend_from_slice(&exact);
+    assert_eq!(server.echo(&request).await["body"].as_str().unwrap().len(), exact.len());
+    assert_eq!(server.pid().await, pid, "no worker died");
+    server.server.stop().await.unwrap();
+}
+
+/// Item 9: the request head may be as large as Go's default (1 MB), `max_header_bytes` and
+/// `max_headers` set the limits, and past them the answer is 431.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_limits_are_settings_with_go_defaults() {
+    let request = |fields: usize, each: usize| {
+        let mut r = String::from("GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for i in 0..fields {
+            r.push_str(&format!("X-H{i}: {}\r\n", "v".repeat(each)));
+        }
+        r + "\r\n"
+    };
+    let server = serve("").await;
+    let v = server.echo(request(1, 900 * 1024).as_bytes()).await;
+    assert_eq!(v["headers"]["X-H0"][0].as_str().unwrap().len(), 900 * 1024, "900 KB of headers pass by default");
+    assert_eq!(status(&server.raw(request(1, 1100 * 1024).as_bytes()).await), "HTTP/1.1 431");
+    assert_eq!(status(&server.raw(request(150, 10).as_bytes()).await), "HTTP/1.1 431", "more than 100 fields by default");
+    server.server.stop().await.unwrap();
+    let server = serve("  max_header_bytes: 16384\n  max_headers: 300").await;
+    let v = server.echo(request(250, 10).as_bytes()).await;
+    assert_eq!(v["headers"]["X-H249"][0], "vvvvvvvvvv");
+    assert_eq!(status(&server.raw(request(1, 20 * 1024).as_bytes()).await), "HTTP/1.1 431");
+    server.server.stop().await.unwrap();
+}
