@@ -259,3 +259,43 @@ async fn header_limits_are_settings_with_go_defaults() {
     assert_eq!(status(&server.raw(request(1, 20 * 1024).as_bytes()).await), "HTTP/1.1 431");
     server.server.stop().await.unwrap();
 }
+
+/// Item 8: static files as Go's `ServeContent` serves them (ranges, conditional GETs), and paths
+/// that try to leave `http.static.dir` never reach a file outside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_ranges_conditionals_and_traversal() {
+    let public = tempfile::tempdir().unwrap();
+    std::fs::write(public.path().join("data.txt"), "0123456789").unwrap();
+    let server = serve(&format!("  middleware: [static]\n  static:\n    dir: {}", public.path().display())).await;
+    let pid = server.pid().await;
+    let get = |headers: &str| format!("GET /data.txt HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
+    let whole = server.raw(get("").as_bytes()).await;
+    let text = String::from_utf8_lossy(&whole).to_lowercase();
+    assert!(text.starts_with("http/1.1 200") && text.contains("accept-ranges: bytes\r\n"), "{text}");
+    let at = text.find("last-modified: ").expect("Last-Modified") + "last-modified: ".len();
+    let original = String::from_utf8_lossy(&whole);
+    let last_modified = original[at..].split("\r\n").next().unwrap().to_string();
+    let one = server.raw(get("Range: bytes=2-4\r\n").as_bytes()).await;
+    assert_eq!(status(&one), "HTTP/1.1 206");
+    assert!(String::from_utf8_lossy(&one).to_lowercase().contains("content-range: bytes 2-4/10\r\n"));
+    assert_eq!(body(&one), "234");
+    let several = server.raw(get("Range: bytes=0-1,8-\r\n").as_bytes()).await;
+    assert_eq!(status(&several), "HTTP/1.1 206");
+    assert!(String::from_utf8_lossy(&several).to_lowercase().contains("content-type: multipart/byteranges; boundary="));
+    assert!(body(&several).contains("Content-Range: bytes 0-1/10\r\n\r\n01\r\n") && body(&several).contains("Content-Range: bytes 8-9/10\r\n\r\n89\r\n"));
+    let unsatisfiable = server.raw(get("Range: bytes=50-60\r\n").as_bytes()).await;
+    assert_eq!(status(&unsatisfiable), "HTTP/1.1 416");
+    assert!(String::from_utf8_lossy(&unsatisfiable).to_lowercase().contains("content-range: bytes */10\r\n"));
+    // Conditional GETs, with the date the server sent.
+    assert_eq!(status(&server.raw(get(&format!("If-Modified-Since: {last_modified}\r\n")).as_bytes()).await), "HTTP/1.1 304");
+    assert_eq!(status(&server.raw(get("If-Modified-Since: Mon, 01 Jan 2001 00:00:00 GMT\r\n").as_bytes()).await), "HTTP/1.1 200");
+    let stale = server.raw(get("Range: bytes=0-1\r\nIf-Range: Mon, 01 Jan 2001 00:00:00 GMT\r\n").as_bytes()).await;
+    assert_eq!((status(&stale), body(&stale)), ("HTTP/1.1 200", "0123456789"), "a stale If-Range gets the whole file");
+    // Traversal, raw and encoded: refused or handed to PHP, never a file outside `dir`.
+    for path in ["/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc/passwd", "/data.txt/../../etc/passwd"] {
+        let resp = server.raw(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        assert!(!String::from_utf8_lossy(&resp).contains("root:"), "{path}");
+    }
+    assert_eq!(server.pid().await, pid, "no worker died");
+    server.server.stop().await.unwrap();
+}

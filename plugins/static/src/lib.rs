@@ -1,8 +1,9 @@
 //! The `static` middleware: serves files from `http.static.dir` before PHP. Paths cannot leave
 //! the directory (`..` and symlinks pointing outside are refused); files without an extension,
 //! with a forbidden (or not allowed) extension, directories and missing files fall through to
-//! PHP, as in RoadRunner. Optional CRC32 ETag (`calculate_etag`, `weak`) with 304 answers, and
-//! extra `request`/`response` headers on static hits.
+//! PHP, as in RoadRunner. Files are answered as Go's `ServeContent` does (`content`):
+//! `Last-Modified`, conditional requests and byte ranges; the ETag is the optional CRC32 of
+//! RoadRunner (`calculate_etag`, `weak`). Extra `request`/`response` headers on static hits.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use http_body_util::{BodyExt, Full};
 use rr_runtime::http::{Handler, Middleware, Request, Response};
 use rr_runtime::{BoxError, InitContext};
 use serde::Deserialize;
+
+mod content;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -127,27 +130,27 @@ impl Middleware for Static {
                     Ok(Some(p)) => p,
                 };
                 let Ok(data) = tokio::fs::read(&path).await else { return next(req).await };
-                let mut resp = http::Response::new(full(Bytes::new()));
-                let headers = resp.headers_mut();
+                let modified = tokio::fs::metadata(&path).await.and_then(|m| m.modified()).ok();
+                let etag = this.0.calculate_etag.then(|| format!("{}\"{:x}\"", if this.0.weak { "W/" } else { "" }, crc32fast::hash(&data)));
                 let mime = mime_guess::from_path(&path).first_or_octet_stream();
-                headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_str(mime.as_ref()).unwrap_or(http::HeaderValue::from_static("application/octet-stream")));
-                if this.0.calculate_etag {
-                    let tag = format!("{}\"{:x}\"", if this.0.weak { "W/" } else { "" }, crc32fast::hash(&data));
-                    let matches = req.headers().get(http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
-                    headers.insert(http::header::ETAG, http::HeaderValue::from_str(&tag).unwrap());
-                    if matches {
-                        *resp.status_mut() = http::StatusCode::NOT_MODIFIED;
-                        return resp;
+                let content_type = http::HeaderValue::from_str(mime.as_ref()).unwrap_or(http::HeaderValue::from_static("application/octet-stream"));
+                let content = content::serve(req.method(), req.headers(), Bytes::from(data), modified, etag.as_deref(), content_type);
+                let mut resp = http::Response::new(full(Bytes::new()));
+                *resp.status_mut() = content.status;
+                let headers = resp.headers_mut();
+                *headers = content.headers;
+                if content.status.is_success() {
+                    for (k, v) in &this.0.response {
+                        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v)) {
+                            headers.insert(k, v);
+                        }
                     }
                 }
-                for (k, v) in &this.0.response {
-                    if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v)) {
-                        headers.insert(k, v);
-                    }
+                if content.status != http::StatusCode::NOT_MODIFIED {
+                    headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(content.body.len()));
                 }
-                headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(data.len()));
                 if req.method() == http::Method::GET {
-                    *resp.body_mut() = full(Bytes::from(data));
+                    *resp.body_mut() = full(content.body);
                 }
                 resp
             })
