@@ -115,7 +115,7 @@ mod tests {
             let len = (self.next() % 24) as usize;
             // Mostly high bytes and separators, where encodings go wrong.
             let alphabet = b"ab=;%\"+ \t\x7f\x80\xa7\xc3\xe9\xed\xf0\xf4\xff";
-            (0..len).map(|_| if self.next() % 3 == 0 { self.next() as u8 } else { alphabet[(self.next() % alphabet.len() as u64) as usize] }).collect()
+            (0..len).map(|_| if self.next().is_multiple_of(3) { self.next() as u8 } else { alphabet[(self.next() % alphabet.len() as u64) as usize] }).collect()
         }
     }
 

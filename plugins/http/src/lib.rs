@@ -118,10 +118,20 @@ impl Plugin {
         for name in self.cfg.middleware.iter().rev() {
             match self.services.http_middleware.get(name) {
                 Some(mw) => handler = mw.wrap(handler),
-                None => tracing::warn!(target: "http", middleware = %name, "http.middleware lists `{name}`, but no plugin compiled into this binary provides it; skipped"),
+                None => tracing::warn!(target: "http", middleware = %name, "{}", missing_middleware(name, &self.services.compiled)),
             }
         }
         handler
+    }
+}
+
+/// Why a listed middleware is not there: the plugin is not in this binary, or it is but was not
+/// enabled because its section (`http.static`, `http.headers`) is missing.
+fn missing_middleware(name: &str, compiled: &[&str]) -> String {
+    if compiled.contains(&name) {
+        format!("http.middleware lists `{name}`, but the `http.{name}` section is missing, so the `{name}` plugin is not enabled; add the section (see docs/HTTP.md); skipped")
+    } else {
+        format!("http.middleware lists `{name}`, but no plugin compiled into this binary provides it; skipped")
     }
 }
 
@@ -194,3 +204,12 @@ fn redirect_handler(port: String) -> Handler {
     })
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_middleware_section_is_named() {
+        let compiled = ["http", "static"];
+        assert!(super::missing_middleware("static", &compiled).contains("the `http.static` section is missing"));
+        assert!(super::missing_middleware("gzip", &compiled).contains("no plugin compiled into this binary provides it"));
+    }
+}
