@@ -6,8 +6,12 @@
 
 use http::{HeaderMap, Version};
 
-/// Why a request's `Host` is refused (the 400 body, Go's wording).
-pub fn problem(version: Version, headers: &HeaderMap) -> Option<&'static str> {
+/// Why a request's `Host` (or the authority of an HTTP/2 or absolute-form target, which PHP's URI
+/// is built from instead) is refused: the 400 body, Go's wording.
+pub fn problem(version: Version, headers: &HeaderMap, authority: Option<&str>) -> Option<&'static str> {
+    if authority.is_some_and(|a| !valid(a.as_bytes())) {
+        return Some("malformed Host header");
+    }
     let mut hosts = headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (_, Some(_)) => Some("too many Host headers"),
@@ -69,12 +73,13 @@ mod tests {
     #[test]
     fn missing_and_duplicate() {
         let mut h = HeaderMap::new();
-        assert_eq!(problem(Version::HTTP_11, &h), Some("missing required Host header"));
-        assert_eq!(problem(Version::HTTP_10, &h), None);
-        assert_eq!(problem(Version::HTTP_2, &h), None);
+        assert_eq!(problem(Version::HTTP_11, &h, None), Some("missing required Host header"));
+        assert_eq!(problem(Version::HTTP_10, &h, None), None);
+        assert_eq!(problem(Version::HTTP_2, &h, Some("a:443")), None);
+        assert_eq!(problem(Version::HTTP_2, &h, Some("a:abc")), Some("malformed Host header"), "an HTTP/2 :authority too");
         h.append(http::header::HOST, http::HeaderValue::from_static("a"));
-        assert_eq!(problem(Version::HTTP_11, &h), None);
+        assert_eq!(problem(Version::HTTP_11, &h, None), None);
         h.append(http::header::HOST, http::HeaderValue::from_static("a"));
-        assert_eq!(problem(Version::HTTP_11, &h), Some("too many Host headers"));
+        assert_eq!(problem(Version::HTTP_11, &h, None), Some("too many Host headers"));
     }
 }

@@ -114,11 +114,12 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
 /// The answer to a request refused before any handler sees it: a bad `Host` (400), or a head over
 /// `max_header_bytes` that slipped through hyper's read buffer, which only bounds it roughly (431).
 fn refuse<B>(req: &hyper::Request<B>, max_header_bytes: usize) -> Option<rr_runtime::http::Response> {
-    if let Some(problem) = crate::host::problem(req.version(), req.headers()) {
+    if let Some(problem) = crate::host::problem(req.version(), req.headers(), req.uri().authority().map(|a| a.as_str())) {
         return Some(refusal(req.version(), 400, &format!("Bad Request: {problem}")));
     }
     // Counted as on the wire: `name: value\r\n` per field.
-    let head = req.uri().to_string().len() + req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
+    let target = req.uri().authority().map_or(0, |a| a.as_str().len()) + req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let head = target + req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
     (head > max_header_bytes).then(|| refusal(req.version(), 431, "Request Header Fields Too Large"))
 }
 

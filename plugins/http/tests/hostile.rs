@@ -136,6 +136,9 @@ async fn bad_host_headers_are_400() {
         assert!(text.starts_with("HTTP/1.1 400"), "{:?}: {text}", String::from_utf8_lossy(request));
         assert!(text.ends_with(&format!("400 Bad Request: {problem}")), "{text}");
     }
+    // An absolute-form target's authority stands for Host, and is checked as well.
+    let resp = server.raw(b"GET http://x:abc/ HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status(&resp), "HTTP/1.1 400", "{}", String::from_utf8_lossy(&resp));
     // Valid ones build the URI PHP sees; HTTP/1.0 may leave `Host` out.
     let v = server.echo(b"GET /echo?a=1 HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n").await;
     assert_eq!(v["uri"], "http://example.com:8080/echo?a=1");
