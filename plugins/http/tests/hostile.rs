@@ -302,3 +302,32 @@ async fn static_ranges_conditionals_and_traversal() {
     assert_eq!(server.pid().await, pid, "no worker died");
     server.server.stop().await.unwrap();
 }
+
+/// Requests that are not HTTP as RFC 9112 writes it, smuggling attempts among them: hyper refuses
+/// each with a 400 and closes, before any worker sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_400_and_cost_no_worker() {
+    let server = serve("").await;
+    let pid = server.pid().await;
+    let malformed: [&[u8]; 9] = [
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Nul: a\0b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"GET /caf\xe9 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nx\r\n0\r\n\r\n",
+    ];
+    for request in malformed {
+        let resp = server.raw(request).await;
+        assert_eq!(status(&resp), "HTTP/1.1 400", "{:?}: {}", String::from_utf8_lossy(request), String::from_utf8_lossy(&resp));
+    }
+    // Content-Length and chunked together (the smuggling classic): the chunked body is the body
+    // and the length is ignored (RFC 9112 §6.3).
+    let v = server.echo(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n").await;
+    assert_eq!(v["body"], "hello");
+    assert_eq!(server.pid().await, pid, "no worker died");
+    server.server.stop().await.unwrap();
+}
