@@ -12,16 +12,25 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use http_range_header::RangeUnsatisfiableError;
 
-/// What to send for a file: status, the headers this module sets, and the body.
+/// What to send for a file: status, the headers this module sets, and the body as pieces, so
+/// only the requested bytes of a large file are ever read.
 pub struct Content {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub body: Bytes,
+    pub body: Vec<Piece>,
 }
 
-/// Answer `method` with `request` headers for a file of `data`, last modified at `modified`,
-/// with `etag` if the plugin computes one; `content_type` goes on whole and single-range bodies.
-pub fn serve(method: &Method, request: &HeaderMap, data: Bytes, modified: Option<SystemTime>, etag: Option<&str>, content_type: HeaderValue) -> Content {
+#[derive(Debug, PartialEq)]
+pub enum Piece {
+    Text(Bytes),
+    /// Bytes of the file.
+    File(RangeInclusive<u64>),
+}
+
+/// Answer `method` with `request` headers for a file of `size` bytes, last modified at
+/// `modified`, with `etag` if the plugin computes one; `content_type` goes on whole and
+/// single-range bodies.
+pub fn serve(method: &Method, request: &HeaderMap, size: u64, modified: Option<SystemTime>, etag: Option<&str>, content_type: HeaderValue) -> Content {
     // HTTP dates have whole seconds.
     let modified = modified.filter(|t| *t > SystemTime::UNIX_EPOCH).map(whole_seconds);
     let mut headers = HeaderMap::new();
@@ -38,13 +47,12 @@ pub fn serve(method: &Method, request: &HeaderMap, data: Bytes, modified: Option
             if etag.is_some() {
                 headers.remove(header::LAST_MODIFIED);
             }
-            return Content { status: StatusCode::NOT_MODIFIED, headers, body: Bytes::new() };
+            return Content { status: StatusCode::NOT_MODIFIED, headers, body: Vec::new() };
         }
-        Some(status) => return Content { status, headers, body: Bytes::new() },
+        Some(status) => return Content { status, headers, body: Vec::new() },
         None => {}
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let size = data.len() as u64;
     let ranges = match request.get(header::RANGE).filter(|_| range_applies(request, modified, etag)) {
         None => None,
         Some(value) => match requested(value, size) {
@@ -55,29 +63,43 @@ pub fn serve(method: &Method, request: &HeaderMap, data: Bytes, modified: Option
     match ranges.as_deref() {
         None => {
             headers.insert(header::CONTENT_TYPE, content_type);
-            Content { status: StatusCode::OK, headers, body: data }
+            let whole = (size > 0).then(|| Piece::File(0..=size - 1));
+            Content { status: StatusCode::OK, headers, body: whole.into_iter().collect() }
         }
         Some([one]) => {
             headers.insert(header::CONTENT_TYPE, content_type);
             headers.insert(header::CONTENT_RANGE, content_range(one, size));
-            Content { status: StatusCode::PARTIAL_CONTENT, headers, body: slice(&data, one) }
+            Content { status: StatusCode::PARTIAL_CONTENT, headers, body: vec![Piece::File(one.clone())] }
         }
         Some(several) => {
-            let boundary = format!("{:016x}", crc32fast::hash(&data) as u64 ^ SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64);
-            let mut body = BytesMut::new();
+            let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+            let boundary = format!("{:016x}", nanos ^ size.rotate_left(32));
+            let mut body = Vec::with_capacity(several.len() * 2 + 1);
             for range in several {
-                body.put_slice(format!("\r\n--{boundary}\r\nContent-Type: ").as_bytes());
-                body.put_slice(content_type.as_bytes());
-                body.put_slice(b"\r\nContent-Range: ");
-                body.put_slice(content_range(range, size).as_bytes());
-                body.put_slice(b"\r\n\r\n");
-                body.put_slice(&slice(&data, range));
+                let mut part = BytesMut::new();
+                part.put_slice(format!("\r\n--{boundary}\r\nContent-Type: ").as_bytes());
+                part.put_slice(content_type.as_bytes());
+                part.put_slice(b"\r\nContent-Range: ");
+                part.put_slice(content_range(range, size).as_bytes());
+                part.put_slice(b"\r\n\r\n");
+                body.push(Piece::Text(part.freeze()));
+                body.push(Piece::File(range.clone()));
             }
-            body.put_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            body.push(Piece::Text(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
             let multipart = HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}")).expect("hex boundary");
             headers.insert(header::CONTENT_TYPE, multipart);
-            Content { status: StatusCode::PARTIAL_CONTENT, headers, body: body.freeze() }
+            Content { status: StatusCode::PARTIAL_CONTENT, headers, body }
         }
+    }
+}
+
+impl Content {
+    /// Bytes on the wire: what `Content-Length` says.
+    pub fn len(&self) -> u64 {
+        self.body.iter().map(|p| match p {
+            Piece::Text(t) => t.len() as u64,
+            Piece::File(r) => r.end() - r.start() + 1,
+        }).sum()
     }
 }
 
@@ -141,15 +163,11 @@ fn matches(list: &str, etag: Option<&str>, strong: bool) -> bool {
 
 fn unsatisfiable(mut headers: HeaderMap, size: u64) -> Content {
     headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("digits"));
-    Content { status: StatusCode::RANGE_NOT_SATISFIABLE, headers, body: Bytes::new() }
+    Content { status: StatusCode::RANGE_NOT_SATISFIABLE, headers, body: Vec::new() }
 }
 
 fn content_range(range: &RangeInclusive<u64>, size: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start(), range.end())).expect("digits")
-}
-
-fn slice(data: &Bytes, range: &RangeInclusive<u64>) -> Bytes {
-    data.slice(*range.start() as usize..=*range.end() as usize)
 }
 
 fn whole_seconds(t: SystemTime) -> SystemTime {
@@ -169,13 +187,32 @@ fn parse_date(text: &str) -> Option<SystemTime> {
 mod tests {
     use super::*;
 
-    fn get(headers: &[(&str, &str)]) -> Content {
+    /// The answer for the file `0123456789`, its body read from the pieces.
+    struct Answer {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    }
+
+    fn get(headers: &[(&str, &str)]) -> Answer {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             map.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        serve(&Method::GET, &map, Bytes::from_static(b"0123456789"), Some(modified), Some("\"abc\""), HeaderValue::from_static("text/plain"))
+        let content = serve(&Method::GET, &map, 10, Some(modified), Some("\"abc\""), HeaderValue::from_static("text/plain"));
+        let len = content.len();
+        let file = b"0123456789";
+        let body: Vec<u8> = content
+            .body
+            .into_iter()
+            .flat_map(|p| match p {
+                Piece::Text(t) => t.to_vec(),
+                Piece::File(r) => file[*r.start() as usize..=*r.end() as usize].to_vec(),
+            })
+            .collect();
+        assert_eq!(body.len() as u64, len);
+        Answer { status: content.status, headers: content.headers, body }
     }
 
     const LAST_MODIFIED: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
@@ -196,7 +233,7 @@ mod tests {
         assert_eq!(two.status, StatusCode::PARTIAL_CONTENT);
         let ct = two.headers[header::CONTENT_TYPE].to_str().unwrap();
         let boundary = ct.strip_prefix("multipart/byteranges; boundary=").unwrap();
-        let text = String::from_utf8(two.body.to_vec()).unwrap();
+        let text = String::from_utf8(two.body).unwrap();
         assert_eq!(
             text,
             format!("\r\n--{boundary}\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/10\r\n\r\n01\r\n--{boundary}\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-6/10\r\n\r\n56\r\n--{boundary}--\r\n")

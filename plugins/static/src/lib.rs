@@ -130,12 +130,27 @@ impl Middleware for Static {
                     }
                     Ok(Some(p)) => p,
                 };
-                let Ok(data) = tokio::fs::read(&path).await else { return next(req).await };
-                let modified = tokio::fs::metadata(&path).await.and_then(|m| m.modified()).ok();
-                let etag = this.0.calculate_etag.then(|| format!("{}\"{:x}\"", if this.0.weak { "W/" } else { "" }, crc32fast::hash(&data)));
+                let Ok(meta) = tokio::fs::metadata(&path).await else { return next(req).await };
+                // RoadRunner's ETag is the CRC32 of the whole file: then it is read anyway.
+                let whole = match this.0.calculate_etag {
+                    true => match tokio::fs::read(&path).await {
+                        Ok(data) => Some(Bytes::from(data)),
+                        Err(_) => return next(req).await,
+                    },
+                    false => None,
+                };
+                let etag = whole.as_ref().map(|data| format!("{}\"{:x}\"", if this.0.weak { "W/" } else { "" }, crc32fast::hash(data)));
                 let mime = mime_guess::from_path(&path).first_or_octet_stream();
                 let content_type = http::HeaderValue::from_str(mime.as_ref()).unwrap_or(http::HeaderValue::from_static("application/octet-stream"));
-                let content = content::serve(req.method(), req.headers(), Bytes::from(data), modified, etag.as_deref(), content_type);
+                let content = content::serve(req.method(), req.headers(), meta.len(), meta.modified().ok(), etag.as_deref(), content_type);
+                let len = content.len();
+                let body = match req.method() == http::Method::GET {
+                    true => match read(&path, content.body, whole).await {
+                        Ok(body) => body,
+                        Err(_) => return next(req).await,
+                    },
+                    false => Bytes::new(),
+                };
                 let mut resp = http::Response::new(full(Bytes::new()));
                 *resp.status_mut() = content.status;
                 let headers = resp.headers_mut();
@@ -148,15 +163,43 @@ impl Middleware for Static {
                     }
                 }
                 if content.status != http::StatusCode::NOT_MODIFIED {
-                    headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(content.body.len()));
+                    headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
                 }
-                if req.method() == http::Method::GET {
-                    *resp.body_mut() = full(content.body);
-                }
+                *resp.body_mut() = full(body);
                 resp
             })
         })
     }
+}
+
+/// The body from its pieces: file bytes sliced from `whole` when the file was read already,
+/// else read at their offsets.
+async fn read(path: &Path, pieces: Vec<content::Piece>, whole: Option<Bytes>) -> std::io::Result<Bytes> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = None;
+    let mut out = bytes::BytesMut::new();
+    for piece in pieces {
+        let range = match piece {
+            content::Piece::Text(text) => {
+                out.extend_from_slice(&text);
+                continue;
+            }
+            content::Piece::File(range) => *range.start() as usize..*range.end() as usize + 1,
+        };
+        if let Some(data) = &whole {
+            out.extend_from_slice(data.get(range).ok_or(std::io::ErrorKind::UnexpectedEof)?);
+            continue;
+        }
+        let file = match &mut file {
+            Some(f) => f,
+            None => file.insert(tokio::fs::File::open(path).await?),
+        };
+        file.seek(std::io::SeekFrom::Start(range.start as u64)).await?;
+        let at = out.len();
+        out.resize(at + range.len(), 0);
+        file.read_exact(&mut out[at..]).await?;
+    }
+    Ok(out.freeze())
 }
 
 fn status(code: u16) -> Response {
