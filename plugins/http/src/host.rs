@@ -23,29 +23,24 @@ pub fn problem(version: Version, headers: &HeaderMap, authority: Option<&str>) -
 
 /// `uri-host [":" port]` (RFC 3986 §3.2.2-3.2.3) with a non-empty host and a port ≤ 65535.
 pub fn valid(host: &[u8]) -> bool {
-    let (name, port) = match host.first() {
+    // An IP literal keeps its colons inside brackets: the port's colon comes after them.
+    let literal = match host.first() {
         Some(b'[') => match host.iter().position(|&b| b == b']') {
-            Some(end) => {
-                let (literal, rest) = host.split_at(end + 1);
-                if !literal[1..end].iter().all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'%') || unreserved(b)) {
-                    return false;
-                }
-                match rest {
-                    [] => return true,
-                    [b':', port @ ..] => (literal, Some(port)),
-                    _ => return false,
-                }
-            }
+            Some(end) => end + 1,
             None => return false,
         },
-        _ => match host.iter().rposition(|&b| b == b':') {
-            Some(i) => (&host[..i], Some(&host[i + 1..])),
-            None => (host, None),
-        },
+        _ => 0,
     };
-    let reg_name = name.first() == Some(&b'[') || (!name.is_empty() && name.iter().all(|&b| unreserved(b) || sub_delim(b) || b == b'%'));
+    let (name, port) = match host[literal..].iter().position(|&b| b == b':') {
+        Some(i) => (&host[..literal + i], Some(&host[literal + i + 1..])),
+        None => (host, None),
+    };
+    let name_ok = match literal {
+        0 => !name.is_empty() && name.iter().all(|&b| unreserved(b) || sub_delim(b) || b == b'%'),
+        _ => name.len() == literal && name[1..literal - 1].iter().all(|&b| unreserved(b) || b == b':' || b == b'%'),
+    };
     let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit) && p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= 65535);
-    reg_name && port_ok
+    name_ok && port_ok
 }
 
 fn unreserved(b: u8) -> bool {
