@@ -10,6 +10,7 @@ pub mod decodable;
 mod early_hints;
 pub mod form;
 pub mod host;
+mod linger;
 pub mod proto;
 pub mod request;
 pub mod response;
@@ -156,7 +157,13 @@ async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
     let debug = pool.config().debug;
     // 1xx may go to HTTP/1.1 clients only (RFC 9110 §15.2); hyper's HTTP/2 server cannot send them.
     let hints = req.extensions().get::<early_hints::EarlyHints>().filter(|_| req.version() == http::Version::HTTP_11).cloned();
-    let resp = match request::prepare(req, cfg).await {
+    let unread = req.extensions().get::<linger::UnreadBody>().cloned();
+    let prepared = request::prepare(req, cfg).await;
+    // Refused bodies are not read to their end: the connection must linger before it closes.
+    if let (Err(_), Some(unread)) = (&prepared, unread) {
+        unread.mark();
+    }
+    let resp = match prepared {
         Err(request::RequestError::TooLarge) => response::error_response(413, None),
         Err(request::RequestError::BadBody(text)) => {
             tracing::debug!(target: "http", error = %text, %method, %uri, "bad request body");

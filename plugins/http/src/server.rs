@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::early_hints::{EarlyHints, HintsIo};
+use crate::linger::Linger;
 use crate::request::ConnInfo;
 
 pub struct Listener {
@@ -55,9 +56,11 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        let (stream, unread) = Linger::new(stream);
         let (info, client) = (ConnInfo { tls: l.tls.is_some() }, ClientAddr(remote.ip()));
         let handler = handler.clone();
         let service = move |hints: EarlyHints| {
+            let unread = unread.clone();
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 let handled = match refuse(&req, head_bytes) {
                     Some(refused) => Err(refused),
@@ -65,6 +68,7 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
                         req.extensions_mut().insert(info);
                         req.extensions_mut().insert(client);
                         req.extensions_mut().insert(hints.clone());
+                        req.extensions_mut().insert(unread.clone());
                         Ok(handler(req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync())))
                     }
                 };

@@ -230,6 +230,15 @@ async fn oversized_bodies_are_refused_before_they_are_read() {
     }
     let resp = read_until(&mut conn, b"\r\n\r\n").await;
     assert_eq!(status(&resp), "HTTP/1.1 413", "{}", String::from_utf8_lossy(&resp));
+    // A client that sends its whole body before it reads still gets the 413: the server does not
+    // close on unread bytes (the kernel's RST would destroy the response) but lingers, as Go does.
+    let mut conn = server.connect().await;
+    let eight_mb = 8 * 1024 * 1024;
+    conn.write_all(format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {eight_mb}\r\n\r\n").as_bytes()).await.unwrap();
+    let sent = conn.write_all(&vec![b'x'; eight_mb]).await;
+    let resp = read_until(&mut conn, b"\r\n\r\n").await;
+    assert_eq!(status(&resp), "HTTP/1.1 413", "body sent: {sent:?}; read: {}", String::from_utf8_lossy(&resp));
+    assert!(sent.is_ok(), "the body could be sent: {sent:?}");
     // At the limit: served.
     let exact = vec![b'y'; 1024 * 1024];
     let mut request = format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", exact.len()).into_bytes();
@@ -335,3 +344,4 @@ async fn malformed_requests_are_400_and_cost_no_worker() {
     assert_eq!(server.pid().await, pid, "no worker died");
     server.server.stop().await.unwrap();
 }
+
