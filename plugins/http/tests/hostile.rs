@@ -100,6 +100,14 @@ async fn bytes_that_are_not_utf8_reach_php_as_latin1_text() {
         assert_eq!(v["cookies"]["escaped"], "§", "{codec}");
         assert_eq!(v["cookies"]["raw"], "ÿ", "{codec}");
         assert_eq!(v["cookies"]["ok"], "é", "{codec}: UTF-8 stays UTF-8");
+        // An uploaded file's name and a field's value in Latin-1 are served; the value's bytes
+        // are replaced as Go's JSON encoder does (body text, not header text).
+        let part = b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"caf\xe9.txt\"\r\n\r\ndata\r\n--b\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nd\xe9j\xe0\r\n--b--\r\n";
+        let mut upload = format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", part.len()).into_bytes();
+        upload.extend_from_slice(part);
+        let v = server.echo(&upload).await;
+        let form: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+        assert_eq!(form["t"], "d\u{fffd}j\u{fffd}", "{codec}");
         // The same over HTTP/2 (h2c).
         let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
         let resp = h2
