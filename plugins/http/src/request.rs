@@ -178,7 +178,7 @@ async fn read_limited(mut body: rr_runtime::http::Body, limit: usize) -> Result<
 /// and PHP's protobuf runtime throws on one that is not): UTF-8 stays as it is; anything else
 /// is read as ISO-8859-1, the historic charset of obs-text (RFC 9110 §5.5), so `caf\xE9` is
 /// `café` and no byte is lost.
-pub fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+pub(crate) fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.into(),
         Err(_) => bytes.iter().map(|&b| char::from(b)).collect::<String>().into(),
