@@ -132,24 +132,22 @@ impl Middleware for Static {
                 };
                 let Ok(meta) = tokio::fs::metadata(&path).await else { return next(req).await };
                 // RoadRunner's ETag is the CRC32 of the whole file: then it is read anyway.
-                let whole = match this.0.calculate_etag {
-                    true => match tokio::fs::read(&path).await {
-                        Ok(data) => Some(Bytes::from(data)),
-                        Err(_) => return next(req).await,
-                    },
-                    false => None,
+                let whole = if this.0.calculate_etag {
+                    let Ok(data) = tokio::fs::read(&path).await else { return next(req).await };
+                    Some(Bytes::from(data))
+                } else {
+                    None
                 };
                 let etag = whole.as_ref().map(|data| format!("{}\"{:x}\"", if this.0.weak { "W/" } else { "" }, crc32fast::hash(data)));
                 let mime = mime_guess::from_path(&path).first_or_octet_stream();
                 let content_type = http::HeaderValue::from_str(mime.as_ref()).unwrap_or(http::HeaderValue::from_static("application/octet-stream"));
                 let content = content::serve(req.method(), req.headers(), meta.len(), meta.modified().ok(), etag.as_deref(), content_type);
                 let len = content.len();
-                let body = match req.method() == http::Method::GET {
-                    true => match read(&path, content.body, whole).await {
-                        Ok(body) => body,
-                        Err(_) => return next(req).await,
-                    },
-                    false => Bytes::new(),
+                let body = if req.method() == http::Method::GET {
+                    let Ok(body) = read(&path, content.body, whole).await else { return next(req).await };
+                    body
+                } else {
+                    Bytes::new()
                 };
                 let mut resp = http::Response::new(full(Bytes::new()));
                 *resp.status_mut() = content.status;
