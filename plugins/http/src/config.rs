@@ -22,6 +22,12 @@ pub struct Config {
     /// included; then it is closed. Ours (RoadRunner hard-codes 5 minutes); `0` disables it.
     #[serde(with = "rr_runtime::config::duration")]
     pub read_header_timeout: std::time::Duration,
+    /// Largest request head (request line and headers; HTTP/2: the header list) in bytes; larger
+    /// ones get 431. Go's `http.DefaultMaxHeaderBytes`, which RoadRunner keeps.
+    pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1 request; more get 431. Go counts none (only bytes); up to
+    /// 100 costs nothing, more a heap buffer per request in hyper.
+    pub max_headers: usize,
     pub uploads: Uploads,
     pub http2: Http2,
     pub ssl: Option<Ssl>,
@@ -44,6 +50,8 @@ impl Default for Config {
             raw_body: false,
             middleware: Vec::new(),
             read_header_timeout: std::time::Duration::from_secs(300),
+            max_header_bytes: 1 << 20,
+            max_headers: 100,
             uploads: Uploads::default(),
             http2: Http2::default(),
             ssl: None,

@@ -5,8 +5,12 @@
 //! (RoadRunner v6 order) → `handler`: encode (`request`) → pool exec → decode (`response`).
 
 pub mod config;
+#[doc(hidden)]
+pub mod decodable;
 mod early_hints;
 pub mod form;
+pub mod host;
+mod linger;
 pub mod proto;
 pub mod request;
 pub mod response;
@@ -115,10 +119,20 @@ impl Plugin {
         for name in self.cfg.middleware.iter().rev() {
             match self.services.http_middleware.get(name) {
                 Some(mw) => handler = mw.wrap(handler),
-                None => tracing::warn!(target: "http", middleware = %name, "http.middleware lists `{name}`, but no plugin compiled into this binary provides it; skipped"),
+                None => tracing::warn!(target: "http", middleware = %name, "{}", missing_middleware(name, &self.services.compiled)),
             }
         }
         handler
+    }
+}
+
+/// Why a listed middleware is not there: the plugin is not in this binary, or it is but was not
+/// enabled because its section (`http.static`, `http.headers`) is missing.
+fn missing_middleware(name: &str, compiled: &[&str]) -> String {
+    if compiled.contains(&name) {
+        format!("http.middleware lists `{name}`, but the `http.{name}` section is missing, so the `{name}` plugin is not enabled; add the section (see docs/HTTP.md); skipped")
+    } else {
+        format!("http.middleware lists `{name}`, but no plugin compiled into this binary provides it; skipped")
     }
 }
 
@@ -143,11 +157,20 @@ async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
     let debug = pool.config().debug;
     // 1xx may go to HTTP/1.1 clients only (RFC 9110 §15.2); hyper's HTTP/2 server cannot send them.
     let hints = req.extensions().get::<early_hints::EarlyHints>().filter(|_| req.version() == http::Version::HTTP_11).cloned();
-    let resp = match request::prepare(req, cfg).await {
+    let unread = req.extensions().get::<linger::UnreadBody>().cloned();
+    let prepared = request::prepare(req, cfg).await;
+    // Refused bodies are not read to their end: the connection must linger before it closes.
+    if let (Err(_), Some(unread)) = (&prepared, unread) {
+        unread.mark();
+    }
+    let resp = match prepared {
         Err(request::RequestError::TooLarge) => response::error_response(413, None),
-        Err(request::RequestError::Bad(text)) => response::error_response(500, Some(text)),
+        Err(request::RequestError::BadBody(text)) => {
+            tracing::debug!(target: "http", error = %text, %method, %uri, "bad request body");
+            response::error_response(400, debug.then_some(text))
+        }
         Ok(prepared) => match pool.exec(prepared.payload).await {
-            Ok(reply) => match response::build(reply, prepared.uploads, hints).await {
+            Ok(reply) => match response::build(reply, prepared.uploads, hints, method == http::Method::HEAD).await {
                 Ok(resp) => resp,
                 Err(text) => {
                     tracing::error!(target: "http", error = %text, "invalid response from worker");
@@ -188,3 +211,12 @@ fn redirect_handler(port: String) -> Handler {
     })
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_middleware_section_is_named() {
+        let compiled = ["http", "static"];
+        assert!(super::missing_middleware("static", &compiled).contains("the `http.static` section is missing"));
+        assert!(super::missing_middleware("gzip", &compiled).contains("no plugin compiled into this binary provides it"));
+    }
+}

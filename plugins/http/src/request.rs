@@ -25,12 +25,14 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
+/// A request the client got wrong: both are 4xx, never a worker's time.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     #[error("request body too large")]
     TooLarge,
+    /// A body that cannot be read or parsed (broken chunked encoding, multipart without a boundary).
     #[error("{0}")]
-    Bad(String),
+    BadBody(String),
 }
 
 /// A payload ready for a worker, plus the upload files that must outlive the exec.
@@ -50,9 +52,10 @@ pub async fn prepare(req: Request, cfg: &Config) -> Result<Prepared, RequestErro
     let body_bytes = if parts.method == Method::HEAD || parts.method == Method::OPTIONS {
         Bytes::new()
     } else {
+        // Refused by its declared length before a byte is read (so `Expect: 100-continue` gets no 100).
         let limit = cfg.max_body_bytes();
         if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            && len > limit.saturating_add(DRAIN_AFTER_LIMIT) as u64
+            && len > limit as u64
         {
             return Err(RequestError::TooLarge);
         }
@@ -67,7 +70,7 @@ pub async fn prepare(req: Request, cfg: &Config) -> Result<Prepared, RequestErro
         parsed = true;
         let mut tree = Tree::default();
         for (k, v) in form_urlencoded::parse(&body_bytes) {
-            tree.push(&k, Value::String(v.into_owned())).map_err(|e| RequestError::Bad(e.to_string()))?;
+            tree.push(&k, Value::String(v.into_owned())).map_err(|e| RequestError::BadBody(e.to_string()))?;
         }
         if tree.is_empty() { Bytes::new() } else { Bytes::from(serde_json::to_vec(&tree.into_value()).expect("json")) }
     } else if !cfg.raw_body && content_type.contains("multipart/form-data") {
@@ -96,7 +99,7 @@ pub async fn prepare(req: Request, cfg: &Config) -> Result<Prepared, RequestErro
 
     let (codec, context) = match cfg.codec {
         Codec::Proto => {
-            let copied = |values: &[&HeaderValue]| values.iter().map(|v| v.as_bytes().to_vec()).collect();
+            let copied = |values: &[&HeaderValue]| values.iter().map(|v| text(v.as_bytes()).into_owned().into_bytes()).collect();
             let msg = proto::Request {
                 remote_addr,
                 protocol: protocol.into(),
@@ -147,35 +150,39 @@ struct JsonContext<'a> {
     attributes: &'a HashMap<String, Option<String>>,
 }
 
-/// `{"Name": ["value", ...]}`, values as text (invalid UTF-8 replaced, as Go's JSON encoder does).
+/// `{"Name": ["value", ...]}`, values as [`text`].
 struct JsonHeaders<'a>(&'a [(String, Vec<&'a HeaderValue>)]);
 
 impl serde::Serialize for JsonHeaders<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(name, values)| (name, values.iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect::<Vec<_>>())))
+        s.collect_map(self.0.iter().map(|(name, values)| (name, values.iter().map(|v| text(v.as_bytes())).collect::<Vec<_>>())))
     }
 }
 
-/// Past the limit, this much more is read and discarded so the client can read the 413
-/// (answering before the upload ends makes most clients fail with a broken pipe instead).
-const DRAIN_AFTER_LIMIT: usize = 64 * 1024 * 1024;
-
-/// Read the whole body, failing with `TooLarge` past `limit` bytes.
+/// Read the whole body, failing with `TooLarge` as soon as it passes `limit` bytes (the rest is
+/// never read: hyper closes the connection after the 413).
 async fn read_limited(mut body: rr_runtime::http::Body, limit: usize) -> Result<Bytes, RequestError> {
     let mut out = bytes::BytesMut::new();
-    let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| RequestError::Bad(format!("cannot read the request body: {e}")))?;
+        let frame = frame.map_err(|e| RequestError::BadBody(format!("cannot read the request body: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
-        seen += data.len();
-        if seen > limit.saturating_add(DRAIN_AFTER_LIMIT) {
+        if out.len() + data.len() > limit {
             return Err(RequestError::TooLarge);
         }
-        if seen <= limit {
-            out.extend_from_slice(&data);
-        }
+        out.extend_from_slice(&data);
     }
-    if seen > limit { Err(RequestError::TooLarge) } else { Ok(out.freeze()) }
+    Ok(out.freeze())
+}
+
+/// Bytes from the client as text PHP can always decode (every protobuf `string` must be UTF-8,
+/// and PHP's protobuf runtime throws on one that is not): UTF-8 stays as it is; anything else
+/// is read as ISO-8859-1, the historic charset of obs-text (RFC 9110 §5.5), so `caf\xE9` is
+/// `café` and no byte is lost.
+pub(crate) fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.into(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect::<String>().into(),
+    }
 }
 
 /// The client address as text; IPv4 without `fmt`, which cost 4 % of the request path.
@@ -197,11 +204,13 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     out
 }
 
+/// The URI PHP sees. `Host` was checked by the server (crate::host); without one (HTTP/1.0)
+/// it is `localhost`.
 fn absolute_uri(uri: &http::Uri, headers: &HeaderMap, tls: bool) -> String {
     let text = if uri.scheme().is_some() && uri.authority().is_some() {
         uri.to_string()
     } else {
-        let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+        let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).filter(|h| crate::host::valid(h.as_bytes())).unwrap_or("localhost");
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let scheme = if tls { "https://" } else { "http://" };
         let mut text = String::with_capacity(scheme.len() + host.len() + path.len());
@@ -230,17 +239,22 @@ fn header_list(headers: &HeaderMap) -> Vec<(String, Vec<&HeaderValue>)> {
     headers.keys().filter(|name| *name != http::header::HOST).map(|name| (canonical(name.as_str()), headers.get_all(name).iter().collect())).collect()
 }
 
-/// Cookies by name, values query-unescaped; a value that fails to unescape drops the cookie.
+/// Cookies by name, values query-unescaped (`+` is a space), names and values as [`text`]; a
+/// value with a broken escape (`%zz`) drops the cookie, as Go's `url.QueryUnescape` fails on it.
 fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for header in headers.get_all(http::header::COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            let Some((name, value)) = pair.trim().split_once('=') else { continue };
-            let value = value.trim_matches('"').replace('+', " ");
-            if let Ok(decoded) = percent_encoding::percent_decode_str(&value).decode_utf8() {
-                out.entry(name.trim().to_string()).or_insert_with(|| decoded.into_owned());
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else { continue };
+            let (name, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
+            let broken_escape = value.iter().enumerate().any(|(i, &b)| b == b'%' && !value.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)));
+            if broken_escape {
+                continue;
             }
+            let value: Vec<u8> = value.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+            let decoded: Vec<u8> = percent_encoding::percent_decode(&value).collect();
+            out.entry(text(name).into_owned()).or_insert_with(|| text(&decoded).into_owned());
         }
     }
     out
@@ -253,20 +267,20 @@ const UPLOAD_ERR_CANT_WRITE: i64 = 7;
 const UPLOAD_ERR_EXTENSION: i64 = 8;
 
 async fn multipart(content_type: &str, body: Bytes, cfg: &Config) -> Result<(Tree, Tree, Vec<tempfile::TempPath>), RequestError> {
-    let boundary = multer::parse_boundary(content_type).map_err(|e| RequestError::Bad(format!("multipart: {e}")))?;
+    let boundary = multer::parse_boundary(content_type).map_err(|e| RequestError::BadBody(format!("multipart: {e}")))?;
     let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
     let mut parts = multer::Multipart::new(stream, boundary);
     let (mut fields, mut files, mut temps) = (Tree::default(), Tree::default(), Vec::new());
-    while let Some(field) = parts.next_field().await.map_err(|e| RequestError::Bad(format!("multipart: {e}")))? {
+    while let Some(field) = parts.next_field().await.map_err(|e| RequestError::BadBody(format!("multipart: {e}")))? {
         let name = field.name().unwrap_or("").to_string();
         match field.file_name().map(str::to_string) {
             None => {
-                let text = field.text().await.map_err(|e| RequestError::Bad(format!("multipart: {e}")))?;
-                fields.push(&name, Value::String(text)).map_err(|e| RequestError::Bad(e.to_string()))?;
+                let text = field.text().await.map_err(|e| RequestError::BadBody(format!("multipart: {e}")))?;
+                fields.push(&name, Value::String(text)).map_err(|e| RequestError::BadBody(e.to_string()))?;
             }
             Some(file_name) => {
                 let mime = field.content_type().map(|m| m.to_string()).unwrap_or_default();
-                let data = field.bytes().await.map_err(|e| RequestError::Bad(format!("multipart: {e}")))?;
+                let data = field.bytes().await.map_err(|e| RequestError::BadBody(format!("multipart: {e}")))?;
                 let (error, size, tmp_name) = if !extension_allowed(&file_name, cfg) {
                     (UPLOAD_ERR_EXTENSION, 0, String::new())
                 } else {
@@ -284,7 +298,7 @@ async fn multipart(content_type: &str, body: Bytes, cfg: &Config) -> Result<(Tre
                 if crate::form::keys(&name).is_some_and(|k| k.len() == 1) && files.contains(&name) {
                     continue;
                 }
-                files.push(&name, entry).map_err(|e| RequestError::Bad(e.to_string()))?;
+                files.push(&name, entry).map_err(|e| RequestError::BadBody(e.to_string()))?;
             }
         }
     }

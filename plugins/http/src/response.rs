@@ -181,7 +181,7 @@ pub fn full(bytes: Bytes) -> Body {
 }
 
 /// Build the response; `guard` (upload temp files) lives until the last frame was read.
-pub async fn build<G: Send + 'static>(reply: Reply, guard: G, hints: Option<EarlyHints>) -> Result<Response, String> {
+pub async fn build<G: Send + 'static>(reply: Reply, guard: G, hints: Option<EarlyHints>, head_request: bool) -> Result<Response, String> {
     let Reply { mut payload, mut stream } = reply;
     // Informational heads of a stream go out on their own until the final status arrives.
     let head = loop {
@@ -208,16 +208,75 @@ pub async fn build<G: Send + 'static>(reply: Reply, guard: G, hints: Option<Earl
             other => break other.unwrap_or(Head { status: 200, headers: HeaderMap::new() }),
         }
     };
-    let (headers, trailers) = split_trailers(head.headers);
+    let (mut headers, trailers) = split_trailers(head.headers);
     let first = if is_terminator(&payload) { Bytes::new() } else { payload.body };
+    // HEAD and bodiless statuses send no body: their Content-Length is only information.
+    let bodiless = head_request || head.status < 200 || head.status == 204 || head.status == 304;
+    let declared = declared_length(&mut headers).filter(|_| !bodiless);
     let body = match stream {
-        None if trailers.is_empty() => full(first),
-        stream => streamed(first, stream, trailers, guard),
+        None if trailers.is_empty() => match declared {
+            Some(n) if n < first.len() as u64 => full(first.slice(..n as usize)),
+            Some(n) if n > first.len() as u64 => exactly(full(first), n),
+            _ => full(first),
+        },
+        stream => {
+            let body = streamed(first, stream, trailers, guard);
+            match declared {
+                Some(n) => exactly(body, n),
+                None => body,
+            }
+        }
     };
     let mut resp = http::Response::new(body);
     *resp.status_mut() = StatusCode::from_u16(head.status).map_err(|e| e.to_string())?;
     *resp.headers_mut() = headers;
     Ok(resp)
+}
+
+/// The `Content-Length` a worker declared, the one the client will be sent. A body longer than it
+/// is cut there; a shorter one makes hyper close the connection when it ends (as Go's net/http
+/// does): either way the client reads exactly one response, and the next one on a kept-alive
+/// connection is never mixed with this one's bytes. Values that are not one number are dropped.
+fn declared_length(headers: &mut HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter().map(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let first = values.next()?;
+    if first.is_some() && values.all(|v| v == first) {
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(first?));
+        return first;
+    }
+    tracing::warn!(target: "http", values = ?headers.get_all(http::header::CONTENT_LENGTH), "invalid Content-Length from the worker dropped");
+    headers.remove(http::header::CONTENT_LENGTH);
+    None
+}
+
+/// `body` cut to `declared` bytes; one that ends short ends in an error, on which hyper closes
+/// the connection (the client sees a truncated response, never the next one as its rest).
+fn exactly(body: Body, declared: u64) -> Body {
+    let frames = futures::stream::unfold(Some((http_body_util::BodyStream::new(body), declared)), |state| async move {
+        let (mut frames, mut left) = state?;
+        match frames.next().await {
+            Some(Ok(frame)) => {
+                let frame = match frame.into_data() {
+                    Ok(mut data) => {
+                        let keep = (data.len() as u64).min(left);
+                        data.truncate(keep as usize);
+                        left -= keep;
+                        http_body::Frame::data(data)
+                    }
+                    Err(other) => other,
+                };
+                Some((Ok(frame), Some((frames, left))))
+            }
+            Some(Err(e)) => Some((Err(e), None)),
+            None if left > 0 => {
+                // Pending once first, so hyper flushes what it has before it aborts the connection.
+                tokio::task::yield_now().await;
+                Some((Err(format!("the worker's body is {left} bytes short of its Content-Length").into()), None))
+            }
+            None => None,
+        }
+    });
+    StreamBody::new(frames).boxed_unsync()
 }
 
 /// Body of a streamed (or trailer-carrying) response: chunks as the worker sends them, then

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::early_hints::{EarlyHints, HintsIo};
+use crate::linger::Linger;
 use crate::request::ConnInfo;
 
 pub struct Listener {
@@ -28,10 +29,18 @@ pub struct Listener {
 pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, drain: Duration) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http2().max_concurrent_streams(l.cfg.http2.max_concurrent_streams);
+    let head_bytes = l.cfg.max_header_bytes;
+    builder.http2().max_concurrent_streams(l.cfg.http2.max_concurrent_streams).max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX));
     // Slow or idle clients cannot hold a connection forever (hyper needs a timer for this).
     let read_header_timeout = Some(l.cfg.read_header_timeout).filter(|t| !t.is_zero());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(read_header_timeout);
+    let mut http1 = builder.http1();
+    http1.timer(TokioTimer::new()).header_read_timeout(read_header_timeout);
+    // The head must fit hyper's read buffer (8 KiB at least); the default count keeps hyper's
+    // allocation-free fast path.
+    http1.max_buf_size(head_bytes.max(8192));
+    if l.cfg.max_headers != 100 {
+        http1.max_headers(l.cfg.max_headers);
+    }
     let builder = if l.tls.is_none() && !l.h2c { builder.http1_only() } else { builder };
     let builder = Arc::new(builder);
     loop {
@@ -47,16 +56,28 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        let (stream, unread) = Linger::new(stream);
         let (info, client) = (ConnInfo { tls: l.tls.is_some() }, ClientAddr(remote.ip()));
         let handler = handler.clone();
         let service = move |hints: EarlyHints| {
+            let unread = unread.clone();
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(info);
-                req.extensions_mut().insert(client);
-                req.extensions_mut().insert(hints.clone());
-                let req = req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync());
-                let fut = handler(req);
-                async move { Ok::<_, Infallible>(fut.await) }
+                let handled = match refuse(&req, head_bytes) {
+                    Some(refused) => Err(refused),
+                    None => {
+                        req.extensions_mut().insert(info);
+                        req.extensions_mut().insert(client);
+                        req.extensions_mut().insert(hints.clone());
+                        req.extensions_mut().insert(unread.clone());
+                        Ok(handler(req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync())))
+                    }
+                };
+                async move {
+                    Ok::<_, Infallible>(match handled {
+                        Ok(fut) => fut.await,
+                        Err(refused) => refused,
+                    })
+                }
             })
         };
         match &l.tls {
@@ -92,6 +113,29 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!("http: connections still open after {drain:?}; closing them");
     }
+}
+
+/// The answer to a request refused before any handler sees it: a bad `Host` (400), or a head over
+/// `max_header_bytes` that slipped through hyper's read buffer, which only bounds it roughly (431).
+fn refuse<B>(req: &hyper::Request<B>, max_header_bytes: usize) -> Option<rr_runtime::http::Response> {
+    if let Some(problem) = crate::host::problem(req.version(), req.headers(), req.uri().authority().map(|a| a.as_str())) {
+        return Some(refusal(req.version(), 400, &format!("Bad Request: {problem}")));
+    }
+    // Counted as on the wire: `name: value\r\n` per field.
+    let target = req.uri().authority().map_or(0, |a| a.as_str().len()) + req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let head = target + req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
+    (head > max_header_bytes).then(|| refusal(req.version(), 431, "Request Header Fields Too Large"))
+}
+
+/// Worded as Go's net/http does; an HTTP/1 connection is closed after it.
+fn refusal(version: http::Version, status: u16, text: &str) -> rr_runtime::http::Response {
+    let mut resp = crate::response::error_response(status, Some(format!("{status} {text}")));
+    let headers = resp.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    if version < http::Version::HTTP_2 {
+        headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// TLS settings from the `ssl` section (rustls, ALPN h2 and http/1.1).

@@ -1,8 +1,9 @@
 //! The `static` middleware: serves files from `http.static.dir` before PHP. Paths cannot leave
 //! the directory (`..` and symlinks pointing outside are refused); files without an extension,
 //! with a forbidden (or not allowed) extension, directories and missing files fall through to
-//! PHP, as in RoadRunner. Optional CRC32 ETag (`calculate_etag`, `weak`) with 304 answers, and
-//! extra `request`/`response` headers on static hits.
+//! PHP, as in RoadRunner. Files are answered as Go's `ServeContent` does (`content`):
+//! `Last-Modified`, conditional requests and byte ranges; the ETag is the optional CRC32 of
+//! RoadRunner (`calculate_etag`, `weak`). Extra `request`/`response` headers on static hits.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use http_body_util::{BodyExt, Full};
 use rr_runtime::http::{Handler, Middleware, Request, Response};
 use rr_runtime::{BoxError, InitContext};
 use serde::Deserialize;
+
+mod content;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -87,12 +90,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -126,33 +130,74 @@ impl Middleware for Static {
                     }
                     Ok(Some(p)) => p,
                 };
-                let Ok(data) = tokio::fs::read(&path).await else { return next(req).await };
-                let mut resp = http::Response::new(full(Bytes::new()));
-                let headers = resp.headers_mut();
+                let Ok(meta) = tokio::fs::metadata(&path).await else { return next(req).await };
+                // RoadRunner's ETag is the CRC32 of the whole file: then it is read anyway.
+                let whole = if this.0.calculate_etag {
+                    let Ok(data) = tokio::fs::read(&path).await else { return next(req).await };
+                    Some(Bytes::from(data))
+                } else {
+                    None
+                };
+                let etag = whole.as_ref().map(|data| format!("{}\"{:x}\"", if this.0.weak { "W/" } else { "" }, crc32fast::hash(data)));
                 let mime = mime_guess::from_path(&path).first_or_octet_stream();
-                headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_str(mime.as_ref()).unwrap_or(http::HeaderValue::from_static("application/octet-stream")));
-                if this.0.calculate_etag {
-                    let tag = format!("{}\"{:x}\"", if this.0.weak { "W/" } else { "" }, crc32fast::hash(&data));
-                    let matches = req.headers().get(http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
-                    headers.insert(http::header::ETAG, http::HeaderValue::from_str(&tag).unwrap());
-                    if matches {
-                        *resp.status_mut() = http::StatusCode::NOT_MODIFIED;
-                        return resp;
+                let content_type = http::HeaderValue::from_str(mime.as_ref()).unwrap_or(http::HeaderValue::from_static("application/octet-stream"));
+                let content = content::serve(req.method(), req.headers(), meta.len(), meta.modified().ok(), etag.as_deref(), content_type);
+                let len = content.len();
+                let body = if req.method() == http::Method::GET {
+                    let Ok(body) = read(&path, content.body, whole).await else { return next(req).await };
+                    body
+                } else {
+                    Bytes::new()
+                };
+                let mut resp = http::Response::new(full(Bytes::new()));
+                *resp.status_mut() = content.status;
+                let headers = resp.headers_mut();
+                *headers = content.headers;
+                if content.status.is_success() {
+                    for (k, v) in &this.0.response {
+                        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v)) {
+                            headers.insert(k, v);
+                        }
                     }
                 }
-                for (k, v) in &this.0.response {
-                    if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(v)) {
-                        headers.insert(k, v);
-                    }
+                if content.status != http::StatusCode::NOT_MODIFIED {
+                    headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
                 }
-                headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(data.len()));
-                if req.method() == http::Method::GET {
-                    *resp.body_mut() = full(Bytes::from(data));
-                }
+                *resp.body_mut() = full(body);
                 resp
             })
         })
     }
+}
+
+/// The body from its pieces: file bytes sliced from `whole` when the file was read already,
+/// else read at their offsets.
+async fn read(path: &Path, pieces: Vec<content::Piece>, whole: Option<Bytes>) -> std::io::Result<Bytes> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = None;
+    let mut out = bytes::BytesMut::new();
+    for piece in pieces {
+        let range = match piece {
+            content::Piece::Text(text) => {
+                out.extend_from_slice(&text);
+                continue;
+            }
+            content::Piece::File(range) => *range.start() as usize..*range.end() as usize + 1,
+        };
+        if let Some(data) = &whole {
+            out.extend_from_slice(data.get(range).ok_or(std::io::ErrorKind::UnexpectedEof)?);
+            continue;
+        }
+        let file = match &mut file {
+            Some(f) => f,
+            None => file.insert(tokio::fs::File::open(path).await?),
+        };
+        file.seek(std::io::SeekFrom::Start(range.start as u64)).await?;
+        let at = out.len();
+        out.resize(at + range.len(), 0);
+        file.read_exact(&mut out[at..]).await?;
+    }
+    Ok(out.freeze())
 }
 
 fn status(code: u16) -> Response {

@@ -45,6 +45,14 @@ while (($req = $http->waitRequest()) !== null) {
             exec("sh -c 'sleep 0.3' > /dev/null 2>&1 &");
             $http->respond(200, 'orphaned');
             break;
+        case '/wrong-length':
+            // A misbehaving app: a Content-Length that is not its body's (tests/hostile.rs).
+            $http->respond(200, $query['body'] ?? '', ['Content-Length' => $query['declared'] ?? '0']);
+            break;
+        case '/wrong-length-stream':
+            $http->respond(200, $query['body'] ?? '', ['Content-Length' => $query['declared'] ?? '0'], false);
+            $http->respond(200, $query['more'] ?? '');
+            break;
         case '/pid':
             $http->respond(200, (string)getmypid());
             break;
