@@ -166,7 +166,7 @@ impl Pool {
         if self.inner.target.load(Ordering::SeqCst) <= 1 {
             return Err(PoolError::Other("can't remove the last worker".into()));
         }
-        let worker = self.inner.allocate().await?;
+        let worker = self.inner.allocate(Instant::now() + self.inner.cfg.allocate_timeout).await?;
         self.inner.target.fetch_sub(1, Ordering::SeqCst);
         self.inner.busy.fetch_sub(1, Ordering::SeqCst);
         self.inner.retire(worker, WorkerState::Destroyed, false, true);
@@ -257,6 +257,8 @@ enum First {
     Stream(Payload),
     Soft(String),
     StopRequest,
+    /// The worker broke without reading any of the request: it can go to another worker.
+    Unread(String),
     Broken(String),
     ExecTtl,
 }
@@ -294,15 +296,17 @@ impl Inner {
         if self.homes.is_empty() { 0 } else { self.next_home.fetch_add(1, Ordering::Relaxed) % self.homes.len() }
     }
 
-    /// Take a free worker (or, in debug mode, spawn one), waiting up to `allocate_timeout`.
-    async fn allocate(self: &Arc<Self>) -> Result<Worker, PoolError> {
+    /// Take a free worker (or, in debug mode, spawn one), waiting until `deadline`.
+    async fn allocate(self: &Arc<Self>, deadline: Instant) -> Result<Worker, PoolError> {
         if self.cfg.debug {
+            if Instant::now() >= deadline {
+                return Err(PoolError::NoFreeWorkers);
+            }
             let worker = self.spawn_worker(slots::current_home()).await?;
             worker.shared.set_state(WorkerState::Working);
             self.busy.fetch_add(1, Ordering::SeqCst);
             return Ok(worker);
         }
-        let deadline = Instant::now() + self.cfg.allocate_timeout;
         loop {
             let taken = tokio::time::timeout_at(deadline, async {
                 let _gate = self.gate.read().await;
@@ -406,21 +410,30 @@ impl Inner {
     /// background so the worker is never left mid-frame.
     async fn run(self: &Arc<Self>, payload: Payload, queued: QueueSlot) -> Result<Reply, PoolError> {
         let request = Frame::data(payload.codec, &payload.context, &payload.body);
+        let request_len = request.encoded_len();
+        // Retries share one allocation deadline, so workers that keep dying cannot hold a
+        // request forever.
+        let allocate_by = Instant::now() + self.cfg.allocate_timeout;
         loop {
-            let worker = self.allocate().await?;
+            let worker = self.allocate(allocate_by).await?;
             let deadline = self.cfg.exec_ttl().map(|ttl| Instant::now() + ttl);
             worker.shared.execs.fetch_add(1, Ordering::Relaxed);
             let mut flight = InFlight { inner: self.clone(), worker: Some(worker), phase: Phase::Writing, deadline };
             let w = flight.worker.as_mut().expect("worker in flight");
             let first = match w.relay.send(&request).await {
-                Err(e) => First::Broken(e.to_string()),
+                // The worker's end is closed: it is gone and never had the request.
+                Err(e) => First::Unread(e.to_string()),
                 Ok(()) => {
                     flight.phase = Phase::Reading;
-                    match read_frame(flight.worker.as_mut().expect("worker in flight"), deadline).await {
+                    let w = flight.worker.as_mut().expect("worker in flight");
+                    match read_frame(w, deadline).await {
                         Read::Data { payload, more: false } => First::Reply(payload),
                         Read::Data { payload, more: true } => First::Stream(payload),
                         Read::Soft(m) => First::Soft(m),
                         Read::StopRequest => First::StopRequest,
+                        // Still all in the pipe: it died (typically exiting after its last
+                        // answer) without reading a byte of this request.
+                        Read::Broken(m) if w.relay.unread_sent().is_some_and(|n| n >= request_len) => First::Unread(m),
                         Read::Broken(m) => First::Broken(m),
                         Read::ExecTtl => First::ExecTtl,
                     }
@@ -448,10 +461,18 @@ impl Inner {
                     self.retire(worker, WorkerState::Invalid, true, true);
                     continue;
                 }
-                First::Broken(message) => {
+                First::Unread(message) => {
                     let tail = worker.shared.stderr_tail();
+                    tracing::warn!(pool = %self.name, pid, error = %message, stderr = %tail, "worker exited without reading the request; sending it to another worker");
                     self.busy.fetch_sub(1, Ordering::SeqCst);
                     self.retire(worker, WorkerState::Errored, true, false);
+                    continue;
+                }
+                First::Broken(message) => {
+                    let shared = worker.shared.clone();
+                    self.busy.fetch_sub(1, Ordering::SeqCst);
+                    self.retire(worker, WorkerState::Errored, true, false);
+                    let tail = shared.final_stderr_tail().await;
                     let message = if tail.is_empty() { message } else { format!("{message}; its stderr:\n{tail}") };
                     tracing::error!(pool = %self.name, pid, error = %message, "worker failed; replacing it");
                     Err(PoolError::Network { pid, message })
