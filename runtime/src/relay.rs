@@ -113,6 +113,9 @@ impl Relay {
     }
 }
 
+/// The largest pid reply a connecting peer may announce.
+const HANDSHAKE_MAX_PAYLOAD: usize = 4096;
+
 /// Listener for socket relays: workers connect, the server sends the pid request, and the
 /// connection is handed to whoever spawned the process with the pid the worker reports (§2.3).
 pub struct SocketListener {
@@ -163,11 +166,14 @@ impl SocketListener {
     }
 
     async fn handshake(self: Arc<Self>, mut relay: Relay, server_pid: u32) {
+        // Anyone may connect: until it proves to be a worker, a peer gets no large buffer.
+        relay.limit_payload(HANDSHAKE_MAX_PAYLOAD);
         let pid = match tokio::time::timeout(Duration::from_secs(60), pid_handshake(&mut relay, server_pid)).await {
             Ok(Ok(pid)) => pid,
             Ok(Err(e)) => return tracing::warn!(error = %e, "socket relay: handshake failed"),
             Err(_) => return tracing::warn!("socket relay: a worker connected but never answered the pid request"),
         };
+        relay.limit_payload(u32::MAX as usize);
         let mut waiting = self.waiting.lock().unwrap();
         match waiting.claims.remove(&pid) {
             Some(tx) => {

@@ -9,8 +9,12 @@ use rr_runtime::pool::{Payload, Pool, PoolConfig, PoolError};
 use rr_runtime::{Build, Services};
 
 async fn start(workers: usize) -> (Arc<Services>, Pool) {
+    start_on("pipes", workers).await
+}
+
+async fn start_on(relay: &str, workers: usize) -> (Arc<Services>, Pool) {
     let command = format!("php {}/../tests/php/workers/hostile.php", env!("CARGO_MANIFEST_DIR"));
-    let yaml = format!("version: '3'\nserver:\n  command: \"{command}\"\n  relay: pipes\npool:\n  num_workers: {workers}\n");
+    let yaml = format!("version: '3'\nserver:\n  command: \"{command}\"\n  relay: \"{relay}\"\npool:\n  num_workers: {workers}\n");
     let config = Config::from_str(&yaml).unwrap();
     let services = rr_runtime::host::services(&Build::new("rr", "test"), &config).unwrap();
     let cfg: PoolConfig = config.section("pool").unwrap().unwrap_or_default();
@@ -98,4 +102,28 @@ async fn a_frame_with_a_wrong_checksum_breaks_only_its_worker() {
     let message = broken(&pool, "bad-crc").await;
     assert!(message.contains("validation failed on the message sent to STDOUT"), "{message}");
     assert_eq!(call(&pool, "next").await.unwrap(), "next");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_the_socket_relay_cannot_announce_a_huge_frame() {
+    use std::io::{Read, Write};
+    let (_s, pool) = start_on("tcp://127.0.0.1:0", 1).await;
+    let address = call(&pool, "relay").await.unwrap();
+    let mut conn = std::net::TcpStream::connect(address.strip_prefix("tcp://").unwrap()).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut pid_request = [0u8; 64];
+    assert!(conn.read(&mut pid_request).unwrap() > 0, "the server asks for the pid");
+    // A "pid reply" announcing 4 GB, then a stream of bytes: the server must hang up at once.
+    let mut head = rr_runtime::frame::Frame::new(0x01, vec![], vec![]).to_bytes().to_vec();
+    head[2..6].copy_from_slice(&u32::MAX.to_le_bytes());
+    let crc = crc32fast::hash(&head[..6]);
+    head[6..10].copy_from_slice(&crc.to_le_bytes());
+    conn.write_all(&head).unwrap();
+    let _ = conn.write_all(&vec![b'x'; 256 * 1024]);
+    match conn.read(&mut pid_request) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the connection is still open: {other:?}"),
+    }
+    assert_eq!(call(&pool, "still serving").await.unwrap(), "still serving");
 }

@@ -137,3 +137,12 @@ async fn broken_headers_and_garbage_close_only_their_connection() {
     assert_eq!(version(&address).await, "\"test-version\"");
     server.stop().await.unwrap();
 }
+
+#[test]
+fn an_out_of_range_max_request_size_is_refused_with_the_key_and_the_range() {
+    let yaml = "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:0\n  max_request_size: 5000\n";
+    let build = rr_runtime::Build::new("rr", "test-version").plugin::<rr_rpc::Plugin>();
+    let err = rr_runtime::host::Host::init(&build, &rr_runtime::config::Config::from_str(yaml).unwrap()).err().expect("init fails");
+    let text = format!("{err:#}");
+    assert!(text.contains("config key `rpc.max_request_size`: 5000 MB is out of range; use 1 to 4095"), "{text}");
+}

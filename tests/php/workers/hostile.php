@@ -8,6 +8,7 @@
 //   "partial-frame"     -> half of a valid answer frame, then exits
 //   "bad-crc"           -> an answer frame whose header checksum is wrong
 //   "fatal"             -> the line PHP prints for a Fatal error, on stderr, then the process dies
+//   "relay"             -> answers its RR_RELAY
 // Anything else is echoed.
 require __DIR__ . '/../lib/Goridge.php';
 
@@ -50,6 +51,9 @@ while (($p = $worker->waitPayload()) !== null) {
         case 'fatal':
             fwrite(STDERR, "PHP Fatal error:  Uncaught Error: Call to undefined function boom() in hostile.php:42\n");
             exit(255);
+        case 'relay':
+            $worker->respond(new Payload((string)getenv('RR_RELAY'), $p->header));
+            break;
         default:
             $worker->respond(new Payload($p->body, $p->header));
     }
