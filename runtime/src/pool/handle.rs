@@ -118,7 +118,7 @@ impl Pool {
 }
 
 impl crate::services::Resettable for Pool {
-    fn reset(&self) -> futures::future::BoxFuture<'_, Result<(), crate::BoxError>> {
+    fn reset(&self) -> futures::future::BoxFuture<'_, Result<(), crate::error::BoxError>> {
         Box::pin(async move { Pool::reset(self).await.map_err(Into::into) })
     }
 }
