@@ -150,7 +150,8 @@ pub fn decode_limited(buf: &mut BytesMut, max_payload: usize) -> Result<Option<F
     Ok(Some(Frame { flags, byte10, options, payload }))
 }
 
-/// Why a stream ended inside `rest` (the bytes left over): a frame cut short, or garbage.
+/// What is wrong with `rest`, bytes a relay could not take as a frame: an error `decode` names,
+/// a frame cut short (the peer closed mid-frame), or garbage.
 pub fn unfinished(rest: &[u8]) -> FrameError {
     if let Err(e) = decode(&mut BytesMut::from(rest)) {
         return e;

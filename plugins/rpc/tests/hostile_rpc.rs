@@ -17,7 +17,7 @@ fn log_file() -> &'static PathBuf {
     LOG.get_or_init(|| {
         let path = std::env::temp_dir().join(format!("hostile_rpc-{}.log", std::process::id()));
         let yaml = format!("version: '3'\nlogs:\n  mode: development\n  level: warn\n  output: {}\n", path.display());
-        std::mem::forget(rr_runtime::logging::init(&rr_runtime::config::Config::from_str(&yaml).unwrap()).unwrap());
+        rr_runtime::logging::init(&rr_runtime::config::Config::from_str(&yaml).unwrap()).unwrap();
         path
     })
 }

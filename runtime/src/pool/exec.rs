@@ -93,8 +93,10 @@ enum Read {
     Broken(String),
     ExecTtl,
 }
+
 impl Inner {
-    /// Allocate, send, read the answer; retry on a worker's stop request. Runs in the caller's
+    /// Allocate, send, read the answer; retry on a worker's stop request or when the worker went
+    /// away without reading the request (docs/WORKERS.md). Runs in the caller's
     /// task; if the caller goes away mid-exec, [`InFlight`] finishes the exchange in the
     /// background so the worker is never left mid-frame.
     pub(super) async fn run(self: &Arc<Self>, payload: Payload, queued: QueueSlot) -> Result<Reply, PoolError> {
