@@ -42,6 +42,14 @@ pub enum FrameError {
     HeaderLength(u8, String),
     #[error("the worker printed \"Could not open input file\": check server.command, invalid message: {0}")]
     CouldNotOpen(String),
+    #[error("the frame announces a payload of {declared} bytes, over the limit of {max} bytes")]
+    TooLarge { declared: usize, max: usize },
+    #[error("the peer closed the connection in the middle of a frame: {received} of {} bytes arrived", expected_len(*.expected))]
+    Truncated { received: usize, expected: Option<usize> },
+}
+
+fn expected_len(expected: Option<usize>) -> String {
+    expected.map_or_else(|| format!("at least {HEADER_LEN}"), |n| n.to_string())
 }
 
 impl Frame {
@@ -102,6 +110,12 @@ impl Frame {
 
 /// Decode one frame from the front of `buf`; `Ok(None)` when more bytes are needed.
 pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+    decode_limited(buf, u32::MAX as usize)
+}
+
+/// [`decode`], refusing a header that announces more than `max_payload` bytes as soon as it
+/// arrives, before any of the payload is buffered.
+pub fn decode_limited(buf: &mut BytesMut, max_payload: usize) -> Result<Option<Frame>, FrameError> {
     if buf.len() < HEADER_LEN {
         return Ok(None);
     }
@@ -118,6 +132,9 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
     }
     let n_options = words as usize - 3;
     let payload_len = u32::from_le_bytes(buf[2..6].try_into().unwrap()) as usize;
+    if payload_len > max_payload {
+        return Err(FrameError::TooLarge { declared: payload_len, max: max_payload });
+    }
     let total = HEADER_LEN + 4 * n_options + payload_len;
     if buf.len() < total {
         // Grow toward the declared size, but never trust it for a huge allocation up front:
@@ -131,6 +148,23 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
     let options = (0..n_options).map(|_| buf.get_u32_le()).collect();
     let payload = buf.split_to(payload_len).freeze();
     Ok(Some(Frame { flags, byte10, options, payload }))
+}
+
+/// What is wrong with `rest`, bytes a relay could not take as a frame: an error `decode` names,
+/// a frame cut short (the peer closed mid-frame), or garbage.
+pub fn unfinished(rest: &[u8]) -> FrameError {
+    if let Err(e) = decode(&mut BytesMut::from(rest)) {
+        return e;
+    }
+    if rest.len() >= HEADER_LEN {
+        let words = (rest[0] & 0x0F) as usize;
+        let payload_len = u32::from_le_bytes(rest[2..6].try_into().unwrap()) as usize;
+        return FrameError::Truncated { received: rest.len(), expected: Some(4 * words + payload_len) };
+    }
+    match rest.first() {
+        Some(b) if b >> 4 == 1 && (3..=13).contains(&(b & 0x0F)) => FrameError::Truncated { received: rest.len(), expected: None },
+        _ => FrameError::Crc(printable(rest)),
+    }
 }
 
 /// The offending bytes, shown as text where printable (garbage on stdout is usually text).
@@ -276,6 +310,25 @@ mod tests {
         let mut buf = BytesMut::from(&[253u8, 240, 41, 240, 169, 169, 177, 116, 203, 232, 169, 169][..]);
         assert_eq!(decode(&mut buf).unwrap(), None);
         assert!(buf.capacity() < 2 << 20, "capacity {}", buf.capacity());
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_from_the_header_alone() {
+        let mut buf = Frame::new(CODEC_JSON, vec![1, 4], vec![b'x'; 100]).to_bytes();
+        buf.truncate(HEADER_LEN);
+        assert_eq!(decode_limited(&mut buf, 99), Err(FrameError::TooLarge { declared: 100, max: 99 }));
+        buf = Frame::new(CODEC_JSON, vec![1, 4], vec![b'x'; 99]).to_bytes();
+        assert_eq!(decode_limited(&mut buf, 99).unwrap().unwrap().payload.len(), 99);
+    }
+
+    #[test]
+    fn a_cut_frame_is_truncated_and_text_is_garbage() {
+        let full = Frame::new(CODEC_JSON, vec![1, 4], &b"rpc.Versiontrue"[..]).to_bytes();
+        let err = unfinished(&full[..25]);
+        assert_eq!(err, FrameError::Truncated { received: 25, expected: Some(full.len()) });
+        assert!(err.to_string().contains("25 of 35 bytes"), "{err}");
+        assert_eq!(unfinished(&full[..5]), FrameError::Truncated { received: 5, expected: None });
+        assert!(matches!(unfinished(b"hello from php echo"), FrameError::Crc(_)));
     }
 
     #[test]

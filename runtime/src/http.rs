@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::plugin::BoxError;
+use crate::error::BoxError;
 
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 pub type Request = http::Request<Body>;

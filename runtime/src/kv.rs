@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::plugin::BoxError;
+use crate::error::BoxError;
 
 /// One key with its value and absolute expiry (`""` = no expiry).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

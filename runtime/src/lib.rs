@@ -6,13 +6,14 @@
 //! - [`worker`]: one PHP process: spawn, handshake, exec, stop.
 //! - [`pool`]: a cloneable handle over N workers: allocation, limits, supervisor, reset.
 //! - [`server`]: the `server` section; the pool factory plugins use.
-//! - [`config`]: `.rr.yaml` loading; [`logging`]: the `logs` section.
+//! - [`config`]: `.rr.yaml` loading; [`logging`]: the `logs` section; [`error`]: the shared error type.
 //! - [`plugin`], [`services`], [`host`]: the plugin contract, typed services, lifecycle.
 //! - [`rpc`], [`http`], [`jobs`], [`kv`]: contracts shared by plugins.
 //! - [`cli`]: the `rr` command line.
 
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod frame;
 pub mod host;
 pub mod http;
@@ -31,7 +32,8 @@ pub mod services;
 pub mod testing;
 pub mod worker;
 
-pub use plugin::{BoxError, Build, InitContext, Plugin};
+pub use error::BoxError;
+pub use plugin::{Build, InitContext, Plugin};
 
 /// The allocator generated servers install (`#[global_allocator]` in their `main.rs`): mimalloc
 /// measured 5 % more hello-world requests per second than glibc malloc (docs/BENCHMARKS.md),

@@ -19,9 +19,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::error::BoxError;
 use crate::services::Services;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What a plugin sees while it initialises.
 pub struct InitContext<'a> {

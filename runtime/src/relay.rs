@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::oneshot;
 
 use crate::frame::{self, Frame, FrameError};
@@ -31,11 +33,44 @@ pub struct Relay {
     writer: BoxWrite,
     rbuf: BytesMut,
     wbuf: BytesMut,
+    /// The largest payload a peer may announce; a bigger one fails before it is buffered.
+    max_payload: usize,
+    /// Our end of the pipe to a worker's stdin, to ask how much of what we sent is unread.
+    stdin_pipe: Option<RawFd>,
 }
 
 impl Relay {
     pub fn new(reader: BoxRead, writer: BoxWrite) -> Self {
-        Relay { reader, writer, rbuf: BytesMut::with_capacity(8 * 1024), wbuf: BytesMut::with_capacity(8 * 1024) }
+        Relay {
+            reader,
+            writer,
+            rbuf: BytesMut::with_capacity(8 * 1024),
+            wbuf: BytesMut::with_capacity(8 * 1024),
+            max_payload: u32::MAX as usize,
+            stdin_pipe: None,
+        }
+    }
+
+    /// The pipes relay of a child process: frames to its stdin, from its stdout.
+    pub fn pipes(stdout: ChildStdout, stdin: ChildStdin) -> Self {
+        let fd = stdin.as_raw_fd();
+        Relay { stdin_pipe: Some(fd), ..Relay::new(Box::new(stdout), Box::new(stdin)) }
+    }
+
+    /// Refuse frames announcing more than `max` payload bytes (`RelayError::Frame(TooLarge)`).
+    pub fn limit_payload(&mut self, max: usize) {
+        self.max_payload = max;
+    }
+
+    /// Bytes sent but not yet read by the worker, where the relay can tell (pipes only: the
+    /// kernel counts what sits in the pipe, even after the worker has exited).
+    pub fn unread_sent(&self) -> Option<usize> {
+        let fd = self.stdin_pipe?;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: `fd` is the pipe owned by `self.writer`, open as long as `self` lives; FIONREAD
+        // writes one int.
+        let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+        (rc == 0).then_some(queued as usize)
     }
 
     pub async fn send(&mut self, frame: &Frame) -> Result<(), RelayError> {
@@ -50,9 +85,10 @@ impl Relay {
     /// `echo`), the rest of it is collected briefly so the message shows the whole line.
     pub async fn receive(&mut self) -> Result<Frame, RelayError> {
         loop {
-            match frame::decode(&mut self.rbuf) {
+            match frame::decode_limited(&mut self.rbuf, self.max_payload) {
                 Ok(Some(frame)) => return Ok(frame),
                 Ok(None) => {}
+                Err(e @ FrameError::TooLarge { .. }) => return Err(e.into()),
                 Err(_) => return Err(self.garbage().await),
             }
             if self.reader.read_buf(&mut self.rbuf).await? == 0 {
@@ -73,12 +109,12 @@ impl Relay {
             }
         })
         .await;
-        match frame::decode(&mut self.rbuf.clone()) {
-            Err(e) => RelayError::Frame(e),
-            Ok(_) => RelayError::Frame(FrameError::Crc(frame::printable(&self.rbuf))),
-        }
+        RelayError::Frame(frame::unfinished(&self.rbuf))
     }
 }
+
+/// The largest pid reply a connecting peer may announce.
+const HANDSHAKE_MAX_PAYLOAD: usize = 4096;
 
 /// Listener for socket relays: workers connect, the server sends the pid request, and the
 /// connection is handed to whoever spawned the process with the pid the worker reports (§2.3).
@@ -130,11 +166,14 @@ impl SocketListener {
     }
 
     async fn handshake(self: Arc<Self>, mut relay: Relay, server_pid: u32) {
+        // Anyone may connect: until it proves to be a worker, a peer gets no large buffer.
+        relay.limit_payload(HANDSHAKE_MAX_PAYLOAD);
         let pid = match tokio::time::timeout(Duration::from_secs(60), pid_handshake(&mut relay, server_pid)).await {
             Ok(Ok(pid)) => pid,
             Ok(Err(e)) => return tracing::warn!(error = %e, "socket relay: handshake failed"),
             Err(_) => return tracing::warn!("socket relay: a worker connected but never answered the pid request"),
         };
+        relay.limit_payload(u32::MAX as usize);
         let mut waiting = self.waiting.lock().unwrap();
         match waiting.claims.remove(&pid) {
             Some(tx) => {

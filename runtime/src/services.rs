@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
-use crate::plugin::BoxError;
+use crate::error::BoxError;
 use crate::pool::Pool;
 
 /// A name-keyed registry of one kind of service.

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::process::{ChildStderr, Command};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -40,6 +41,8 @@ pub struct Shared {
     last_used: AtomicU64,
     exited: watch::Receiver<bool>,
     stderr_tail: Mutex<VecDeque<String>>,
+    /// Becomes true once the worker's stderr reached EOF.
+    stderr_closed: watch::Receiver<bool>,
     pub command: String,
     killed: AtomicBool,
 }
@@ -77,6 +80,26 @@ impl Shared {
     /// The last lines the worker wrote to stderr.
     pub fn stderr_tail(&self) -> String {
         self.stderr_tail.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+    /// The stderr tail of a worker that is exiting, once its last lines (a PHP Fatal error
+    /// explaining the crash) are read: waits for EOF on stderr, briefly.
+    pub async fn final_stderr_tail(&self) -> String {
+        let mut closed = self.stderr_closed.clone();
+        let _ = tokio::time::timeout(Duration::from_millis(500), closed.wait_for(|c| *c)).await;
+        self.stderr_tail()
+    }
+    fn log_stderr_line(&self, mut line: String) {
+        tracing::info!(target: "server", pid = self.pid, "{line}");
+        if line.len() > TAIL_LINE_MAX {
+            let cut = (0..=TAIL_LINE_MAX).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
+            line.truncate(cut);
+            line.push('…');
+        }
+        let mut tail = self.stderr_tail.lock().unwrap();
+        if tail.len() == 20 {
+            tail.pop_front();
+        }
+        tail.push_back(line);
     }
     pub fn kill(&self) {
         if !self.has_exited() {
@@ -157,6 +180,7 @@ impl Spawner {
         let pid = child.id().unwrap_or(0);
         crate::reaper::track(pid);
         let (exit_tx, exit_rx) = watch::channel(false);
+        let (stderr_closed_tx, stderr_closed) = watch::channel(false);
         let shared = Arc::new(Shared {
             pid,
             created: SystemTime::now(),
@@ -166,25 +190,19 @@ impl Spawner {
             last_used: AtomicU64::new(0),
             exited: exit_rx,
             stderr_tail: Mutex::new(VecDeque::new()),
+            stderr_closed,
             command: command_text,
             killed: AtomicBool::new(false),
         });
         if let Some(stderr) = child.stderr.take() {
             let shared = shared.clone();
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::info!(target: "server", pid = shared.pid, "{line}");
-                    let mut tail = shared.stderr_tail.lock().unwrap();
-                    if tail.len() == 20 {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line);
-                }
+                log_stderr(stderr, &shared).await;
+                let _ = stderr_closed_tx.send(true);
             });
         }
         let pipes = match (&self.listener, child.stdin.take(), child.stdout.take()) {
-            (None, Some(stdin), Some(stdout)) => Some(Relay::new(Box::new(stdout), Box::new(stdin))),
+            (None, Some(stdin), Some(stdout)) => Some(Relay::pipes(stdout, stdin)),
             _ => None,
         };
         // The child is reaped by this task alone; until then its pid cannot be reused, so
@@ -232,9 +250,7 @@ impl Spawner {
             Err(err) => {
                 shared.kill();
                 shared.wait_exit().await;
-                // Let the stderr reader catch the last lines before reporting them.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let tail = shared.stderr_tail();
+                let tail = shared.final_stderr_tail().await;
                 Err(match err {
                     SpawnError::Exited { pid, .. } => SpawnError::Exited { pid, stderr: tail },
                     SpawnError::Handshake { pid, error, .. } => SpawnError::Handshake { pid, error, stderr: tail },
@@ -275,6 +291,45 @@ impl Worker {
             self.shared.wait_exit().await;
         }
     }
+}
+
+/// The longest stderr line logged as one record; a longer one is logged in pieces this long.
+const STDERR_LINE_MAX: usize = 64 * 1024;
+
+/// How much of one line the stderr tail keeps for error messages.
+const TAIL_LINE_MAX: usize = 2 * 1024;
+
+/// Log a worker's stderr line by line until EOF. Bytes that are not UTF-8 are shown as U+FFFD
+/// rather than ending the reader: the next line may be the Fatal error that explains a crash.
+async fn log_stderr(mut stderr: ChildStderr, shared: &Shared) {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        while let Some(line) = split_line(&mut buf) {
+            shared.log_stderr_line(line);
+        }
+        buf.reserve(8 * 1024);
+        if matches!(stderr.read_buf(&mut buf).await, Ok(0) | Err(_)) {
+            break;
+        }
+    }
+    if !buf.is_empty() {
+        shared.log_stderr_line(String::from_utf8_lossy(&buf).into_owned());
+    }
+}
+
+/// Split the first line off `buf` (without its `\n` or `\r\n`), or the first
+/// `STDERR_LINE_MAX` bytes of a longer one; `None` while a short line is still incomplete.
+fn split_line(buf: &mut BytesMut) -> Option<String> {
+    let window = &buf[..buf.len().min(STDERR_LINE_MAX)];
+    let (end, skip) = match window.iter().position(|&b| b == b'\n') {
+        Some(i) => (i, 1),
+        None if buf.len() >= STDERR_LINE_MAX => (STDERR_LINE_MAX, 0),
+        None => return None,
+    };
+    let raw = buf.split_to(end + skip);
+    let text = &raw[..end];
+    let text = if skip == 1 { text.strip_suffix(b"\r").unwrap_or(text) } else { text };
+    Some(String::from_utf8_lossy(text).into_owned())
 }
 
 /// RSS of a process in bytes.
@@ -334,5 +389,25 @@ pub async fn on_init(config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
         Ok(()) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_lines_split_lossily_and_in_bounded_pieces() {
+        let mut buf = BytesMut::from(&b"caf\xe9\r\nnext\npartial"[..]);
+        assert_eq!(split_line(&mut buf).as_deref(), Some("caf\u{FFFD}"));
+        assert_eq!(split_line(&mut buf).as_deref(), Some("next"));
+        assert_eq!(split_line(&mut buf), None);
+        assert_eq!(&buf[..], b"partial");
+
+        let mut buf = BytesMut::from(&vec![b'h'; STDERR_LINE_MAX + 10][..]);
+        buf.extend_from_slice(b"\n");
+        assert_eq!(split_line(&mut buf).map(|l| l.len()), Some(STDERR_LINE_MAX));
+        assert_eq!(split_line(&mut buf).as_deref(), Some("hhhhhhhhhh"));
+        assert!(buf.is_empty());
     }
 }

@@ -15,11 +15,14 @@ use tokio_util::sync::CancellationToken;
 #[serde(default)]
 pub struct Config {
     pub listen: String,
+    /// The largest request frame payload in MB. A connection announcing more is closed before
+    /// any of it is buffered: a client cannot make the server hold gigabytes.
+    pub max_request_size: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { listen: "tcp://127.0.0.1:6001".into() }
+        Config { listen: "tcp://127.0.0.1:6001".into(), max_request_size: 100 }
     }
 }
 
@@ -36,6 +39,13 @@ impl rr_runtime::Plugin for Plugin {
         if !(config.listen.starts_with("tcp://") || config.listen.starts_with("unix://")) {
             return Err(format!("config key `rpc.listen`: `{}` must start with tcp:// or unix://", config.listen).into());
         }
+        if !(1..4096).contains(&config.max_request_size) {
+            return Err(format!(
+                "config key `rpc.max_request_size`: {} MB is out of range; use 1 to 4095 (MB, default 100)",
+                config.max_request_size
+            )
+            .into());
+        }
         let json = serde_json::to_vec(ctx.config.root()).unwrap_or_default();
         services::register(ctx.services, json.into());
         Ok(Some(Plugin { config, services: ctx.services.clone() }))
@@ -44,7 +54,8 @@ impl rr_runtime::Plugin for Plugin {
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
         let listener = server::Listener::bind(&self.config.listen).await?;
         tracing::info!(target: "rpc", listen = %self.config.listen, "rpc server listening");
-        server::run(listener, self.services.clone(), shutdown).await;
+        let max_payload = (self.config.max_request_size << 20) as usize;
+        server::run(listener, self.services.clone(), max_payload, shutdown).await;
         Ok(())
     }
 }

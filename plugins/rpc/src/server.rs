@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use rr_runtime::frame::{self, Frame};
-use rr_runtime::relay::Relay;
+use rr_runtime::frame::{self, Frame, FrameError};
+use rr_runtime::relay::{Relay, RelayError};
 use rr_runtime::Services;
 use rr_runtime::rpc::Codec;
 use tokio_util::sync::CancellationToken;
@@ -54,9 +54,10 @@ impl Drop for Listener {
     }
 }
 
-pub async fn run(listener: Listener, services: Arc<Services>, shutdown: CancellationToken) {
+/// Accept and serve connections; a request frame over `max_payload` bytes closes its connection.
+pub async fn run(listener: Listener, services: Arc<Services>, max_payload: usize, shutdown: CancellationToken) {
     loop {
-        let relay = tokio::select! {
+        let mut relay = tokio::select! {
             r = listener.accept() => match r {
                 Ok(r) => r,
                 Err(e) => {
@@ -67,6 +68,7 @@ pub async fn run(listener: Listener, services: Arc<Services>, shutdown: Cancella
             },
             _ = shutdown.cancelled() => return,
         };
+        relay.limit_payload(max_payload);
         tokio::spawn(serve_connection(relay, services.clone(), shutdown.clone()));
     }
 }
@@ -79,7 +81,16 @@ async fn serve_connection(mut relay: Relay, services: Arc<Services>, shutdown: C
         };
         let request = match request {
             Ok(f) => f,
-            Err(rr_runtime::relay::RelayError::Closed) => return,
+            Err(RelayError::Closed) => return,
+            Err(RelayError::Frame(FrameError::TooLarge { declared, max })) => {
+                tracing::warn!(
+                    target: "rpc",
+                    "a request frame announces {declared} bytes, over rpc.max_request_size ({} MB); closing this connection \
+                     (raise rpc.max_request_size if the client is legitimate)",
+                    max >> 20
+                );
+                return;
+            }
             Err(e) => {
                 tracing::warn!(target: "rpc", error = %e, "invalid frame; closing this connection");
                 return;

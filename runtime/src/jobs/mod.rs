@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::plugin::BoxError;
+use crate::error::BoxError;
 
 pub type JobsResult<T> = Result<T, BoxError>;
 

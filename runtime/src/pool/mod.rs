@@ -109,8 +109,10 @@ pub struct Reply {
     pub stream: Option<ReplyStream>,
 }
 
+mod exec;
 mod handle;
 mod slots;
 mod supervisor;
+mod workers;
 pub use handle::{Pool, ReplyStream};
 pub use slots::set_home;

@@ -4,7 +4,7 @@
 
 use std::sync::Weak;
 
-use super::handle::Inner;
+use super::workers::Inner;
 use super::{SupervisorConfig, WorkerState};
 
 pub(super) async fn run(pool: Weak<Inner>, cfg: SupervisorConfig) {
