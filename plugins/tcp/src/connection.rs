@@ -126,8 +126,15 @@ impl Conn<'_> {
             return Next::Close;
         }
         let action = Action::parse(&reply.context);
-        if matches!(action, Action::Write | Action::WriteClose) && self.stream.write_all(&reply.body).await.is_err() {
-            return Next::Close;
+        if matches!(action, Action::Write | Action::WriteClose) {
+            // A client that never reads must not hold up `tcp.Close` or stop.
+            let written = tokio::select! {
+                written = self.stream.write_all(&reply.body) => written.is_ok(),
+                _ = self.closed.cancelled() => false,
+            };
+            if !written {
+                return Next::Close;
+            }
         }
         match action {
             Action::Write | Action::Continue => Next::Read,

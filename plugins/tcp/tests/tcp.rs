@@ -54,6 +54,15 @@ impl Fixture {
         self.events().iter().filter(|e| e["uuid"] == uuid).map(|e| e["event"].as_str().unwrap().to_string()).collect()
     }
 
+    /// Wait until a worker got `event` of connection `uuid`.
+    async fn server_events_until(&self, uuid: &str, event: &str) {
+        let started = std::time::Instant::now();
+        while !self.events_of(uuid).iter().any(|e| e == event) {
+            assert!(started.elapsed() < Duration::from_secs(20), "no {event} for {uuid} within 20 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stop the server (every connection's CLOSE has been handled then) and keep the log.
     async fn stop(self) -> Stopped {
         let events = Stopped(self.dir);
@@ -203,6 +212,25 @@ async fn tcp_close_over_rpc_closes_the_connection_once() {
     let replies = php_calls(&fx.rpc, json!([["tcp.Close", uuid], ["tcp.Close", "no-such-uuid"]]));
     assert_eq!(replies, [json!({"ok": true}), json!({"ok": true})]);
     assert!(c.closed().await);
+    let log = fx.stop().await;
+    assert_eq!(log.count(&uuid, "CLOSE"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_still_closed_by_tcp_close() {
+    let fx = Fixture::start(1).await;
+    let mut c = Client::connect(fx.greet).await;
+    let uuid = c.hello().await;
+    // More than the socket buffers hold: the server's write waits for a reader that never comes.
+    c.send("big:100000000\n").await;
+    // Once the only worker has the event, it serves another client only after the big reply is
+    // handed over: the write is under way then, and stuck.
+    fx.server_events_until(&uuid, "DATA").await;
+    let mut other = Client::connect(fx.greet).await;
+    other.hello().await;
+    assert_eq!(php_calls(&fx.rpc, json!([["tcp.Close", uuid]])), [json!({"ok": true})]);
+    fx.server_events_until(&uuid, "CLOSE").await;
+    drop(c);
     let log = fx.stop().await;
     assert_eq!(log.count(&uuid, "CLOSE"), 1);
 }

@@ -4,7 +4,7 @@
 //   "quit"  -> WRITECLOSE "bye"          "close"  -> CLOSE            "word:<w>" -> reply word <w>
 //   "ctx"   -> WRITE the event as JSON    "sleep:<ms>" -> sleep, WRITE "slept"
 //   "error" -> error frame               "crash"  -> exit mid-event   "stream" -> a STREAM reply
-//   "pid"   -> WRITE this worker's pid   anything else -> WRITE it back (echo)
+//   "pid"   -> WRITE this worker's pid   "big:<n>" -> WRITE n bytes   anything else -> WRITE it back (echo)
 // CLOSE is answered with CLOSE. With TCP_LOG set, every event is appended there as a JSON line.
 require __DIR__ . '/../lib/Tcp.php';
 
@@ -50,6 +50,10 @@ while (($req = $tcp->waitRequest()) !== null) {
         case 'stream':
             $tcp->worker->respond(new Payload('chunk', TcpWorker::WRITE), 0, false);
             $tcp->worker->respond(new Payload('end', TcpWorker::WRITE));
+            break;
+        case 'big':
+            ini_set('memory_limit', '-1');
+            $tcp->respond(str_repeat('x', (int)$arg));
             break;
         case 'pid':
             $tcp->respond(getmypid() . "\n");
