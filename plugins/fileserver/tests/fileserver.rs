@@ -155,6 +155,8 @@ async fn byte_ranges_only_where_enabled() {
     assert_eq!((r.status, r.body.as_slice()), (206, &b"2345"[..]));
     assert_eq!(r.header("content-range"), Some(format!("bytes 2-5/{}", TEXT.len()).as_str()));
     assert_eq!(request(port, "GET", "/assets/a.txt", &[]).await.header("accept-ranges"), Some("bytes"));
+    let r = request(port, "GET", "/assets/a.txt", &[("Range", "bytes=0-59"), ("Accept-Encoding", "gzip")]).await;
+    assert_eq!((r.status, r.header("content-encoding"), r.body.as_slice()), (206, None, &TEXT.as_bytes()[..60]), "a range is never gzipped");
     let r = request(port, "GET", "/assets/a.txt", &[("Range", "bytes=500-600")]).await;
     assert_eq!(r.status, 416);
 
