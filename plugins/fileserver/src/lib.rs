@@ -100,15 +100,16 @@ impl Plugin {
         } else {
             boxed(ServeFile::new(&file).oneshot(req).await)
         };
+        let status = resp.status();
         let headers = resp.headers_mut();
         if !entry.bytes_range {
             headers.remove(header::ACCEPT_RANGES);
         }
-        if let Some(tag) = etag.filter(|_| fresh || resp.status() == StatusCode::OK) {
-            resp.headers_mut().insert(header::ETAG, tag);
+        if let Some(tag) = etag.filter(|_| fresh || status == StatusCode::OK) {
+            headers.insert(header::ETAG, tag);
         }
-        if entry.max_age > 0 && !matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN) {
-            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_str(&format!("public, max-age={}", entry.max_age)).unwrap());
+        if entry.max_age > 0 && !matches!(status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN) {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_str(&format!("public, max-age={}", entry.max_age)).expect("digits are a valid header"));
         }
         resp
     }

@@ -43,10 +43,8 @@ impl Fixture {
         Fixture { server, greet, plain, rpc: format!("tcp://127.0.0.1:{rpc}"), dir }
     }
 
-    /// Every event the workers got, as logged.
     fn events(&self) -> Vec<Value> {
-        let log = std::fs::read_to_string(self.dir.path().join("events.log")).unwrap_or_default();
-        log.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        events(self.dir.path())
     }
 
     /// The event names one connection produced, in order.
@@ -73,10 +71,15 @@ impl Fixture {
 
 struct Stopped(tempfile::TempDir);
 
+/// Every event the workers got, as logged.
+fn events(dir: &Path) -> Vec<Value> {
+    let log = std::fs::read_to_string(dir.join("events.log")).unwrap_or_default();
+    log.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 impl Stopped {
     fn events(&self) -> Vec<Value> {
-        let log = std::fs::read_to_string(self.0.path().join("events.log")).unwrap_or_default();
-        log.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        events(self.0.path())
     }
 
     fn count(&self, uuid: &str, event: &str) -> usize {
