@@ -1,6 +1,7 @@
 //! The tcp plugin against real PHP workers (tests/php/workers/tcp.php, which logs every event it
 //! gets to `TCP_LOG`): contexts and reply words, delimiters, `tcp.Close`, error paths, hundreds of
-//! connections on two workers, clients that vanish mid-event, `rr workers tcp` / `rr reset tcp`.
+//! connections on two workers, clients that vanish mid-event, `rr workers tcp` / `rr reset tcp`,
+//! the `rr_tcp_*` pool metrics.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,24 +24,25 @@ struct Fixture {
     /// Port of server `plain` (silent on connect, default `\r\n` delimiter).
     plain: u16,
     rpc: String,
+    metrics: u16,
     dir: tempfile::TempDir,
 }
 
 impl Fixture {
     async fn start(workers: usize) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let (greet, plain, rpc) = (free_port(), free_port(), free_port());
+        let (greet, plain, rpc, metrics) = (free_port(), free_port(), free_port(), free_port());
         let yaml = format!(
-            "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nserver:\n  command: \"php {}\"\n  env:\n    TCP_LOG: {}\n\
+            "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nmetrics:\n  address: 127.0.0.1:{metrics}\nserver:\n  command: \"php {}\"\n  env:\n    TCP_LOG: {}\n\
              tcp:\n  servers:\n    greet:\n      addr: tcp://127.0.0.1:{greet}\n      delimiter: \"\\n\"\n    plain:\n      addr: 127.0.0.1:{plain}\n  pool:\n    num_workers: {workers}\n",
             root().join("tests/php/workers/tcp.php").display(),
             dir.path().join("events.log").display()
         );
         std::fs::write(dir.path().join(".rr.yaml"), &yaml).unwrap();
-        let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_tcp::Plugin>();
+        let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_metrics::Plugin>().plugin::<rr_tcp::Plugin>();
         let mut server = TestServer::start(&build, &yaml);
         server.until("the tcp listener", || async { TcpStream::connect(("127.0.0.1", plain)).await.ok() }).await;
-        Fixture { server, greet, plain, rpc: format!("tcp://127.0.0.1:{rpc}"), dir }
+        Fixture { server, greet, plain, rpc: format!("tcp://127.0.0.1:{rpc}"), metrics, dir }
     }
 
     fn events(&self) -> Vec<Value> {
@@ -324,8 +326,17 @@ async fn clients_that_vanish_mid_event_never_hold_a_worker() {
     }
 }
 
+/// The metrics plugin's `/metrics` text.
+async fn metrics(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rr_workers_and_rr_reset_know_tcp() {
+async fn rr_workers_rr_reset_and_metrics_know_tcp() {
     let rr = rr_bare();
     let fx = Fixture::start(2).await;
     let config = fx.dir.path().join(".rr.yaml");
@@ -338,6 +349,8 @@ async fn rr_workers_and_rr_reset_know_tcp() {
     };
     let before = workers(&rr);
     assert_eq!(before.len(), 2);
+    let text = metrics(fx.metrics).await;
+    assert!(text.contains("rr_tcp_total_workers 2") && text.contains("rr_tcp_workers_ready"), "{text}");
     let out = Command::new(&rr).args(["reset", "tcp", "-c"]).arg(&config).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "resetting plugin: [tcp]\nplugin reset: [tcp]\n");
     let after = workers(&rr);
