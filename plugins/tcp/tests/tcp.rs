@@ -362,6 +362,28 @@ async fn rr_workers_rr_reset_and_metrics_know_tcp() {
     fx.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("tcp.sock");
+    let yaml = format!(
+        "version: '3'\nserver:\n  command: \"php {}\"\ntcp:\n  servers:\n    local: {{addr: \"unix://{}\", delimiter: \"\\n\"}}\n  pool: {{num_workers: 1}}\n",
+        root().join("tests/php/workers/tcp.php").display(),
+        socket.display()
+    );
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_tcp::Plugin>();
+    let mut server = TestServer::start(&build, &yaml);
+    let stream = server.until("the unix listener", || async { tokio::net::UnixStream::connect(&socket).await.ok() }).await;
+    let mut c = BufReader::new(stream);
+    c.get_mut().write_all(b"ctx\n").await.unwrap();
+    let mut line = String::new();
+    c.read_line(&mut line).await.unwrap();
+    let ctx: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!((ctx["server"].as_str(), ctx["remote_addr"].as_str(), ctx["event"].as_str()), (Some("local"), Some(""), Some("DATA")));
+    drop(c);
+    server.stop().await.unwrap();
+}
+
 #[test]
 fn config_errors_name_the_key() {
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_tcp::Plugin>();
