@@ -79,11 +79,11 @@ impl Plugin {
             return not_found(&req);
         }
         let path = req.uri().path();
-        let found = self.cfg.serve.iter().zip(&self.roots).find_map(|(entry, root)| {
-            let rest = resolve::strip_prefix(path, &entry.prefix)?;
-            Some((entry, resolve::resolve(root, rest)))
-        });
-        let Some((entry, Some(file))) = found else { return not_found(&req) };
+        let found = self.cfg.serve.iter().zip(&self.roots).find_map(|(entry, root)| Some((entry, root, resolve::strip_prefix(path, &entry.prefix)?)));
+        let Some((entry, root, rest)) = found else { return not_found(&req) };
+        // Path lookups block; a slow disk must not stall the other connections.
+        let (root, rest) = (root.clone(), rest.to_string());
+        let Ok(Some(file)) = tokio::task::spawn_blocking(move || resolve::resolve(&root, &rest)).await else { return not_found(&req) };
         if !entry.bytes_range {
             req.headers_mut().remove(header::RANGE);
         }
