@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// The prefix of `entry` matches `path` on whole segments, ignoring ASCII case; the rest of the
-/// path (still percent-encoded) when it does.
+/// `prefix` matches `path` on whole segments, ignoring ASCII case: the rest of the path
+/// (still percent-encoded) when it does.
 pub fn strip_prefix<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
     let prefix = prefix.trim_end_matches('/');
     let head = path.get(..prefix.len())?;
