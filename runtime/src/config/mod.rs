@@ -3,10 +3,18 @@
 //! deserialized on demand by the plugins that own them; errors name the key path.
 //!
 //! Order: read the file → load `envfile` (next to the config) → expand every string →
-//! apply `-o` overrides (values expanded too) → check `version` → merge `include` files (each
-//! expanded the same way; later files overwrite top-level keys).
+//! apply `-o` overrides (values expanded too) → check `version` (a "2.7" file is upgraded, with
+//! a warning) → merge `include` files (each expanded the same way; later files overwrite
+//! top-level keys). Sections are decoded with RoadRunner's weak typing (`weak`); the keys no
+//! section knows are warned about once the plugins have read theirs (`unknown`).
 
+pub mod duration;
+mod unknown;
+mod weak;
+
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -29,6 +37,8 @@ pub struct LoadOptions {
     pub overrides: Vec<String>,
     /// `--dotenv FILE`.
     pub dotenv: Option<PathBuf>,
+    /// Accept a file without `version` (the client commands only need `rpc.listen`).
+    pub version_optional: bool,
 }
 
 /// The loaded, expanded configuration tree.
@@ -36,6 +46,8 @@ pub struct LoadOptions {
 pub struct Config {
     root: Value,
     path: Option<PathBuf>,
+    /// What the sections read so far took and ignored (shared by clones).
+    keys: Arc<Mutex<unknown::Reads>>,
 }
 
 fn file_error(path: &Path, message: impl std::fmt::Display) -> ConfigError {
@@ -43,13 +55,20 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> ConfigError {
 }
 
 fn parse_file(path: &Path) -> Result<Value, ConfigError> {
+    if path.is_dir() {
+        return Err(file_error(path, format!("is a directory, not a config file: pass the file, e.g. `-c {}`", path.join(".rr.yaml").display())));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
     parse_text(&text).map_err(|m| file_error(path, m))
 }
 
-/// YAML (JSON is YAML); an empty file is an empty map.
+/// YAML (JSON is YAML); an empty file is an empty map; a key twice in one mapping is an error
+/// (YAML 1.2 forbids it; RoadRunner's parser keeps the last silently).
 fn parse_text(text: &str) -> Result<Value, String> {
-    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
+    let Unique(value) = serde_yaml_ng::from_str(text).map_err(|e| match duplicate_key(text, &e) {
+        Some(message) => message,
+        None => format!("invalid YAML: {e}"),
+    })?;
     match value {
         Value::Null => Ok(Value::Object(Default::default())),
         Value::Object(_) => Ok(value),
@@ -71,7 +90,9 @@ impl Config {
         for o in &opts.overrides {
             apply_override(&mut root, o)?;
         }
-        check_version(&root)?;
+        if !(opts.version_optional && root.get("version").is_none_or(Value::is_null)) {
+            check_version(&mut root)?;
+        }
         let includes = match root.get("include") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
@@ -89,14 +110,14 @@ impl Config {
                 main.extend(extra);
             }
         }
-        Ok(Config { root, path: Some(opts.path.clone()) })
+        Ok(Config { root, path: Some(opts.path.clone()), keys: Default::default() })
     }
 
     /// Parse YAML text as a config (expanded, version not required); for tests and tools.
     pub fn from_str(text: &str) -> Result<Config, ConfigError> {
         let mut root = parse_text(text).map_err(ConfigError::Other)?;
         expand_tree(&mut root);
-        Ok(Config { root, path: None })
+        Ok(Config { root, path: None, keys: Default::default() })
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -105,6 +126,7 @@ impl Config {
 
     /// The value at a dotted key path, if present.
     pub fn value(&self, key: &str) -> Option<&Value> {
+        self.lock_keys().taken.insert(key.to_string());
         key.split('.').try_fold(&self.root, |v, k| v.get(k)).filter(|v| !v.is_null())
     }
 
@@ -112,42 +134,41 @@ impl Config {
         self.value(key).is_some()
     }
 
-    /// Deserialize the section at a dotted key; `Ok(None)` when absent. Scalars written as
-    /// strings (from `-o` or `${VAR}`) are accepted where numbers or booleans are expected, and
-    /// a string where a list is expected is split on commas, as RoadRunner's config decoding
-    /// (viper) does: `-o http.middleware=static` (Laravel Octane passes that) is `[static]`.
+    /// Deserialize the section at a dotted key with RoadRunner's weak typing (`weak`: e.g.
+    /// `-o http.middleware=static,gzip` is a list); `Ok(None)` when absent. Errors name the key.
     pub fn section<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
         let Some(value) = self.value(key) else { return Ok(None) };
-        let attempt = |v: &Value| serde_path_to_error::deserialize::<_, T>(v);
-        match attempt(value) {
-            Ok(v) => Ok(Some(v)),
-            Err(first) => {
-                let mut coerced = value.clone();
-                coerce_scalars(&mut coerced);
-                let mut result = attempt(&coerced);
-                // One list per round: each retry reaches the next string that should be a list.
-                for _ in 0..64 {
-                    let Err(e) = &result else { break };
-                    if !e.inner().to_string().contains("expected a sequence") {
-                        break;
-                    }
-                    let Some(slot @ Value::String(_)) = coerced.pointer_mut(&pointer(e.path())) else { break };
-                    *slot = string_list(slot.as_str().unwrap_or_default());
-                    result = attempt(&coerced);
-                }
-                result.map(Some).map_err(|_| {
-                    let inner = first.path().to_string();
-                    let full = if inner == "." { key.to_string() } else { format!("{key}.{inner}") };
-                    let at = value.pointer(&pointer(first.path()));
-                    let message = first.into_inner().to_string();
-                    let found = match at {
-                        Some(v) if !message.starts_with("invalid type") && !v.is_object() => format!(", found {}", describe(v)),
-                        _ => String::new(),
-                    };
-                    ConfigError::Key { key: full, message: format!("{message}{found}") }
-                })
-            }
+        let keys = RefCell::default();
+        let result = serde_path_to_error::deserialize(weak::Weak { value, path: key.to_string(), keys: &keys });
+        self.lock_keys().record(keys.into_inner());
+        result.map(Some).map_err(|e| {
+            let inner = e.path().to_string();
+            let full = if inner == "." { key.to_string() } else { format!("{key}.{inner}") };
+            let at = value.pointer(&pointer(e.path()));
+            let message = e.into_inner().to_string();
+            let found = match at {
+                Some(v) if !message.starts_with("invalid type") && !v.is_object() => format!(", found {}", describe(v)),
+                _ => String::new(),
+            };
+            ConfigError::Key { key: full, message: format!("{message}{found}") }
+        })
+    }
+
+    /// Keys that sections read so far ignored and no other read took, each with the nearest
+    /// valid key: `http.pool.num_wrokers: unknown key, did you mean `num_workers`?`.
+    pub fn unknown_keys(&self) -> Vec<String> {
+        self.lock_keys().unknown()
+    }
+
+    /// Warn about [`Config::unknown_keys`]; `serve` calls it once every plugin has read its config.
+    pub fn warn_unknown_keys(&self) {
+        for message in self.unknown_keys() {
+            tracing::warn!("config key {message}");
         }
+    }
+
+    fn lock_keys(&self) -> std::sync::MutexGuard<'_, unknown::Reads> {
+        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The whole tree, for `rpc.Config`.
@@ -156,19 +177,36 @@ impl Config {
     }
 }
 
-fn check_version(root: &Value) -> Result<(), ConfigError> {
+/// RoadRunner ≥ 2023 reads version "3" files, and "2.7" ones with a warning (its config plugin
+/// converts nothing). What changed in "3" is converted here: `http.otel` moved to the top-level
+/// `otel`, and the `reload` plugin is gone (`pool.debug` replaces it).
+fn check_version(root: &mut Value) -> Result<(), ConfigError> {
     match root.get("version") {
         None | Some(Value::Null) => Err(ConfigError::Other("rr configuration file should contain a version e.g: version: 3".into())),
         Some(Value::String(v)) if v == "3" => Ok(()),
-        Some(Value::String(v)) if v.starts_with('2') => {
-            Err(ConfigError::Key { key: "version".into(), message: format!("configuration version \"{v}\" is not supported; migrate the file to version \"3\"") })
+        Some(Value::String(v)) if v == "2.7" => {
+            upgrade_from_2_7(root);
+            Ok(())
         }
-        Some(Value::String(v)) => Err(ConfigError::Key { key: "version".into(), message: format!("unknown configuration version \"{v}\"; expected \"3\"") }),
+        Some(Value::String(v)) => Err(ConfigError::Key { key: "version".into(), message: format!("unknown configuration version \"{v}\"; expected \"3\" (or \"2.7\")") }),
         Some(other) => Err(ConfigError::Key {
             key: "version".into(),
             message: format!("version should be a string: write `version: \"3\"` (found {})", kind(other)),
         }),
     }
+}
+
+fn upgrade_from_2_7(root: &mut Value) {
+    // Logging is not set up yet at this point; RoadRunner prints this line to stderr too.
+    eprintln!("please, update your configuration version from version: '2.7' to version: '3' (docs/INTEGRATIONS.md lists the changes)");
+    let Some(map) = root.as_object_mut() else { return };
+    if let Some(otel) = map.get_mut("http").and_then(Value::as_object_mut).and_then(|http| http.remove("otel")) {
+        map.entry("otel").or_insert(otel);
+    }
+    if map.remove("reload").is_some() {
+        eprintln!("config section `reload` (version 2.7) is ignored: set `pool.debug: true` for a fresh worker per request");
+    }
+    map.insert("version".into(), Value::String("3".into()));
 }
 
 /// `-o key=value` (RoadRunner's rules: split on the first `=`, trim quotes, expand the value).
@@ -186,7 +224,7 @@ fn apply_override(root: &mut Value, flag: &str) -> Result<(), ConfigError> {
     }
     let value = value.trim_matches(['"', '\'', '`']).replace("\\\"", "\"");
     let value = expand(&value);
-    // A string, as in RoadRunner; `section` reads numbers and booleans out of strings.
+    // A string, as in RoadRunner; `section` reads numbers, booleans and lists out of strings.
     let parsed = Value::String(value);
     let mut node = root;
     let parts: Vec<&str> = key.split('.').collect();
@@ -264,27 +302,6 @@ fn expand_tree(value: &mut Value) {
     }
 }
 
-/// Strings that read as numbers or booleans become those (for `${VAR}`-driven settings).
-fn coerce_scalars(value: &mut Value) {
-    match value {
-        Value::String(s) => {
-            if let Ok(parsed @ (Value::Number(_) | Value::Bool(_))) = serde_yaml_ng::from_str::<Value>(s) {
-                *value = parsed;
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(coerce_scalars),
-        Value::Object(map) => map.values_mut().for_each(coerce_scalars),
-        _ => {}
-    }
-}
-
-/// A list from a string as viper reads one: split on commas, each part a scalar; empty: none.
-fn string_list(text: &str) -> Value {
-    let mut list = Value::Array(text.split(',').filter(|_| !text.is_empty()).map(|p| Value::String(p.to_string())).collect());
-    coerce_scalars(&mut list);
-    list
-}
-
 /// A deserialization error's path as a JSON pointer into the value (`a.b[0]` → `/a/b/0`).
 fn pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
@@ -322,61 +339,88 @@ fn show(v: Option<&Value>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
 }
 
-/// Go-style durations (`60s`, `1m30s`, `500ms`); a bare integer is seconds.
-pub mod duration {
-    use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer, Serializer};
+/// A YAML tree read into JSON values, refusing a key given twice in one mapping.
+struct Unique(Value);
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(Duration::from_secs(n)),
-            Raw::Text(s) => parse(&s).map_err(serde::de::Error::custom),
-        }
-    }
+const DUPLICATE: &str = "duplicate key ";
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", d.as_millis()))
-    }
+/// The lines of a duplicate key: the parser points at the start of the mapping, so look for
+/// the key at that indentation below it (block style; flow style gets the mapping's line).
+fn duplicate_key(text: &str, error: &serde_yaml_ng::Error) -> Option<String> {
+    let message = error.to_string();
+    let key = message.split(DUPLICATE).nth(1)?.split('`').nth(1)?;
+    let at = error.location()?;
+    let indent = at.column() - 1;
+    let lines = text.lines().enumerate().skip(at.line() - 1);
+    let block = lines.take_while(|(_, l)| {
+        let trimmed = l.trim_start();
+        trimmed.is_empty() || trimmed.starts_with('#') || l.len() - trimmed.len() >= indent
+    });
+    let found: Vec<usize> = block
+        .filter(|(_, l)| l.len() - l.trim_start().len() == indent)
+        .filter(|(_, l)| [key.to_string(), format!("\"{key}\""), format!("'{key}'")].iter().any(|k| l[indent..].starts_with(&format!("{k}:"))))
+        .map(|(n, _)| n + 1)
+        .collect();
+    let lines = match found.as_slice() {
+        [first, .., last] => format!("lines {first} and {last}"),
+        _ => format!("the mapping at line {}", at.line()),
+    };
+    Some(format!("duplicate key `{key}` at {lines}: a key may appear once in a mapping; remove or merge one of them"))
+}
 
-    /// Parse a Go duration string.
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        let bad = || format!("invalid duration `{text}`: expected a Go duration such as `60s`, `1m30s` or `500ms`");
-        let s = text.trim();
-        if s == "0" {
-            return Ok(Duration::ZERO);
-        }
-        if s.is_empty() {
-            return Err(bad());
-        }
-        let mut total = 0f64;
-        let mut rest = s;
-        while !rest.is_empty() {
-            let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-            if num_end == 0 {
-                return Err(bad());
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+        struct Tree;
+        impl<'de> Visitor<'de> for Tree {
+            type Value = Unique;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a YAML value")
             }
-            let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
-            rest = &rest[num_end..];
-            let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-            let factor = match &rest[..unit_end] {
-                "ns" => 1e-9,
-                "us" | "µs" => 1e-6,
-                "ms" => 1e-3,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                _ => return Err(bad()),
-            };
-            total += n * factor;
-            rest = &rest[unit_end..];
+            fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Unique, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some(key) = entries.next_key::<String>()? {
+                    if map.contains_key(&key) {
+                        return Err(A::Error::custom(format_args!("{DUPLICATE}`{key}`")));
+                    }
+                    let Unique(value) = entries.next_value()?;
+                    map.insert(key, value);
+                }
+                Ok(Unique(Value::Object(map)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Unique, A::Error> {
+                let mut list = Vec::new();
+                while let Some(Unique(item)) = items.next_element()? {
+                    list.push(item);
+                }
+                Ok(Unique(Value::Array(list)))
+            }
+            fn visit_unit<E: Error>(self) -> Result<Unique, E> {
+                Ok(Unique(Value::Null))
+            }
+            fn visit_none<E: Error>(self) -> Result<Unique, E> {
+                Ok(Unique(Value::Null))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Unique, D::Error> {
+                d.deserialize_any(Tree)
+            }
+            fn visit_bool<E: Error>(self, b: bool) -> Result<Unique, E> {
+                Ok(Unique(Value::Bool(b)))
+            }
+            fn visit_i64<E: Error>(self, n: i64) -> Result<Unique, E> {
+                Ok(Unique(n.into()))
+            }
+            fn visit_u64<E: Error>(self, n: u64) -> Result<Unique, E> {
+                Ok(Unique(n.into()))
+            }
+            fn visit_f64<E: Error>(self, n: f64) -> Result<Unique, E> {
+                Ok(Unique(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)))
+            }
+            fn visit_str<E: Error>(self, s: &str) -> Result<Unique, E> {
+                Ok(Unique(Value::String(s.to_string())))
+            }
         }
-        Ok(Duration::from_secs_f64(total))
+        d.deserialize_any(Tree)
     }
 }
