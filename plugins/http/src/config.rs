@@ -1,6 +1,5 @@
 //! The `http` section with RoadRunner's keys and defaults (RR-FEATURES.md §2.3 `http`).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rr_runtime::pool::PoolConfig;
