@@ -108,8 +108,14 @@ fn symfony_bundle_shipped_config() {
     assert_eq!(page["env"]["APP_RUNTIME"], r"Baldinof\RoadRunnerBundle\Runtime\Runtime");
     assert_eq!(page["argv"], serde_json::json!(["public/index.php"]));
     assert_eq!(get(http, "/app.css").1, "body {}\n");
+    server.get(http, "/log?from-symfony");
     let (_, err) = server.stop();
     assert!(err.contains("please, update your configuration version from version: '2.7' to version: '3'"), "{err}");
+    // `logs.channels.server.mode: raw`: worker output as written; the rest zap's JSON lines.
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.contains(&"framework worker booted") && lines.contains(&"from-symfony"), "{err}");
+    assert!(json_lines(&err).iter().any(|l| l["logger"] == "http" && l["msg"] == "http log"), "channel http at debug: {err}");
+    assert!(!err.contains("not read by this server"), "every key of the shipped file is read: {err}");
 }
 
 /// `.rr.dev.yaml` (`rr serve -c .rr.dev.yaml`): `pool.debug`, a fresh worker per request.
@@ -179,14 +185,49 @@ fn temporal_test_environment() {
         cmd.args(["-o", &format!("server.command={},worker.php", php())]);
         cmd.args(["-o", &format!("http.address=127.0.0.1:{http}"), "-o", &format!("rpc.listen=tcp://127.0.0.1:{rpc}")]);
         let server = Server::start(&mut cmd);
-        server.wait_for("RoadRunner's start line on stdout", |out, _| out.contains("RoadRunner server started"));
-        let workers = rr().args(["workers", "-c", config.to_str().unwrap(), "-o", &format!("rpc.listen=tcp://127.0.0.1:{rpc}")]).output().unwrap();
-        assert!(String::from_utf8_lossy(&workers.stdout).contains("Workers of"), "{workers:?}");
+        // Its readiness check, polled as the SDK polls it.
+        server.wait_for("the start line on stdout, then `Workers of` from `rr workers`", |out, _| {
+            out.contains("RoadRunner server started") && {
+                let workers = rr().args(["workers", "-c", config.to_str().unwrap(), "-o", &format!("rpc.listen=tcp://127.0.0.1:{rpc}")]).output().unwrap();
+                String::from_utf8_lossy(&workers.stdout).contains("Workers of")
+            }
+        });
         let page = server.get(http, "/");
         assert_eq!(page["cwd"], app.dir.display().to_string(), "-w is the workers' directory");
         assert_eq!(page["argv"], serde_json::json!(["worker.php"]));
         server.stop();
     }
+}
+
+// ---- Config mistakes (issue #21): what a user sees ----
+
+#[test]
+fn config_mistakes_are_named() {
+    let app = App::new();
+    let http = free_port();
+    let config = format!(
+        "version: '3'\nserver:\n  command: php {}\nhttp:\n  address: 127.0.0.1:{http}\n  adress_typo: x\n  pool:\n    num_wrokers: 1\n",
+        worker()
+    );
+    std::fs::write(app.path(".rr.yaml"), config).unwrap();
+    let server = Server::start(rr().current_dir(&app.dir).arg("serve"));
+    server.get(http, "/");
+    let (_, err) = server.stop();
+    for warning in [
+        "config key `http.adress_typo` is not read by this server (misspelt?): did you mean `address`?",
+        "config key `http.pool.num_wrokers` is not read by this server (misspelt?): did you mean `num_workers`?",
+    ] {
+        assert!(err.contains(warning), "{warning}\n{err}");
+    }
+
+    std::fs::write(app.path(".rr.yaml"), "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:1\nrpc:\n  listen: tcp://127.0.0.1:2\n").unwrap();
+    let out = rr().current_dir(&app.dir).arg("serve").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(".rr.yaml: duplicate key `rpc` at lines 2 and 4"), "{err}");
+
+    let out = rr().args(["serve", "-c"]).arg(&app.dir).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is a directory, not a config file: pass the file, e.g. `-c "), "{err}");
 }
 
 // ---- helpers ----
