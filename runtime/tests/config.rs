@@ -311,3 +311,17 @@ fn misspelt_keys_are_named_with_the_nearest_valid_key() {
         ]
     );
 }
+
+#[test]
+fn config_handed_on_decodes_with_the_same_rules() {
+    // What the kv and jobs plugins hand their drivers (`kv.<name>.config`), e.g. from `-o`.
+    #[derive(Debug, serde::Deserialize)]
+    struct Redis {
+        addrs: Vec<String>,
+        db: i64,
+    }
+    let redis: Redis = rr_runtime::config::decode(&serde_json::json!({"addrs": "a:1,b:2", "db": "2"}), "kv.cache.config").unwrap();
+    assert_eq!((redis.addrs, redis.db), (vec!["a:1".to_string(), "b:2".to_string()], 2));
+    let e = rr_runtime::config::decode::<Redis>(&serde_json::json!({"addrs": [], "db": "x"}), "kv.cache.config").unwrap_err();
+    assert_eq!(e.to_string(), "config key `kv.cache.config.db`: invalid type: string \"x\", expected i64");
+}

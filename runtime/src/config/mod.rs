@@ -139,19 +139,9 @@ impl Config {
     pub fn section<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
         let Some(value) = self.value(key) else { return Ok(None) };
         let keys = RefCell::default();
-        let result = serde_path_to_error::deserialize(weak::Weak { value, path: key.to_string(), keys: &keys });
+        let result = decode_with(value, key, &keys);
         self.lock_keys().record(keys.into_inner());
-        result.map(Some).map_err(|e| {
-            let inner = e.path().to_string();
-            let full = if inner == "." { key.to_string() } else { format!("{key}.{inner}") };
-            let at = value.pointer(&pointer(e.path()));
-            let message = e.into_inner().to_string();
-            let found = match at {
-                Some(v) if !message.starts_with("invalid type") && !v.is_object() => format!(", found {}", describe(v)),
-                _ => String::new(),
-            };
-            ConfigError::Key { key: full, message: format!("{message}{found}") }
-        })
+        result.map(Some)
     }
 
     /// Keys that sections read so far ignored and no other read took, each with the nearest
@@ -175,6 +165,26 @@ impl Config {
     pub fn root(&self) -> &Value {
         &self.root
     }
+}
+
+/// Decode a value with the rules of [`Config::section`], for config a plugin hands on (a jobs
+/// pipeline's or a kv storage's `config`); `key` is its path, for errors.
+pub fn decode<T: DeserializeOwned>(value: &Value, key: &str) -> Result<T, ConfigError> {
+    decode_with(value, key, &RefCell::default())
+}
+
+fn decode_with<T: DeserializeOwned>(value: &Value, key: &str, keys: &RefCell<weak::Keys>) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(weak::Weak { value, path: key.to_string(), keys }).map_err(|e| {
+        let inner = e.path().to_string();
+        let full = if inner == "." { key.to_string() } else { format!("{key}.{inner}") };
+        let at = value.pointer(&pointer(e.path()));
+        let message = e.into_inner().to_string();
+        let found = match at {
+            Some(v) if !message.starts_with("invalid type") && !v.is_object() => format!(", found {}", describe(v)),
+            _ => String::new(),
+        };
+        ConfigError::Key { key: full, message: format!("{message}{found}") }
+    })
 }
 
 /// RoadRunner ≥ 2023 reads version "3" files, and "2.7" ones with a warning (its config plugin

@@ -74,6 +74,20 @@ fn laravel_octane() {
     server.wait_for("the worker's stderr on stdout as logger `server`", |out, _| {
         json_lines(out).iter().any(|l| l["logger"] == "server" && l["msg"] == "hello-from-php")
     });
+    // Octane's request lines: `http log` at info with these fields (elapsed in ms).
+    server.wait_for("an `http log` line as Octane reads it", |out, _| {
+        json_lines(out).iter().any(|l| {
+            l["level"] == "info" && l["msg"] == "http log" && l["URI"] == "/log?hello-from-php" && l["method"] == "GET" && l["status"] == 200
+                && l["remote_address"] == "127.0.0.1" && l["elapsed"].is_u64()
+        })
+    });
+    // Octane's worker reports exceptions as JSON on stderr; Octane decodes `msg` to show them.
+    server.get(http, "/log?%7B%22type%22%3A%22throwable%22%2C%22message%22%3A%22boom%22%7D");
+    server.wait_for("the worker's JSON line as `msg`", |out, _| {
+        json_lines(out).iter().filter(|l| l["logger"] == "server").any(|l| {
+            serde_json::from_str::<Value>(l["msg"].as_str().unwrap_or_default()).is_ok_and(|m| m == serde_json::json!({"type": "throwable", "message": "boom"}))
+        })
+    });
 
     // `octane:reload`, run in the base path next to the empty `.rr.yaml`.
     let reset = rr().current_dir(&app.dir).args(["reset", "-o", &format!("rpc.listen=tcp://127.0.0.1:{rpc}"), "-s"]).output().unwrap();

@@ -11,8 +11,8 @@ $http = HttpWorker::create();
 while (($req = $http->waitRequest()) !== null) {
     $path = parse_url($req['uri'], PHP_URL_PATH);
     if ($path === '/log') {
-        // What a framework's logger or `dump()` writes.
-        fwrite(STDERR, $req['rawQuery'] . "\n");
+        // What a framework's logger, `dump()` or Octane's error stream writes.
+        fwrite(STDERR, urldecode($req['rawQuery']) . "\n");
     }
     $env = [];
     foreach (['APP_RUNTIME', 'APP_ENV', 'APP_BASE_PATH', 'LARAVEL_OCTANE', 'RR_MODE', 'RR_RPC', 'RR_RELAY'] as $name) {
