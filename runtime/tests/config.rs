@@ -252,8 +252,11 @@ fn weak_typing_follows_roadrunner() {
 #[test]
 fn version_2_7_is_read_with_the_3_changes_and_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), ".rr.yaml", "version: '2.7'\nhttp:\n  address: :8080\n  otel:\n    exporter: otlp\nreload:\n  interval: 1s\n");
+    let logs = write(dir.path(), "logs.yaml", "version: '2.7'\nlogs:\n  level: warn\n");
+    let text = format!("version: '2.7'\ninclude: [{}]\nhttp:\n  address: :8080\n  otel:\n    exporter: otlp\nreload:\n  interval: 1s\n", logs.display());
+    let path = write(dir.path(), ".rr.yaml", &text);
     let c = load(&path, &[]).unwrap();
+    assert_eq!(c.value("logs.level").unwrap(), "warn", "2.7 files include 2.7 files");
     assert_eq!(c.value("version").unwrap(), "3");
     assert_eq!(c.value("otel.exporter").unwrap(), "otlp", "`http.otel` moved to the top level");
     assert!(c.value("http.otel").is_none() && c.value("reload").is_none());

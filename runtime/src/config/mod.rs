@@ -90,8 +90,9 @@ impl Config {
         for o in &opts.overrides {
             apply_override(&mut root, o)?;
         }
-        if !(opts.version_optional && root.get("version").is_none_or(Value::is_null)) {
-            check_version(&mut root)?;
+        let version = root.get("version").cloned().unwrap_or_default();
+        if !(opts.version_optional && version.is_null()) {
+            check_version(&version)?;
         }
         let includes = match root.get("include") {
             None | Some(Value::Null) => Vec::new(),
@@ -103,12 +104,15 @@ impl Config {
             let path = std::path::absolute(&include).unwrap_or_else(|_| PathBuf::from(&include));
             let mut extra = parse_file(&path)?;
             expand_tree(&mut extra);
-            if extra.get("version") != root.get("version") {
-                return Err(file_error(&path, format!("included file has version {}, the main config has {}; they must match", show(extra.get("version")), show(root.get("version")))));
+            if extra.get("version") != Some(&version) {
+                return Err(file_error(&path, format!("included file has version {}, the main config has {version}; they must match", show(extra.get("version")))));
             }
             if let (Value::Object(main), Value::Object(extra)) = (&mut root, extra) {
                 main.extend(extra);
             }
+        }
+        if version == "2.7" {
+            upgrade_from_2_7(&mut root);
         }
         Ok(Config { root, path: Some(opts.path.clone()), keys: Default::default() })
     }
@@ -190,16 +194,12 @@ fn decode_with<T: DeserializeOwned>(value: &Value, key: &str, keys: &RefCell<wea
 /// RoadRunner ≥ 2023 reads version "3" files, and "2.7" ones with a warning (its config plugin
 /// converts nothing). What changed in "3" is converted here: `http.otel` moved to the top-level
 /// `otel`, and the `reload` plugin is gone (`pool.debug` replaces it).
-fn check_version(root: &mut Value) -> Result<(), ConfigError> {
-    match root.get("version") {
-        None | Some(Value::Null) => Err(ConfigError::Other("rr configuration file should contain a version e.g: version: 3".into())),
-        Some(Value::String(v)) if v == "3" => Ok(()),
-        Some(Value::String(v)) if v == "2.7" => {
-            upgrade_from_2_7(root);
-            Ok(())
-        }
-        Some(Value::String(v)) => Err(ConfigError::Key { key: "version".into(), message: format!("unknown configuration version \"{v}\"; expected \"3\" (or \"2.7\")") }),
-        Some(other) => Err(ConfigError::Key {
+fn check_version(version: &Value) -> Result<(), ConfigError> {
+    match version {
+        Value::Null => Err(ConfigError::Other("rr configuration file should contain a version e.g: version: 3".into())),
+        Value::String(v) if v == "3" || v == "2.7" => Ok(()),
+        Value::String(v) => Err(ConfigError::Key { key: "version".into(), message: format!("unknown configuration version \"{v}\"; expected \"3\" (or \"2.7\")") }),
+        other => Err(ConfigError::Key {
             key: "version".into(),
             message: format!("version should be a string: write `version: \"3\"` (found {})", kind(other)),
         }),
