@@ -187,7 +187,8 @@ fn weak_typing_follows_roadrunner() {
     fn args(t: &Typed) -> Vec<String> {
         t.cmd.as_ref().map(Command::args).unwrap_or_default()
     }
-    let rows: &[(&str, fn(&Typed) -> bool)] = &[
+    type Row = (&'static str, fn(&Typed) -> bool);
+    let rows: &[Row] = &[
         // A string for a list: split on commas (`-o http.middleware=static,gzip`).
         ("list: static", |t| t.list == ["static"]),
         ("list: headers,static", |t| t.list == ["headers", "static"]),
