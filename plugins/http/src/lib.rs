@@ -140,7 +140,7 @@ fn php_handler(cfg: Arc<Config>, pool: Pool) -> Handler {
 async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
     let started = Instant::now();
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let remote = req.extensions().get::<rr_runtime::http::ClientAddr>().map(|c| c.0.to_string()).unwrap_or_default();
+    let remote = req.extensions().get::<rr_runtime::http::ClientAddr>().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0);
     let debug = pool.config().debug;
     // 1xx may go to HTTP/1.1 clients only (RFC 9110 §15.2); hyper's HTTP/2 server cannot send them.
     let hints = req.extensions().get::<early_hints::EarlyHints>().filter(|_| req.version() == http::Version::HTTP_11).cloned();

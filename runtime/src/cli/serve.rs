@@ -1,5 +1,6 @@
-//! `rr serve`: load the config, chdir, set up logging, run `server.on_init`, run the plugins until
-//! SIGINT/SIGTERM (graceful, within `endure.grace_period`); a second signal forces exit.
+//! `rr serve`: load the config (in the directory `Cli::enter_workdir` chose), set up logging, run
+//! `server.on_init`, run the plugins until SIGINT/SIGTERM (graceful, within
+//! `endure.grace_period`); a second signal forces exit.
 
 use std::time::Duration;
 

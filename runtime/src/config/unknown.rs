@@ -32,6 +32,7 @@ impl Reads {
                 let key = path.rsplit('.').next().unwrap_or(path);
                 let hint = match nearest(key, fields) {
                     Some(near) => format!("did you mean `{near}`?"),
+                    None if fields.is_empty() => "this section takes no keys".to_string(),
                     None => format!("the keys here are {}", fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")),
                 };
                 format!("`{path}` is not read by this server (misspelt?): {hint}")
