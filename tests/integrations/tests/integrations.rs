@@ -174,7 +174,8 @@ fn spiral_app_config() {
     assert_eq!((page["env"]["RR_MODE"].as_str(), page["env"]["RR_RPC"].as_str()), (Some("http"), Some(&*format!("tcp://127.0.0.1:{rpc}"))), "{page}");
     let workers = rr().current_dir(&app.dir).args(["workers", "-o", &format!("rpc.listen=tcp://127.0.0.1:{rpc}")]).output().unwrap();
     assert!(String::from_utf8_lossy(&workers.stdout).contains("Workers of [http]"), "{workers:?}");
-    server.stop();
+    let (_, err) = server.stop();
+    assert!(!err.contains("not read by this server"), "every key of the skeleton's file is read: {err}");
 }
 
 // ---- Temporal PHP SDK testing environment ----
