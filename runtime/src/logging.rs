@@ -6,7 +6,7 @@
 //! | `level` | by mode | `debug`, `info`, `warn`, `error` (`panic`/`fatal` read as `error`) |
 //! | `encoding` | by mode | `console` or `json` |
 //! | `output` | `[stderr]` | `stderr`, `stdout` or a file path (appended); the first entry is used |
-//! | `channels.<plugin>` | | per-plugin `level` (e.g. `channels: {http: {level: debug}}`) |
+//! | `channels.<plugin>` | | per-plugin `level` (e.g. `channels: {http: {level: debug}}`) and `mode`: `raw` (that plugin's lines are the message only, e.g. worker output under `server`), `off`/`none`; `development`/`production` give their default level (the encoding stays the main one) |
 //!
 //! `RUST_LOG`, when set, overrides the levels (tracing's usual filter syntax).
 //!
@@ -14,7 +14,7 @@
 //! "logger":"server","msg":"…", …fields}`: tools read them (Laravel Octane's `octane:start`
 //! reads `level`, `logger` and `msg` of every line RoadRunner prints).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -45,6 +45,7 @@ pub enum Output {
 #[serde(default)]
 pub struct Channel {
     pub level: Option<String>,
+    pub mode: Option<String>,
 }
 
 /// Keeps the log file open for the life of the process.
@@ -81,9 +82,26 @@ pub fn init(config: &Config) -> anyhow::Result<Guard> {
         None => default_level,
     };
     let mut directives = vec![base.to_string()];
+    let mut raw = BTreeSet::new();
     for (plugin, channel) in &logs.channels {
-        if let Some(l) = &channel.level {
-            directives.push(format!("{plugin}={}", level(l)?));
+        let mode_level = match channel.mode.as_deref() {
+            None => None,
+            Some("off" | "none") => Some("off"),
+            Some("raw") => {
+                raw.insert(plugin.clone());
+                None
+            }
+            Some("development") => Some("debug"),
+            Some("production") => Some("info"),
+            Some(other) => anyhow::bail!("config key `logs.channels.{plugin}.mode`: unknown mode `{other}`; use development, production, raw or off"),
+        };
+        let channel_level = match (&channel.level, mode_level) {
+            (_, Some("off")) => Some("off"),
+            (Some(l), _) => Some(level(l)?),
+            (None, l) => l,
+        };
+        if let Some(l) = channel_level {
+            directives.push(format!("{plugin}={l}"));
         }
     }
     let filter = match std::env::var("RUST_LOG") {
@@ -108,14 +126,46 @@ pub fn init(config: &Config) -> anyhow::Result<Guard> {
         }
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let text = tracing_subscriber::fmt::format();
     let _ = if json {
-        builder.event_format(ZapJson).try_init()
+        builder.event_format(RawChannels { raw, inner: ZapJson }).try_init()
     } else if mode == "raw" {
-        builder.without_time().with_level(false).with_target(false).try_init()
+        builder.event_format(RawChannels { raw, inner: text.without_time().with_level(false).with_target(false) }).try_init()
     } else {
-        builder.with_ansi(output == "stderr" || output == "stdout").try_init()
+        builder.with_ansi(output == "stderr" || output == "stdout").event_format(RawChannels { raw, inner: text }).try_init()
     };
     Ok(Guard)
+}
+
+/// `logs.channels.<plugin>.mode: raw`: that plugin's events are written as their message alone
+/// (the Symfony bundle sets it for `server`, so worker output reads as the worker wrote it).
+struct RawChannels<F> {
+    raw: BTreeSet<String>,
+    inner: F,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for RawChannels<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if !self.raw.contains(logger_name(event.metadata().target())) {
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut fields = serde_json::Map::new();
+        event.record(&mut ZapFields(&mut fields));
+        match fields.get("msg") {
+            Some(serde_json::Value::String(msg)) => writeln!(writer, "{msg}"),
+            _ => writeln!(writer),
+        }
+    }
 }
 
 /// One event as zap's JSON encoder writes it: level, `ts` (Unix seconds), `logger` (the plugin),

@@ -82,8 +82,8 @@ async fn lifecycle() {
     let events = std::mem::take(&mut *EVENTS.lock().unwrap());
     assert!(events.contains(&"drained first".to_string()), "the others still stop gracefully: {events:?}");
 
-    // A bad section fails init with the plugin's name and the key path.
-    let config = Config::from_str("version: '3'\nfirst: {fail_serve: 12}\n").unwrap();
+    // A bad section fails init with the plugin's name and the key path (`12` would read as true, as in RoadRunner).
+    let config = Config::from_str("version: '3'\nfirst: {fail_serve: maybe}\n").unwrap();
     let err = Host::init(&build(), &config).err().unwrap().to_string();
     assert!(err.starts_with("plugin `first` failed to initialise: "), "{err}");
     assert!(err.contains("first.fail_serve"), "{err}");

@@ -1,6 +1,5 @@
 //! The `http` section with RoadRunner's keys and defaults (RR-FEATURES.md §2.3 `http`).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rr_runtime::pool::PoolConfig;
@@ -35,9 +34,6 @@ pub struct Config {
     /// Request context encoding: `proto` (RoadRunner ≥ 2024.1) or `json` (roadrunner-http < 3.5,
     /// and twice as fast in PHP without ext-protobuf).
     pub codec: Codec,
-    /// Extra sections middleware plugins read (`static`, `headers`, ...); ignored here.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for Config {
@@ -57,7 +53,6 @@ impl Default for Config {
             ssl: None,
             pool: PoolConfig::default(),
             codec: Codec::Proto,
-            other: BTreeMap::new(),
         }
     }
 }

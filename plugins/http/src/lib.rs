@@ -154,6 +154,7 @@ fn php_handler(cfg: Arc<Config>, pool: Pool) -> Handler {
 async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
     let started = Instant::now();
     let (method, uri) = (req.method().clone(), req.uri().clone());
+    let remote = req.extensions().get::<rr_runtime::http::ClientAddr>().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0);
     let debug = pool.config().debug;
     // 1xx may go to HTTP/1.1 clients only (RFC 9110 §15.2); hyper's HTTP/2 server cannot send them.
     let hints = req.extensions().get::<early_hints::EarlyHints>().filter(|_| req.version() == http::Version::HTTP_11).cloned();
@@ -183,11 +184,11 @@ async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
             }
         },
     };
-    if cfg.access_logs {
-        tracing::info!(target: "http", status = resp.status().as_u16(), %method, %uri, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "http access log");
-    } else {
-        tracing::debug!(target: "http", status = resp.status().as_u16(), %method, %uri, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "http log");
-    }
+    // RoadRunner's line (info, these field names, `elapsed` in ms): Laravel Octane prints a
+    // request from each `http log` line it reads on rr's stdout.
+    let (status, elapsed) = (resp.status().as_u16(), started.elapsed().as_millis() as u64);
+    let message = if cfg.access_logs { "http access log" } else { "http log" };
+    tracing::info!(target: "http", status, %method, URI = %uri, remote_address = %remote, elapsed, "{message}");
     resp
 }
 

@@ -111,10 +111,10 @@ fn default_vhost(addr: &str) -> String {
 
 impl DriverFactory for Factory {
     fn create(&self, pipeline: &str, config: &serde_json::Value) -> BoxFuture<'static, JobsResult<Arc<dyn Pipeline>>> {
-        let parsed: Result<Config, _> = serde_json::from_value(config.clone());
+        let parsed: Result<Config, _> = rr_runtime::config::decode(config, &format!("jobs.pipelines.{pipeline}.config"));
         let (addr, name) = (default_vhost(&self.addr), pipeline.to_string());
         Box::pin(async move {
-            let mut cfg = parsed.map_err(|e| format!("config of pipeline `{name}`: {e}"))?;
+            let mut cfg = parsed.map_err(|e| e.to_string())?;
             if cfg.queue.is_empty() {
                 cfg.queue = name.clone();
             }

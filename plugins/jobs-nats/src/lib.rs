@@ -69,10 +69,10 @@ struct Factory {
 
 impl DriverFactory for Factory {
     fn create(&self, pipeline: &str, config: &serde_json::Value) -> BoxFuture<'static, JobsResult<Arc<dyn Pipeline>>> {
-        let parsed: Result<Config, _> = serde_json::from_value(config.clone());
+        let parsed: Result<Config, _> = rr_runtime::config::decode(config, &format!("jobs.pipelines.{pipeline}.config"));
         let (addr, name) = (self.addr.clone(), pipeline.to_string());
         Box::pin(async move {
-            let cfg = parsed.map_err(|e| format!("config of pipeline `{name}`: {e}"))?;
+            let cfg = parsed.map_err(|e| e.to_string())?;
             let stream_name = if cfg.stream.is_empty() { name.clone() } else { cfg.stream.clone() };
             let subject = if cfg.subject.is_empty() { name.clone() } else { cfg.subject.clone() };
             let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(&addr))

@@ -47,10 +47,9 @@ struct Factory;
 
 impl DriverFactory for Factory {
     fn create(&self, storage: &str, config: &serde_json::Value) -> BoxFuture<'static, KvResult<Arc<dyn Storage>>> {
-        let parsed: Result<Config, _> = if config.is_null() { Ok(Config { addr: default_addr() }) } else { serde_json::from_value(config.clone()) };
-        let storage = storage.to_string();
+        let parsed: Result<Config, _> = if config.is_null() { Ok(Config { addr: default_addr() }) } else { rr_runtime::config::decode(config, &format!("kv.{storage}.config")) };
         Box::pin(async move {
-            let c = parsed.map_err(|e| format!("config key `kv.{storage}.config`: {e}"))?;
+            let c = parsed.map_err(|e| e.to_string())?;
             let addrs = match c.addr {
                 Addr::One(a) => vec![a],
                 Addr::Many(v) => v,

@@ -147,10 +147,9 @@ fn url(addr: &str, username: Option<&str>, password: Option<&str>, db: i64) -> S
 
 impl DriverFactory for Factory {
     fn create(&self, storage: &str, config: &serde_json::Value) -> BoxFuture<'static, KvResult<Arc<dyn Storage>>> {
-        let parsed: Result<Config, _> = if config.is_null() { Ok(Config::default()) } else { serde_json::from_value(config.clone()) };
-        let storage = storage.to_string();
+        let parsed: Result<Config, _> = if config.is_null() { Ok(Config::default()) } else { rr_runtime::config::decode(config, &format!("kv.{storage}.config")) };
         Box::pin(async move {
-            let c = parsed.map_err(|e| format!("config key `kv.{storage}.config`: {e}"))?;
+            let c = parsed.map_err(|e| e.to_string())?;
             let node_url = |addr: &str| url(addr, c.username.as_deref(), c.password.as_deref(), c.db);
             let conn = if let Some(master_name) = &c.master_name {
                 Conn::Sentinel(Arc::new(Failover::connect(&c, master_name).await?))

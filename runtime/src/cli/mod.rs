@@ -61,23 +61,42 @@ pub enum Command {
 
 impl Cli {
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { path: self.config.clone(), overrides: self.overrides.clone(), dotenv: self.dotenv.clone() }
+        LoadOptions { path: self.config.clone(), overrides: self.overrides.clone(), dotenv: self.dotenv.clone(), version_optional: false }
     }
 
-    /// Load the config as the client commands do (they only need `rpc.listen`).
+    /// Load the config as the client commands do: they only need `rpc.listen`, so a file
+    /// without `version` is accepted (Laravel Octane runs `rr reset -o rpc.listen=...` next to
+    /// an empty `.rr.yaml`).
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        Ok(Config::load(&self.load_options())?)
+        Ok(Config::load(&LoadOptions { version_optional: true, ..self.load_options() })?)
+    }
+
+    /// RoadRunner's order, for every command: change into `-w` first and resolve the config
+    /// path from there; without `-w`, run in the config file's directory.
+    fn enter_workdir(&mut self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        if let Some(dir) = &self.workdir {
+            std::env::set_current_dir(dir).with_context(|| format!("cannot change to the working directory `{}`", dir.display()))?;
+        }
+        self.config = std::path::absolute(&self.config).context("cannot resolve the config path")?;
+        if self.workdir.is_none()
+            && let Some(dir) = self.config.parent()
+        {
+            // A missing directory is reported as a missing config file by the command.
+            let _ = std::env::set_current_dir(dir);
+        }
+        Ok(())
     }
 }
 
 /// The whole `rr` binary: parse arguments, run the command, print the error chain, exit code.
 pub fn main(build: Build) -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     if cli.version {
         println!("{}", version_text(&build));
         return ExitCode::SUCCESS;
     }
-    let result = match &cli.command {
+    let result = cli.enter_workdir().and_then(|()| match &cli.command {
         None => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();
@@ -88,7 +107,7 @@ pub fn main(build: Build) -> ExitCode {
         Some(Command::Reset(args)) => reset::exec(&cli, args),
         Some(Command::Workers(args)) => workers::exec(&cli, args),
         Some(Command::Jobs(args)) => jobs::exec(&cli, args),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

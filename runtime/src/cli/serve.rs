@@ -1,7 +1,7 @@
-//! `rr serve`: load the config, chdir, set up logging, run `server.on_init`, run the plugins until
-//! SIGINT/SIGTERM (graceful, within `endure.grace_period`); a second signal forces exit.
+//! `rr serve`: load the config (in the directory `Cli::enter_workdir` chose), set up logging, run
+//! `server.on_init`, run the plugins until SIGINT/SIGTERM (graceful, within
+//! `endure.grace_period`); a second signal forces exit.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,26 +10,14 @@ use crate::config::Config;
 use crate::host::Host;
 use crate::plugin::Build;
 
-/// The directory `serve` runs in: `-w`, else the config file's directory.
-pub fn workdir(cli: &super::Cli) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = &cli.workdir {
-        return Ok(dir.clone());
-    }
-    let config = std::path::absolute(&cli.config).context("cannot resolve the config path")?;
-    Ok(config.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")))
-}
-
 pub fn exec(cli: &super::Cli, build: &Build) -> anyhow::Result<()> {
-    let mut options = cli.load_options();
-    options.path = std::path::absolute(&options.path).context("cannot resolve the config path")?;
-    if !options.path.is_file() {
+    let options = cli.load_options();
+    if !options.path.exists() {
         anyhow::bail!(
             "config file `{}` not found: pass its path with `-c` (default `.rr.yaml` in the current directory)",
             options.path.display()
         );
     }
-    let dir = workdir(cli)?;
-    std::env::set_current_dir(&dir).with_context(|| format!("cannot change to the working directory `{}`", dir.display()))?;
     let config = Config::load(&options)?;
     let _guard = crate::logging::init(&config)?;
     let grace = config
@@ -46,11 +34,14 @@ pub fn exec(cli: &super::Cli, build: &Build) -> anyhow::Result<()> {
         crate::reaper::start_if_init();
         crate::worker::on_init(&config).await?;
         let host = Host::init(build, &config)?;
+        config.warn_unknown_keys();
         if cli.pid_file {
             std::fs::write(".pid", std::process::id().to_string()).context("cannot write `.pid`")?;
         }
         if !cli.silent {
-            tracing::info!(version = build.version, "{} server started", build.name);
+            // RoadRunner's line, on stdout: the Temporal SDK's test environment waits for it. No
+            // build time is embedded (velox builds are reproducible).
+            println!("[INFO] RoadRunner server started; version: {}, buildtime: unset", build.version);
         }
         let result = host.run_until(first_signal(), grace).await;
         if cli.pid_file {

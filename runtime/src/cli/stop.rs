@@ -14,8 +14,8 @@ pub struct Args {
 }
 
 pub fn exec(cli: &super::Cli, args: &Args) -> anyhow::Result<()> {
-    let dir = super::serve::workdir(cli)?;
-    let pid_path = dir.join(".pid");
+    // `serve -p` writes it in its working directory, which is ours too (`Cli::enter_workdir`).
+    let pid_path = std::env::current_dir().context("cannot read the working directory")?.join(".pid");
     let text = std::fs::read_to_string(&pid_path).with_context(|| {
         format!("cannot read `{}`: start the server with `rr serve -p` so that `rr stop` can find it", pid_path.display())
     })?;

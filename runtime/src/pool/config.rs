@@ -6,12 +6,20 @@ use serde::Deserialize;
 
 use crate::config::duration;
 
-/// A worker command: a string split on spaces, or a list used verbatim.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+/// A worker command, read as RoadRunner reads its `[]string`: a string is a list split on
+/// commas (`-o server.command=php,worker.php`), and a list of one item is split on spaces
+/// (`command: "php worker.php"`); a longer list is used verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Line(String),
     Args(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut list = Vec::<String>::deserialize(d)?;
+        Ok(if list.len() == 1 { Command::Line(list.remove(0)) } else { Command::Args(list) })
+    }
 }
 
 impl Command {
