@@ -21,7 +21,7 @@ final class Proto
         return $result;
     }
 
-    /** @return array<int, list<int|string>> field number => values (varints as int, others as bytes) */
+    /** @return array<int, list<int|string>> field number => values (varints as int, length-delimited and fixed32 as bytes) */
     public static function fields(string $buf): array
     {
         $out = [];
@@ -52,6 +52,7 @@ final class Proto
                     $pos += 8;
                     break;
                 case 5:
+                    $out[$field][] = substr($buf, $pos, 4);
                     $pos += 4;
                     break;
                 default:
