@@ -156,11 +156,14 @@ impl ZapFields<'_> {
     fn put(&mut self, field: &tracing::field::Field, value: serde_json::Value) {
         let name = if field.name() == "message" { "msg" } else { field.name() };
         // Fields named at run time (the app-logger's attributes from PHP) arrive as one JSON
-        // object in `attrs`; zap writes them as fields of the line.
+        // object in `attrs`; zap writes them as fields of the line. They never replace the
+        // line's own `level`, `ts`, `logger` or `msg`.
         if name == "attrs"
             && let Some(serde_json::Value::Object(attrs)) = value.as_str().and_then(|s| serde_json::from_str(s).ok())
         {
-            self.0.extend(attrs);
+            for (key, value) in attrs {
+                self.0.entry(key).or_insert(value);
+            }
             return;
         }
         self.0.insert(name.to_string(), value);

@@ -38,7 +38,7 @@ async fn levels_and_attributes_through_the_servers_logger() {
             json!([
                 ["error", "boom / \u{e9}", []],
                 ["info", "login", {"user": 42, "name": "ann", "tags": ["a", "b"]}],
-                ["warning", "disk", {"0": "first", "free": "5%"}],
+                ["warning", "disk", {"0": "first", "free": "5%", "level": "spoofed", "msg": "spoofed"}],
                 ["debug", "below the app channel's level", []],
                 ["debug", "below the app channel's level", {"k": "v"}],
                 ["info", "plain info", []],
@@ -76,7 +76,7 @@ async fn levels_and_attributes_through_the_servers_logger() {
         [
             json!({"level": "error", "logger": "app", "msg": "boom / \u{e9}"}),
             json!({"level": "info", "logger": "app", "msg": "login", "user": "42", "name": "ann", "tags": "[\"a\",\"b\"]"}),
-            json!({"level": "warn", "logger": "app", "msg": "disk", "0": "first", "free": "5%"}),
+            json!({"level": "warn", "logger": "app", "msg": "disk", "0": "first", "free": "5%"}),  // the line's own keys win
             json!({"level": "info", "logger": "app", "msg": "plain info"}),
         ]
     );

@@ -66,7 +66,7 @@ struct Supervisor {
 /// The copies of one service.
 struct Group {
     service: Service,
-    stop: CancellationToken,
+    cancel: CancellationToken,
     copies: Vec<Running>,
 }
 
@@ -74,7 +74,7 @@ impl Group {
     /// Start every copy. `strict` (RPC): a copy that cannot be started stops the others and is
     /// the error; otherwise it is logged and, with `remain_after_exit`, tried again later.
     async fn start(name: &str, service: Service, parent: &CancellationToken, strict: bool) -> Result<Group, String> {
-        let mut group = Group { stop: parent.child_token(), copies: Vec::new(), service };
+        let mut group = Group { cancel: parent.child_token(), copies: Vec::new(), service };
         for copy in 0..group.service.process_num {
             let first = match process::spawn(&group.service) {
                 Ok(child) => Some(child),
@@ -88,14 +88,14 @@ impl Group {
                     None
                 }
             };
-            group.copies.push(process::watch(name.to_string(), copy, group.service.clone(), first, group.stop.clone()));
+            group.copies.push(process::watch(name.to_string(), copy, group.service.clone(), first, group.cancel.clone()));
         }
         Ok(group)
     }
 
     /// Stop every copy (SIGINT, SIGKILL after `timeout_stop_sec`) and wait for them.
     async fn stop(self) -> Service {
-        self.stop.cancel();
+        self.cancel.cancel();
         for copy in self.copies {
             let _ = copy.task.await;
         }
