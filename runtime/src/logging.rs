@@ -12,7 +12,8 @@
 //!
 //! JSON lines have RoadRunner's (zap's) shape, `{"level":"info","ts":1700000000.5,
 //! "logger":"server","msg":"…", …fields}`: tools read them (Laravel Octane's `octane:start`
-//! reads `level`, `logger` and `msg` of every line RoadRunner prints).
+//! reads `level`, `logger` and `msg` of every line RoadRunner prints). An `attrs` field holding a
+//! JSON object (fields whose names are only known at run time) is spread into the line.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -204,6 +205,17 @@ struct ZapFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
 impl ZapFields<'_> {
     fn put(&mut self, field: &tracing::field::Field, value: serde_json::Value) {
         let name = if field.name() == "message" { "msg" } else { field.name() };
+        // Fields named at run time (the app-logger's attributes from PHP) arrive as one JSON
+        // object in `attrs`; zap writes them as fields of the line. They never replace the
+        // line's own `level`, `ts`, `logger` or `msg`.
+        if name == "attrs"
+            && let Some(serde_json::Value::Object(attrs)) = value.as_str().and_then(|s| serde_json::from_str(s).ok())
+        {
+            for (key, value) in attrs {
+                self.0.entry(key).or_insert(value);
+            }
+            return;
+        }
         self.0.insert(name.to_string(), value);
     }
 }

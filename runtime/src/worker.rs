@@ -344,7 +344,8 @@ fn page_size() -> u64 {
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u64 }
 }
 
-fn proc_cpu_percent(pid: u32, alive: Duration) -> Option<f64> {
+/// CPU time of a process over the `alive` time it has run, in percent (gopsutil's CPUPercent).
+pub fn proc_cpu_percent(pid: u32, alive: Duration) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -3,20 +3,23 @@
 //! `command`, each in its own process group, their stdout and stderr logged line by line. A copy
 //! that exits is started again after `restart_sec` when `remain_after_exit` is set; one that runs
 //! longer than `exec_timeout` is killed (with `remain_after_exit`, a periodic job). On stop every
-//! copy gets SIGINT and, after `timeout_stop_sec`, SIGKILL.
+//! copy gets SIGINT and, after `timeout_stop_sec`, SIGKILL. The `service.*` RPC methods
+//! (spiral/roadrunner-services) create, restart, terminate, list and probe services at run time.
+
+mod process;
+pub mod proto;
+mod rpc;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use rr_runtime::pool::Command;
 use rr_runtime::{BoxError, InitContext};
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio_util::sync::CancellationToken;
+
+use process::Running;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +40,9 @@ struct Service {
     /// Seconds between SIGINT and SIGKILL on stop.
     #[serde(default = "five")]
     timeout_stop_sec: u64,
+    /// Accepted for RoadRunner's configs; our log lines always carry the service's name.
+    #[serde(default, rename = "service_name_in_log")]
+    _service_name_in_log: bool,
 }
 
 fn one() -> usize {
@@ -49,99 +55,89 @@ fn five() -> u64 {
     5
 }
 
+/// The running services, from the config and from `service.Create`.
+#[derive(Default)]
+struct Supervisor {
+    /// Held across a whole RPC call, as RoadRunner serialises them.
+    groups: tokio::sync::Mutex<BTreeMap<String, Group>>,
+    stopping: CancellationToken,
+}
+
+/// The copies of one service.
+struct Group {
+    service: Service,
+    cancel: CancellationToken,
+    copies: Vec<Running>,
+}
+
+impl Group {
+    /// Start every copy. `strict` (RPC): a copy that cannot be started stops the others and is
+    /// the error; otherwise it is logged and, with `remain_after_exit`, tried again later.
+    async fn start(name: &str, service: Service, parent: &CancellationToken, strict: bool) -> Result<Group, String> {
+        let mut group = Group { cancel: parent.child_token(), copies: Vec::new(), service };
+        for copy in 0..group.service.process_num {
+            let first = match process::spawn(&group.service) {
+                Ok(child) => Some(child),
+                Err(e) => {
+                    let error = format!("cannot start `{}`: {e}", group.service.command.args().join(" "));
+                    if strict {
+                        group.stop().await;
+                        return Err(error);
+                    }
+                    tracing::error!(target: "service", service = %name, "{error}");
+                    None
+                }
+            };
+            group.copies.push(process::watch(name.to_string(), copy, group.service.clone(), first, group.cancel.clone()));
+        }
+        Ok(group)
+    }
+
+    /// Stop every copy (SIGINT, SIGKILL after `timeout_stop_sec`) and wait for them.
+    async fn stop(self) -> Service {
+        self.cancel.cancel();
+        for copy in self.copies {
+            let _ = copy.task.await;
+        }
+        self.service
+    }
+}
+
 pub struct Plugin {
-    services: BTreeMap<String, Service>,
+    configured: BTreeMap<String, Service>,
+    supervisor: Arc<Supervisor>,
 }
 
 impl rr_runtime::Plugin for Plugin {
     const NAME: &'static str = "service";
 
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
-        let Some(services) = ctx.section::<BTreeMap<String, Service>>("service")? else { return Ok(None) };
-        for (name, s) in &services {
+        let Some(configured) = ctx.section::<BTreeMap<String, Service>>("service")? else { return Ok(None) };
+        for (name, s) in &configured {
             if s.command.args().is_empty() {
                 return Err(format!("config key `service.{name}.command`: command should not be empty").into());
             }
         }
-        Ok(Some(Plugin { services }))
+        let supervisor = Arc::new(Supervisor::default());
+        rpc::register(&ctx.services.rpc, &supervisor);
+        Ok(Some(Plugin { configured, supervisor }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let mut copies = Vec::new();
-        for (name, s) in &self.services {
-            copies.extend((0..s.process_num).map(|n| supervise(name.clone(), n, s.clone(), shutdown.clone())));
-        }
-        futures::future::join_all(copies).await;
-        Ok(())
-    }
-}
-
-/// Run one copy until it is done (or forever with `remain_after_exit`), then stop it on shutdown.
-async fn supervise(name: String, copy: usize, s: Service, shutdown: CancellationToken) {
-    let args = s.command.args();
-    loop {
-        let mut cmd = tokio::process::Command::new(&args[0]);
-        cmd.args(&args[1..])
-            .envs(s.env.iter().map(|(k, v)| (k.to_uppercase(), v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        match cmd.spawn() {
-            Err(e) => tracing::error!(target: "service", service = %name, error = %e, "cannot start `{}`", args.join(" ")),
-            Ok(mut child) => {
-                let pid = child.id().unwrap_or_default();
-                tracing::info!(target: "service", service = %name, copy, pid, "started");
-                for out in [child.stdout.take().map(boxed), child.stderr.take().map(boxed)].into_iter().flatten() {
-                    tokio::spawn(log_lines(name.clone(), pid, out));
-                }
-                let limit = async {
-                    if s.exec_timeout.is_zero() { std::future::pending().await } else { tokio::time::sleep(s.exec_timeout).await }
-                };
-                tokio::select! {
-                    status = child.wait() => tracing::info!(target: "service", service = %name, pid, status = ?status.ok(), "exited"),
-                    _ = limit => {
-                        tracing::warn!(target: "service", service = %name, pid, "exec_timeout ({:?}) reached; killing", s.exec_timeout);
-                        terminate(&mut child, pid, Duration::ZERO).await;
-                    }
-                    _ = shutdown.cancelled() => {
-                        terminate(&mut child, pid, Duration::from_secs(s.timeout_stop_sec)).await;
-                        return;
-                    }
-                }
+        {
+            let mut groups = self.supervisor.groups.lock().await;
+            for (name, s) in &self.configured {
+                let group = Group::start(name, s.clone(), &self.supervisor.stopping, false).await?;
+                groups.insert(name.clone(), group);
             }
         }
-        if !s.remain_after_exit {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(s.restart_sec)) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// SIGINT to the copy's process group, SIGKILL after `grace`.
-async fn terminate(child: &mut tokio::process::Child, pid: u32, grace: Duration) {
-    let group = Pid::from_raw(pid as i32);
-    if !grace.is_zero() {
-        let _ = killpg(group, Signal::SIGINT);
-        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            return;
-        }
-    }
-    let _ = killpg(group, Signal::SIGKILL);
-    let _ = child.wait().await;
-}
-
-fn boxed(r: impl AsyncRead + Send + Unpin + 'static) -> Box<dyn AsyncRead + Send + Unpin> {
-    Box::new(r)
-}
-
-async fn log_lines(name: String, pid: u32, out: Box<dyn AsyncRead + Send + Unpin>) {
-    let mut lines = BufReader::new(out).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "service", service = %name, pid, "{line}");
+        shutdown.cancelled().await;
+        let groups = {
+            let mut groups = self.supervisor.groups.lock().await;
+            self.supervisor.stopping.cancel();
+            std::mem::take(&mut *groups)
+        };
+        futures::future::join_all(groups.into_values().map(Group::stop)).await;
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 <?php
 /**
  * A minimal protobuf wire-format codec (varints and length-delimited fields), enough for the
- * http.v1, kv.v1 and jobs.v1 messages of shared/PROTOCOL.md.
+ * http.v1, kv.v1, jobs.v1, lock.v1beta1, applogger.v1 and service.v1 messages of shared/PROTOCOL.md.
  */
 declare(strict_types=1);
 
@@ -21,7 +21,7 @@ final class Proto
         return $result;
     }
 
-    /** @return array<int, list<int|string>> field number => values (varints as int, others as bytes) */
+    /** @return array<int, list<int|string>> field number => values (varints as int, length-delimited and fixed32 as bytes) */
     public static function fields(string $buf): array
     {
         $out = [];
@@ -52,6 +52,7 @@ final class Proto
                     $pos += 8;
                     break;
                 case 5:
+                    $out[$field][] = substr($buf, $pos, 4);
                     $pos += 4;
                     break;
                 default:
@@ -61,14 +62,20 @@ final class Proto
         return $out;
     }
 
+    /** A negative int is written as its 64-bit two's complement, as int64 fields are. */
     public static function encodeVarint(int $v): string
     {
         $out = '';
-        while ($v > 0x7F) {
+        while ($v < 0 || $v > 0x7F) {
             $out .= chr(($v & 0x7F) | 0x80);
-            $v >>= 7;
+            $v = ($v >> 7) & 0x01FFFFFFFFFFFFFF;
         }
         return $out . chr($v);
+    }
+
+    public static function int(int $field, int $value): string
+    {
+        return self::encodeVarint($field << 3) . self::encodeVarint($value);
     }
 
     public static function bytes(int $field, string $value): string
