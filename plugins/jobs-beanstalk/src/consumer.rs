@@ -69,6 +69,10 @@ impl Consumer {
                 }
                 return;
             }
+            // Settlements first: they wait behind every reserve on this connection.
+            while let Ok(cmd) = self.rx.try_recv() {
+                self.handle(cmd).await;
+            }
             self.touch_due().await;
             let period = self.touch_period();
             let Some(inbox) = self.inbox.clone() else {
