@@ -60,10 +60,10 @@ fn tube_stat(port: u16, tube: &str, key: &str) -> i64 {
         if text.starts_with("NOT_FOUND") || n == 0 {
             return 0;
         }
-        if let Some(len) = text.strip_prefix("OK ").and_then(|r| r.split("\r\n").next()).and_then(|l| l.parse::<usize>().ok()) {
-            if reply.len() >= format!("OK {len}\r\n").len() + len + 2 {
-                return text.lines().find_map(|l| l.strip_prefix(&format!("{key}: ")).map(|v| v.trim().parse().unwrap())).unwrap();
-            }
+        if let Some(len) = text.strip_prefix("OK ").and_then(|r| r.split("\r\n").next()).and_then(|l| l.parse::<usize>().ok())
+            && reply.len() >= format!("OK {len}\r\n").len() + len + 2
+        {
+            return text.lines().find_map(|l| l.strip_prefix(&format!("{key}: ")).map(|v| v.trim().parse().unwrap())).unwrap();
         }
     }
 }
