@@ -1,0 +1,110 @@
+//! Two rr servers sharing one pipeline, the way teams scale past one machine: each server has
+//! its own PHP workers and its own connection to the broker, jobs are pushed through one of them,
+//! and every job is consumed exactly once across both, by both. For each broker driver.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use rr_jobs::proto;
+use rr_runtime::rpc::Codec;
+use rr_runtime::rpc::client::RpcClient;
+use rr_runtime::testing::{TestServer, free_port};
+use serde_json::Value;
+
+const JOBS: usize = 40;
+
+fn ids(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// One server: rpc on its own port, 2 PHP workers logging to `log`, the pipeline `shared`.
+fn server(broker: &str, pipeline: &str, log: &Path) -> (TestServer, String) {
+    let port = free_port();
+    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/jobs.php");
+    let yaml = format!(
+        "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{port}\n{broker}\nserver:\n  command: \"php {}\"\n  env:\n    JOBS_LOG: {}\njobs:\n  consume: [shared]\n  pool:\n    num_workers: 2\n  pipelines:\n    shared:\n{pipeline}",
+        worker.display(),
+        log.display()
+    );
+    let build = rr_runtime::Build::new("rr", "test")
+        .plugin::<rr_rpc::Plugin>()
+        .plugin::<rr_jobs_amqp::Plugin>()
+        .plugin::<rr_jobs_nats::Plugin>()
+        .plugin::<rr_jobs_beanstalk::Plugin>()
+        .plugin::<rr_jobs::Plugin>();
+    (TestServer::start(&build, &yaml), format!("tcp://127.0.0.1:{port}"))
+}
+
+async fn shared_pipeline(broker_port: u16, broker: &str, pipeline: &str) {
+    assert!(std::net::TcpStream::connect(("127.0.0.1", broker_port)).is_ok(), "no broker on 127.0.0.1:{broker_port} (.ci/run starts it)");
+    let dir = tempfile::tempdir().unwrap();
+    let logs: [PathBuf; 2] = [dir.path().join("a.log"), dir.path().join("b.log")];
+    let (mut a, a_addr) = server(broker, pipeline, &logs[0]);
+    let (mut b, b_addr) = server(broker, pipeline, &logs[1]);
+    // Both consume before the first push.
+    for (s, addr) in [(&mut a, &a_addr), (&mut b, &b_addr)] {
+        s.until("the shared pipeline", || async {
+            let mut c = RpcClient::connect(addr).await.ok()?;
+            let stats = c.call("jobs.Stat", Codec::Proto, &proto::Empty {}.encode_to_vec()).await.ok()?;
+            proto::Stats::decode(stats).ok()?.stats.iter().any(|s| s.pipeline == "shared" && s.ready).then_some(())
+        })
+        .await;
+    }
+    let run = format!("{}-{}", std::process::id(), free_port());
+    let jobs: Vec<proto::Job> = (0..JOBS)
+        .map(|i| proto::Job {
+            job: "App\\Job".into(),
+            id: format!("s-{run}-{i}"),
+            payload: b"sleep-50".to_vec(),
+            headers: Default::default(),
+            options: Some(proto::Options { pipeline: "shared".into(), ..Default::default() }),
+        })
+        .collect();
+    let mut c = RpcClient::connect(&a_addr).await.unwrap();
+    c.call("jobs.PushBatch", Codec::Proto, &proto::PushBatchRequest { jobs: jobs.clone() }.encode_to_vec()).await.unwrap();
+    let start = Instant::now();
+    while ids(&logs[0]).len() + ids(&logs[1]).len() < JOBS {
+        assert!(start.elapsed() < Duration::from_secs(60), "consumed {} + {} of {JOBS}", ids(&logs[0]).len(), ids(&logs[1]).len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Settled on both, then stopped: nothing may come twice, late.
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+    let (on_a, on_b) = (ids(&logs[0]), ids(&logs[1]));
+    let mut all: Vec<String> = on_a.iter().chain(&on_b).cloned().collect();
+    all.sort();
+    let mut pushed: Vec<String> = jobs.into_iter().map(|j| j.id).collect();
+    pushed.sort();
+    assert_eq!(all, pushed, "every job exactly once across both servers");
+    assert!(!on_a.is_empty() && !on_b.is_empty(), "both servers consumed: {} on the pushing one, {} on the other", on_a.len(), on_b.len());
+}
+
+fn unique(what: &str) -> String {
+    format!("rr-shared-{what}-{}-{}", std::process::id(), free_port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_a_beanstalk_tube() {
+    let tube = unique("bs");
+    shared_pipeline(11300, "beanstalk:\n  addr: tcp://127.0.0.1:11300", &format!("      driver: beanstalk\n      config:\n        tube: {tube}\n")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_an_amqp_queue() {
+    let queue = unique("amqp");
+    shared_pipeline(5672, "amqp:\n  addr: amqp://guest:guest@127.0.0.1:5672/", &format!("      driver: amqp\n      config:\n        queue: {queue}\n        prefetch: 2\n")).await;
+    let _ = std::process::Command::new("rabbitmqctl").args(["delete_queue", &queue]).output();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_a_nats_stream() {
+    let stream = unique("nats");
+    shared_pipeline(
+        4222,
+        "nats:\n  addr: nats://127.0.0.1:4222",
+        &format!("      driver: nats\n      config:\n        stream: {stream}\n        subject: {stream}.jobs\n        prefetch: 2\n        delete_after_ack: true\n"),
+    )
+    .await;
+}
