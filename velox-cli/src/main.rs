@@ -91,6 +91,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ops::resolve::init_git_timeouts();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build { config, out, offline, locked, debug, target, jobs, target_dir, json } => {

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use crate::ops::inspect::{self, PluginInfo};
 use crate::ops::lock::{Lock, LockedCrate};
@@ -46,26 +46,37 @@ pub fn prepare(recipe: &Path, project: Option<&Path>, offline: bool, report: &Re
     let resolver = Resolver::new(offline)?;
 
     report.step("resolve", &format!("runtime ({})", plan.runtime.describe()));
-    let runtime = resolver.resolve("runtime", &plan.runtime)?;
-    let runtime_info = match &runtime {
-        Resolved::Dir { dir, .. } => Some(inspect::runtime(dir)?),
-        Resolved::Registry { .. } => None,
-    };
+    let runtime_at = plan.at(plan.runtime_line, "runtime");
+    let runtime = resolver.resolve(&runtime_at, &plan.runtime)?;
     let mut resolved = Vec::new();
     for spec in &plan.plugins {
         report.step("resolve", &format!("{} ({})", spec.key, spec.source.describe()));
-        resolved.push(resolver.resolve(&format!("plugin `{}`", spec.key), &spec.source)?);
+        resolved.push(resolver.resolve(&plan.at(spec.line, &format!("plugins.{}", spec.key)), &spec.source)?);
     }
 
     // Step 3 for crates on disk; registry crates are inspected from the project's metadata below.
+    let mut links = render::Links::default();
+    let runtime_info = match &runtime {
+        Resolved::Dir { dir, .. } => {
+            let (pkg, root) = inspect::package_at(dir).with_context(|| runtime_at.clone())?;
+            links.add("runtime", &root, dir);
+            Some(inspect::runtime(dir, &pkg)?)
+        }
+        Resolved::Registry { .. } => None,
+    };
     let mut infos: Vec<Option<PluginInfo>> = Vec::new();
     for (spec, r) in plan.plugins.iter().zip(&resolved) {
-        infos.push(match (r, &runtime_info) {
-            (Resolved::Dir { dir, .. }, Some(rt)) => {
+        infos.push(match r {
+            Resolved::Dir { dir, .. } => {
                 report.step("inspect", &spec.key);
-                Some(inspect::plugin(&spec.key, &inspect::package_at(dir)?, rt)?)
+                let (pkg, root) = inspect::package_at(dir).with_context(|| plan.at(spec.line, &format!("plugins.{}", spec.key)))?;
+                links.add(&spec.key, &root, dir);
+                match &runtime_info {
+                    Some(rt) => Some(inspect::plugin(&spec.key, &pkg, rt)?),
+                    None => None,
+                }
             }
-            _ => None,
+            Resolved::Registry { .. } => None,
         });
     }
 
@@ -73,31 +84,41 @@ pub fn prepare(recipe: &Path, project: Option<&Path>, offline: bool, report: &Re
         Some(p) => p.to_path_buf(),
         None => resolver.cache.join("projects").join(format!("{}-{}", plan.name, crate::ops::resolve::short_hash(&std::fs::canonicalize(recipe)?.display().to_string()))),
     };
-    let features = render::features_by_crate(&plan.features);
-    let deps: Vec<PluginDep> = plan
-        .plugins
-        .iter()
+    let crate_names: Vec<String> =
+        plan.plugins.iter().zip(&infos).map(|(spec, info)| info.as_ref().map(|i| i.crate_name.clone()).unwrap_or_else(|| spec.key.clone())).collect();
+    // Two keys for one crate would give the generated Cargo.toml a duplicate key.
+    for (i, (spec, name)) in plan.plugins.iter().zip(&crate_names).enumerate() {
+        if let Some(first) = crate_names[..i].iter().position(|n| n == name) {
+            let other = &plan.plugins[first];
+            bail!("{}: crate `{name}` is already the plugin `{}` (line {}); keep one of them", plan.at(spec.line, &format!("plugins.{}", spec.key)), other.key, other.line);
+        }
+    }
+    let mut crates = vec![("rr-runtime".to_string(), runtime_info.as_ref().map(|r| r.features.clone()))];
+    crates.extend(crate_names.iter().zip(&infos).map(|(n, info)| (n.clone(), info.as_ref().map(|i| i.features.clone()))));
+    let features = render::features_by_crate(&plan, &crates)?;
+    let feature_list = |name: &str| features.get(name).map(Vec::as_slice).unwrap_or(&[]);
+    let deps: Vec<PluginDep> = crate_names
+        .into_iter()
         .zip(&resolved)
         .zip(&infos)
-        .map(|((spec, r), info)| {
-            let crate_name = info.as_ref().map(|i| i.crate_name.clone()).unwrap_or_else(|| spec.key.clone());
-            PluginDep {
-                lib_name: crate_name.replace('-', "_"),
-                entry: info.as_ref().map(|i| i.entry.clone()).unwrap_or_else(|| "Plugin".into()),
-                dep: render::dependency(r, features.get(&crate_name).map(Vec::as_slice).unwrap_or(&[])),
-                crate_name,
-            }
+        .map(|((crate_name, r), info)| PluginDep {
+            lib_name: crate_name.replace('-', "_"),
+            entry: info.as_ref().map(|i| i.entry.clone()).unwrap_or_else(|| "Plugin".into()),
+            dep: render::dependency(&links.local(r), feature_list(&crate_name)),
+            crate_name,
         })
         .collect();
+    let runtime_dep = render::dependency(&links.local(&runtime), feature_list("rr-runtime"));
+    let runtime_patch = matches!(runtime, Resolved::Dir { .. }).then(|| render::dependency(&links.local(&runtime), &[]));
+    let render = |deps: &[PluginDep]| render::render(recipe, &plan.name, &plan.version, &runtime_dep, runtime_patch.as_deref(), deps, &links);
     report.step("render", &project.display().to_string());
-    let rendered = render::render(recipe, &plan.name, &plan.version, &runtime, &deps)?;
-    render::write(&project, &rendered)?;
+    render::write(&project, &render(&deps)?)?;
 
     report.step("inspect", "generated project (cargo metadata)");
     let meta = inspect::generated(&project, offline)?;
     inspect::single_runtime(&meta)?;
     let rt_pkg = meta.packages.iter().find(|p| p.name.as_str() == "rr-runtime").context("the generated project does not link rr-runtime")?;
-    let rt = inspect::RuntimeInfo { version: rt_pkg.version.clone() };
+    let rt = inspect::RuntimeInfo { version: rt_pkg.version.clone(), features: Vec::new() };
     let mut plugins = Vec::new();
     for ((spec, info), dep) in plan.plugins.iter().zip(infos).zip(&deps) {
         let info = match info {
@@ -117,7 +138,7 @@ pub fn prepare(recipe: &Path, project: Option<&Path>, offline: bool, report: &Re
     // Registry-resolved entry types may differ from the "Plugin" default assumed while rendering.
     if deps.iter().zip(&plugins).any(|(d, p)| d.entry != p.entry) {
         let deps: Vec<PluginDep> = deps.into_iter().zip(&plugins).map(|(d, p)| PluginDep { entry: p.entry.clone(), ..d }).collect();
-        render::write(&project, &render::render(recipe, &plan.name, &plan.version, &runtime, &deps)?)?;
+        render::write(&project, &render(&deps)?)?;
     }
 
     let locked = |key: &str, name: &str, crate_name: &str, version: &str, source: &plan::Source, r: &Resolved| LockedCrate {
