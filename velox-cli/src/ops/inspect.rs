@@ -114,7 +114,11 @@ pub fn generated(project: &Path, offline: bool) -> anyhow::Result<Metadata> {
     if offline {
         cmd.other_options(vec!["--offline".to_string()]);
     }
-    cmd.exec().map_err(|e| anyhow!("cargo could not resolve the plugins' dependencies: {e}"))
+    cmd.exec().map_err(|e| {
+        let e = e.to_string();
+        let hint = if e.contains("Timeout was reached") { format!("\na registry named above timed out (cargo's http.timeout, set from VELOX_NET_TIMEOUT = {}s)", crate::ops::resolve::net_timeout().as_secs()) } else { String::new() };
+        anyhow!("cargo could not resolve the plugins' dependencies: {e}{hint}")
+    })
 }
 
 /// Exactly one `rr-runtime` in the build: plugins cannot bring their own.

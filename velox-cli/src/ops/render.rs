@@ -83,7 +83,7 @@ impl Links {
                 name
             }
         };
-        let local = Path::new("deps").join(name).join(rel);
+        let local = Path::new("deps").join(name).components().chain(rel.components()).collect::<PathBuf>();
         self.crates.push((dir.to_path_buf(), local.display().to_string()));
     }
 
