@@ -16,6 +16,7 @@ use crate::ops::inspect::{self, PluginInfo};
 use crate::ops::lock::{Lock, LockedCrate};
 use crate::ops::render::{self, PluginDep};
 use crate::ops::resolve::{Pin, Resolved, Resolver};
+use crate::ops::install::Manifest;
 use crate::ops::{compile, install};
 use crate::plan::{self, Plan};
 use crate::report::Reporter;
@@ -40,7 +41,9 @@ pub struct Prepared {
     pub resolver: Resolver,
 }
 
-pub fn prepare(recipe: &Path, project: Option<&Path>, offline: bool, report: &Reporter) -> anyhow::Result<Prepared> {
+/// Steps 1-4 into `project` (default: one per recipe in the cache). `cargo_lock` seeds the
+/// project's Cargo.lock (`velox verify` replays the recorded dependency versions).
+pub fn prepare(recipe: &Path, project: Option<&Path>, cargo_lock: Option<&str>, offline: bool, report: &Reporter) -> anyhow::Result<Prepared> {
     report.step("load", &recipe.display().to_string());
     let plan = plan::load(recipe)?;
     let resolver = Resolver::new(offline)?;
@@ -113,6 +116,9 @@ pub fn prepare(recipe: &Path, project: Option<&Path>, offline: bool, report: &Re
     let render = |deps: &[PluginDep]| render::render(recipe, &plan.name, &plan.version, &runtime_dep, runtime_patch.as_deref(), deps, &links);
     report.step("render", &project.display().to_string());
     render::write(&project, &render(&deps)?)?;
+    if let Some(text) = cargo_lock {
+        std::fs::write(project.join("Cargo.lock"), text).with_context(|| format!("cannot write `{}`", project.join("Cargo.lock").display()))?;
+    }
 
     report.step("inspect", "generated project (cargo metadata)");
     let meta = inspect::generated(&project, offline)?;
@@ -172,53 +178,86 @@ pub fn prepare(recipe: &Path, project: Option<&Path>, offline: bool, report: &Re
 
 /// The whole pipeline; returns the installed binary's path.
 pub fn build(opts: &BuildOptions, report: &Reporter) -> anyhow::Result<serde_json::Value> {
-    let prepared = prepare(&opts.recipe, None, opts.offline, report)?;
-    let Prepared { plan, project, plugins, lock, resolver } = prepared;
-    let lock_path = plan.dir().join("velox.lock");
+    let prepared = prepare(&opts.recipe, None, None, opts.offline, report)?;
+    let lock_path = prepared.plan.dir().join("velox.lock");
     let recorded = Lock::read(&lock_path)?;
     if opts.locked {
-        lock.check_locked(recorded.as_ref(), &lock_path)?;
+        prepared.lock.check_locked(recorded.as_ref(), &lock_path)?;
         if let Some(r) = &recorded
-            && r.rustc != lock.rustc
+            && r.rustc != prepared.lock.rustc
         {
-            report.warn(&format!("velox.lock was made with {}, this build uses {}", r.rustc, lock.rustc));
+            report.warn(&format!("velox.lock was made with {}, this build uses {}", r.rustc, prepared.lock.rustc));
         }
     }
+    let debug = opts.debug || prepared.plan.debug;
+    let target = opts.target.clone().or_else(|| prepared.plan.target.clone()).unwrap_or_else(host_target);
+    let inputs = compile::Inputs::from_env()?;
+    let built = compile_prepared(&prepared, &Settings { debug, target: &target, inputs: &inputs, jobs: opts.jobs, target_dir: opts.target_dir.as_deref(), offline: opts.offline }, report)?;
 
-    let debug = opts.debug || plan.debug;
-    let target = opts.target.clone().or_else(|| plan.target.clone());
-    let target_dir = match &opts.target_dir {
-        Some(d) => d.clone(),
-        None => std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| resolver.cache.join("target")),
-    };
-    report.step("compile", &format!("{} ({}, target dir {})", plan.name, if debug { "debug" } else { "release" }, target_dir.display()));
-    let built = compile::compile(
-        &compile::CompileOptions {
-            project: &project,
-            target_dir: &target_dir,
-            debug,
-            target: target.as_deref(),
-            jobs: opts.jobs,
-            offline: opts.offline,
-            bin: &plan.name,
-        },
-        report,
-    )?;
-
+    let Prepared { plan, project, plugins, lock, .. } = prepared;
     report.step("install", &opts.out.display().to_string());
     let binary = install::copy_binary(&built, &opts.out, &plan.name)?;
     let names: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
     install::smoke_test(&binary, &names)?;
     lock.write(&lock_path)?;
-    let target_name = target.unwrap_or_else(host_target);
-    let manifest = install::write_manifest(&binary, &lock, &plan.name, &plan.version, &target_name, if debug { "debug" } else { "release" })?;
+    let cargo_lock = project.join("Cargo.lock");
+    let manifest = Manifest {
+        name: plan.name.clone(),
+        version: plan.version.clone(),
+        binary: plan.name.clone(),
+        sha256: install::sha256_file(&binary)?,
+        target,
+        profile: if debug { "debug" } else { "release" }.into(),
+        rustc: lock.rustc.clone(),
+        velox: env!("CARGO_PKG_VERSION").into(),
+        rustflags: inputs.rustflags,
+        source_date_epoch: inputs.source_date_epoch,
+        generated: install::generated_sha256(&project)?,
+        cargo_lock: std::fs::read_to_string(&cargo_lock).with_context(|| format!("cannot read `{}`", cargo_lock.display()))?,
+        runtime: lock.runtime,
+        plugins: lock.plugins,
+    };
+    let manifest_path = manifest.write(&opts.out)?;
     Ok(serde_json::json!({
         "binary": binary,
-        "manifest": manifest,
+        "manifest": manifest_path,
         "lock": lock_path,
         "plugins": names,
-        "sha256": install::sha256_file(&binary)?,
+        "sha256": manifest.sha256,
     }))
+}
+
+/// How step 5 runs: what `velox build` takes from its flags and `velox verify` from the manifest.
+pub struct Settings<'a> {
+    pub debug: bool,
+    pub target: &'a str,
+    pub inputs: &'a compile::Inputs,
+    pub jobs: Option<usize>,
+    pub target_dir: Option<&'a Path>,
+    pub offline: bool,
+}
+
+/// Step 5 on a prepared project; the binary's path in the target directory.
+pub fn compile_prepared(prepared: &Prepared, settings: &Settings, report: &Reporter) -> anyhow::Result<PathBuf> {
+    let target_dir = match settings.target_dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| prepared.resolver.cache.join("target")),
+    };
+    let profile = if settings.debug { "debug" } else { "release" };
+    report.step("compile", &format!("{} ({profile}, {}, target dir {})", prepared.plan.name, settings.target, target_dir.display()));
+    compile::compile(
+        &compile::CompileOptions {
+            project: &prepared.project,
+            target_dir: &target_dir,
+            debug: settings.debug,
+            target: settings.target,
+            inputs: settings.inputs,
+            jobs: settings.jobs,
+            offline: settings.offline,
+            bin: &prepared.plan.name,
+        },
+        report,
+    )
 }
 
 fn host_target() -> String {
