@@ -62,7 +62,7 @@ pub fn prepare(recipe: &Path, project: Option<&Path>, cargo_lock: Option<&str>, 
     let runtime_info = match &runtime {
         Resolved::Dir { dir, .. } => {
             let (pkg, root) = inspect::package_at(dir).with_context(|| runtime_at.clone())?;
-            links.add("runtime", &root, dir);
+            links.add("runtime", root, dir);
             Some(inspect::runtime(dir, &pkg)?)
         }
         Resolved::Registry { .. } => None,
@@ -73,7 +73,7 @@ pub fn prepare(recipe: &Path, project: Option<&Path>, cargo_lock: Option<&str>, 
             Resolved::Dir { dir, .. } => {
                 report.step("inspect", &spec.key);
                 let (pkg, root) = inspect::package_at(dir).with_context(|| plan.at(spec.line, &format!("plugins.{}", spec.key)))?;
-                links.add(&spec.key, &root, dir);
+                links.add(&spec.key, root, dir);
                 match &runtime_info {
                     Some(rt) => Some(inspect::plugin(&spec.key, &pkg, rt)?),
                     None => None,

@@ -27,7 +27,7 @@ pub struct CompileOptions<'a> {
 }
 
 /// The build inputs besides the sources that the manifest records and `velox verify` reuses.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Inputs {
     /// The user's `RUSTFLAGS` (velox adds only path remapping).
     pub rustflags: Vec<String>,

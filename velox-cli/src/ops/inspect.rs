@@ -29,9 +29,10 @@ pub struct RuntimeInfo {
     pub features: Vec<String>,
 }
 
-/// The package whose manifest is `dir/Cargo.toml`, without resolving dependencies, and the root of
-/// the workspace it belongs to (the directory the generated project links to, see `render`).
-pub fn package_at(dir: &Path) -> anyhow::Result<(Package, PathBuf)> {
+/// The package whose manifest is `dir/Cargo.toml`, without resolving dependencies, and the
+/// directory the generated project links to (see `render::Links`): the root of its workspace, or
+/// None when a path dependency lies outside it (an absolute path cannot be reached through a link).
+pub fn package_at(dir: &Path) -> anyhow::Result<(Package, Option<PathBuf>)> {
     let manifest = dir.join("Cargo.toml");
     let meta = MetadataCommand::new()
         .manifest_path(&manifest)
@@ -45,7 +46,9 @@ pub fn package_at(dir: &Path) -> anyhow::Result<(Package, PathBuf)> {
         .into_iter()
         .find(|p| std::fs::canonicalize(&p.manifest_path).map(|m| m == wanted).unwrap_or(false))
         .ok_or_else(|| anyhow!("`{}` declares no package", manifest.display()))?;
-    Ok((pkg, root))
+    let inside = |dep: &cargo_metadata::camino::Utf8PathBuf| std::fs::canonicalize(dep).unwrap_or(dep.clone().into_std_path_buf()).starts_with(&root);
+    let self_contained = pkg.dependencies.iter().filter_map(|d| d.path.as_ref()).all(inside);
+    Ok((pkg, self_contained.then_some(root)))
 }
 
 pub fn runtime(dir: &Path, pkg: &Package) -> anyhow::Result<RuntimeInfo> {

@@ -61,40 +61,41 @@ fn toml_string(s: &str) -> String {
 /// (in panic messages, debug info and cargo's `-C metadata` hash, hence symbol names) are the same
 /// wherever the cache, the checkout or the project lives. One link per workspace, so crates that
 /// depend on each other by path (a plugin on its workspace's runtime) still meet at one path.
+/// A crate with a path dependency outside its workspace (an absolute path to a runtime checkout)
+/// could meet it only at its real path, so then every crate is used in place.
 #[derive(Debug, Default)]
 pub struct Links {
-    /// Link name and target.
-    links: Vec<(String, PathBuf)>,
-    /// A crate directory and its path inside the project.
-    crates: Vec<(PathBuf, String)>,
+    /// Key, link root (None: use in place) and crate directory, in recipe order.
+    crates: Vec<(String, Option<PathBuf>, PathBuf)>,
 }
 
 impl Links {
-    pub fn add(&mut self, key: &str, root: &Path, dir: &Path) {
-        let (root, rel) = match dir.strip_prefix(root) {
-            Ok(rel) => (root, rel),
-            Err(_) => (dir, Path::new("")),
-        };
-        let name = match self.links.iter().find(|(_, r)| r == root) {
-            Some((name, _)) => name.clone(),
-            None => {
-                let name = format!("{}-{key}", self.links.len());
-                self.links.push((name.clone(), root.to_path_buf()));
-                name
+    pub fn add(&mut self, key: &str, root: Option<PathBuf>, dir: &Path) {
+        let root = root.map(|r| if dir.starts_with(&r) { r } else { dir.to_path_buf() });
+        self.crates.push((key.to_string(), root, dir.to_path_buf()));
+    }
+
+    /// The links, name and target; none when a crate must be used in place.
+    fn links(&self) -> Vec<(String, PathBuf)> {
+        let mut links: Vec<(String, PathBuf)> = Vec::new();
+        for (key, root, _) in &self.crates {
+            let Some(root) = root else { return Vec::new() };
+            if !links.iter().any(|(_, r)| r == root) {
+                links.push((format!("{}-{key}", links.len()), root.clone()));
             }
-        };
-        let local = Path::new("deps").join(name).components().chain(rel.components()).collect::<PathBuf>();
-        self.crates.push((dir.to_path_buf(), local.display().to_string()));
+        }
+        links
     }
 
     /// `resolved` as the generated project refers to it.
     pub fn local(&self, resolved: &Resolved) -> Resolved {
-        match resolved {
-            Resolved::Dir { dir, pin } => match self.crates.iter().find(|(d, _)| d == dir) {
-                Some((_, local)) => Resolved::Dir { dir: local.into(), pin: pin.clone() },
-                None => resolved.clone(),
-            },
-            other => other.clone(),
+        let Resolved::Dir { dir, pin } = resolved else { return resolved.clone() };
+        match self.links().into_iter().find(|(_, root)| dir.starts_with(root)) {
+            Some((name, root)) => {
+                let local: PathBuf = Path::new("deps").join(name).components().chain(dir.strip_prefix(&root).unwrap_or(Path::new("")).components()).collect();
+                Resolved::Dir { dir: local, pin: pin.clone() }
+            }
+            None => resolved.clone(),
         }
     }
 }
@@ -119,7 +120,7 @@ pub fn render(
     Ok(Rendered {
         cargo_toml: tera::Tera::one_off(SERVER_CARGO, &ctx, false).context("rendering server/Cargo.toml.tera")?,
         main_rs: tera::Tera::one_off(SERVER_MAIN, &ctx, false).context("rendering server/src/main.rs.tera")?,
-        links: links.links.clone(),
+        links: links.links(),
     })
 }
 
