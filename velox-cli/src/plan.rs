@@ -122,6 +122,10 @@ impl Plan {
     pub fn at(&self, line: usize, key: &str) -> String {
         format!("{}:{line}: `{key}`", self.file.display())
     }
+
+    pub fn at_plugin(&self, spec: &PluginSpec) -> String {
+        self.at(spec.line, &format!("plugins.{}", spec.key))
+    }
 }
 
 /// One velox.toml problem: where it is and how to fix it.

@@ -54,7 +54,7 @@ pub fn prepare(recipe: &Path, project: Option<&Path>, cargo_lock: Option<&str>, 
     let mut resolved = Vec::new();
     for spec in &plan.plugins {
         report.step("resolve", &format!("{} ({})", spec.key, spec.source.describe()));
-        resolved.push(resolver.resolve(&plan.at(spec.line, &format!("plugins.{}", spec.key)), &spec.source)?);
+        resolved.push(resolver.resolve(&plan.at_plugin(spec), &spec.source)?);
     }
 
     // Step 3 for crates on disk; registry crates are inspected from the project's metadata below.
@@ -72,7 +72,7 @@ pub fn prepare(recipe: &Path, project: Option<&Path>, cargo_lock: Option<&str>, 
         infos.push(match r {
             Resolved::Dir { dir, .. } => {
                 report.step("inspect", &spec.key);
-                let (pkg, root) = inspect::package_at(dir).with_context(|| plan.at(spec.line, &format!("plugins.{}", spec.key)))?;
+                let (pkg, root) = inspect::package_at(dir).with_context(|| plan.at_plugin(spec))?;
                 links.add(&spec.key, root, dir);
                 match &runtime_info {
                     Some(rt) => Some(inspect::plugin(&spec.key, &pkg, rt)?),
@@ -93,7 +93,7 @@ pub fn prepare(recipe: &Path, project: Option<&Path>, cargo_lock: Option<&str>, 
     for (i, (spec, name)) in plan.plugins.iter().zip(&crate_names).enumerate() {
         if let Some(first) = crate_names[..i].iter().position(|n| n == name) {
             let other = &plan.plugins[first];
-            bail!("{}: crate `{name}` is already the plugin `{}` (line {}); keep one of them", plan.at(spec.line, &format!("plugins.{}", spec.key)), other.key, other.line);
+            bail!("{}: crate `{name}` is already the plugin `{}` (line {}); keep one of them", plan.at_plugin(spec), other.key, other.line);
         }
     }
     let mut crates = vec![("rr-runtime".to_string(), runtime_info.as_ref().map(|r| r.features.clone()))];
