@@ -57,6 +57,22 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Rebuild BINARY from velox.toml and its manifest and check that the sha256 is the same.
+    Verify {
+        /// The binary to check; its manifest is `<BINARY>.manifest.json` beside it.
+        binary: PathBuf,
+        #[arg(short = 'c', long = "config", default_value = "velox.toml")]
+        config: PathBuf,
+        /// The manifest, if it is not beside the binary.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[arg(long)]
+        offline: bool,
+        #[arg(short = 'j', long)]
+        jobs: Option<usize>,
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
     /// List the resolved plugins with their sources and revisions.
     Plugins {
         #[arg(short = 'c', long = "config", default_value = "velox.toml")]
@@ -91,6 +107,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ops::resolve::init_git_timeouts();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build { config, out, offline, locked, debug, target, jobs, target_dir, json } => {
@@ -114,14 +131,22 @@ fn main() -> ExitCode {
         }
         Command::Generate { config, out, offline } => {
             let report = report::Reporter::new(false);
-            ops::build::prepare(&config, Some(&out), offline, &report).map(|p| {
+            ops::build::prepare(&config, Some(&out), None, offline, &report).map(|p| {
                 report.finish(&serde_json::Value::Null);
                 println!("generated {}", p.project.display());
             })
         }
+        Command::Verify { binary, config, manifest, offline, jobs, target_dir } => {
+            let report = report::Reporter::new(false);
+            let opts = ops::verify::VerifyOptions { binary, manifest, recipe: config, offline, jobs, target_dir };
+            ops::verify::verify(&opts, &report).map(|sha| {
+                report.finish(&serde_json::Value::Null);
+                println!("verified {}: the rebuilt binary has the same sha256 {sha}", opts.binary.display());
+            })
+        }
         Command::Plugins { config, offline } => {
             let report = report::Reporter::new(false);
-            ops::build::prepare(&config, None, offline, &report).map(|p| {
+            ops::build::prepare(&config, None, None, offline, &report).map(|p| {
                 report.finish(&serde_json::Value::Null);
                 for c in &p.lock.plugins {
                     let pin = c.commit.clone().or(c.sha256.clone()).map(|x| format!(" @ {x}")).unwrap_or_default();

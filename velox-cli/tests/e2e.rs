@@ -226,3 +226,148 @@ fn tarball_sources_are_verified_before_use() {
     assert_eq!(plugins_of(&env.path("dist/rr")), ["tarred"]);
     assert!(std::fs::read_to_string(env.path("velox.lock")).unwrap().contains(&sha));
 }
+
+/// A server that accepts connections and never answers.
+fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn network_steps_time_out_naming_the_source_without_its_token() {
+    let env = Env::new();
+    let port = silent_server();
+    let silent = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_velox"))
+            .args(args)
+            .current_dir(env.dir.path())
+            .env("VELOX_CACHE", env.path("cache"))
+            .env("VELOX_NET_TIMEOUT", "1")
+            .env("CARGO_NET_RETRY", "0")
+            .env("CARGO_REGISTRIES_SILENT_INDEX", format!("sparse+http://127.0.0.1:{port}/index/"))
+            .output()
+            .unwrap()
+    };
+    let git = env.recipe("git.toml", &format!("[plugins.geo]\ngit = \"http://ghp_SECRET@127.0.0.1:{port}/acme/geo\"\ntag = \"v1\"\n"));
+    let e = err(&silent(&["plugins", "-c", &git]));
+    assert!(e.contains(&format!("git.toml:8: `plugins.geo`: fetching `http://***@127.0.0.1:{port}/acme/geo` timed out: no answer within 1s")), "{e}");
+    let json = silent(&["build", "-c", &git, "--json"]);
+    let out = format!("{}{}", String::from_utf8_lossy(&json.stdout), String::from_utf8_lossy(&json.stderr));
+    assert!(out.contains("timed out") && !out.contains("SECRET"), "{out}");
+
+    let url = env.recipe("url.toml", &format!("[plugins.geo]\nurl = \"http://u:SECRET@127.0.0.1:{port}/geo.tar.gz\"\nsha256 = \"{}\"\n", "0".repeat(64)));
+    let e = err(&silent(&["plugins", "-c", &url]));
+    assert!(e.contains(&format!("url.toml:8: `plugins.geo`: downloading `http://***@127.0.0.1:{port}/geo.tar.gz` timed out")) && !e.contains("SECRET"), "{e}");
+
+    let registry = env.recipe("registry.toml", "[plugins.rr-geo]\nversion = \"1\"\nregistry = \"silent\"\n");
+    let e = err(&silent(&["plugins", "-c", &registry]));
+    assert!(e.contains("Updating `silent` index") && e.contains(&format!("failed to download from `http://127.0.0.1:{port}/index/config.json`")), "{e}");
+    assert!(e.contains("a registry named above timed out (cargo's http.timeout, set from VELOX_NET_TIMEOUT = 1s)"), "{e}");
+}
+
+#[test]
+fn unreachable_and_hostile_tarballs() {
+    let env = Env::new();
+    // Nothing listens on a port we bound and released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let refused = env.recipe("refused.toml", &format!("[plugins.geo]\nurl = \"http://127.0.0.1:{port}/geo.tar.gz\"\nsha256 = \"{}\"\n", "0".repeat(64)));
+    let e = err(&env.velox(&["plugins", "-c", &refused]));
+    assert!(e.contains("refused.toml:8: `plugins.geo`: cannot download") && e.contains("onnection refused"), "the cause is shown: {e}");
+
+    // A symlink entry is refused by name, and nothing of the archive stays in the cache.
+    fixture(&env.path("pkg/rr-geo"), "rr-geo", "geo", "0.1");
+    std::os::unix::fs::symlink("/etc/passwd", env.path("pkg/rr-geo/passwd")).unwrap();
+    assert!(Command::new("tar").args(["czf", "geo.tar.gz", "-C", "pkg", "rr-geo"]).current_dir(env.dir.path()).status().unwrap().success());
+    let bytes = std::fs::read(env.path("geo.tar.gz")).unwrap();
+    let sha = { use sha2::Digest; hex::encode(sha2::Sha256::digest(&bytes)) };
+    let port = serve_file(bytes);
+    let recipe = env.recipe("velox.toml", &format!("[plugins.geo]\nurl = \"http://127.0.0.1:{port}/geo.tar.gz\"\nsha256 = \"{sha}\"\n"));
+    let e = err(&env.velox(&["plugins", "-c", &recipe]));
+    assert!(e.contains("velox.toml:8: `plugins.geo`: cannot unpack") && e.contains("`rr-geo/passwd` is a Symlink entry"), "{e}");
+    assert!(!env.path(&format!("cache/url/{sha}")).exists(), "no half-unpacked archive is left");
+}
+
+#[test]
+fn subdir_cannot_leave_the_checkout_through_a_symlink() {
+    let env = Env::new();
+    fixture(&env.path("outside"), "rr-outside", "outside", "0.1");
+    let repo = env.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::os::unix::fs::symlink(env.path("outside"), repo.join("crate")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@t", "add", "."]);
+    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "v1"]);
+    let recipe = env.recipe("velox.toml", &format!("[plugins.o]\ngit = \"file://{}\"\nbranch = \"main\"\nsubdir = \"crate\"\n", repo.display()));
+    let e = err(&env.velox(&["plugins", "-c", &recipe]));
+    assert!(e.contains("velox.toml:8: `plugins.o`: `subdir = \"crate\"` leads outside the repository"), "{e}");
+}
+
+#[test]
+fn features_are_applied_or_refused_with_their_line() {
+    let env = Env::new();
+    fixture(&env.path("geo"), "rr-geo", "geo", "0.1");
+    let toml = env.path("geo/Cargo.toml");
+    std::fs::write(&toml, std::fs::read_to_string(&toml).unwrap() + "\n[features]\nfast = []\n").unwrap();
+    let with = |features: &str| {
+        let text = format!(
+            "[binary]\nfeatures = [{features}]\n\n[runtime]\npath = \"{}\"\n\n[plugins.geo]\npath = \"geo\"\n",
+            workspace().join("runtime").display()
+        );
+        std::fs::write(env.path("velox.toml"), text).unwrap();
+        let _ = std::fs::remove_dir_all(env.path("gen"));
+        env.velox(&["generate", "-o", "gen"])
+    };
+    ok(&with("\"rr-geo/fast\", \"rr-runtime/testing\""));
+    let cargo = std::fs::read_to_string(env.path("gen/Cargo.toml")).unwrap();
+    assert!(cargo.contains("\"rr-geo\" = { path = \"deps/1-geo\", features = [\"fast\"] }"), "{cargo}");
+    assert!(cargo.contains("rr-runtime = { path = \"deps/0-runtime/runtime\", features = [\"testing\"] }"), "{cargo}");
+    let e = err(&with("\"rr-nope/fast\""));
+    assert!(e.contains("velox.toml:2: `binary.features`: `rr-nope` is not a crate of this build; name one of rr-runtime, rr-geo"), "{e}");
+    let e = err(&with("\"rr-geo/slow\""));
+    assert!(e.contains("velox.toml:2: `binary.features`: crate `rr-geo` has no feature `slow`; it has fast"), "{e}");
+}
+
+#[test]
+fn generate_refuses_what_it_did_not_generate() {
+    let env = Env::new();
+    let recipe = env.recipe("velox.toml", "");
+    // Someone's crate.
+    std::fs::create_dir_all(env.path("mine")).unwrap();
+    std::fs::write(env.path("mine/Cargo.toml"), "[package]\nname = \"mine\"\n").unwrap();
+    let e = err(&env.velox(&["generate", "-c", &recipe, "-o", "mine"]));
+    assert!(e.contains("`mine` is not empty and was not generated by velox"), "{e}");
+    assert_eq!(std::fs::read_to_string(env.path("mine/Cargo.toml")).unwrap(), "[package]\nname = \"mine\"\n");
+    assert!(!env.path("mine/src").exists());
+    std::fs::write(env.path("file"), "").unwrap();
+    assert!(err(&env.velox(&["generate", "-c", &recipe, "-o", "file"])).contains("`file` is a file; give `-o` a new or empty directory"));
+    // Its own output is regenerated in place.
+    ok(&env.velox(&["generate", "-c", &recipe, "-o", "gen"]));
+    ok(&env.velox(&["generate", "-c", &recipe, "-o", "gen"]));
+}
+
+#[test]
+fn mistakes_in_sources_name_file_line_and_key() {
+    let env = Env::new();
+    fixture(&env.path("alpha"), "rr-alpha", "alpha", "0.1");
+    std::fs::write(env.path("plain-file"), "").unwrap();
+    let cases = [
+        ("[plugins.a]\npath = \"alpha\"\n\n[plugins.b]\npath = \"alpha\"\n", "velox.toml:11: `plugins.b`: crate `rr-alpha` is already the plugin `a` (line 8); keep one of them"),
+        ("[plugins.a]\npath = \"missing\"\n", "velox.toml:8: `plugins.a`: path `"),
+        ("[plugins.a]\npath = \"plain-file\"\n", "velox.toml:8: `plugins.a`: path `"),
+    ];
+    for (plugins, want) in cases {
+        let recipe = env.recipe("velox.toml", plugins);
+        let e = err(&env.velox(&["generate", "-c", &recipe, "-o", "gen"]));
+        assert!(e.contains(want), "{e}");
+        assert!(!env.path("gen").exists(), "nothing half-written: {e}");
+    }
+    let e = err(&env.velox(&["new-plugin", "x", "--dir", "plain-file/x"]));
+    assert!(e.contains("cannot create `plain-file/x"), "{e}");
+}

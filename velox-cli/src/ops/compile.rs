@@ -1,5 +1,10 @@
 //! Step 5: run cargo on the generated project with a shared target directory, showing progress
 //! from cargo's JSON messages; on failure, cargo's own error text.
+//!
+//! Reproducible: the same velox.lock, toolchain and target give the same bytes. The crates are
+//! reached through the project's `deps/` links (see `render::Links`), so only cargo's home and the
+//! target directory appear as absolute paths; both are remapped. C compilers get the fixed
+//! `SOURCE_DATE_EPOCH` for `__DATE__`/`__TIME__`, and the target is always explicit.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,28 +19,63 @@ pub struct CompileOptions<'a> {
     pub project: &'a Path,
     pub target_dir: &'a Path,
     pub debug: bool,
-    pub target: Option<&'a str>,
+    pub target: &'a str,
+    pub inputs: &'a Inputs,
     pub jobs: Option<usize>,
     pub offline: bool,
     pub bin: &'a str,
 }
 
+/// The build inputs besides the sources that the manifest records and `velox verify` reuses.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The user's `RUSTFLAGS` (velox adds only path remapping).
+    pub rustflags: Vec<String>,
+    pub source_date_epoch: u64,
+}
+
+impl Inputs {
+    /// From the environment: `CARGO_ENCODED_RUSTFLAGS` or `RUSTFLAGS`, `SOURCE_DATE_EPOCH` (default 0).
+    pub fn from_env() -> anyhow::Result<Inputs> {
+        let rustflags = match (std::env::var("CARGO_ENCODED_RUSTFLAGS"), std::env::var("RUSTFLAGS")) {
+            (Ok(encoded), _) => encoded.split('\x1f').filter(|f| !f.is_empty()).map(str::to_string).collect(),
+            (_, Ok(flags)) => flags.split_whitespace().map(str::to_string).collect(),
+            _ => Vec::new(),
+        };
+        let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) => v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds"))?,
+            Err(_) => 0,
+        };
+        Ok(Inputs { rustflags, source_date_epoch })
+    }
+}
+
 /// Build and return the path of the binary.
 pub fn compile(opts: &CompileOptions, report: &Reporter) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(opts.target_dir).with_context(|| format!("cannot create `{}`", opts.target_dir.display()))?;
+    let target_dir = std::fs::canonicalize(opts.target_dir)?;
+    let cargo_home = std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| dirs::home_dir().map(|h| h.join(".cargo")));
+    let mut rustflags = opts.inputs.rustflags.clone();
+    // rustc applies the last matching prefix; the target directory may be inside cargo's home.
+    for (from, to) in cargo_home.iter().map(|h| (std::fs::canonicalize(h).unwrap_or(h.clone()), "/cargo")).chain([(target_dir.clone(), "/target")]) {
+        rustflags.push(format!("--remap-path-prefix={}={to}", from.display()));
+    }
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.arg("build")
         .arg("--manifest-path")
         .arg(opts.project.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(opts.target_dir)
+        .arg(&target_dir)
+        .args(["--target", opts.target])
         .arg("--message-format=json-render-diagnostics")
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
+        .env_remove("RUSTFLAGS")
+        .env("SOURCE_DATE_EPOCH", opts.inputs.source_date_epoch.to_string())
+        .env("CARGO_HTTP_TIMEOUT", crate::ops::resolve::net_timeout().as_secs().to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if !opts.debug {
         cmd.arg("--release");
-    }
-    if let Some(t) = opts.target {
-        cmd.args(["--target", t]);
     }
     if let Some(j) = opts.jobs {
         cmd.args(["--jobs", &j.to_string()]);
@@ -65,10 +105,10 @@ pub fn compile(opts: &CompileOptions, report: &Reporter) -> anyhow::Result<PathB
                 }
             }
             Message::CompilerMessage(msg) => {
-                if let Some(rendered) = msg.message.rendered {
-                    if matches!(msg.message.level, cargo_metadata::diagnostic::DiagnosticLevel::Error) {
-                        diagnostics.push(rendered);
-                    }
+                if let Some(rendered) = msg.message.rendered
+                    && matches!(msg.message.level, cargo_metadata::diagnostic::DiagnosticLevel::Error)
+                {
+                    diagnostics.push(rendered);
                 }
             }
             _ => {}
@@ -81,7 +121,7 @@ pub fn compile(opts: &CompileOptions, report: &Reporter) -> anyhow::Result<PathB
         let tail: Vec<&String> = stderr.iter().filter(|l| !l.trim_start().starts_with("Compiling") && !l.trim().is_empty()).collect();
         let tail: Vec<String> = tail.iter().rev().take(40).rev().map(|s| s.to_string()).collect();
         if !tail.is_empty() {
-            text.push_str("\n");
+            text.push('\n');
             text.push_str(&tail.join("\n"));
         }
         bail!("cargo build failed ({status}):\n{}", text.trim());

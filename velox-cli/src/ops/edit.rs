@@ -66,9 +66,21 @@ pub fn add(recipe: &Path, name: &str, src: &SourceArgs) -> anyhow::Result<()> {
     }
     plugins.insert(name, Item::Table(t));
     let new_text = doc.to_string();
-    crate::plan::parse(recipe, &new_text)?;
-    std::fs::write(recipe, new_text).with_context(|| format!("cannot write `{}`", recipe.display()))?;
-    Ok(())
+    // The new entry is not in the file yet, so a mistake in it is named by its flag.
+    crate::plan::parse(recipe, &new_text).map_err(|e| match e.key.strip_prefix(&format!("plugins.{name}")) {
+        Some(rest) => {
+            let flag = rest.strip_prefix('.').map(|k| if k == "version" { "--version".to_string() } else { format!("--{k}") });
+            anyhow::anyhow!("velox add {name}: {}{}", flag.map(|f| format!("`{f}`: ")).unwrap_or_default(), e.message)
+        }
+        None => e.into(),
+    })?;
+    write(recipe, &text, new_text)
+}
+
+/// Write the edited recipe with the line endings it had (toml_edit writes `\n` for new lines).
+fn write(recipe: &Path, original: &str, text: String) -> anyhow::Result<()> {
+    let text = if original.contains("\r\n") { text.replace("\r\n", "\n").replace('\n', "\r\n") } else { text };
+    std::fs::write(recipe, text).with_context(|| format!("cannot write `{}`", recipe.display()))
 }
 
 pub fn remove(recipe: &Path, name: &str) -> anyhow::Result<()> {
@@ -78,8 +90,7 @@ pub fn remove(recipe: &Path, name: &str) -> anyhow::Result<()> {
     if removed.is_none() {
         bail!("no plugin `{name}` in `{}`", recipe.display());
     }
-    std::fs::write(recipe, doc.to_string()).with_context(|| format!("cannot write `{}`", recipe.display()))?;
-    Ok(())
+    write(recipe, &text, doc.to_string())
 }
 
 #[cfg(test)]
@@ -110,5 +121,22 @@ mod tests {
         let err = add(&recipe, "x", &SourceArgs { url: Some("https://h/x.tgz".into()), ..Default::default() }).unwrap_err().to_string();
         assert!(err.contains("sha256"), "{err}");
         assert!(!std::fs::read_to_string(&recipe).unwrap().contains("plugins"), "nothing written");
+        let two_refs = SourceArgs { git: Some("https://h/r".into()), tag: Some("v1".into()), branch: Some("main".into()), ..Default::default() };
+        let err = add(&recipe, "x", &two_refs).unwrap_err().to_string();
+        assert_eq!(err, "velox add x: `--branch`: set only one of `tag`, `branch` or `rev`");
+        let escape = SourceArgs { git: Some("https://h/r".into()), tag: Some("v1".into()), subdir: Some("../x".into()), ..Default::default() };
+        assert!(add(&recipe, "x", &escape).unwrap_err().to_string().starts_with("velox add x: `--subdir`: `../x` must be a relative path"));
+    }
+
+    #[test]
+    fn crlf_files_stay_crlf() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = dir.path().join("velox.toml");
+        std::fs::write(&recipe, "[binary]\r\nname = \"rr\"\r\n\r\n[runtime]\r\npath = \"runtime\"\r\n").unwrap();
+        add(&recipe, "geo", &SourceArgs { path: Some("geo".into()), ..Default::default() }).unwrap();
+        let text = std::fs::read_to_string(&recipe).unwrap();
+        assert!(text.contains("[plugins.geo]\r\npath = \"geo\"\r\n") && !text.replace("\r\n", "").contains('\n'), "{text:?}");
+        remove(&recipe, "geo").unwrap();
+        assert_eq!(std::fs::read_to_string(&recipe).unwrap(), "[binary]\r\nname = \"rr\"\r\n\r\n[runtime]\r\npath = \"runtime\"\r\n");
     }
 }

@@ -3,9 +3,9 @@
 //! requirement accepts the selected runtime. Registry plugins are read from the generated
 //! project's metadata, which also proves a single runtime is linked.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use cargo_metadata::{Metadata, MetadataCommand, Package};
 
 /// What velox needs to know about one plugin crate.
@@ -18,15 +18,21 @@ pub struct PluginInfo {
     pub crate_name: String,
     pub version: String,
     pub entry: String,
+    /// The crate's features, for checking `binary.features`.
+    #[serde(skip)]
+    pub features: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeInfo {
     pub version: semver::Version,
+    pub features: Vec<String>,
 }
 
-/// The package whose manifest is `dir/Cargo.toml`, without resolving dependencies.
-pub fn package_at(dir: &Path) -> anyhow::Result<Package> {
+/// The package whose manifest is `dir/Cargo.toml`, without resolving dependencies, and the
+/// directory the generated project links to (see `render::Links`): the root of its workspace, or
+/// None when a path dependency lies outside it (an absolute path cannot be reached through a link).
+pub fn package_at(dir: &Path) -> anyhow::Result<(Package, Option<PathBuf>)> {
     let manifest = dir.join("Cargo.toml");
     let meta = MetadataCommand::new()
         .manifest_path(&manifest)
@@ -34,18 +40,22 @@ pub fn package_at(dir: &Path) -> anyhow::Result<Package> {
         .exec()
         .map_err(|e| anyhow!("cannot read `{}` with cargo metadata: {e}", manifest.display()))?;
     let wanted = std::fs::canonicalize(&manifest).unwrap_or(manifest.clone());
-    meta.packages
+    let root = meta.workspace_root.clone().into_std_path_buf();
+    let pkg = meta
+        .packages
         .into_iter()
         .find(|p| std::fs::canonicalize(&p.manifest_path).map(|m| m == wanted).unwrap_or(false))
-        .ok_or_else(|| anyhow!("`{}` declares no package", manifest.display()))
+        .ok_or_else(|| anyhow!("`{}` declares no package", manifest.display()))?;
+    let inside = |dep: &cargo_metadata::camino::Utf8PathBuf| std::fs::canonicalize(dep).unwrap_or(dep.clone().into_std_path_buf()).starts_with(&root);
+    let self_contained = pkg.dependencies.iter().filter_map(|d| d.path.as_ref()).all(inside);
+    Ok((pkg, self_contained.then_some(root)))
 }
 
-pub fn runtime(dir: &Path) -> anyhow::Result<RuntimeInfo> {
-    let pkg = package_at(dir).context("runtime")?;
+pub fn runtime(dir: &Path, pkg: &Package) -> anyhow::Result<RuntimeInfo> {
     if pkg.name.as_str() != "rr-runtime" {
         bail!("runtime: the crate at `{}` is `{}`, not `rr-runtime`; point `[runtime]` at the runtime crate", dir.display(), pkg.name);
     }
-    Ok(RuntimeInfo { version: pkg.version.clone() })
+    Ok(RuntimeInfo { version: pkg.version.clone(), features: pkg.features.keys().cloned().collect() })
 }
 
 /// Check one plugin package against the selected runtime.
@@ -62,6 +72,10 @@ pub fn plugin(key: &str, pkg: &Package, runtime: &RuntimeInfo) -> anyhow::Result
         })
     };
     let (name, entry) = (field("name")?, field("entry")?);
+    // The entry is pasted into the generated main.rs as a type path.
+    if !entry.split("::").all(|seg| seg.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+        bail!("plugin `{key}` (crate `{}`): `[package.metadata.rr-plugin] entry = \"{}\"` is not a Rust type path; name the type, e.g. `entry = \"Plugin\"`", pkg.name, entry.escape_debug());
+    }
     let dep = pkg.dependencies.iter().find(|d| d.name == "rr-runtime").ok_or_else(|| {
         anyhow!("plugin `{key}` (crate `{}`) does not depend on `rr-runtime`; a plugin implements `rr_runtime::Plugin`", pkg.name)
     })?;
@@ -75,7 +89,8 @@ pub fn plugin(key: &str, pkg: &Package, runtime: &RuntimeInfo) -> anyhow::Result
             runtime.version
         );
     }
-    Ok(PluginInfo { key: key.to_string(), name, crate_name: pkg.name.to_string(), version: pkg.version.to_string(), entry })
+    let features = pkg.features.keys().cloned().collect();
+    Ok(PluginInfo { key: key.to_string(), name, crate_name: pkg.name.to_string(), version: pkg.version.to_string(), entry, features })
 }
 
 /// No two plugins may answer to the same `.rr.yaml` name.
@@ -98,11 +113,15 @@ pub fn check_duplicates(plugins: &[PluginInfo]) -> anyhow::Result<()> {
 /// Full metadata of the generated project (resolves registry plugins; no compilation).
 pub fn generated(project: &Path, offline: bool) -> anyhow::Result<Metadata> {
     let mut cmd = MetadataCommand::new();
-    cmd.manifest_path(project.join("Cargo.toml"));
+    cmd.manifest_path(project.join("Cargo.toml")).env("CARGO_HTTP_TIMEOUT", crate::ops::resolve::net_timeout().as_secs().to_string());
     if offline {
         cmd.other_options(vec!["--offline".to_string()]);
     }
-    cmd.exec().map_err(|e| anyhow!("cargo could not resolve the plugins' dependencies: {e}"))
+    cmd.exec().map_err(|e| {
+        let e = e.to_string();
+        let hint = if e.contains("Timeout was reached") { format!("\na registry named above timed out (cargo's http.timeout, set from VELOX_NET_TIMEOUT = {}s)", crate::ops::resolve::net_timeout().as_secs()) } else { String::new() };
+        anyhow!("cargo could not resolve the plugins' dependencies: {e}{hint}")
+    })
 }
 
 /// Exactly one `rr-runtime` in the build: plugins cannot bring their own.

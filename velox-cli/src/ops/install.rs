@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use crate::ops::lock::Lock;
+use crate::ops::lock::LockedCrate;
 
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
@@ -41,34 +41,53 @@ pub fn smoke_test(binary: &Path, expected: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-pub struct Manifest<'a> {
-    pub name: &'a str,
-    pub version: &'a str,
+/// `<name>.manifest.json`: what the binary is and everything needed to rebuild it bit for bit
+/// (`velox verify`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
     pub binary: String,
     pub sha256: String,
     pub target: String,
-    pub profile: &'a str,
-    pub rustc: &'a str,
-    pub velox: &'a str,
-    pub runtime: &'a crate::ops::lock::LockedCrate,
-    pub plugins: &'a [crate::ops::lock::LockedCrate],
+    pub profile: String,
+    pub rustc: String,
+    pub velox: String,
+    #[serde(default)]
+    pub rustflags: Vec<String>,
+    #[serde(default)]
+    pub source_date_epoch: u64,
+    /// sha256 of the generated Cargo.toml and main.rs (what velox's templates made of the recipe).
+    #[serde(default)]
+    pub generated: String,
+    /// The generated project's Cargo.lock: every dependency's exact version.
+    #[serde(default)]
+    pub cargo_lock: String,
+    pub runtime: LockedCrate,
+    pub plugins: Vec<LockedCrate>,
 }
 
-pub fn write_manifest(binary: &Path, lock: &Lock, name: &str, version: &str, target: &str, profile: &str) -> anyhow::Result<PathBuf> {
-    let manifest = Manifest {
-        name,
-        version,
-        binary: binary.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
-        sha256: sha256_file(binary)?,
-        target: target.to_string(),
-        profile,
-        rustc: &lock.rustc,
-        velox: env!("CARGO_PKG_VERSION"),
-        runtime: &lock.runtime,
-        plugins: &lock.plugins,
-    };
-    let path = binary.with_file_name(format!("{name}.manifest.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n").with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(path)
+impl Manifest {
+    pub fn read(path: &Path) -> anyhow::Result<Manifest> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the manifest `{}`", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("`{}` is not a velox manifest", path.display()))
+    }
+
+    pub fn write(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        let path = dir.join(format!("{}.manifest.json", self.name));
+        std::fs::write(&path, serde_json::to_string_pretty(self)? + "\n").with_context(|| format!("cannot write `{}`", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// sha256 of the generated project's Cargo.toml and main.rs, without their first line (it names
+/// the recipe's file, which does not change the build).
+pub fn generated_sha256(project: &Path) -> anyhow::Result<String> {
+    let mut hasher = Sha256::new();
+    for file in ["Cargo.toml", "src/main.rs"] {
+        let path = project.join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        hasher.update(text.split_once('\n').map_or("", |(_, rest)| rest));
+    }
+    Ok(hex::encode(hasher.finalize()))
 }

@@ -56,6 +56,21 @@ impl Lock {
         let Some(recorded) = recorded else {
             bail!("--locked: `{}` does not exist; run `velox build` without --locked once and commit the lock file", path.display());
         };
+        let diffs = self.differences(recorded);
+        if !diffs.is_empty() {
+            bail!(
+                "--locked: the resolution differs from `{}`:\n  {}\nrun `velox build` without --locked to update the lock file, or restore velox.toml",
+                path.display(),
+                diffs.join("\n  ")
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Lock {
+    /// How this resolution differs from `recorded`, one line per crate (the toolchain aside).
+    pub fn differences(&self, recorded: &Lock) -> Vec<String> {
         let mut diffs = Vec::new();
         if recorded.runtime != self.runtime {
             diffs.push(format!("runtime: {} → {}", describe(&recorded.runtime), describe(&self.runtime)));
@@ -72,14 +87,7 @@ impl Lock {
                 diffs.push(format!("plugin `{}` was removed from velox.toml", was.key));
             }
         }
-        if !diffs.is_empty() {
-            bail!(
-                "--locked: the resolution differs from `{}`:\n  {}\nrun `velox build` without --locked to update the lock file, or restore velox.toml",
-                path.display(),
-                diffs.join("\n  ")
-            );
-        }
-        Ok(())
+        diffs
     }
 }
 

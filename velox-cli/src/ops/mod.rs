@@ -9,3 +9,4 @@ pub mod lock;
 pub mod render;
 pub mod resolve;
 pub mod scaffold;
+pub mod verify;

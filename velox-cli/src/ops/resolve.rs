@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use sha2::{Digest, Sha256};
 
-use crate::plan::{GitRef, Source};
+use crate::plan::{GitRef, Source, redact};
 
 /// How the generated Cargo.toml refers to a crate, and what it was pinned to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,10 @@ impl Resolver {
     pub fn resolve(&self, what: &str, source: &Source) -> anyhow::Result<Resolved> {
         match source {
             Source::Path(p) => {
-                let dir = std::fs::canonicalize(p).with_context(|| format!("{what}: path `{}` does not exist", p.display()))?;
+                let dir = std::fs::canonicalize(p).map_err(|e| anyhow!("{what}: path `{}`: {e}; point `path` at the crate's directory", p.display()))?;
+                if !dir.is_dir() {
+                    bail!("{what}: path `{}` is not a directory; point `path` at the crate's directory", p.display());
+                }
                 if !dir.join("Cargo.toml").is_file() {
                     bail!("{what}: `{}` has no Cargo.toml; point `path` at the crate's directory", dir.display());
                 }
@@ -52,12 +55,20 @@ impl Resolver {
             Source::Registry { version, registry } => Ok(Resolved::Registry { version: version.clone(), registry: registry.clone() }),
             Source::Git { url, reference, subdir } => {
                 let (checkout, commit) = self.git(what, url, reference)?;
+                let missing = || anyhow!("{what}: no Cargo.toml at the root of the checkout{}; set `subdir` to the crate's directory", subdir.as_ref().map(|s| format!(" in `{s}`")).unwrap_or_default());
                 let dir = match subdir {
-                    Some(s) => checkout.join(s),
+                    // `subdir` has no `..` (plan); a symlink in the repository must not lead out either.
+                    Some(s) => {
+                        let dir = std::fs::canonicalize(checkout.join(s)).map_err(|_| missing())?;
+                        if !dir.starts_with(std::fs::canonicalize(&checkout)?) {
+                            bail!("{what}: `subdir = \"{s}\"` leads outside the repository (through a symlink); name a directory inside it");
+                        }
+                        dir
+                    }
                     None => checkout,
                 };
                 if !dir.join("Cargo.toml").is_file() {
-                    bail!("{what}: no Cargo.toml at the root of the checkout{}; set `subdir` to the crate's directory", subdir.as_ref().map(|s| format!(" in `{s}`")).unwrap_or_default());
+                    return Err(missing());
                 }
                 Ok(Resolved::Dir { dir, pin: Pin::Git { commit } })
             }
@@ -72,7 +83,7 @@ impl Resolver {
         let repo_dir = self.cache.join("git").join(&key);
         let repo = match git2::Repository::open_bare(&repo_dir) {
             Ok(r) => r,
-            Err(_) if self.offline => bail!("{what}: `{}` is not in the cache and --offline forbids fetching it", crate::plan::redact(url)),
+            Err(_) if self.offline => bail!("{what}: `{}` is not in the cache and --offline forbids fetching it", redact(url)),
             Err(_) => git2::Repository::init_bare(&repo_dir).with_context(|| format!("cannot create `{}`", repo_dir.display()))?,
         };
         if !self.offline {
@@ -80,17 +91,23 @@ impl Resolver {
             callbacks.credentials(|u, username, _| credentials(u, username));
             let mut options = git2::FetchOptions::new();
             options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::All);
-            let mut remote = repo.remote_anonymous(&real_url)?;
-            remote
-                .fetch(&["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], Some(&mut options), None)
-                .map_err(|e| anyhow!("{what}: cannot fetch `{}`: {}", crate::plan::redact(url), e.message()))?;
+            let fetched = repo
+                .remote_anonymous(&real_url)
+                .and_then(|mut remote| remote.fetch(&["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], Some(&mut options), None));
+            if let Err(e) = fetched {
+                let shown = redact(url);
+                if e.code() == git2::ErrorCode::Timeout || e.message().contains("timed out") {
+                    bail!("{what}: fetching `{shown}` timed out: {}", timeout_hint());
+                }
+                bail!("{what}: cannot fetch `{shown}`: {}", e.message().replace(&real_url, &shown));
+            }
         }
         let object = match reference {
             GitRef::Tag(t) => repo.revparse_single(&format!("refs/tags/{t}")),
             GitRef::Branch(b) => repo.revparse_single(&format!("refs/heads/{b}")),
             GitRef::Rev(r) => repo.revparse_single(r),
         }
-        .map_err(|_| anyhow!("{what}: {} not found in `{}`{}", reference.describe(), crate::plan::redact(url), if self.offline { " (offline: only the cache was searched)" } else { "" }))?;
+        .map_err(|_| anyhow!("{what}: {} not found in `{}`{}", reference.describe(), redact(url), if self.offline { " (offline: only the cache was searched)" } else { "" }))?;
         let commit = object.peel_to_commit().with_context(|| format!("{what}: {} is not a commit", reference.describe()))?;
         let id = commit.id().to_string();
         let checkout = self.cache.join("checkouts").join(&key).join(&id);
@@ -112,15 +129,19 @@ impl Resolver {
         if !dir.join(".velox-complete").exists() {
             if !archive.exists() {
                 if self.offline {
-                    bail!("{what}: `{}` is not in the cache and --offline forbids downloading it", crate::plan::redact(url));
+                    bail!("{what}: `{}` is not in the cache and --offline forbids downloading it", redact(url));
                 }
-                let bytes = reqwest::blocking::get(expand_env(url)?)
-                    .and_then(|r| r.error_for_status())
-                    .and_then(|r| r.bytes())
-                    .map_err(|e| anyhow!("{what}: cannot download `{}`: {e}", crate::plan::redact(url)))?;
+                let client = reqwest::blocking::Client::builder().connect_timeout(net_timeout()).timeout(net_timeout()).build()?;
+                let bytes = client.get(expand_env(url)?).send().and_then(|r| r.error_for_status()).and_then(|r| r.bytes()).map_err(|e| {
+                    if e.is_timeout() {
+                        return anyhow!("{what}: downloading `{}` timed out: {}", redact(url), timeout_hint());
+                    }
+                    // The error's own URL may carry the expanded token; its causes say what failed.
+                    anyhow!("{what}: cannot download `{}`: {:#}", redact(url), anyhow::Error::from(e.without_url()))
+                })?;
                 let actual = hex::encode(Sha256::digest(&bytes));
                 if actual != sha256 {
-                    bail!("{what}: sha256 mismatch for `{}`: velox.toml pins {sha256}, the download is {actual}; nothing was built", crate::plan::redact(url));
+                    bail!("{what}: sha256 mismatch for `{}`: velox.toml pins {sha256}, the download is {actual}; nothing was built", redact(url));
                 }
                 std::fs::create_dir_all(archive.parent().unwrap())?;
                 std::fs::write(&archive, &bytes)?;
@@ -133,12 +154,51 @@ impl Resolver {
             }
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)?;
-            tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]))
-                .unpack(&dir)
-                .with_context(|| format!("{what}: `{}` is not a .tar.gz archive", crate::plan::redact(url)))?;
+            if let Err(e) = unpack(&bytes, &dir) {
+                let _ = std::fs::remove_dir_all(&dir);
+                bail!("{what}: cannot unpack `{}`: {e:#}", redact(url));
+            }
             std::fs::write(dir.join(".velox-complete"), sha256)?;
         }
         crate_root(&dir).ok_or_else(|| anyhow!("{what}: the tarball has no Cargo.toml at its root or in its single top directory"))
+    }
+}
+
+/// Unpack regular files and directories only: a link could point anywhere on the machine.
+fn unpack(bytes: &[u8], dir: &Path) -> anyhow::Result<()> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    for entry in archive.entries().context("not a .tar.gz archive")? {
+        let mut entry = entry.context("not a .tar.gz archive")?;
+        let path = entry.path()?.display().to_string();
+        match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Directory | tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
+            kind => bail!("`{path}` is a {kind:?} entry; only files and directories are unpacked, so publish the crate with `cargo package`"),
+        }
+        if !entry.unpack_in(dir).with_context(|| format!("`{path}`"))? {
+            bail!("`{path}` would land outside the archive's directory");
+        }
+    }
+    Ok(())
+}
+
+/// `VELOX_NET_TIMEOUT` (seconds, default 30): how long any network step may wait for the other
+/// side to connect or send the next bytes.
+pub fn net_timeout() -> std::time::Duration {
+    let secs = std::env::var("VELOX_NET_TIMEOUT").ok().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0).unwrap_or(30);
+    std::time::Duration::from_secs(secs)
+}
+
+fn timeout_hint() -> String {
+    format!("no answer within {}s; check the address and the network, or raise VELOX_NET_TIMEOUT", net_timeout().as_secs())
+}
+
+/// Timeouts for libgit2's connections (process-wide C settings, so set once at startup).
+pub fn init_git_timeouts() {
+    let ms = i32::try_from(net_timeout().as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
     }
 }
 

@@ -11,8 +11,8 @@ pub fn new_plugin(name: &str, dir: &Path, runtime_dep: &str) -> anyhow::Result<(
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
         bail!("plugin name `{name}` must be lowercase letters, digits and `_` (it is the `.rr.yaml` key)");
     }
-    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-        bail!("`{}` exists and is not empty; choose another directory with --dir", dir.display());
+    if dir.exists() && !std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()) {
+        bail!("`{}` exists and is not an empty directory; choose another directory with --dir", dir.display());
     }
     let crate_name = format!("rr-{}", name.replace('_', "-"));
     let mut ctx = tera::Context::new();
@@ -22,7 +22,8 @@ pub fn new_plugin(name: &str, dir: &Path, runtime_dep: &str) -> anyhow::Result<(
     ctx.insert("runtime_dep", runtime_dep);
     for (path, template) in [("Cargo.toml", PLUGIN_CARGO), ("src/lib.rs", PLUGIN_LIB), ("tests/plugin.rs", PLUGIN_TEST)] {
         let target = dir.join(path);
-        std::fs::create_dir_all(target.parent().unwrap())?;
+        let parent = target.parent().unwrap();
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create `{}`; choose a writable place with --dir", parent.display()))?;
         let text = tera::Tera::one_off(template, &ctx, false).with_context(|| format!("rendering plugin/{path}"))?;
         std::fs::write(&target, text).with_context(|| format!("cannot write `{}`", target.display()))?;
     }
