@@ -1,7 +1,8 @@
 //! The kafka driver against the local Kafka-compatible broker (tansu, started by `.ci/run`) with
 //! PHP consumers: push (single and batch) with headers and priority, a refused delay, ack, nack
 //! and a failed worker (both come back, unlike RoadRunner #1325), requeue with headers, `jobs.Stat`,
-//! Declare at runtime, and a second server in the same group that gets only what was never acked.
+//! pause/resume, Declare at runtime, and a second server in the same group that gets only what
+//! was never acked.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -46,7 +47,7 @@ async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn server(jobs_log: &Path, topic: &str) -> (TestServer, String) {
+fn server(jobs_log: &Path, broker: &str, topic: &str) -> (TestServer, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/jobs.php");
     let yaml = format!(
@@ -54,7 +55,7 @@ fn server(jobs_log: &Path, topic: &str) -> (TestServer, String) {
 rpc:
   listen: tcp://127.0.0.1:{port}
 kafka:
-  brokers: ["{BROKER}"]
+  brokers: ["{broker}"]
 server:
   command: "php {}"
   env:
@@ -88,7 +89,7 @@ async fn kafka_pipeline_with_php_consumers() {
     let dir = tempfile::tempdir().unwrap();
     let jobs_log = dir.path().join("jobs.log");
     let topic = format!("rr-test-{}", std::process::id());
-    let (mut first, address) = server(&jobs_log, &topic);
+    let (mut first, address) = server(&jobs_log, BROKER, &topic);
     let mut c = first.rpc(&address).await;
     let probe = || async {
         let mut probe = RpcClient::connect(&address).await.ok()?;
@@ -117,6 +118,15 @@ async fn kafka_pipeline_with_php_consumers() {
     let stat = stats.stats.iter().find(|s| s.pipeline == "k").unwrap();
     assert_eq!((stat.driver.as_str(), stat.queue.as_str(), stat.ready, stat.priority), ("kafka", topic.as_str(), true, 7));
 
+    // Paused, the pipeline still takes pushes; resumed, it delivers them.
+    let k = || proto::Pipelines { pipelines: vec!["k".into()] };
+    call::<proto::Empty>(&mut c, "jobs.Pause", k()).await.unwrap();
+    let stats: proto::Stats = call(&mut c, "jobs.Stat", proto::Empty {}).await.unwrap();
+    assert!(!stats.stats.iter().find(|s| s.pipeline == "k").unwrap().ready);
+    call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("k-paused", "ack", "k")) }).await.unwrap();
+    call::<proto::Empty>(&mut c, "jobs.Resume", k()).await.unwrap();
+    wait_for("the job pushed while paused", 60, || count(&log(&jobs_log), "k-paused") == 1).await;
+
     // A pipeline declared at runtime, with its options as JSON strings as PHP sends them.
     let declared = format!("{topic}-declared");
     let declare = proto::DeclareRequest {
@@ -140,7 +150,7 @@ async fn kafka_pipeline_with_php_consumers() {
 
     // A second server in the same group resumes after the committed offsets: it gets the job
     // pushed while nobody consumed, and none of the acknowledged ones again.
-    let (mut second, address) = server(&jobs_log, &topic);
+    let (mut second, address) = server(&jobs_log, BROKER, &topic);
     let probe = || async {
         let mut probe = RpcClient::connect(&address).await.ok()?;
         call::<proto::Empty>(&mut probe, "jobs.Push", proto::PushRequest { job: Some(job("k-later", "ack", "k")) }).await.ok()
@@ -148,6 +158,7 @@ async fn kafka_pipeline_with_php_consumers() {
     second.until("the second server", probe).await;
     wait_for("the job pushed to the second server", 60, || count(&log(&jobs_log), "k-later") == 1).await;
     let entries = log(&jobs_log);
-    assert_eq!(entries.len(), 10, "nothing acknowledged is delivered twice: {entries:?}");
+    assert_eq!(entries.len(), 11, "nothing acknowledged is delivered twice: {entries:?}");
     second.stop().await.unwrap();
 }
+

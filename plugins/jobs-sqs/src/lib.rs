@@ -213,10 +213,10 @@ impl Inner {
             };
             for message in messages {
                 let job = decode(&self.name, self.cfg.priority, &message);
-                if job.auto_ack {
-                    if let Err(e) = self.delete(&message).await {
-                        tracing::warn!(target: "jobs", pipeline = %self.name, id = %job.id, error = %e, "sqs: cannot delete an auto_ack job");
-                    }
+                if job.auto_ack
+                    && let Err(e) = self.delete(&message).await
+                {
+                    tracing::warn!(target: "jobs", pipeline = %self.name, id = %job.id, error = %e, "sqs: cannot delete an auto_ack job");
                 }
                 self.in_flight.fetch_add(1, Ordering::AcqRel);
                 let ack = Ack { inner: self.clone(), message, job: job.clone() };
@@ -269,7 +269,7 @@ fn decode(pipeline: &str, priority: i64, m: &Message) -> Job {
         name: DEDUCED.into(),
         payload: m.body.clone().unwrap_or_default().into(),
         pipeline: pipeline.to_string(),
-        priority: priority,
+        priority,
         ..Default::default()
     };
     match text("rr_id") {
@@ -341,10 +341,10 @@ impl Acknowledger for Ack {
                 // Back after error_visibility_timeout; a message no longer in flight is fine.
                 let receipt = self.message.receipt_handle.clone().unwrap_or_default();
                 let changed = self.inner.sqs.change_message_visibility().queue_url(self.inner.url()).receipt_handle(receipt).visibility_timeout(cfg.error_visibility_timeout).send().await;
-                if let Err(e) = changed {
-                    if !e.as_service_error().is_some_and(|e| e.is_message_not_inflight()) {
-                        return Err(aws_sdk_sqs::error::DisplayErrorContext(e).to_string().into());
-                    }
+                if let Err(e) = changed
+                    && !e.as_service_error().is_some_and(|e| e.is_message_not_inflight())
+                {
+                    return Err(aws_sdk_sqs::error::DisplayErrorContext(e).to_string().into());
                 }
             }
             // Otherwise back when the visibility timeout expires (or to the dead-letter queue).
