@@ -88,7 +88,8 @@ impl Inner {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("no answer from the brokers {brokers} within {timeout:?} (`kafka.brokers`, `kafka.ping.timeout`): {e}"))?;
         if cfg.auto_create_topics_enable {
-            create_topics(&client, topics).await?;
+            let named = cfg.consumer_options.consume_partitions.keys();
+            create_topics(&client, &topics.iter().chain(named).cloned().collect::<Vec<_>>()).await?;
         }
         Ok(Inner {
             name,

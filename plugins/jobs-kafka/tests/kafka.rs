@@ -127,7 +127,8 @@ async fn kafka_pipeline_with_php_consumers() {
     call::<proto::Empty>(&mut c, "jobs.Resume", k()).await.unwrap();
     wait_for("the job pushed while paused", 60, || count(&log(&jobs_log), "k-paused") == 1).await;
 
-    // A pipeline declared at runtime, with its options as JSON strings as PHP sends them.
+    // A pipeline declared at runtime, with its options as JSON strings as PHP sends them; without
+    // a group it reads every partition of its topic from the start.
     let declared = format!("{topic}-declared");
     let declare = proto::DeclareRequest {
         pipeline: [
@@ -136,12 +137,16 @@ async fn kafka_pipeline_with_php_consumers() {
             ("priority", "4".into()),
             ("auto_create_topics_enable", "true".into()),
             ("consumer_options", format!(r#"{{"topics":["{declared}"]}}"#)),
-            ("group_options", format!(r#"{{"group_id":"{declared}-group","session_timeout":"6s"}}"#)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
     };
+    let mut wrong = declare.clone();
+    wrong.pipeline.insert("name".into(), "kw".into());
+    wrong.pipeline.insert("producer_options".into(), r#"{"required_acks":"Most"}"#.into());
+    let err = call::<proto::Empty>(&mut c, "jobs.Declare", wrong).await.unwrap_err();
+    assert!(err.contains("kafka pipeline `kw`: `producer_options.required_acks: Most`: use NoAck, LeaderAck or AllISRAck"), "{err}");
     call::<proto::Empty>(&mut c, "jobs.Declare", declare).await.unwrap();
     call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("kd-1", "ack", "kd")) }).await.unwrap();
     wait_for("the job of the declared pipeline", 60, || count(&log(&jobs_log), "kd-1") == 1).await;

@@ -142,6 +142,11 @@ async fn sqs_pipelines_with_php_consumers() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
+    let mut wrong = declare.clone();
+    wrong.pipeline.insert("name".into(), "sw".into());
+    wrong.pipeline.insert("visibility_timeout".into(), "50000".into());
+    let err = call::<proto::Empty>(&mut c, "jobs.Declare", wrong).await.unwrap_err();
+    assert!(err.contains("sqs pipeline `sw`: `visibility_timeout: 50000` is out of range: SQS accepts 0 to 43200 seconds"), "{err}");
     call::<proto::Empty>(&mut c, "jobs.Declare", declare).await.unwrap();
     push(&mut c, job("sd-1", "ack", "sd")).await.unwrap();
     wait_for("the job of the declared pipeline", 30, || count(&log(&jobs_log), "sd-1") == 1).await;
