@@ -205,6 +205,8 @@ impl ProducerOptions {
         };
         // Idempotence needs acks from all in-sync replicas.
         c.set("acks", acks).set("enable.idempotence", (!self.disable_idempotent && acks == "all").to_string());
+        // A push waits for its record (ProduceSync): send at once, as franz-go does (linger 0).
+        c.set("linger.ms", "0");
         if let Some(n) = self.max_message_bytes {
             c.set("message.max.bytes", n.to_string());
         }

@@ -236,6 +236,7 @@ impl Inner {
 
     /// Refresh the counts `state` reports, at most once a second.
     fn refresh_stats(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         {
             let mut stats = self.stats.lock().unwrap();
             if stats.0.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
@@ -244,7 +245,7 @@ impl Inner {
             stats.0 = Some(Instant::now());
         }
         let inner = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let names = [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesDelayed, QueueAttributeName::ApproximateNumberOfMessagesNotVisible];
             let Ok(out) = inner.sqs.get_queue_attributes().queue_url(inner.url()).set_attribute_names(Some(names.to_vec())).send().await else { return };
             let attrs = out.attributes.unwrap_or_default();

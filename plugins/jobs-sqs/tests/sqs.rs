@@ -1,8 +1,8 @@
 //! The sqs driver against moto's SQS server (started by `.ci/run`) with PHP consumers: push
 //! (single and batch) with headers, delay limits, ack, nack, a failed worker (copied back, or kept
 //! for `error_visibility_timeout` with `retain_failed_jobs`), requeue with headers on a standard
-//! and a FIFO queue (the copy is not dropped as a duplicate), `jobs.Stat`, Declare at runtime, and
-//! a broker restart: the pipeline declares its queue again and goes on.
+//! and a FIFO queue (the copy is not dropped as a duplicate), `jobs.Stat` with queue counts,
+//! Declare at runtime, and a broker restart: the pipeline declares its queue again and goes on.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -101,6 +101,10 @@ async fn sqs_pipelines_with_php_consumers() {
         retain_failed_jobs: true
         error_visibility_timeout: 1
         wait_time_seconds: 1
+    idle:
+      driver: sqs
+      config:
+        queue: {unique}-idle
 "#
     );
     let (mut first, address) = server(&jobs_log, "http://127.0.0.1:4566", "s, f, r", &pipelines);
@@ -134,6 +138,21 @@ async fn sqs_pipelines_with_php_consumers() {
     let stat = stats.stats.iter().find(|s| s.pipeline == "s").unwrap();
     assert_eq!((stat.driver.as_str(), stat.ready, stat.priority), ("sqs", true, 6));
     assert!(stat.queue.ends_with(&format!("/{unique}")), "{}", stat.queue);
+
+    // `rr jobs` counts the messages waiting in a queue nobody consumes.
+    for id in ["i-1", "i-2"] {
+        push(&mut c, job(id, "ack", "idle")).await.unwrap();
+    }
+    let start = Instant::now();
+    loop {
+        let stats: proto::Stats = call(&mut c, "jobs.Stat", proto::Empty {}).await.unwrap();
+        let idle = stats.stats.iter().find(|s| s.pipeline == "idle").unwrap();
+        if (idle.active, idle.ready) == (2, false) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{idle:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Declared at runtime, every value a string as PHP sends them (`wait_time`, not `wait_time_seconds`).
     let declare = proto::DeclareRequest {
