@@ -138,7 +138,7 @@ impl Inner {
         if options.consume_partitions.is_empty() {
             let start = options.consumer_offset.clone().unwrap_or_default().offset()?;
             for topic in &options.topics {
-                for partition in partitions(&consumer, topic).await? {
+                for partition in self.partitions(topic).await? {
                     assignment.add_partition_offset(topic, partition, start).map_err(|e| e.to_string())?;
                 }
             }
@@ -151,6 +151,20 @@ impl Inner {
         }
         consumer.assign(&assignment).map_err(|e| format!("cannot assign {assignment:?}: {e}"))?;
         Ok(consumer)
+    }
+
+    /// The partitions of `topic` (a blocking metadata request: off the async threads).
+    async fn partitions(&self, topic: &str) -> Result<Vec<i32>, String> {
+        let (producer, name) = (self.producer.clone(), topic.to_string());
+        let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&name), Duration::from_secs(10)))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("no metadata for topic `{topic}`: {e}"))?;
+        let found: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        if found.is_empty() {
+            return Err(format!("topic `{topic}` has no partitions: create it, or set `auto_create_topics_enable: true`"));
+        }
+        Ok(found)
     }
 
     async fn consume(self: Arc<Self>, consumer: Arc<StreamConsumer>, out: Inbox, stop: CancellationToken) {
@@ -217,15 +231,6 @@ impl Inner {
         }
         Ok(())
     }
-}
-
-async fn partitions(consumer: &StreamConsumer, topic: &str) -> Result<Vec<i32>, String> {
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| format!("no metadata for topic `{topic}`: {e}"))?;
-    let found: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-    if found.is_empty() {
-        return Err(format!("topic `{topic}` has no partitions: create it, or set `auto_create_topics_enable: true`"));
-    }
-    Ok(found)
 }
 
 async fn create_topics(client: &ClientConfig, topics: &[String]) -> Result<(), String> {
