@@ -1,7 +1,8 @@
 <?php
 // A jobs consumer for tests: appends one JSON line per delivery to $JOBS_LOG, then answers by
 // the payload: "ack", "nack-once" (nack with requeue and 1 s delay the first time), "requeue-once"
-// (requeue with header attempt=1 the first time), "fail" (error frame), "crash" (exit),
+// (requeue with header attempt=1 the first time), "fail" (error frame), "fail-once" (error frame
+// the first time), "crash" (exit),
 // "sleep-MS" (ack after MS milliseconds).
 require __DIR__ . '/../lib/Jobs.php';
 
@@ -24,6 +25,14 @@ while (($task = $consumer->waitTask()) !== null) {
             break;
         case 'requeue-once':
             $seen ? $consumer->ack() : $consumer->requeue('again', 0, ['attempt' => ['1']]);
+            break;
+        case 'fail-once':
+            if (!$seen) {
+                touch("$log.{$task['id']}");
+                $consumer->worker->error('job failed on purpose');
+                break;
+            }
+            $consumer->ack();
             break;
         case 'fail':
             $consumer->worker->error('job failed on purpose');

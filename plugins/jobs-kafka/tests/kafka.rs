@@ -1,0 +1,169 @@
+//! The kafka driver against the local Kafka-compatible broker (tansu, started by `.ci/run`) with
+//! PHP consumers: push (single and batch) with headers and priority, a refused delay, ack, nack
+//! and a failed worker (both come back, unlike RoadRunner #1325), requeue with headers, `jobs.Stat`,
+//! pause/resume, Declare at runtime, and a second server in the same group that gets only what
+//! was never acked.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use rr_jobs::proto;
+use rr_runtime::rpc::Codec;
+use rr_runtime::rpc::client::RpcClient;
+use rr_runtime::testing::TestServer;
+use serde_json::Value;
+
+const BROKER: &str = "127.0.0.1:9092";
+
+fn job(id: &str, payload: &str, pipeline: &str) -> proto::Job {
+    proto::Job {
+        job: "App\\Job".into(),
+        id: id.into(),
+        payload: payload.as_bytes().to_vec(),
+        headers: [("tenant".to_string(), proto::HeaderValue { value: vec!["acme".into()] })].into(),
+        options: Some(proto::Options { pipeline: pipeline.into(), priority: 3, ..Default::default() }),
+    }
+}
+
+async fn call<R: Message + Default>(c: &mut RpcClient, method: &str, msg: impl Message) -> Result<R, String> {
+    let reply = c.call(method, Codec::Proto, &msg.encode_to_vec()).await.map_err(|e| e.to_string())?;
+    R::decode(&reply[..]).map_err(|e| e.to_string())
+}
+
+fn log(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn count(entries: &[Value], id: &str) -> usize {
+    entries.iter().filter(|e| e["id"] == id).count()
+}
+
+async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn server(jobs_log: &Path, broker: &str, topic: &str) -> (TestServer, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/jobs.php");
+    let yaml = format!(
+        r#"version: '3'
+rpc:
+  listen: tcp://127.0.0.1:{port}
+kafka:
+  brokers: ["{broker}"]
+server:
+  command: "php {}"
+  env:
+    JOBS_LOG: {}
+jobs:
+  consume: [k]
+  pool:
+    num_workers: 2
+  pipelines:
+    k:
+      driver: kafka
+      config:
+        priority: 7
+        auto_create_topics_enable: true
+        consumer_options:
+          topics: [{topic}]
+        group_options:
+          group_id: {topic}-group
+          session_timeout: 6s
+"#,
+        worker.display(),
+        jobs_log.display()
+    );
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_jobs_kafka::Plugin>().plugin::<rr_jobs::Plugin>();
+    (TestServer::start(&build, &yaml), format!("tcp://127.0.0.1:{port}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_pipeline_with_php_consumers() {
+    assert!(std::net::TcpStream::connect(BROKER).is_ok(), "no Kafka broker on {BROKER} (.ci/run starts tansu)");
+    let dir = tempfile::tempdir().unwrap();
+    let jobs_log = dir.path().join("jobs.log");
+    let topic = format!("rr-test-{}", std::process::id());
+    let (mut first, address) = server(&jobs_log, BROKER, &topic);
+    let mut c = first.rpc(&address).await;
+    let probe = || async {
+        let mut probe = RpcClient::connect(&address).await.ok()?;
+        call::<proto::Empty>(&mut probe, "jobs.Push", proto::PushRequest { job: Some(job("k-ack", "ack", "k")) }).await.ok()
+    };
+    first.until("the kafka pipeline", probe).await;
+
+    let mut delayed = job("k-delayed", "ack", "k");
+    delayed.options.as_mut().unwrap().delay = 5;
+    let err = call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(delayed) }).await.unwrap_err();
+    assert!(err.contains("kafka cannot delay jobs"), "{err}");
+    let jobs = [("k-nack", "nack-once"), ("k-requeue", "requeue-once"), ("k-fail", "fail-once"), ("k-batch", "ack")];
+    let batch = proto::PushBatchRequest { jobs: jobs.iter().map(|(id, p)| job(id, p, "k")).collect() };
+    call::<proto::Empty>(&mut c, "jobs.PushBatch", batch).await.unwrap();
+    wait_for("eight deliveries", 60, || log(&jobs_log).len() >= 8).await;
+    let entries = log(&jobs_log);
+    let counts: Vec<usize> = ["k-ack", "k-nack", "k-requeue", "k-fail", "k-batch"].iter().map(|id| count(&entries, id)).collect();
+    assert_eq!(counts, [1, 2, 2, 2, 1], "a nacked or failed job comes back; {entries:?}");
+    let first_ack = entries.iter().find(|e| e["id"] == "k-ack").unwrap();
+    assert_eq!((first_ack["driver"].as_str(), first_ack["queue"].as_str(), first_ack["job"].as_str()), (Some("kafka"), Some(topic.as_str()), Some("App\\Job")));
+    assert_eq!((first_ack["pipeline"].as_str(), first_ack["headers"]["tenant"][0].as_str()), (Some("k"), Some("acme")));
+    let requeued: Vec<_> = entries.iter().filter(|e| e["id"] == "k-requeue").collect();
+    assert_eq!(requeued[1]["headers"]["attempt"][0], "1");
+
+    let stats: proto::Stats = call(&mut c, "jobs.Stat", proto::Empty {}).await.unwrap();
+    let stat = stats.stats.iter().find(|s| s.pipeline == "k").unwrap();
+    assert_eq!((stat.driver.as_str(), stat.queue.as_str(), stat.ready, stat.priority), ("kafka", topic.as_str(), true, 7));
+
+    // Paused, the pipeline still takes pushes; resumed, it delivers them.
+    let k = || proto::Pipelines { pipelines: vec!["k".into()] };
+    call::<proto::Empty>(&mut c, "jobs.Pause", k()).await.unwrap();
+    let stats: proto::Stats = call(&mut c, "jobs.Stat", proto::Empty {}).await.unwrap();
+    assert!(!stats.stats.iter().find(|s| s.pipeline == "k").unwrap().ready);
+    call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("k-paused", "ack", "k")) }).await.unwrap();
+    call::<proto::Empty>(&mut c, "jobs.Resume", k()).await.unwrap();
+    wait_for("the job pushed while paused", 60, || count(&log(&jobs_log), "k-paused") == 1).await;
+
+    // A pipeline declared at runtime, with its options as JSON strings as PHP sends them; without
+    // a group it reads every partition of its topic from the start.
+    let declared = format!("{topic}-declared");
+    let declare = proto::DeclareRequest {
+        pipeline: [
+            ("driver", "kafka".to_string()),
+            ("name", "kd".into()),
+            ("priority", "4".into()),
+            ("auto_create_topics_enable", "true".into()),
+            ("consumer_options", format!(r#"{{"topics":["{declared}"]}}"#)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    };
+    let mut wrong = declare.clone();
+    wrong.pipeline.insert("name".into(), "kw".into());
+    wrong.pipeline.insert("producer_options".into(), r#"{"required_acks":"Most"}"#.into());
+    let err = call::<proto::Empty>(&mut c, "jobs.Declare", wrong).await.unwrap_err();
+    assert!(err.contains("kafka pipeline `kw`: `producer_options.required_acks: Most`: use NoAck, LeaderAck or AllISRAck"), "{err}");
+    call::<proto::Empty>(&mut c, "jobs.Declare", declare).await.unwrap();
+    call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("kd-1", "ack", "kd")) }).await.unwrap();
+    wait_for("the job of the declared pipeline", 60, || count(&log(&jobs_log), "kd-1") == 1).await;
+    call::<proto::Empty>(&mut c, "jobs.Destroy", proto::Pipelines { pipelines: vec!["kd".into()] }).await.unwrap();
+    first.stop().await.unwrap();
+
+    // A second server in the same group resumes after the committed offsets: it gets the job
+    // pushed while nobody consumed, and none of the acknowledged ones again.
+    let (mut second, address) = server(&jobs_log, BROKER, &topic);
+    let probe = || async {
+        let mut probe = RpcClient::connect(&address).await.ok()?;
+        call::<proto::Empty>(&mut probe, "jobs.Push", proto::PushRequest { job: Some(job("k-later", "ack", "k")) }).await.ok()
+    };
+    second.until("the second server", probe).await;
+    wait_for("the job pushed to the second server", 60, || count(&log(&jobs_log), "k-later") == 1).await;
+    let entries = log(&jobs_log);
+    assert_eq!(entries.len(), 11, "nothing acknowledged is delivered twice: {entries:?}");
+    second.stop().await.unwrap();
+}
+
