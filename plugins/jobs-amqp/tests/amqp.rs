@@ -46,7 +46,7 @@ fn rabbitmqctl(arg: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consume_nack_requeue_and_survive_a_broker_restart() {
-    assert!(std::net::TcpStream::connect("127.0.0.1:5672").is_ok(), "RabbitMQ is not reachable on 127.0.0.1:5672 (.ci/run starts it)");
+    assert!(std::net::TcpStream::connect("127.0.0.1:5672").is_ok(), "RabbitMQ is not reachable on 127.0.0.1:5672 (tests/run.sh starts it)");
     let dir = tempfile::tempdir().unwrap();
     let jobs_log = dir.path().join("jobs.log");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -93,7 +93,7 @@ async fn pipelines(server: &mut TestServer, address: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beanstalk_pipelines_with_a_php_consumer() {
-    assert!(std::net::TcpStream::connect("127.0.0.1:11300").is_ok(), "beanstalkd is not reachable on 127.0.0.1:11300 (.ci/run starts it)");
+    assert!(std::net::TcpStream::connect("127.0.0.1:11300").is_ok(), "beanstalkd is not reachable on 127.0.0.1:11300 (tests/run.sh starts it)");
     let dir = tempfile::tempdir().unwrap();
     let jobs_log = dir.path().join("jobs.log");
     let port = free_port();

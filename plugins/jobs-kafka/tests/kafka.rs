@@ -1,4 +1,4 @@
-//! The kafka driver against the local Kafka-compatible broker (tansu, started by `.ci/run`) with
+//! The kafka driver against the local Kafka-compatible broker (tansu, started by `tests/run.sh`) with
 //! PHP consumers: push (single and batch) with headers and priority, a refused delay, ack, nack
 //! and a failed worker (both come back, unlike RoadRunner #1325), requeue with headers, `jobs.Stat`,
 //! pause/resume, Declare at runtime, and a second server in the same group that gets only what
@@ -85,7 +85,7 @@ jobs:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_pipeline_with_php_consumers() {
-    assert!(std::net::TcpStream::connect(BROKER).is_ok(), "no Kafka broker on {BROKER} (.ci/run starts tansu)");
+    assert!(std::net::TcpStream::connect(BROKER).is_ok(), "no Kafka broker on {BROKER} (tests/run.sh starts tansu)");
     let dir = tempfile::tempdir().unwrap();
     let jobs_log = dir.path().join("jobs.log");
     let topic = format!("rr-test-{}", std::process::id());

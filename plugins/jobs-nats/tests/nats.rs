@@ -17,7 +17,7 @@ fn log(path: &Path) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_pipeline_with_a_php_consumer() {
-    assert!(std::net::TcpStream::connect("127.0.0.1:4222").is_ok(), "NATS is not reachable on 127.0.0.1:4222 (.ci/run starts it)");
+    assert!(std::net::TcpStream::connect("127.0.0.1:4222").is_ok(), "NATS is not reachable on 127.0.0.1:4222 (tests/run.sh starts it)");
     let dir = tempfile::tempdir().unwrap();
     let jobs_log = dir.path().join("jobs.log");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

