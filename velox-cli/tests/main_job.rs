@@ -77,7 +77,7 @@ fn pid1_reaps_orphans(rr: &Path) {
         .current_dir(workspace())
         .stderr(Stdio::null())
         .spawn()
-        .expect("unshare (util-linux) is needed; .ci/run installs it");
+        .expect("unshare (util-linux) is needed; tests/run.sh installs it");
     let started = Instant::now();
     while get(port, "/").is_none() {
         assert!(started.elapsed() < Duration::from_secs(30), "rr as PID 1 never answered");

@@ -243,7 +243,7 @@ impl Broker {
             .args(["-l", "127.0.0.1", "-p", &self.port.to_string(), "-b"])
             .arg(&self.binlog)
             .spawn()
-            .expect("beanstalkd is needed (apt-get install beanstalkd; .ci/run installs it)");
+            .expect("beanstalkd is needed (apt-get install beanstalkd; tests/run.sh installs it)");
         self.child = Some(child);
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {

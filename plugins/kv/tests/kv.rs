@@ -81,7 +81,7 @@ fn memcached_scenario(rpc: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_redis_boltdb_and_memcached_drivers() {
     assert!(std::net::TcpStream::connect("127.0.0.1:6379").is_ok(), "Redis is not reachable on 127.0.0.1:6379 (tests/run.sh starts it)");
-    assert!(std::net::TcpStream::connect("127.0.0.1:11211").is_ok(), "memcached is not reachable on 127.0.0.1:11211 (.ci/run installs and starts it)");
+    assert!(std::net::TcpStream::connect("127.0.0.1:11211").is_ok(), "memcached is not reachable on 127.0.0.1:11211 (tests/run.sh installs and starts it)");
     let port = free_port();
     let rpc = format!("tcp://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
