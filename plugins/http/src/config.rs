@@ -32,8 +32,9 @@ pub struct Config {
     pub http2: Http2,
     pub ssl: Option<Ssl>,
     pub pool: PoolConfig,
-    /// Request context encoding: `proto` (RoadRunner ≥ 2024.1) or `json` (roadrunner-http < 3.5,
-    /// and twice as fast in PHP without ext-protobuf).
+    /// Request context encoding: `auto` (ours, the default: by the app's spiral/roadrunner-http,
+    /// `codec_choice`), `proto` (RoadRunner ≥ 2024.1) or `json` (roadrunner-http < 3.5, and twice
+    /// as fast in PHP without ext-protobuf).
     pub codec: Codec,
     /// Extra sections middleware plugins read (`static`, `headers`, ...); ignored here.
     #[serde(flatten)]
@@ -56,7 +57,7 @@ impl Default for Config {
             http2: Http2::default(),
             ssl: None,
             pool: PoolConfig::default(),
-            codec: Codec::Proto,
+            codec: Codec::Auto,
             other: BTreeMap::new(),
         }
     }
@@ -72,6 +73,8 @@ impl Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Codec {
+    /// Resolved at start (`codec_choice`); an unresolved `Auto` encodes as `Proto`.
+    Auto,
     Proto,
     Json,
 }

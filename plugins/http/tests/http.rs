@@ -34,7 +34,11 @@ async fn serve(http_extra: &str) -> Server {
 }
 
 async fn serve_on(port: u16, http_section: &str) -> Server {
-    let yaml = format!("version: '3'\nserver:\n  command: \"{}\"\nhttp:\n{http_section}\n", worker());
+    serve_command(&worker(), port, http_section).await
+}
+
+async fn serve_command(command: &str, port: u16, http_section: &str) -> Server {
+    let yaml = format!("version: '3'\nserver:\n  command: \"{command}\"\nhttp:\n{http_section}\n");
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_proxy_ip_parser::Plugin>().plugin::<rr_http::Plugin>();
     let mut server = TestServer::start(&build, &yaml);
     server.until("the http listener", || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok() }).await;
@@ -147,6 +151,59 @@ async fn request_context_protobuf() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_context_json() {
     request_context("json").await;
+}
+
+/// A PHP app in a temp dir whose composer `installed.php` lists spiral/roadrunner-http `version`
+/// (none: no vendor dir); its worker (our library pretending to be that version) answers with the
+/// codec it was sent.
+fn app(version: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("public")).unwrap();
+    let lib = format!("{}/../../tests/php/lib/Http.php", env!("CARGO_MANIFEST_DIR"));
+    let installed = "__DIR__ . '/../vendor/composer/installed.php'";
+    let pretend = if version.is_some() { format!("$http->pretend({installed});") } else { String::new() };
+    let worker = format!("<?php\nrequire '{lib}';\n$http = RrTest\\HttpWorker::create();\n{pretend}\nwhile ($http->waitRequest() !== null) {{ $http->respond(200, $http->json ? 'json' : 'proto'); }}\n");
+    std::fs::write(dir.path().join("public/worker.php"), worker).unwrap();
+    if let Some(version) = version {
+        std::fs::create_dir_all(dir.path().join("vendor/composer")).unwrap();
+        let installed = format!("<?php return array(\n    'versions' => array(\n        'spiral/roadrunner-http' => array(\n            'pretty_version' => 'v{version}',\n            'version' => '{version}.0',\n        ),\n    ),\n);\n");
+        std::fs::write(dir.path().join("vendor/composer/installed.php"), installed).unwrap();
+    }
+    dir
+}
+
+/// `http.codec: auto` (the default) by the app's spiral/roadrunner-http and PHP: the codec the worker
+/// was sent, or the status when it could not read it.
+async fn auto_codec(version: Option<&str>, php: &str, http_extra: &str) -> String {
+    let app = app(version);
+    let port = free_port();
+    let command = format!("{php} -d opcache.enable_cli=0 {}/public/worker.php", app.path().display());
+    let server = serve_command(&command, port, &format!("  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 1\n{http_extra}")).await;
+    let resp = client().get(server.url("/")).send().await.unwrap();
+    let answer = if resp.status() == 200 { resp.text().await.unwrap() } else { resp.status().to_string() };
+    server.shutdown().await;
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_auto_sends_json_to_apps_that_accept_it() {
+    assert_eq!(auto_codec(Some("3.4.0"), "php", "").await, "json", "before 3.5: JSON only");
+    assert_eq!(auto_codec(Some("3.4.0"), "php", "  codec: proto").await, "500 Internal Server Error", "the app really reads JSON only");
+    assert_eq!(auto_codec(Some("3.5.1"), "php", "").await, "json", "3.5 without ext-protobuf: JSON is faster");
+    assert_eq!(auto_codec(Some("3.5.1"), "php", "  codec: proto").await, "proto", "`proto` still forces protobuf");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_auto_sends_protobuf_where_unsure_or_fast() {
+    assert_eq!(auto_codec(None, "php", "").await, "proto", "no installed.php");
+    assert_eq!(auto_codec(Some("4.0.0"), "php", "").await, "proto", "a version not known to accept JSON");
+    // A PHP whose `php -m` lists protobuf, as with ext-protobuf installed.
+    let bin = tempfile::tempdir().unwrap();
+    let php = bin.path().join("php");
+    let script = "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -m ] && { php \"$@\"; echo protobuf; exit 0; }; done\nexec php \"$@\"\n";
+    std::fs::write(&php, script).unwrap();
+    std::fs::set_permissions(&php, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert_eq!(auto_codec(Some("3.5.1"), &php.display().to_string(), "").await, "proto", "3.5 with ext-protobuf");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,7 +401,9 @@ async fn https_with_http2_and_redirect() {
         "  address: 127.0.0.1:{plain}\n  ssl:\n    address: 127.0.0.1:{tls}\n    redirect: true\n    cert: {0}/cert.pem\n    key: {0}/key.pem\n  pool:\n    num_workers: 1",
         dir.path().display()
     );
-    let server = serve_on(plain, &section).await;
+    let mut server = serve_on(plain, &section).await;
+    // The plain listener is bound first.
+    server.server.until("the https listener", || async { tokio::net::TcpStream::connect(("127.0.0.1", tls)).await.ok() }).await;
     let c = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
         .resolve("localhost", ([127, 0, 0, 1], tls).into())
