@@ -9,6 +9,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod decodable;
 mod early_hints;
+mod h2c_upgrade;
 pub mod form;
 pub mod host;
 mod linger;
