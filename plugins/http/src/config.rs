@@ -31,6 +31,7 @@ pub struct Config {
     pub uploads: Uploads,
     pub http2: Http2,
     pub ssl: Option<Ssl>,
+    pub fcgi: Option<Fcgi>,
     pub pool: PoolConfig,
     /// Request context encoding: `auto` (ours, the default: by the app's spiral/roadrunner-http,
     /// `codec_choice`), `proto` (RoadRunner ≥ 2024.1) or `json` (roadrunner-http < 3.5, and twice
@@ -56,6 +57,7 @@ impl Default for Config {
             uploads: Uploads::default(),
             http2: Http2::default(),
             ssl: None,
+            fcgi: None,
             pool: PoolConfig::default(),
             codec: Codec::Auto,
             other: BTreeMap::new(),
@@ -98,6 +100,13 @@ impl Default for Http2 {
     fn default() -> Self {
         Http2 { h2c: false, max_concurrent_streams: 128 }
     }
+}
+
+/// The FastCGI frontend (behind nginx's `fastcgi_pass`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fcgi {
+    /// `tcp://host:port` or `unix:///path`.
+    pub address: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,6 +9,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod decodable;
 mod early_hints;
+mod fcgi;
 mod h2c_upgrade;
 pub mod form;
 pub mod host;
@@ -41,8 +42,8 @@ impl rr_runtime::Plugin for Plugin {
 
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
         let Some(cfg) = ctx.section::<Config>("http")? else { return Ok(None) };
-        if cfg.address.is_none() && cfg.ssl.is_none() {
-            return Err("unable to run http service, no method has been specified: set `http.address` (e.g. 127.0.0.1:8080) or `http.ssl`".into());
+        if cfg.address.is_none() && cfg.ssl.is_none() && cfg.fcgi.is_none() {
+            return Err("unable to run http service, no method has been specified: set `http.address` (e.g. 127.0.0.1:8080), `http.ssl` or `http.fcgi.address`".into());
         }
         if !(100..=599).contains(&cfg.internal_error_code) {
             return Err(format!("config key `http.internal_error_code`: {} is not an HTTP status code", cfg.internal_error_code).into());
@@ -73,9 +74,14 @@ impl rr_runtime::Plugin for Plugin {
             listeners.push((address.as_str(), "http.address", None, plain));
         }
         if let Some(ssl) = &self.cfg.ssl {
-            listeners.push((ssl.address.as_str(), "http.ssl.address", Some(server::tls_acceptor(ssl)?), handler));
+            listeners.push((ssl.address.as_str(), "http.ssl.address", Some(server::tls_acceptor(ssl)?), handler.clone()));
         }
         let mut servers = Vec::new();
+        if let Some(fcgi) = &self.cfg.fcgi {
+            let listener = fcgi::Listener::bind(&fcgi.address).await?;
+            tracing::info!(target: "http", address = %listener.describe(), "fcgi server listening");
+            servers.push(tokio::spawn(fcgi::run(listener, handler.clone(), cfg.max_body_bytes(), shutdown.clone(), drain)));
+        }
         for (address, key, tls, handler) in listeners {
             let sockets = bind(address, key, homes.len()).await?;
             let scheme = if tls.is_some() { "https" } else { "http" };
