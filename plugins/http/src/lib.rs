@@ -80,7 +80,8 @@ impl rr_runtime::Plugin for Plugin {
         if let Some(fcgi) = &self.cfg.fcgi {
             let listener = fcgi::Listener::bind(&fcgi.address).await?;
             tracing::info!(target: "http", address = %listener.describe(), "fcgi server listening");
-            servers.push(tokio::spawn(fcgi::run(listener, handler.clone(), cfg.max_body_bytes(), shutdown.clone(), drain)));
+            let limits = fcgi::Limits { body: cfg.max_body_bytes(), params: cfg.max_header_bytes };
+            servers.push(tokio::spawn(fcgi::run(listener, handler.clone(), limits, shutdown.clone(), drain)));
         }
         for (address, key, tls, handler) in listeners {
             let sockets = bind(address, key, homes.len()).await?;

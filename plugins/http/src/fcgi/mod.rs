@@ -65,7 +65,7 @@ impl Drop for Listener {
 }
 
 /// Serve until `shutdown`, then let open connections finish their requests (up to `drain`).
-pub async fn run(listener: Listener, handler: Handler, max_body: usize, shutdown: CancellationToken, drain: Duration) {
+pub async fn run(listener: Listener, handler: Handler, limits: Limits, shutdown: CancellationToken, drain: Duration) {
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -76,10 +76,10 @@ pub async fn run(listener: Listener, handler: Handler, max_body: usize, shutdown
         match accepted {
             Ok((Stream::Tcp(s), peer)) => {
                 let _ = s.set_nodelay(true);
-                conns.spawn(connection(s, peer, handler.clone(), max_body, shutdown.clone()));
+                conns.spawn(connection(s, peer, handler.clone(), limits, shutdown.clone()));
             }
             Ok((Stream::Unix(s), peer)) => {
-                conns.spawn(connection(s, peer, handler.clone(), max_body, shutdown.clone()));
+                conns.spawn(connection(s, peer, handler.clone(), limits, shutdown.clone()));
             }
             Err(e) => {
                 tracing::warn!(target: "http", error = %e, "fcgi: accept failed");
@@ -90,6 +90,14 @@ pub async fn run(listener: Listener, handler: Handler, max_body: usize, shutdown
     if tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await.is_err() {
         tracing::warn!(target: "http", "fcgi: connections still open after {drain:?}; closing them");
     }
+}
+
+/// What one request may bring: `http.max_request_size` for the body, `http.max_header_bytes` for
+/// the CGI variables.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body: usize,
+    pub params: usize,
 }
 
 enum Stream {
@@ -114,7 +122,7 @@ struct Incoming {
 
 /// Read records until the web server closes the connection (or, without `FCGI_KEEP_CONN`, its
 /// request is in), handing each complete request to a task of its own.
-async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer: Option<IpAddr>, handler: Handler, max_body: usize, shutdown: CancellationToken) {
+async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer: Option<IpAddr>, handler: Handler, limits: Limits, shutdown: CancellationToken) {
     let (mut rd, wr) = tokio::io::split(stream);
     let (out, rx) = mpsc::channel::<Bytes>(64);
     let writer = tokio::spawn(write_all(wr, rx));
@@ -141,13 +149,17 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                 },
                 record::PARAMS => {
                     if let Some(r) = requests.get_mut(&rec.id) {
+                        if r.params.len() + rec.content.len() > limits.params {
+                            tracing::warn!(target: "http", limit = limits.params, "fcgi: CGI variables over http.max_header_bytes; connection closed");
+                            break 'read;
+                        }
                         r.params.extend_from_slice(&rec.content);
                     }
                 }
                 // Kept up to one byte over the limit: `request::prepare` answers that with 413.
                 record::STDIN if !rec.content.is_empty() => {
                     if let Some(r) = requests.get_mut(&rec.id) {
-                        let room = (max_body + 1).saturating_sub(r.body.len());
+                        let room = (limits.body + 1).saturating_sub(r.body.len());
                         r.body.extend_from_slice(&rec.content[..rec.content.len().min(room)]);
                     }
                 }
