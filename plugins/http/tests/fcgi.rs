@@ -14,7 +14,7 @@ fn worker() -> String {
 
 /// rr serving FastCGI only, on `address`.
 async fn serve(address: &str) -> TestServer {
-    let yaml = format!("version: '3'\nserver:\n  command: \"{}\"\nhttp:\n  fcgi:\n    address: {address}\n  max_request_size: 1\n  pool:\n    num_workers: 2\n", worker());
+    let yaml = format!("version: '3'\nserver:\n  command: \"{}\"\nhttp:\n  fcgi:\n    address: {address}\n  max_request_size: 1\n  max_header_bytes: 4096\n  pool:\n    num_workers: 2\n", worker());
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_http::Plugin>();
     TestServer::start(&build, &yaml)
 }
@@ -151,6 +151,15 @@ async fn keep_conn_over_a_unix_socket() {
     let mut rest = Vec::new();
     conn.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty(), "closed after a request without FCGI_KEEP_CONN");
+
+    // CGI variables past `http.max_header_bytes` (4096 here) close the connection unanswered.
+    let mut conn = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let pair = [&[11, 0x80, 0, 0x0f, 0xa0][..], b"HTTP_X_HUGE", &[b'v'; 4000]].concat(); // 4000-byte value
+    let params = |content: &[u8]| [&[1, 4, 0, 1][..], &(content.len() as u16).to_be_bytes(), &[0, 0], content].concat();
+    conn.write_all(&[&[1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0][..], &params(&pair), &params(&pair)].concat()).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok() && rest.is_empty(), "no answer to an oversized request, the connection closed");
     server.stop().await.unwrap();
     assert!(!socket.exists(), "the socket file is removed at stop");
 }
