@@ -1,4 +1,4 @@
-//! The `http` plugin: serves PHP over HTTP/1.1 and HTTP/2 (h2c, TLS) from a pool of persistent
+//! The `http` plugin: serves PHP over HTTP/1.1, HTTP/2 (h2c, TLS) and FastCGI from a pool of persistent
 //! workers (`RR_MODE=http`), RoadRunner-compatible (PROTOCOL.md §3).
 //!
 //! Request flow: listener (`server`) → middleware from `http.middleware`, first listed outermost
