@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Uri, Version};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use rr_runtime::BoxError;
 use rr_runtime::http::{ClientAddr, Handler, Response};
@@ -285,7 +286,8 @@ async fn respond(resp: Response, id: u16, out: &mpsc::Sender<Bytes>) {
             Ok(frame) => {
                 if let Ok(data) = frame.into_data() {
                     stdout(&mut pending, id, &data);
-                    if out.send(pending.split().freeze()).await.is_err() {
+                    // A streamed chunk goes now; the last one with END_REQUEST, in one write.
+                    if !body.is_end_stream() && out.send(pending.split().freeze()).await.is_err() {
                         return; // the web server is gone
                     }
                 }
