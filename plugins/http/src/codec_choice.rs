@@ -25,9 +25,10 @@ pub async fn choose(setting: Codec, command: &[String], cwd: &Path, env: &BTreeM
         return choice(setting, "set by `http.codec`".into());
     }
     let script = command.iter().position(|a| a.ends_with(".php"));
-    let starts: Vec<PathBuf> = script.map(|i| cwd.join(&command[i])).and_then(|s| s.parent().map(Path::to_path_buf)).into_iter().chain([cwd.to_path_buf()]).collect();
-    let Some(installed) = starts.iter().find_map(|dir| installed_php(dir)) else {
-        return choice(Codec::Proto, format!("no vendor/composer/installed.php above the worker script or the working directory, so the {PACKAGE} version is unknown"));
+    let script_dir = script.and_then(|i| cwd.join(&command[i]).parent().map(Path::to_path_buf));
+    let Some(installed) = script_dir.as_deref().and_then(installed_php).or_else(|| installed_php(cwd)) else {
+        let why = "no vendor/composer/installed.php above the worker script or the working directory";
+        return choice(Codec::Proto, format!("{why}, so the {PACKAGE} version is unknown"));
     };
     let version = std::fs::read_to_string(&installed).ok().and_then(|text| package_version(&text, PACKAGE));
     let Some(version) = version else {

@@ -243,18 +243,8 @@ fn request(params: &[u8], body: Bytes, peer: Option<IpAddr>) -> Result<rr_runtim
         .body(Full::new(body).map_err(|never| match never {}).boxed_unsync())
         .map_err(|e| format!("REQUEST_METHOD `{method}`: {e}"))?;
     for (name, value) in &params {
-        let name = match &name[..] {
-            b"CONTENT_TYPE" => HeaderName::from_static("content-type"),
-            b"CONTENT_LENGTH" => HeaderName::from_static("content-length"),
-            // Not a header a client may set through the web server (httpoxy), as Go skips it.
-            b"HTTP_PROXY" => continue,
-            n if n.starts_with(b"HTTP_") => match HeaderName::from_bytes(&n[5..].to_ascii_lowercase().iter().map(|&b| if b == b'_' { b'-' } else { b }).collect::<Vec<_>>()) {
-                Ok(name) => name,
-                Err(_) => continue,
-            },
-            _ => continue,
-        };
-        if let Ok(value) = HeaderValue::from_bytes(value)
+        if let Some(name) = header_name(name)
+            && let Ok(value) = HeaderValue::from_bytes(value)
             && !value.is_empty()
         {
             req.headers_mut().append(name, value);
@@ -265,6 +255,20 @@ fn request(params: &[u8], body: Bytes, peer: Option<IpAddr>) -> Result<rr_runtim
     req.extensions_mut().insert(ConnInfo { tls });
     req.extensions_mut().insert(ClientAddr(client));
     Ok(req)
+}
+
+/// The header a CGI variable carries: `HTTP_X_FOO` is `x-foo`.
+fn header_name(variable: &[u8]) -> Option<HeaderName> {
+    match variable {
+        b"CONTENT_TYPE" => Some(HeaderName::from_static("content-type")),
+        b"CONTENT_LENGTH" => Some(HeaderName::from_static("content-length")),
+        // Not a header a client may set through the web server (httpoxy), as Go skips it.
+        b"HTTP_PROXY" => None,
+        _ => {
+            let name: Vec<u8> = variable.strip_prefix(b"HTTP_")?.iter().map(|b| if *b == b'_' { b'-' } else { b.to_ascii_lowercase() }).collect();
+            HeaderName::from_bytes(&name).ok()
+        }
+    }
 }
 
 /// The response as CGI output on STDOUT (`Status:` line, headers, body as it streams), then
