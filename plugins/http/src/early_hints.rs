@@ -28,7 +28,7 @@ struct Shared {
 }
 
 /// The request's handle for sending informational responses on its connection.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct EarlyHints(Arc<Shared>);
 
 impl EarlyHints {

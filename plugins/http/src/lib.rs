@@ -1,13 +1,16 @@
-//! The `http` plugin: serves PHP over HTTP/1.1 and HTTP/2 (h2c, TLS) from a pool of persistent
+//! The `http` plugin: serves PHP over HTTP/1.1, HTTP/2 (h2c, TLS) and FastCGI from a pool of persistent
 //! workers (`RR_MODE=http`), RoadRunner-compatible (PROTOCOL.md §3).
 //!
 //! Request flow: listener (`server`) → middleware from `http.middleware`, first listed outermost
 //! (RoadRunner v6 order) → `handler`: encode (`request`) → pool exec → decode (`response`).
 
+mod codec_choice;
 pub mod config;
 #[doc(hidden)]
 pub mod decodable;
 mod early_hints;
+mod fcgi;
+mod h2c_upgrade;
 pub mod form;
 pub mod host;
 mod linger;
@@ -39,8 +42,8 @@ impl rr_runtime::Plugin for Plugin {
 
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
         let Some(cfg) = ctx.section::<Config>("http")? else { return Ok(None) };
-        if cfg.address.is_none() && cfg.ssl.is_none() {
-            return Err("unable to run http service, no method has been specified: set `http.address` (e.g. 127.0.0.1:8080) or `http.ssl`".into());
+        if cfg.address.is_none() && cfg.ssl.is_none() && cfg.fcgi.is_none() {
+            return Err("unable to run http service, no method has been specified: set `http.address` (e.g. 127.0.0.1:8080), `http.ssl` or `http.fcgi.address`".into());
         }
         if !(100..=599).contains(&cfg.internal_error_code) {
             return Err(format!("config key `http.internal_error_code`: {} is not an HTTP status code", cfg.internal_error_code).into());
@@ -52,15 +55,13 @@ impl rr_runtime::Plugin for Plugin {
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
-        if self.cfg.codec == config::Codec::Proto {
-            tracing::info!(target: "http", "requests are sent to PHP as protobuf (http.codec: proto); without ext-protobuf, `http.codec: json` is about twice as fast in PHP with spiral/roadrunner-http 3.5.x");
-        }
+        let cfg = Arc::new(Config { codec: self.codec().await, ..(*self.cfg).clone() });
         let shards = shards::Shards::start(shards::count(self.cfg.pool.effective_workers()))?;
         let homes = shards.handles();
         *self.shards.lock().unwrap() = Some(shards);
         let pool = self.services.new_pool_on("http", "http", self.cfg.pool.clone(), homes.clone()).await?;
         let _ = self.pool.set(pool.clone());
-        let handler = self.chain(php_handler(self.cfg.clone(), pool));
+        let handler = self.chain(php_handler(cfg.clone(), pool));
         let drain = self.cfg.pool.destroy_timeout;
         let redirect_port = self.cfg.ssl.as_ref().filter(|s| s.redirect).map(|s| s.address.rsplit(':').next().unwrap_or("443").to_string());
         // (address, its config key, TLS, handler) per listener.
@@ -73,15 +74,21 @@ impl rr_runtime::Plugin for Plugin {
             listeners.push((address.as_str(), "http.address", None, plain));
         }
         if let Some(ssl) = &self.cfg.ssl {
-            listeners.push((ssl.address.as_str(), "http.ssl.address", Some(server::tls_acceptor(ssl)?), handler));
+            listeners.push((ssl.address.as_str(), "http.ssl.address", Some(server::tls_acceptor(ssl)?), handler.clone()));
         }
         let mut servers = Vec::new();
+        if let Some(fcgi) = &self.cfg.fcgi {
+            let listener = fcgi::Listener::bind(&fcgi.address).await?;
+            tracing::info!(target: "http", address = %listener.describe(), "fcgi server listening");
+            let limits = fcgi::Limits { body: cfg.max_body_bytes(), params: cfg.max_header_bytes };
+            servers.push(tokio::spawn(fcgi::run(listener, handler.clone(), limits, shutdown.clone(), drain)));
+        }
         for (address, key, tls, handler) in listeners {
             let sockets = bind(address, key, homes.len()).await?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(target: "http", address = %sockets[0].local_addr()?, threads = sockets.len(), "{scheme} server listening");
             for (i, socket) in sockets.into_iter().enumerate() {
-                let (cfg, tls, handler, shutdown) = (self.cfg.clone(), tls.clone(), handler.clone(), shutdown.clone());
+                let (cfg, tls, handler, shutdown) = (cfg.clone(), tls.clone(), handler.clone(), shutdown.clone());
                 let h2c = tls.is_none() && cfg.http2.h2c;
                 // Registered with the reactor of the runtime that serves it.
                 let run = async move {
@@ -113,6 +120,17 @@ impl rr_runtime::Plugin for Plugin {
 }
 
 impl Plugin {
+    /// `http.codec` resolved for the pool's command, the choice logged with its reason.
+    async fn codec(&self) -> config::Codec {
+        let server = self.services.server.config.as_ref();
+        let command = self.cfg.pool.command.as_ref().or(server.map(|s| &s.command)).map(|c| c.args()).unwrap_or_default();
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let env = server.map(|s| s.env.clone()).unwrap_or_default();
+        let choice = codec_choice::choose(self.cfg.codec, &command, &cwd, &env).await;
+        tracing::info!(target: "http", codec = ?choice.codec, "requests are sent to PHP as {}: {}", if choice.codec == config::Codec::Json { "JSON" } else { "protobuf" }, choice.why);
+        choice.codec
+    }
+
     /// Wrap the PHP handler in the listed middleware; the first listed is the outermost.
     fn chain(&self, php: Handler) -> Handler {
         let mut handler = php;

@@ -98,7 +98,7 @@ pub async fn prepare(req: Request, cfg: &Config) -> Result<Prepared, RequestErro
     let cookies = cookies(&parts.headers);
 
     let (codec, context) = match cfg.codec {
-        Codec::Proto => {
+        Codec::Proto | Codec::Auto => {
             let copied = |values: &[&HeaderValue]| values.iter().map(|v| text(v.as_bytes()).into_owned().into_bytes()).collect();
             let msg = proto::Request {
                 remote_addr,

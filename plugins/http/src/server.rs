@@ -1,21 +1,24 @@
 //! Listeners: accept connections, serve them with hyper (HTTP/1.1 keep-alive, HTTP/2 by prior
-//! knowledge on cleartext when `http2.h2c`, or by ALPN over TLS), drain them on shutdown.
+//! knowledge or `Upgrade: h2c` on cleartext when `http2.h2c`, or by ALPN over TLS), drain them
+//! on shutdown.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::{self, BoxFuture, FutureExt};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rr_runtime::http::{ClientAddr, Handler};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::early_hints::{EarlyHints, HintsIo};
-use crate::linger::Linger;
+use crate::h2c_upgrade;
+use crate::linger::{Linger, UnreadBody};
 use crate::request::ConnInfo;
 
 pub struct Listener {
@@ -57,43 +60,31 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
         };
         let _ = stream.set_nodelay(true);
         let (stream, unread) = Linger::new(stream);
-        let (info, client) = (ConnInfo { tls: l.tls.is_some() }, ClientAddr(remote.ip()));
-        let handler = handler.clone();
-        let service = move |hints: EarlyHints| {
-            let unread = unread.clone();
-            hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                let handled = match refuse(&req, head_bytes) {
-                    Some(refused) => Err(refused),
-                    None => {
-                        req.extensions_mut().insert(info);
-                        req.extensions_mut().insert(client);
-                        req.extensions_mut().insert(hints.clone());
-                        req.extensions_mut().insert(unread.clone());
-                        Ok(handler(req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync())))
-                    }
-                };
-                async move {
-                    Ok::<_, Infallible>(match handled {
-                        Ok(fut) => fut.await,
-                        Err(refused) => refused,
-                    })
-                }
-            })
+        let upgrade = l.h2c.then(|| Upgrade { builder: builder.clone(), watcher: Arc::new(Mutex::new(Some(graceful.watcher()))) });
+        let conn = |hints| ConnService {
+            handler: handler.clone(),
+            head_bytes,
+            info: ConnInfo { tls: l.tls.is_some() },
+            client: ClientAddr(remote.ip()),
+            hints,
+            unread: unread.clone(),
+            upgrade: upgrade.clone(),
         };
         match &l.tls {
             None => {
                 let (io, hints) = HintsIo::new(stream);
-                let conn = builder.serve_connection(TokioIo::new(io), service(hints)).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "http: connection ended with an error");
-                    }
-                });
+                let (io, service) = (TokioIo::new(io), conn(hints));
+                // Upgrades only where they are ours to take: hyper hands any 101 off otherwise.
+                if l.h2c {
+                    spawn_watched(graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned()));
+                } else {
+                    spawn_watched(graceful.watch(builder.serve_connection(io, service).into_owned()));
+                }
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let builder = builder.clone();
+                let service = conn(EarlyHints::default());
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
@@ -102,7 +93,7 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
                         Err(_) => return tracing::debug!("https: handshake timed out"),
                     };
                     let (io, hints) = HintsIo::new(tls);
-                    let conn = builder.serve_connection(TokioIo::new(io), service(hints)).into_owned();
+                    let conn = builder.serve_connection(TokioIo::new(io), ConnService { hints, ..service }).into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "https: connection ended with an error");
                     }
@@ -112,6 +103,79 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
     }
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!("http: connections still open after {drain:?}; closing them");
+    }
+}
+
+fn spawn_watched<E: std::fmt::Display>(conn: impl Future<Output = Result<(), E>> + Send + 'static) {
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "http: connection ended with an error");
+        }
+    });
+}
+
+/// One connection's service: refuses bad heads, attaches the connection's facts to each request
+/// and hands it to the handler; on h2c listeners it also takes `Upgrade: h2c`.
+#[derive(Clone)]
+struct ConnService {
+    handler: Handler,
+    head_bytes: usize,
+    info: ConnInfo,
+    client: ClientAddr,
+    hints: EarlyHints,
+    unread: UnreadBody,
+    upgrade: Option<Upgrade>,
+}
+
+/// Where an upgraded connection goes on: the listener's builder, watched for a graceful shutdown
+/// (a connection upgrades at most once).
+#[derive(Clone)]
+struct Upgrade {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Arc<Mutex<Option<Watcher>>>,
+}
+
+type Answer = Result<rr_runtime::http::Response, Infallible>;
+
+impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
+    type Response = rr_runtime::http::Response;
+    type Error = Infallible;
+    type Future = future::Map<future::Either<BoxFuture<'static, rr_runtime::http::Response>, future::Ready<rr_runtime::http::Response>>, fn(rr_runtime::http::Response) -> Answer>;
+
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
+        let answer = if let Some(refused) = refuse(&req, self.head_bytes) {
+            future::Either::Right(future::ready(refused))
+        } else if let Some(upgrade) = self.upgrade.as_ref().filter(|_| h2c_upgrade::wanted(&req)) {
+            future::Either::Right(future::ready(upgrade.switch(&mut req, self.clone())))
+        } else {
+            req.extensions_mut().insert(self.info);
+            req.extensions_mut().insert(self.client);
+            req.extensions_mut().insert(self.hints.clone());
+            req.extensions_mut().insert(self.unread.clone());
+            future::Either::Left((self.handler)(req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync())))
+        };
+        answer.map(Ok as fn(_) -> Answer)
+    }
+}
+
+impl Upgrade {
+    /// Answer 101 and serve the connection as HTTP/2 from then on, the request on stream 1.
+    fn switch(&self, req: &mut hyper::Request<Incoming>, service: ConnService) -> rr_runtime::http::Response {
+        let Some(watcher) = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return refusal(req.version(), 400, "Bad Request: the connection was upgraded already");
+        };
+        let (frames, upgraded, builder) = (h2c_upgrade::request_frames(req), hyper::upgrade::on(req), self.builder.clone());
+        tokio::spawn(async move {
+            let io = match upgraded.await {
+                Ok(io) => h2c_upgrade::Replay::new(TokioIo::new(io), frames),
+                Err(e) => return tracing::debug!(error = %e, "http: h2c upgrade failed"),
+            };
+            let service = ConnService { upgrade: None, hints: EarlyHints::default(), ..service };
+            if let Err(e) = watcher.watch(builder.serve_connection(TokioIo::new(io), service)).await {
+                tracing::debug!(error = %e, "http: h2c connection ended with an error");
+            }
+        });
+        h2c_upgrade::switching_protocols()
     }
 }
 

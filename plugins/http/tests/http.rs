@@ -34,7 +34,11 @@ async fn serve(http_extra: &str) -> Server {
 }
 
 async fn serve_on(port: u16, http_section: &str) -> Server {
-    let yaml = format!("version: '3'\nserver:\n  command: \"{}\"\nhttp:\n{http_section}\n", worker());
+    serve_command(&worker(), port, http_section).await
+}
+
+async fn serve_command(command: &str, port: u16, http_section: &str) -> Server {
+    let yaml = format!("version: '3'\nserver:\n  command: \"{command}\"\nhttp:\n{http_section}\n");
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_proxy_ip_parser::Plugin>().plugin::<rr_http::Plugin>();
     let mut server = TestServer::start(&build, &yaml);
     server.until("the http listener", || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok() }).await;
@@ -147,6 +151,59 @@ async fn request_context_protobuf() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_context_json() {
     request_context("json").await;
+}
+
+/// A PHP app in a temp dir whose composer `installed.php` lists spiral/roadrunner-http `version`
+/// (none: no vendor dir); its worker (our library pretending to be that version) answers with the
+/// codec it was sent.
+fn app(version: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("public")).unwrap();
+    let lib = format!("{}/../../tests/php/lib/Http.php", env!("CARGO_MANIFEST_DIR"));
+    let installed = "__DIR__ . '/../vendor/composer/installed.php'";
+    let pretend = if version.is_some() { format!("$http->pretend({installed});") } else { String::new() };
+    let worker = format!("<?php\nrequire '{lib}';\n$http = RrTest\\HttpWorker::create();\n{pretend}\nwhile ($http->waitRequest() !== null) {{ $http->respond(200, $http->json ? 'json' : 'proto'); }}\n");
+    std::fs::write(dir.path().join("public/worker.php"), worker).unwrap();
+    if let Some(version) = version {
+        std::fs::create_dir_all(dir.path().join("vendor/composer")).unwrap();
+        let installed = format!("<?php return array(\n    'versions' => array(\n        'spiral/roadrunner-http' => array(\n            'pretty_version' => 'v{version}',\n            'version' => '{version}.0',\n        ),\n    ),\n);\n");
+        std::fs::write(dir.path().join("vendor/composer/installed.php"), installed).unwrap();
+    }
+    dir
+}
+
+/// `http.codec: auto` (the default) by the app's spiral/roadrunner-http and PHP: the codec the worker
+/// was sent, or the status when it could not read it.
+async fn auto_codec(version: Option<&str>, php: &str, http_extra: &str) -> String {
+    let app = app(version);
+    let port = free_port();
+    let command = format!("{php} -d opcache.enable_cli=0 {}/public/worker.php", app.path().display());
+    let server = serve_command(&command, port, &format!("  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 1\n{http_extra}")).await;
+    let resp = client().get(server.url("/")).send().await.unwrap();
+    let answer = if resp.status() == 200 { resp.text().await.unwrap() } else { resp.status().to_string() };
+    server.shutdown().await;
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_auto_sends_json_to_apps_that_accept_it() {
+    assert_eq!(auto_codec(Some("3.4.0"), "php", "").await, "json", "before 3.5: JSON only");
+    assert_eq!(auto_codec(Some("3.4.0"), "php", "  codec: proto").await, "500 Internal Server Error", "the app really reads JSON only");
+    assert_eq!(auto_codec(Some("3.5.1"), "php", "").await, "json", "3.5 without ext-protobuf: JSON is faster");
+    assert_eq!(auto_codec(Some("3.5.1"), "php", "  codec: proto").await, "proto", "`proto` still forces protobuf");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_auto_sends_protobuf_where_unsure_or_fast() {
+    assert_eq!(auto_codec(None, "php", "").await, "proto", "no installed.php");
+    assert_eq!(auto_codec(Some("4.0.0"), "php", "").await, "proto", "a version not known to accept JSON");
+    // A PHP whose `php -m` lists protobuf, as with ext-protobuf installed.
+    let bin = tempfile::tempdir().unwrap();
+    let php = bin.path().join("php");
+    let script = "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -m ] && { php \"$@\"; echo protobuf; exit 0; }; done\nexec php \"$@\"\n";
+    std::fs::write(&php, script).unwrap();
+    std::fs::set_permissions(&php, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert_eq!(auto_codec(Some("3.5.1"), &php.display().to_string(), "").await, "proto", "3.5 with ext-protobuf");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,6 +390,95 @@ async fn h2c_prior_knowledge() {
     server.shutdown().await;
 }
 
+/// Read one HTTP/2 frame: (type, flags, stream, payload).
+async fn read_frame(conn: &mut tokio::net::TcpStream) -> (u8, u8, u32, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 9];
+    conn.read_exact(&mut head).await.unwrap();
+    let mut payload = vec![0u8; u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize];
+    conn.read_exact(&mut payload).await.unwrap();
+    (head[3], head[4], u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff, payload)
+}
+
+/// The response on `stream`: the first header block byte and the body.
+async fn h2_response(conn: &mut tokio::net::TcpStream, stream: u32) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncWriteExt;
+    let (mut status, mut body) = (0, Vec::new());
+    loop {
+        let (kind, flags, id, payload) = read_frame(conn).await;
+        match kind {
+            0x4 if flags & 1 == 0 => conn.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap(), // SETTINGS → ACK
+            0x1 if id == stream => status = payload[0],
+            0x0 if id == stream => body.extend_from_slice(&payload),
+            0x7 => panic!("GOAWAY: {payload:?}"),
+            _ => {}
+        }
+        if id == stream && flags & 1 != 0 && (kind == 0x0 || kind == 0x1) {
+            return (status, body);
+        }
+    }
+}
+
+/// `Upgrade: h2c` from HTTP/1.1, as Go's h2c package takes it: 101, then HTTP/2 with the response
+/// to the upgraded request on stream 1, and further requests on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_upgrade_from_http11() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = serve("  http2:\n    h2c: true\n  pool:\n    num_workers: 1").await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let upgrade = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n";
+    conn.write_all(format!("GET /echo?x=1 HTTP/1.1\r\nHost: localhost\r\nX-Test: yes\r\n{upgrade}\r\n").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(conn.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: h2c"), "{head}");
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+    let (status, body) = h2_response(&mut conn, 1).await;
+    assert_eq!(status, 0x88, "`:status: 200` from HPACK's static table");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((v["protocol"].as_str(), v["method"].as_str(), v["rawQuery"].as_str()), (Some("HTTP/2.0"), Some("GET"), Some("x=1")));
+    assert_eq!(v["uri"], "http://localhost/echo?x=1");
+    assert_eq!(v["headers"]["X-Test"], serde_json::json!(["yes"]));
+    assert!(v["headers"].get("Upgrade").is_none() && v["headers"].get("Http2-Settings").is_none(), "{v}");
+    // The next request on stream 3: HPACK literals without indexing.
+    let mut block = Vec::new();
+    for (name, value) in [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/echo?n=2")] {
+        block.extend_from_slice(&[0, name.len() as u8]);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    conn.write_all(&[&(block.len() as u32).to_be_bytes()[1..], &[1, 5, 0, 0, 0, 3], &block[..]].concat()).await.unwrap();
+    let (_, body) = h2_response(&mut conn, 3).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((v["protocol"].as_str(), v["rawQuery"].as_str()), (Some("HTTP/2.0"), Some("n=2")));
+
+    drop(conn); // an open HTTP/2 connection that answers no PING would hold up the graceful stop
+
+    // With a body the upgrade is ignored and HTTP/1.1 answers.
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    conn.write_all(format!("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n{upgrade}\r\nhi").as_bytes()).await.unwrap();
+    let mut answer = [0u8; 12];
+    conn.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    drop(conn);
+
+    // curl's `--http2` on http:// upgrades the same way.
+    let curl = tokio::process::Command::new("curl").args(["-sS", "--http2", "-w", "\n%{http_version}"]).arg(server.url("/echo?c=1")).output().await;
+    match curl {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success() && text.ends_with("\n2"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+            assert!(text.contains("\"protocol\":\"HTTP\\/2.0\""), "{text}");
+        }
+        Err(e) => eprintln!("curl not run: {e}"),
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_http2_and_redirect() {
     let dir = tempfile::tempdir().unwrap();
@@ -344,7 +490,9 @@ async fn https_with_http2_and_redirect() {
         "  address: 127.0.0.1:{plain}\n  ssl:\n    address: 127.0.0.1:{tls}\n    redirect: true\n    cert: {0}/cert.pem\n    key: {0}/key.pem\n  pool:\n    num_workers: 1",
         dir.path().display()
     );
-    let server = serve_on(plain, &section).await;
+    let mut server = serve_on(plain, &section).await;
+    // The plain listener is bound first.
+    server.server.until("the https listener", || async { tokio::net::TcpStream::connect(("127.0.0.1", tls)).await.ok() }).await;
     let c = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
         .resolve("localhost", ([127, 0, 0, 1], tls).into())

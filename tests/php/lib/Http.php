@@ -20,6 +20,9 @@ final class HttpWorker
 
     public bool $json = false;
 
+    /** The spiral/roadrunner-http version this worker behaves as (null: the current one). */
+    public ?string $version = null;
+
     public function __construct(public Worker $worker)
     {
     }
@@ -27,6 +30,21 @@ final class HttpWorker
     public static function create(): self
     {
         return new self(Worker::create());
+    }
+
+    /**
+     * Behave as the spiral/roadrunner-http version a composer `installed.php` lists: before 3.5
+     * it reads JSON contexts only and answers JSON with flags 0 (PROTOCOL.md §3.2).
+     */
+    public function pretend(string $installedPhp): void
+    {
+        $installed = require $installedPhp;
+        $this->version = $installed['versions']['spiral/roadrunner-http']['version'];
+    }
+
+    private function jsonOnly(): bool
+    {
+        return $this->version !== null && version_compare($this->version, '3.5', '<');
     }
 
     /**
@@ -44,6 +62,9 @@ final class HttpWorker
             $c = json_decode($p->header, true);
             $c['body'] = $p->body;
             return $c + self::JSON_DEFAULTS;
+        }
+        if ($this->jsonOnly()) {
+            throw new \RuntimeException("spiral/roadrunner-http {$this->version} reads JSON contexts only");
         }
         $this->json = false;
         $f = Proto::fields($p->header);
@@ -78,7 +99,7 @@ final class HttpWorker
         }
         if ($this->json) {
             $ctx = json_encode(['status' => $status, 'headers' => (object)$norm]);
-            $this->worker->respond(new Payload($body, $ctx), Frame::CODEC_JSON, $eos);
+            $this->worker->respond(new Payload($body, $ctx), $this->jsonOnly() ? 0 : Frame::CODEC_JSON, $eos);
             return;
         }
         $ctx = Proto::encodeVarint(1 << 3) . Proto::encodeVarint($status);

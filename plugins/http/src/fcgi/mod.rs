@@ -1,0 +1,350 @@
+//! `fcgi.address`: the http plugin as a FastCGI responder (nginx's `fastcgi_pass`), as RoadRunner
+//! serves Go's net/http/fcgi: requests take the same middleware and workers as HTTP ones.
+//!
+//! Each connection is read by one task; a request whose STDIN is complete is handled by a task of
+//! its own, whose records go through a channel to the connection's writer, so requests multiplexed
+//! on one connection do not wait for each other. `FCGI_KEEP_CONN` keeps the connection for the next.
+
+mod record;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Uri, Version};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full};
+use rr_runtime::BoxError;
+use rr_runtime::http::{ClientAddr, Handler, Response};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::request::ConnInfo;
+
+/// A bound `fcgi.address`.
+pub enum Listener {
+    Tcp(tokio::net::TcpListener),
+    /// The socket file is removed again when the listener stops.
+    Unix(tokio::net::UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// `tcp://host:port` (or `host:port`) or `unix:///path`; a stale unix socket file is replaced,
+    /// as RoadRunner does.
+    pub async fn bind(address: &str) -> Result<Listener, BoxError> {
+        let err = |e: std::io::Error| format!("config key `http.fcgi.address`: cannot listen on `{address}`: {e}");
+        if let Some(path) = address.strip_prefix("unix://") {
+            let _ = std::fs::remove_file(path);
+            return Ok(Listener::Unix(tokio::net::UnixListener::bind(path).map_err(err)?, path.into()));
+        }
+        let host_port = address.strip_prefix("tcp://").unwrap_or(address);
+        if host_port.contains("://") {
+            return Err(format!("config key `http.fcgi.address`: `{address}` is neither `tcp://host:port` nor `unix:///path`").into());
+        }
+        let host_port = if host_port.starts_with(':') { format!("0.0.0.0{host_port}") } else { host_port.to_string() };
+        Ok(Listener::Tcp(tokio::net::TcpListener::bind(&host_port).await.map_err(err)?))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map_or_else(|e| e.to_string(), |a| format!("tcp://{a}")),
+            Listener::Unix(_, path) => format!("unix://{}", path.display()),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Serve until `shutdown`, then let open connections finish their requests (up to `drain`).
+pub async fn run(listener: Listener, handler: Handler, limits: Limits, shutdown: CancellationToken, drain: Duration) {
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            _ = shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((Stream::Tcp(s), peer)) => {
+                let _ = s.set_nodelay(true);
+                conns.spawn(connection(s, peer, handler.clone(), limits, shutdown.clone()));
+            }
+            Ok((Stream::Unix(s), peer)) => {
+                conns.spawn(connection(s, peer, handler.clone(), limits, shutdown.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(target: "http", error = %e, "fcgi: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    if tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!(target: "http", "fcgi: connections still open after {drain:?}; closing them");
+    }
+}
+
+/// What one request may bring: `http.max_request_size` for the body, `http.max_header_bytes` for
+/// the CGI variables.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body: usize,
+    pub params: usize,
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Stream, Option<IpAddr>)> {
+    Ok(match listener {
+        Listener::Tcp(l) => l.accept().await.map(|(s, a)| (Stream::Tcp(s), Some(a.ip())))?,
+        Listener::Unix(l, _) => (Stream::Unix(l.accept().await?.0), None),
+    })
+}
+
+/// A request being received: its params, then its body.
+#[derive(Default)]
+struct Incoming {
+    keep_conn: bool,
+    params: BytesMut,
+    body: BytesMut,
+}
+
+/// Read records until the web server closes the connection (or, without `FCGI_KEEP_CONN`, its
+/// request is in), handing each complete request to a task of its own.
+async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer: Option<IpAddr>, handler: Handler, limits: Limits, shutdown: CancellationToken) {
+    let (mut rd, wr) = tokio::io::split(stream);
+    let (out, rx) = mpsc::channel::<Bytes>(64);
+    let writer = tokio::spawn(write_all(wr, rx));
+    let mut requests: HashMap<u16, Incoming> = HashMap::new();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    'read: loop {
+        loop {
+            let rec = match record::parse(&mut buf) {
+                Ok(Some(rec)) => rec,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(target: "http", error = %e, "fcgi: connection closed");
+                    break 'read;
+                }
+            };
+            match rec.kind {
+                record::BEGIN_REQUEST => match record::begin(&rec.content) {
+                    Ok((record::ROLE_RESPONDER, flags)) => drop(requests.insert(rec.id, Incoming { keep_conn: flags & record::FLAG_KEEP_CONN != 0, ..Default::default() })),
+                    Ok(_) => send(&out, |b| record::end_request(b, rec.id, record::UNKNOWN_ROLE)).await,
+                    Err(e) => {
+                        tracing::debug!(target: "http", error = %e, "fcgi: connection closed");
+                        break 'read;
+                    }
+                },
+                record::PARAMS => {
+                    if let Some(r) = requests.get_mut(&rec.id) {
+                        if r.params.len() + rec.content.len() > limits.params {
+                            tracing::warn!(target: "http", limit = limits.params, "fcgi: CGI variables over http.max_header_bytes; connection closed");
+                            break 'read;
+                        }
+                        r.params.extend_from_slice(&rec.content);
+                    }
+                }
+                // Kept up to one byte over the limit: `request::prepare` answers that with 413.
+                record::STDIN if !rec.content.is_empty() => {
+                    if let Some(r) = requests.get_mut(&rec.id) {
+                        let room = (limits.body + 1).saturating_sub(r.body.len());
+                        r.body.extend_from_slice(&rec.content[..rec.content.len().min(room)]);
+                    }
+                }
+                record::STDIN => {
+                    let Some(r) = requests.remove(&rec.id) else { continue };
+                    let (handler, out) = (handler.clone(), out.clone());
+                    tokio::spawn(async move {
+                        let resp = match request(&r.params, r.body.freeze(), peer) {
+                            Ok(req) => handler(req).await,
+                            Err(e) => {
+                                tracing::warn!(target: "http", error = %e, "fcgi: bad request from the web server");
+                                crate::response::error_response(500, Some(e))
+                            }
+                        };
+                        respond(resp, rec.id, &out).await;
+                    });
+                    if !r.keep_conn {
+                        break 'read;
+                    }
+                }
+                record::ABORT_REQUEST => {
+                    if requests.remove(&rec.id).is_some() {
+                        send(&out, |b| record::end_request(b, rec.id, record::REQUEST_COMPLETE)).await;
+                    }
+                }
+                record::GET_VALUES => {
+                    let values = record::encode_pairs(&[(b"FCGI_MPXS_CONNS", b"1")]);
+                    send(&out, |b| record::encode(b, record::GET_VALUES_RESULT, 0, &values)).await;
+                }
+                kind => send(&out, |b| record::encode(b, record::UNKNOWN_TYPE, 0, &[kind, 0, 0, 0, 0, 0, 0, 0])).await,
+            }
+        }
+        tokio::select! {
+            read = rd.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    // The writer ends, closing the connection, once the requests in flight have answered.
+    drop(out);
+    let _ = writer.await;
+}
+
+async fn send(out: &mpsc::Sender<Bytes>, encode: impl FnOnce(&mut BytesMut)) {
+    let mut b = BytesMut::new();
+    encode(&mut b);
+    let _ = out.send(b.freeze()).await;
+}
+
+async fn write_all<W: AsyncWrite>(mut wr: tokio::io::WriteHalf<W>, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(chunk) = rx.recv().await {
+        if wr.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// The request in CGI variables (RFC 3875), read as Go's `cgi.RequestFromMap` reads them.
+fn request(params: &[u8], body: Bytes, peer: Option<IpAddr>) -> Result<rr_runtime::http::Request, String> {
+    let params: HashMap<Bytes, Bytes> = record::pairs(params)?.into_iter().collect();
+    let param = |name: &str| params.get(name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned());
+    let method = param("REQUEST_METHOD").ok_or("no REQUEST_METHOD variable")?;
+    let target = param("REQUEST_URI").filter(|u| !u.is_empty()).unwrap_or_else(|| {
+        let query = param("QUERY_STRING").filter(|q| !q.is_empty()).map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{}{}{query}", param("SCRIPT_NAME").unwrap_or_default(), param("PATH_INFO").unwrap_or_default())
+    });
+    let version = match param("SERVER_PROTOCOL").as_deref() {
+        Some("HTTP/1.0") => Version::HTTP_10,
+        Some("HTTP/2.0") => Version::HTTP_2,
+        Some("HTTP/3.0") => Version::HTTP_3,
+        _ => Version::HTTP_11,
+    };
+    let mut req = http::Request::builder()
+        .method(method.as_str())
+        .uri(target.parse::<Uri>().map_err(|e| format!("REQUEST_URI `{target}`: {e}"))?)
+        .version(version)
+        .body(Full::new(body).map_err(|never| match never {}).boxed_unsync())
+        .map_err(|e| format!("REQUEST_METHOD `{method}`: {e}"))?;
+    for (name, value) in &params {
+        if let Some(name) = header_name(name)
+            && let Ok(value) = HeaderValue::from_bytes(value)
+            && !value.is_empty()
+        {
+            req.headers_mut().append(name, value);
+        }
+    }
+    let tls = param("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on"));
+    let client = param("REMOTE_ADDR").and_then(|a| a.parse().ok()).or(peer).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    req.extensions_mut().insert(ConnInfo { tls });
+    req.extensions_mut().insert(ClientAddr(client));
+    Ok(req)
+}
+
+/// The header a CGI variable carries: `HTTP_X_FOO` is `x-foo`.
+fn header_name(variable: &[u8]) -> Option<HeaderName> {
+    match variable {
+        b"CONTENT_TYPE" => Some(HeaderName::from_static("content-type")),
+        b"CONTENT_LENGTH" => Some(HeaderName::from_static("content-length")),
+        // Not a header a client may set through the web server (httpoxy), as Go skips it.
+        b"HTTP_PROXY" => None,
+        _ => {
+            let name: Vec<u8> = variable.strip_prefix(b"HTTP_")?.iter().map(|b| if *b == b'_' { b'-' } else { b.to_ascii_lowercase() }).collect();
+            HeaderName::from_bytes(&name).ok()
+        }
+    }
+}
+
+/// The response as CGI output on STDOUT (`Status:` line, headers, body as it streams), then
+/// END_REQUEST.
+async fn respond(resp: Response, id: u16, out: &mpsc::Sender<Bytes>) {
+    let (parts, mut body) = resp.into_parts();
+    let mut head = format!("Status: {} {}\r\n", parts.status.as_u16(), parts.status.canonical_reason().unwrap_or("")).into_bytes();
+    for (name, value) in &parts.headers {
+        head.extend_from_slice(crate::request::canonical(name.as_str()).as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    let mut pending = BytesMut::new();
+    stdout(&mut pending, id, &head);
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    stdout(&mut pending, id, &data);
+                    // A streamed chunk goes now; the last one with END_REQUEST, in one write.
+                    if !body.is_end_stream() && out.send(pending.split().freeze()).await.is_err() {
+                        return; // the web server is gone
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(target: "http", error = %e, "fcgi: response body failed");
+                break;
+            }
+        }
+    }
+    record::encode(&mut pending, record::STDOUT, id, b"");
+    record::end_request(&mut pending, id, record::REQUEST_COMPLETE);
+    let _ = out.send(pending.freeze()).await;
+}
+
+fn stdout(out: &mut BytesMut, id: u16, data: &[u8]) {
+    for chunk in data.chunks(record::MAX_CONTENT) {
+        record::encode(out, record::STDOUT, id, chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<u8> {
+        record::encode_pairs(&pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn cgi_variables_become_the_request() {
+        let p = params(&[
+            ("REQUEST_METHOD", "POST"),
+            ("REQUEST_URI", "/a?b=1"),
+            ("SERVER_PROTOCOL", "HTTP/1.0"),
+            ("HTTP_HOST", "example.com"),
+            ("HTTP_X_MULTI_WORD", "v"),
+            ("HTTP_PROXY", "evil"),
+            ("CONTENT_TYPE", "text/plain"),
+            ("REMOTE_ADDR", "203.0.113.9"),
+            ("HTTPS", "on"),
+        ]);
+        let req = request(&p, Bytes::from_static(b"hi"), None).unwrap();
+        assert_eq!((req.method().as_str(), req.uri().to_string(), req.version()), ("POST", "/a?b=1".to_string(), Version::HTTP_10));
+        assert_eq!(req.headers()["host"], "example.com");
+        assert_eq!(req.headers()["x-multi-word"], "v");
+        assert_eq!(req.headers()["content-type"], "text/plain");
+        assert!(!req.headers().contains_key("proxy"));
+        assert_eq!(req.extensions().get::<ClientAddr>().unwrap().0, "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert!(req.extensions().get::<ConnInfo>().unwrap().tls);
+        let req = request(&params(&[("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", "/s"), ("PATH_INFO", "/p"), ("QUERY_STRING", "q=1")]), Bytes::new(), None).unwrap();
+        assert_eq!(req.uri(), "/s/p?q=1");
+        assert!(request(&params(&[("REQUEST_URI", "/")]), Bytes::new(), None).unwrap_err().contains("REQUEST_METHOD"));
+        assert!(request(&params(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/a b")]), Bytes::new(), None).unwrap_err().contains("REQUEST_URI"));
+    }
+}

@@ -1,0 +1,165 @@
+//! `http.fcgi.address`: rr as a FastCGI responder behind a real nginx (`fastcgi_pass`, keep-alive
+//! upstream connections), and a raw FastCGI client for what nginx does not show.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rr_runtime::testing::{TestServer, free_port};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn worker() -> String {
+    format!("php {}/../../tests/php/workers/http.php", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// rr serving FastCGI only, on `address`.
+async fn serve(address: &str) -> TestServer {
+    let yaml = format!("version: '3'\nserver:\n  command: \"{}\"\nhttp:\n  fcgi:\n    address: {address}\n  max_request_size: 1\n  max_header_bytes: 4096\n  pool:\n    num_workers: 2\n", worker());
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_http::Plugin>();
+    TestServer::start(&build, &yaml)
+}
+
+/// nginx in front of `upstream`, as a child process on a free port with its own config and
+/// temp dirs; one process (no master), so that killing it when dropped leaves nothing behind.
+struct Nginx {
+    port: u16,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+async fn nginx(upstream: &str) -> Nginx {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, d) = (free_port(), dir.path().display());
+    let conf = format!(
+        "master_process off;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 512; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  fastcgi_temp_path {d}/fcgi;\n  proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         upstream rr {{ server {upstream}; keepalive 8; }}\n\
+         server {{\n    listen 127.0.0.1:{port};\n    client_max_body_size 10m;\n    location / {{ include /etc/nginx/fastcgi_params; fastcgi_pass rr; fastcgi_keep_conn on; }}\n  }}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let child = tokio::process::Command::new("nginx")
+        .args(["-e", &format!("{d}/error.log"), "-c", &format!("{d}/nginx.conf"), "-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("nginx is needed for this test: apt-get install nginx-light (.ci/run does)");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Nginx { port, _child: child, _dir: dir };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nginx did not start: {}", std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_over_tcp() {
+    let rr_port = free_port();
+    let mut server = serve(&format!("tcp://127.0.0.1:{rr_port}")).await;
+    server.until("the fcgi listener", || async { tokio::net::TcpStream::connect(("127.0.0.1", rr_port)).await.ok() }).await;
+    let nginx = nginx(&format!("127.0.0.1:{rr_port}")).await;
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", nginx.port);
+    let c = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+
+    let resp = c.get(url("/echo?a=1&b[]=2")).header("X-Test", "one").header("Cookie", "k=v").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!((v["method"].as_str(), v["protocol"].as_str(), v["remoteAddr"].as_str()), (Some("GET"), Some("HTTP/1.1"), Some("127.0.0.1")));
+    // Debian's fastcgi_params passes `HTTP_HOST` as nginx's `$host`, without the port.
+    assert_eq!(v["uri"], "http://127.0.0.1/echo?a=1&b[]=2");
+    assert_eq!(v["rawQuery"], "a=1&b[]=2");
+    assert_eq!(v["headers"]["X-Test"], serde_json::json!(["one"]));
+    assert_eq!(v["cookies"]["k"], "v");
+
+    // Bodies: a form, and a raw body over several STDIN records.
+    let v: Value = c.post(url("/echo")).form(&[("name", "rr"), ("x[y]", "z")]).send().await.unwrap().json().await.unwrap();
+    assert_eq!((v["parsed"].as_bool(), v["body"].as_str()), (Some(true), Some(r#"{"name":"rr","x":{"y":"z"}}"#)));
+    let big = "0123456789abcdef".repeat(20_000);
+    let v: Value = c.put(url("/echo")).body(big.clone()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["body"].as_str().map(str::len), Some(big.len()));
+    assert_eq!(v["body"], big);
+    let too_large = c.post(url("/echo")).body(vec![b'x'; 2 << 20]).send().await.unwrap();
+    assert_eq!(too_large.status(), 413, "http.max_request_size (1 MB) holds over FastCGI too");
+
+    // Status and repeated headers.
+    let resp = c.get(url("/multi")).send().await.unwrap();
+    let cookies: Vec<_> = resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(c.get(url("/status?code=418")).send().await.unwrap().status(), 418);
+
+    // Many at once over nginx's kept-alive upstream connections.
+    let answers = futures::future::join_all((0..64).map(|i| {
+        let req = c.get(url(&format!("/echo?i={i}")));
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap()["rawQuery"].as_str().unwrap().to_string() }
+    }))
+    .await;
+    assert_eq!(answers, (0..64).map(|i| format!("i={i}")).collect::<Vec<_>>());
+    drop(nginx);
+    server.stop().await.unwrap();
+}
+
+/// One FastCGI request on `conn`: BEGIN_REQUEST (with `flags`), PARAMS, empty STDIN.
+async fn fcgi_get(conn: &mut (impl AsyncWriteExt + Unpin), id: u8, flags: u8, uri: &str) {
+    let record = |kind: u8, content: &[u8]| [&[1, kind, 0, id, 0, content.len() as u8, 0, 0][..], content].concat();
+    let mut params = Vec::new();
+    for (k, v) in [("REQUEST_METHOD", "GET"), ("REQUEST_URI", uri), ("HTTP_HOST", "fcgi.test")] {
+        params.extend_from_slice(&[k.len() as u8, v.len() as u8]);
+        params.extend_from_slice(k.as_bytes());
+        params.extend_from_slice(v.as_bytes());
+    }
+    let wire = [record(1, &[0, 1, flags, 0, 0, 0, 0, 0]), record(4, &params), record(4, b""), record(5, b"")].concat();
+    conn.write_all(&wire).await.unwrap();
+}
+
+/// STDOUT of request `id` up to its END_REQUEST.
+async fn fcgi_response(conn: &mut (impl AsyncReadExt + Unpin), id: u16) -> String {
+    let mut out = Vec::new();
+    loop {
+        let mut head = [0u8; 8];
+        conn.read_exact(&mut head).await.unwrap();
+        let mut content = vec![0u8; u16::from_be_bytes([head[4], head[5]]) as usize + head[6] as usize];
+        conn.read_exact(&mut content).await.unwrap();
+        assert_eq!(u16::from_be_bytes([head[2], head[3]]), id);
+        match head[1] {
+            6 => out.extend_from_slice(&content[..content.len() - head[6] as usize]),
+            3 => return String::from_utf8(out).unwrap(),
+            kind => panic!("unexpected record type {kind}"),
+        }
+    }
+}
+
+/// `FCGI_KEEP_CONN` keeps the connection for the next request; without it the connection closes
+/// after the response, over a unix socket as over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_conn_over_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("rr.sock");
+    let mut server = serve(&format!("unix://{}", socket.display())).await;
+    let mut conn = server.until("the fcgi socket", || async { tokio::net::UnixStream::connect(&socket).await.ok() }).await;
+    for (id, path) in [(1, "/echo?n=1"), (2, "/pid")] {
+        fcgi_get(&mut conn, id, 1, path).await;
+        let out = fcgi_response(&mut conn, id as u16).await;
+        assert!(out.starts_with("Status: 200 OK\r\n"), "{out}");
+        if id == 1 {
+            let body: Value = serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+            assert_eq!(body["uri"], "http://fcgi.test/echo?n=1");
+        }
+    }
+    fcgi_get(&mut conn, 3, 0, "/pid").await;
+    assert!(fcgi_response(&mut conn, 3).await.starts_with("Status: 200 OK\r\n"));
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "closed after a request without FCGI_KEEP_CONN");
+
+    // CGI variables past `http.max_header_bytes` (4096 here) close the connection unanswered.
+    let mut conn = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let pair = [&[11, 0x80, 0, 0x0f, 0xa0][..], b"HTTP_X_HUGE", &[b'v'; 4000]].concat(); // 4000-byte value
+    let params = |content: &[u8]| [&[1, 4, 0, 1][..], &(content.len() as u16).to_be_bytes(), &[0, 0], content].concat();
+    conn.write_all(&[&[1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0][..], &params(&pair), &params(&pair)].concat()).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok() && rest.is_empty(), "no answer to an oversized request, the connection closed");
+    server.stop().await.unwrap();
+    assert!(!socket.exists(), "the socket file is removed at stop");
+}
