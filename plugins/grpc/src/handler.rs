@@ -87,7 +87,9 @@ async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, me
         Some(stream) => stream_reply(first, reply.payload.body, stream, gzip, max_send, log),
         None => {
             if let Some(st) = &first.error {
-                return log.finish(trailers_only(st, &first.headers));
+                // Trailers-only: PHP's headers and trailers travel together with the status.
+                let md: Vec<_> = first.headers.iter().chain(&first.trailers).cloned().collect();
+                return log.finish(trailers_only(st, &md));
             }
             match wire::encode_message(&reply.payload.body, gzip, max_send) {
                 Ok(data) => log.finish(reply_with(&first.headers, gzip, vec![data], &first.trailers, None)),
