@@ -512,3 +512,131 @@ fn proto_globs_with_double_star() {
     assert!(services.method("service.Echo", "Stream").unwrap().server_streaming);
     assert!(rr_grpc::protos::expand(&["/nothing/**/*.proto".into()]).unwrap().is_empty(), "a glob matching nothing adds nothing");
 }
+
+/// The fields of a protobuf message: (number, bytes of a length-delimited field or a varint's
+/// value as decimal text).
+fn fields(mut b: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    fn varint(b: &mut &[u8]) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let c = b[0];
+            *b = &b[1..];
+            v |= ((c & 0x7f) as u64) << shift;
+            if c < 0x80 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let key = varint(&mut b);
+        match key & 7 {
+            2 => {
+                let len = varint(&mut b) as usize;
+                out.push((key >> 3, b[..len].to_vec()));
+                b = &b[len..];
+            }
+            0 => out.push((key >> 3, varint(&mut b).to_string().into_bytes())),
+            t => panic!("wire type {t}"),
+        }
+    }
+    out
+}
+
+fn field(b: &[u8], n: u64) -> Vec<Vec<u8>> {
+    fields(b).into_iter().filter(|(k, _)| *k == n).map(|(_, v)| v).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_v1_and_v1alpha_list_and_describe() {
+    use prost::Message;
+    let server = serve("").await;
+    let mut c = server.client().await;
+    for path in ["/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"] {
+        // list_services = "*" (7); file_containing_symbol (4); file_by_filename (3); unknown symbol.
+        let asks = vec![
+            Bytes::from_static(b"\x3a\x01*"),
+            Bytes::from_static(b"\x22\x0cservice.Echo"),
+            Bytes::from_static(b"\x1a\x11nested/side.proto"),
+            Bytes::from_static(b"\x22\x04nope"),
+        ];
+        c.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::try_from(path).unwrap();
+        let mut answers = c.streaming(Request::new(futures::stream::iter(asks)), path, Raw).await.unwrap().into_inner();
+        let list = answers.message().await.unwrap().unwrap();
+        let names: Vec<String> = field(&field(&list, 6)[0], 1).iter().map(|svc| String::from_utf8(field(svc, 1)[0].clone()).unwrap()).collect();
+        assert_eq!(names, ["service.Echo", "side.Side"]);
+
+        let files = field(&field(&answers.message().await.unwrap().unwrap(), 4)[0], 1);
+        let files: Vec<prost_types::FileDescriptorProto> = files.iter().map(|f| prost_types::FileDescriptorProto::decode(&f[..]).unwrap()).collect();
+        assert_eq!(files[0].name(), "service.proto");
+        assert_eq!(files[0].service[0].method[0].input_type(), ".service.Message", "types are resolved");
+        assert!(files[0].service[0].method[1].server_streaming());
+        let mut names: Vec<&str> = files.iter().map(|f| f.name()).collect();
+        names.sort();
+        assert_eq!(names, ["google/protobuf/empty.proto", "nested/side.proto", "service.proto"], "the file comes with its imports");
+
+        let side = field(&field(&answers.message().await.unwrap().unwrap(), 4)[0], 1);
+        assert_eq!(prost_types::FileDescriptorProto::decode(&side[0][..]).unwrap().name(), "nested/side.proto");
+        let err = field(&answers.message().await.unwrap().unwrap(), 7);
+        assert_eq!(field(&err[0], 1)[0], b"5", "NOT_FOUND for an unknown symbol");
+    }
+    server.server.stop().await.unwrap();
+
+    let off = serve("  reflection: false").await;
+    let mut c = off.client().await;
+    c.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
+    let st = c.streaming(Request::new(futures::stream::iter(vec![Bytes::from_static(b"\x3a\x01*")])), path, Raw).await.unwrap_err();
+    assert_eq!(st.code(), Code::Unimplemented);
+    off.server.stop().await.unwrap();
+}
+
+/// A CA, a server certificate for localhost and a client certificate, as PEM files in `dir`.
+fn certificates(dir: &std::path::Path) -> String {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.as_ref().pem()).unwrap();
+    for name in ["server", "client"] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+    ca.as_ref().pem()
+}
+
+async fn tls_client(port: u16, ca: &str, identity: Option<&std::path::Path>) -> Result<tonic::client::Grpc<Channel>, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)).domain_name("localhost");
+    if let Some(dir) = identity {
+        tls = tls.identity(Identity::from_pem(std::fs::read(dir.join("client.pem")).unwrap(), std::fs::read(dir.join("client.key")).unwrap()));
+    }
+    let channel = Channel::from_shared(format!("https://localhost:{port}")).unwrap().tls_config(tls)?.connect().await?;
+    Ok(tonic::client::Grpc::new(channel))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certificates(dir.path());
+    let d = dir.path().display();
+    let server = serve(&format!("  tls:\n    cert: {d}/server.pem\n    key: {d}/server.key")).await;
+    let mut c = tls_client(server.port, &ca, None).await.unwrap();
+    let ctx: Value = serde_json::from_str(&text(ping(&mut c, "ctx").await.unwrap().get_ref())).unwrap();
+    assert_eq!(ctx["context"][":peer.auth-type"], serde_json::json!(["tls"]));
+    server.server.stop().await.unwrap();
+
+    let mtls = serve(&format!("  tls:\n    cert: {d}/server.pem\n    key: {d}/server.key\n    root_ca: {d}/ca.pem\n    client_auth_type: require_and_verify_client_cert")).await;
+    let mut c = tls_client(mtls.port, &ca, Some(dir.path())).await.unwrap();
+    assert_eq!(text(ping(&mut c, "mtls").await.unwrap().get_ref()), "MTLS");
+    let refused = match tls_client(mtls.port, &ca, None).await {
+        Err(_) => true,
+        Ok(mut c) => ping(&mut c, "no cert").await.is_err(),
+    };
+    assert!(refused, "a client without a certificate is refused");
+    mtls.server.stop().await.unwrap();
+}
