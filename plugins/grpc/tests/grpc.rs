@@ -640,3 +640,34 @@ async fn tls_and_mutual_tls() {
     assert!(refused, "a client without a certificate is refused");
     mtls.server.stop().await.unwrap();
 }
+
+/// A second, independent client (grpcio, gRPC's C core): framing mistakes tonic might forgive
+/// itself show up here. `.ci/run` installs grpcio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_client_sees_the_same_server() {
+    let have = std::process::Command::new("python3").args(["-c", "import grpc"]).status().is_ok_and(|s| s.success());
+    assert!(have, "this test needs Python's grpcio: `pip install grpcio` (.ci/run installs it)");
+    let server = serve("").await;
+    let script = format!("{}/tests/grpcio_client.py", env!("CARGO_MANIFEST_DIR"));
+    let port = server.port.to_string();
+    let out = tokio::process::Command::new("python3").args([script.as_str(), port.as_str()]).output().await.unwrap();
+    assert!(out.status.success(), "grpcio client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["hello"], "HELLO");
+    assert_eq!(r["ctx"]["method"], "Ping");
+    assert_eq!(r["ctx"]["context"]["x-request-id"], serde_json::json!(["abc"]));
+    assert!(r["ctx"]["context"]["user-agent"][0].as_str().unwrap().contains("grpc-python"), "{}", r["ctx"]);
+    assert_eq!(r["headers"]["x-id"], "42");
+    assert_eq!(r["trailers"], serde_json::json!({"x-t": "1"}));
+    assert_eq!(r["gzip"], "GZIP ".repeat(50));
+    assert_eq!(r["details"]["code"], "PERMISSION_DENIED");
+    assert_eq!(r["details"]["message"], "denied");
+    assert!(r["details"]["details_bin"].as_str().unwrap().starts_with("0807120664656e696564"), "{}", r["details"]);
+    assert_eq!(r["throw"], serde_json::json!({"code": "INTERNAL", "message": "sync_worker_receive_frame: SoftJobError: boom", "details_bin": null}));
+    assert_eq!(r["unknown"]["code"], "UNIMPLEMENTED");
+    assert_eq!(r["unknown"]["message"], "unknown service service.Nope");
+    assert_eq!(r["stream"], serde_json::json!(["0", "1", "2"]));
+    assert_eq!(r["stream_trailers"], serde_json::json!({"x-done": "yes"}));
+    assert_eq!(r["health"], "0801");
+    server.server.stop().await.unwrap();
+}
