@@ -79,7 +79,7 @@ pub async fn run(listener: Listener, tls: Option<tokio_rustls::TlsAcceptor>, sha
             }
         });
     }
-    drop(open);
+    drop((listener, open));
     if tokio::time::timeout(drain, all_closed.recv()).await.is_err() {
         tracing::warn!(target: "grpc", "connections still open after {drain:?}; closing them");
     }
