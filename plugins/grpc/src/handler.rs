@@ -114,9 +114,12 @@ fn stream_reply(first: call::Reply, body: Bytes, mut stream: rr_runtime::pool::R
     let (tx, rx) = mpsc::channel::<Frame<Bytes>>(4);
     let resp = streaming_response(&first.headers, gzip, rx);
     let mut trailers = first.trailers;
+    let mut chunk = match first.error {
+        Some(st) => Err(st),
+        None => Ok(body),
+    };
     tokio::spawn(async move {
         let mut end = None;
-        let mut chunk = Ok(body);
         loop {
             match chunk {
                 Ok(body) if !body.is_empty() => match wire::encode_message(&body, gzip, max) {

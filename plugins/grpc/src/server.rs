@@ -206,16 +206,16 @@ pub fn tls_acceptor(tls: &Tls) -> Result<tokio_rustls::TlsAcceptor, String> {
             let verifier = match mode {
                 "require_and_verify_client_cert" | "require_any_client_cert" => verifier,
                 "request_client_cert" | "verify_client_cert_if_given" => verifier.allow_unauthenticated(),
-                _ => return Ok(plain(builder.with_no_client_auth(), certs, key)?),
+                _ => return acceptor(builder.with_no_client_auth(), certs, key),
             };
             builder.with_client_cert_verifier(verifier.build().map_err(|e| format!("config key `grpc.tls.root_ca`: {e}"))?)
         }
         _ => builder.with_no_client_auth(),
     };
-    plain(builder, certs, key)
+    acceptor(builder, certs, key)
 }
 
-fn plain(
+fn acceptor(
     builder: rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>,
     certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     key: rustls::pki_types::PrivateKeyDer<'static>,

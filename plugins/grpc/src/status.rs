@@ -68,7 +68,7 @@ impl Status {
     pub fn from_base64(text: &str) -> Result<Option<Status>, Status> {
         let bytes = STANDARD.decode(text).map_err(|e| Status::new(UNKNOWN, format!("illegal base64 data in the `error` of the worker's reply: {e}")))?;
         let st = RpcStatus::decode(&bytes[..]).map_err(|e| Status::new(UNKNOWN, format!("the `error` of the worker's reply is not a google.rpc.Status: {e}")))?;
-        Ok((st.code != 0).then(|| Status { code: st.code as u32, message: st.message, details: st.details }))
+        Ok((st.code != 0).then_some(Status { code: st.code as u32, message: st.message, details: st.details }))
     }
 
     /// A worker error text: `code|:|message|:|<Any>...` (roadrunner-grpc 2.0.0), else INTERNAL

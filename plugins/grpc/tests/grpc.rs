@@ -314,20 +314,34 @@ async fn server_streaming_end_to_end_and_cancellation() {
     server.server.stop().await.unwrap();
 }
 
-/// One call over a bare HTTP/2 connection (hyper): the response head, the message bytes as
-/// framed on the wire, and the trailers.
-async fn raw_call(port: u16, path: &str, headers: &[(&str, &str)], message: &[u8]) -> (http::response::Parts, Vec<u8>, Option<http::HeaderMap>) {
-    use http_body_util::BodyExt;
+type Sender = hyper::client::conn::http2::SendRequest<http_body_util::Full<Bytes>>;
+
+/// A bare HTTP/2 connection (hyper): no timers or retries of a gRPC client in the way. The task
+/// ends when the server closes the connection.
+async fn raw_connection(port: u16) -> (Sender, tokio::task::JoinHandle<()>) {
     let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
-    let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
-    tokio::spawn(conn);
+    let (send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+    (send, tokio::spawn(async move {
+        let _ = conn.await;
+    }))
+}
+
+/// One call on a new bare connection: the response head, the message bytes as framed on the
+/// wire, and the trailers.
+async fn raw_call(port: u16, path: &str, headers: &[(&str, &str)], message: &[u8]) -> (http::response::Parts, Vec<u8>, Option<http::HeaderMap>) {
+    raw_call_on(&mut raw_connection(port).await.0, path, headers, message).await
+}
+
+async fn raw_call_on(send: &mut Sender, path: &str, headers: &[(&str, &str)], message: &[u8]) -> (http::response::Parts, Vec<u8>, Option<http::HeaderMap>) {
+    use http_body_util::BodyExt;
     let mut body = vec![0u8];
     body.extend_from_slice(&(message.len() as u32).to_be_bytes());
     body.extend_from_slice(message);
-    let mut req = http::Request::post(format!("http://127.0.0.1:{port}{path}")).header("content-type", "application/grpc").header("te", "trailers");
+    let mut req = http::Request::post(format!("http://127.0.0.1{path}")).header("content-type", "application/grpc").header("te", "trailers");
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
+    send.ready().await.unwrap();
     let resp = send.send_request(req.body(http_body_util::Full::new(Bytes::from(body))).unwrap()).await.unwrap();
     let (parts, mut body) = resp.into_parts();
     let (mut data, mut trailers) = (Vec::new(), None);
@@ -669,5 +683,46 @@ async fn grpcio_client_sees_the_same_server() {
     assert_eq!(r["stream"], serde_json::json!(["0", "1", "2"]));
     assert_eq!(r["stream_trailers"], serde_json::json!({"x-done": "yes"}));
     assert_eq!(r["health"], "0801");
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_format_as_grpc_go_sends_it() {
+    let server = serve("").await;
+    // Success: HEADERS (content-type, metadata), DATA `00 len msg`, trailers with an empty grpc-message.
+    let (head, data, trailers) = raw_call(server.port, "/service.Echo/Ping", &[], &msg("headers")).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["content-type"], "application/grpc");
+    assert_eq!(head.headers["x-id"], "42");
+    assert_eq!(data, b"\x00\x00\x00\x00\x04\x0a\x02ok");
+    let trailers = trailers.expect("trailers");
+    assert_eq!((trailers["grpc-status"].to_str().unwrap(), trailers["grpc-message"].to_str().unwrap()), ("0", ""));
+    assert_eq!(trailers["x-t"], "1");
+    // An error without a message: trailers-only, the status in the one HEADERS frame.
+    let (head, data, trailers) = raw_call(server.port, "/service.Echo/Ping", &[], &msg("error:3:bad input: 100%")).await;
+    assert!(data.is_empty() && trailers.is_none());
+    assert_eq!((head.headers["grpc-status"].to_str().unwrap(), head.headers["grpc-message"].to_str().unwrap()), ("3", "bad input: 100%25"));
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close() {
+    let mut server = serve("  max_connection_idle: 300ms").await;
+    let (mut send, conn) = raw_connection(server.port).await;
+    let (head, _, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[], &msg("a")).await;
+    assert_eq!(grpc_status(&head, &trailers).0, "0");
+    server.server.until("the idle connection to close", || async { conn.is_finished().then_some(()) }).await;
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_connections_close_after_their_calls_finish() {
+    let mut server = serve("  max_connection_age: 500ms\n  max_connection_age_grace: 30s").await;
+    let (mut send, conn) = raw_connection(server.port).await;
+    // GOAWAY comes while this call runs; it finishes within the grace.
+    let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[], &msg("sleep:1200")).await;
+    assert_eq!(grpc_status(&head, &trailers).0, "0");
+    assert_eq!(&data[5..], &msg("sleep:1200")[..]);
+    server.server.until("the old connection to close", || async { conn.is_finished().then_some(()) }).await;
     server.server.stop().await.unwrap();
 }
