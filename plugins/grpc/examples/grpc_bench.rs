@@ -136,7 +136,8 @@ async fn bare(calls: usize) -> Sample {
                 Box::pin(async move {
                     let mut guard = relay.lock().await;
                     guard.0.send(&request).await.unwrap();
-                    guard.0.receive().await.unwrap();
+                    let reply = guard.0.receive().await.unwrap();
+                    assert!(reply.payload.ends_with(b"HELLO"), "unexpected reply: {reply:?}");
                 }) as futures::future::BoxFuture<'static, ()>
             }) as Box<dyn FnMut() -> futures::future::BoxFuture<'static, ()> + Send>
         }

@@ -32,10 +32,12 @@ pub struct Services {
     pub files: Vec<PathBuf>,
 }
 
-/// The files `grpc.proto` names: globs (`*?[`, `**` included) expanded, empty items skipped.
+/// The files `grpc.proto` names: globs (`*?[`, `**`, `{a,b}`, as RoadRunner ≥ 2025.1.9)
+/// expanded, empty items skipped.
 pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
-    for pattern in patterns.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+    let patterns: Vec<String> = patterns.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).flat_map(braces).collect();
+    for pattern in patterns.iter().map(String::as_str) {
         if pattern.contains(['*', '?', '[']) {
             let paths = glob::glob(pattern).map_err(|e| format!("config key `grpc.proto`: invalid glob `{pattern}`: {e}"))?;
             // A glob that matches nothing adds nothing, as in RoadRunner.
@@ -47,6 +49,14 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, String> {
         }
     }
     Ok(files)
+}
+
+/// `a/{b,c}/d` → `a/b/d`, `a/c/d` (the glob crate has no alternatives).
+fn braces(pattern: &str) -> Vec<String> {
+    let Some(open) = pattern.find('{') else { return vec![pattern.to_string()] };
+    let Some(close) = pattern[open..].find('}').map(|i| open + i) else { return vec![pattern.to_string()] };
+    let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
+    pattern[open + 1..close].split(',').flat_map(|alt| braces(&format!("{head}{alt}{tail}"))).collect()
 }
 
 impl Services {

@@ -525,6 +525,8 @@ fn proto_globs_with_double_star() {
     assert_eq!(services.services.keys().collect::<Vec<_>>(), ["service.Echo", "side.Side"]);
     assert!(services.method("service.Echo", "Stream").unwrap().server_streaming);
     assert!(rr_grpc::protos::expand(&["/nothing/**/*.proto".into()]).unwrap().is_empty(), "a glob matching nothing adds nothing");
+    let alternatives = rr_grpc::protos::expand(&[format!("{}/tests/proto/{{service,nested/side}}.proto", env!("CARGO_MANIFEST_DIR"))]).unwrap();
+    assert_eq!(alternatives.len(), 2, "{alternatives:?}");
 }
 
 /// The fields of a protobuf message: (number, bytes of a length-delimited field or a varint's
