@@ -9,6 +9,7 @@
 //!   keep-alive HTTP/1.1 connections (hyper client).
 //!
 //! `cargo run --release -p rr-grpc --example grpc_bench -- [calls per client] [runs] [clients]`
+//! (the servers run in a child process of the same binary: `grpc_bench serve <grpc port> <http port>`)
 
 use std::time::{Duration, Instant};
 
@@ -167,6 +168,48 @@ async fn grpc(port: u16, clients: usize, calls: usize) -> Sample {
     .await
 }
 
+/// Calls from a bare hyper HTTP/2 client (no tonic) over 2 connections: gRPC calls to the grpc
+/// plugin (`grpc`), or plain POSTs to the http plugin over h2c: how much of the gap between the
+/// gRPC and HTTP/1.1 rows is HTTP/2 itself.
+async fn h2(port: u16, clients: usize, calls: usize, grpc: bool) -> Sample {
+    let mut senders = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let (send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+        tokio::spawn(conn);
+        senders.push(send);
+    }
+    let body = if grpc {
+        let mut framed = vec![0u8, 0, 0, 0, MESSAGE.len() as u8];
+        framed.extend_from_slice(MESSAGE);
+        Bytes::from(framed)
+    } else {
+        Bytes::from_static(b"hello")
+    };
+    load(clients, calls, |i| {
+        let (send, body) = (senders[i % senders.len()].clone(), body.clone());
+        async move {
+            Box::new(move || {
+                let (mut send, body) = (send.clone(), body.clone());
+                Box::pin(async move {
+                    let req = match grpc {
+                        true => http::Request::post(format!("http://127.0.0.1:{port}/service.Echo/Ping")).header("content-type", "application/grpc").header("te", "trailers"),
+                        false => http::Request::post(format!("http://127.0.0.1:{port}/")),
+                    };
+                    let resp = send.send_request(req.body(http_body_util::Full::new(body)).unwrap()).await.unwrap();
+                    let body = resp.into_body().collect().await.unwrap();
+                    match grpc {
+                        true => assert_eq!(body.trailers().and_then(|t| t.get("grpc-status")).unwrap(), "0"),
+                        false => assert_eq!(&body.to_bytes()[..], b"HELLO"),
+                    }
+                }) as futures::future::BoxFuture<'static, ()>
+            }) as Box<dyn FnMut() -> futures::future::BoxFuture<'static, ()> + Send>
+        }
+    })
+    .await
+}
+
 async fn http1(port: u16, clients: usize, calls: usize) -> Sample {
     load(clients, calls, |_| async move {
         let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
@@ -191,37 +234,63 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// The servers run in a child process (this binary with `serve`), so the load generator and
+/// the server do not share a tokio runtime; the http plugin has threads of its own anyway.
+fn serve(gport: u16, hport: u16) {
+    let yaml = format!(
+        "version: '3'\nlogs:\n  mode: off\nserver:\n  command: \"{}\"\ngrpc:\n  listen: tcp://127.0.0.1:{gport}\n  proto: \"{}\"\n  max_concurrent_streams: 100\n  pool:\n    num_workers: {WORKERS}\nhttp:\n  address: 127.0.0.1:{hport}\n  codec: json\n  http2:\n    h2c: true\n  pool:\n    num_workers: {WORKERS}\n",
+        worker(),
+        proto()
+    );
+    let build = rr_runtime::Build::new("rr", "bench").plugin::<rr_http::Plugin>().plugin::<rr_grpc::Plugin>();
+    let rt = match std::env::var("BENCH_SERVER_THREADS").ok().and_then(|n| n.parse::<usize>().ok()) {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build().unwrap(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap(),
+    };
+    rt.block_on(async {
+        let server = TestServer::start(&build, &yaml);
+        // Until the parent closes our stdin.
+        let _ = tokio::io::AsyncReadExt::read(&mut tokio::io::stdin(), &mut [0u8; 1]).await;
+        server.stop().await.unwrap();
+    });
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("serve") {
+        return serve(argv[1].parse().unwrap(), argv[2].parse().unwrap());
+    }
     let calls: usize = argv.first().and_then(|s| s.parse().ok()).unwrap_or(5_000);
     let runs: usize = argv.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
     let clients: usize = argv.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (gport, hport) = (free_port(), free_port());
-    let yaml = format!(
-        "version: '3'\nlogs:\n  mode: off\nserver:\n  command: \"{}\"\ngrpc:\n  listen: tcp://127.0.0.1:{gport}\n  proto: \"{}\"\n  max_concurrent_streams: 100\n  pool:\n    num_workers: {WORKERS}\nhttp:\n  address: 127.0.0.1:{hport}\n  codec: json\n  pool:\n    num_workers: {WORKERS}\n",
-        worker(),
-        proto()
-    );
-    let build = rr_runtime::Build::new("rr", "bench").plugin::<rr_http::Plugin>().plugin::<rr_grpc::Plugin>();
-    let server = rt.block_on(async {
-        let mut server = TestServer::start(&build, &yaml);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["serve", &gport.to_string(), &hport.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the server process");
+    rt.block_on(async {
         for port in [gport, hport] {
-            server.until("the listeners", || async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok() }).await;
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         // Warm up every worker on both paths.
         grpc(gport, clients, 200).await;
         http1(hport, clients, 200).await;
-        server
     });
     println!("{WORKERS} PHP workers (bench/grpc/worker.php), {calls} calls per client, {clients} concurrent clients (bare relay: one per worker), median of {runs} runs");
     println!("| path | calls/s | p50 µs | p99 µs |");
     println!("|---|---|---|---|");
-    let mut results: Vec<(&str, Vec<Sample>)> = vec![("bare relay (ceiling)", Vec::new()), ("grpc plugin", Vec::new()), ("http plugin (HTTP/1.1)", Vec::new())];
+    let mut results: Vec<(&str, Vec<Sample>)> = vec![("bare relay (ceiling)", Vec::new()), ("grpc plugin (tonic client)", Vec::new()), ("http plugin (HTTP/1.1)", Vec::new()), ("grpc plugin (hyper h2 client)", Vec::new()), ("http plugin (h2c, hyper h2 client)", Vec::new())];
     for _ in 0..runs {
         results[0].1.push(rt.block_on(bare(calls * clients / WORKERS)));
         results[1].1.push(rt.block_on(grpc(gport, clients, calls)));
         results[2].1.push(rt.block_on(http1(hport, clients, calls)));
+        results[3].1.push(rt.block_on(h2(gport, clients, calls, true)));
+        results[4].1.push(rt.block_on(h2(hport, clients, calls, false)));
     }
     let mut rates = Vec::new();
     for (path, samples) in &results {
@@ -232,5 +301,6 @@ fn main() {
         rates.push(rate);
     }
     println!("\ngrpc / ceiling: {:.0} %   grpc / http: {:.0} %", rates[1] / rates[0] * 100.0, rates[1] / rates[2] * 100.0);
-    rt.block_on(server.stop()).unwrap();
+    drop(child.stdin.take());
+    let _ = child.wait();
 }
