@@ -72,7 +72,7 @@ impl rr_runtime::Plugin for Plugin {
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
         let listener = server::Listener::bind(&self.cfg).await?;
         let mut pool_cfg = self.cfg.pool.clone();
-        // RoadRunner's grpc plugin does not pass these to its pool.
+        // RoadRunner's grpc plugin does not pass `max_queue_size` to its pool.
         pool_cfg.max_queue_size = 0;
         let pool = self.services.new_pool_env("grpc", "grpc", pool_cfg, &self.cfg.env).await?;
         let _ = self.pool.set(pool.clone());
