@@ -275,6 +275,23 @@ async fn grpc_timeout_bounds_the_wait_for_a_worker_never_a_running_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_free_worker_and_a_crashed_worker_are_internal_with_the_pools_text() {
+    let server = serve("  pool:\n    num_workers: 1\n    allocate_timeout: 300ms").await;
+    let mut c = server.client().await;
+    let mut busy = server.client().await;
+    let running = tokio::spawn(async move { ping(&mut busy, "sleep:1500").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = ping(&mut c, "waits").await.unwrap_err();
+    assert_eq!((st.code(), st.message()), (Code::Internal, "no free workers in the pool, wait timeout exceed"));
+    running.await.unwrap().unwrap();
+    let st = ping(&mut c, "crash").await.unwrap_err();
+    assert_eq!(st.code(), Code::Internal, "{st:?}");
+    // The pool replaced the worker.
+    assert_eq!(text(ping(&mut c, "again").await.unwrap().get_ref()), "AGAIN");
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_streaming_end_to_end_and_cancellation() {
     let server = serve("").await;
     let mut c = server.client().await;

@@ -12,6 +12,7 @@
 //   "big:<n>"            -> msg of n bytes
 //   "sleep:<ms>"         -> sleep, then echo
 //   "pid", "env"         -> the worker's pid; RR_MODE and GRPC_TEST_ENV
+//   "crash"              -> the worker exits mid-call
 //   "stream:<n>"         -> (Stream) n messages "0".."n-1", then a final frame with trailer x-done
 //   "streamerr:<n>"      -> (Stream) n messages, then status 9 "stream failed"
 //   "endless:<file>"     -> (Stream) a message every 20 ms until the server says stop; then writes
@@ -66,6 +67,8 @@ Grpc::create()->serve(function (array $call, string $body, Grpc $g, string $head
         case 'pid':
             $one((string)getmypid());
             return;
+        case 'crash':
+            exit(3);
         case 'env':
             $one(getenv('RR_MODE') . ',' . getenv('GRPC_TEST_ENV'));
             return;
