@@ -65,7 +65,7 @@ fn go_escape(json: String) -> String {
 pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub trailers: Vec<(String, String)>,
-    /// `Err` ends the call with that status; `Ok(None)`: a status-0 `error`, no message.
+    /// The status that ends the call (none for an `error` with code 0: a success).
     pub error: Option<Status>,
 }
 
