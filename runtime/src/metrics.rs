@@ -126,6 +126,14 @@ impl Histogram {
         self.count
     }
 
+    /// Adds another histogram's observations (same bounds).
+    pub fn merge(&mut self, other: &Histogram) {
+        debug_assert_eq!(self.bounds, other.bounds);
+        self.counts.iter_mut().zip(&other.counts).for_each(|(a, b)| *a += b);
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
     pub fn value(&self) -> Value {
         let cumulative = self.counts.iter().scan(0, |acc, c| {
             *acc += c;

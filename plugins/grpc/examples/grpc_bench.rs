@@ -1,0 +1,306 @@
+//! Unary gRPC calls per second against the same PHP work driven two other ways, side by side in
+//! one run (run it with `bench/grpc.sh`):
+//!
+//! - **bare relay**: 2 PHP workers driven straight over their pipes with the exact payload the
+//!   grpc plugin sends (the ceiling: the worker loop's own rate);
+//! - **grpc**: the grpc plugin with 2 workers, loaded by `clients` concurrent tonic calls over 2
+//!   HTTP/2 connections;
+//! - **http**: the http plugin with 2 workers doing the same work, loaded by `clients`
+//!   keep-alive HTTP/1.1 connections (hyper client).
+//!
+//! `cargo run --release -p rr-grpc --example grpc_bench -- [calls per client] [runs] [clients]`
+//! (the servers run in a child process of the same binary: `grpc_bench serve <grpc port> <http port>`)
+
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes};
+use http_body_util::BodyExt;
+use rr_runtime::frame::Frame;
+use rr_runtime::relay::{Relay, pid_handshake};
+use rr_runtime::testing::{TestServer, free_port};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+#[derive(Clone, Default)]
+struct Raw;
+
+impl Codec for Raw {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+const MESSAGE: &[u8] = b"\x0a\x05hello";
+const WORKERS: usize = 2;
+
+struct Sample {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Sample {
+    lat.sort();
+    Sample { rate: lat.len() as f64 / elapsed.as_secs_f64(), p50: lat[lat.len() / 2], p99: lat[lat.len() * 99 / 100] }
+}
+
+fn worker() -> String {
+    format!("php {}/../../bench/grpc/worker.php", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn proto() -> String {
+    format!("{}/tests/proto/service.proto", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `clients` tasks of `calls` each; the latencies of all and the wall time.
+async fn load<F, Fut>(clients: usize, calls: usize, call: F) -> Sample
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Box<dyn FnMut() -> futures::future::BoxFuture<'static, ()> + Send>>,
+{
+    let mut callers = Vec::new();
+    for i in 0..clients {
+        callers.push(call(i).await);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = callers
+        .into_iter()
+        .map(|mut one| {
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(calls);
+                for _ in 0..calls {
+                    let t = Instant::now();
+                    one().await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    summarize(all, started.elapsed())
+}
+
+/// The ceiling: each worker driven over its pipes by one client, with the grpc plugin's payload.
+async fn bare(calls: usize) -> Sample {
+    let payload = rr_grpc::call::payload("service.Echo", "Ping", Some("127.0.0.1:9001"), &{
+        let mut h = http::HeaderMap::new();
+        h.insert("content-type", "application/grpc".parse().unwrap());
+        h.insert("user-agent", "tonic/0.14".parse().unwrap());
+        h
+    }, "127.0.0.1:50000", false, Bytes::from_static(MESSAGE));
+    let request = Frame::data(payload.codec, &payload.context, &payload.body);
+    load(WORKERS, calls, |_| {
+        let request = request.clone();
+        async move {
+            let args: Vec<String> = worker().split_whitespace().map(str::to_string).collect();
+            let mut child = tokio::process::Command::new(&args[0])
+                .args(&args[1..])
+                .env("RR_RELAY", "pipes")
+                .env("RR_MODE", "grpc")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn worker");
+            let mut relay = Relay::new(Box::new(child.stdout.take().unwrap()), Box::new(child.stdin.take().unwrap()));
+            pid_handshake(&mut relay, std::process::id()).await.expect("handshake");
+            let relay = std::sync::Arc::new(tokio::sync::Mutex::new((relay, child)));
+            Box::new(move || {
+                let (relay, request) = (relay.clone(), request.clone());
+                Box::pin(async move {
+                    let mut guard = relay.lock().await;
+                    guard.0.send(&request).await.unwrap();
+                    let reply = guard.0.receive().await.unwrap();
+                    assert!(reply.payload.ends_with(b"HELLO"), "unexpected reply: {reply:?}");
+                }) as futures::future::BoxFuture<'static, ()>
+            }) as Box<dyn FnMut() -> futures::future::BoxFuture<'static, ()> + Send>
+        }
+    })
+    .await
+}
+
+async fn grpc(port: u16, clients: usize, calls: usize) -> Sample {
+    let channels: Vec<tonic::transport::Channel> = futures::future::join_all(
+        (0..2).map(|_| async { tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap() }),
+    )
+    .await;
+    load(clients, calls, |i| {
+        let channel = channels[i % channels.len()].clone();
+        async move {
+            Box::new(move || {
+                let mut c = tonic::client::Grpc::new(channel.clone());
+                Box::pin(async move {
+                    c.ready().await.unwrap();
+                    let path = http::uri::PathAndQuery::from_static("/service.Echo/Ping");
+                    let reply = c.unary(tonic::Request::new(Bytes::from_static(MESSAGE)), path, Raw).await.unwrap();
+                    assert_eq!(&reply.get_ref()[2..], b"HELLO");
+                }) as futures::future::BoxFuture<'static, ()>
+            }) as Box<dyn FnMut() -> futures::future::BoxFuture<'static, ()> + Send>
+        }
+    })
+    .await
+}
+
+/// Calls from a bare hyper HTTP/2 client (no tonic) over 2 connections: gRPC calls to the grpc
+/// plugin (`grpc`), or plain POSTs to the http plugin over h2c: how much of the gap between the
+/// gRPC and HTTP/1.1 rows is HTTP/2 itself.
+async fn h2(port: u16, clients: usize, calls: usize, grpc: bool) -> Sample {
+    let mut senders = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let (send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+        tokio::spawn(conn);
+        senders.push(send);
+    }
+    let body = if grpc {
+        let mut framed = vec![0u8, 0, 0, 0, MESSAGE.len() as u8];
+        framed.extend_from_slice(MESSAGE);
+        Bytes::from(framed)
+    } else {
+        Bytes::from_static(b"hello")
+    };
+    load(clients, calls, |i| {
+        let (send, body) = (senders[i % senders.len()].clone(), body.clone());
+        async move {
+            Box::new(move || {
+                let (mut send, body) = (send.clone(), body.clone());
+                Box::pin(async move {
+                    let req = match grpc {
+                        true => http::Request::post(format!("http://127.0.0.1:{port}/service.Echo/Ping")).header("content-type", "application/grpc").header("te", "trailers"),
+                        false => http::Request::post(format!("http://127.0.0.1:{port}/")),
+                    };
+                    let resp = send.send_request(req.body(http_body_util::Full::new(body)).unwrap()).await.unwrap();
+                    let body = resp.into_body().collect().await.unwrap();
+                    match grpc {
+                        true => assert_eq!(body.trailers().and_then(|t| t.get("grpc-status")).unwrap(), "0"),
+                        false => assert_eq!(&body.to_bytes()[..], b"HELLO"),
+                    }
+                }) as futures::future::BoxFuture<'static, ()>
+            }) as Box<dyn FnMut() -> futures::future::BoxFuture<'static, ()> + Send>
+        }
+    })
+    .await
+}
+
+async fn http1(port: u16, clients: usize, calls: usize) -> Sample {
+    load(clients, calls, |_| async move {
+        let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let send = std::sync::Arc::new(tokio::sync::Mutex::new(send));
+        Box::new(move || {
+            let send = send.clone();
+            Box::pin(async move {
+                let req = http::Request::post("/").header("host", "bench").body(http_body_util::Full::new(Bytes::from_static(b"hello"))).unwrap();
+                let mut send = send.lock().await;
+                let resp = send.send_request(req).await.unwrap();
+                assert_eq!(&resp.into_body().collect().await.unwrap().to_bytes()[..], b"HELLO");
+            }) as futures::future::BoxFuture<'static, ()>
+        }) as Box<dyn FnMut() -> futures::future::BoxFuture<'static, ()> + Send>
+    })
+    .await
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+/// The servers run in a child process (this binary with `serve`), so the load generator and
+/// the server do not share a tokio runtime; the http plugin has threads of its own anyway.
+fn serve(gport: u16, hport: u16) {
+    let yaml = format!(
+        "version: '3'\nlogs:\n  mode: off\nserver:\n  command: \"{}\"\ngrpc:\n  listen: tcp://127.0.0.1:{gport}\n  proto: \"{}\"\n  max_concurrent_streams: 100\n  pool:\n    num_workers: {WORKERS}\nhttp:\n  address: 127.0.0.1:{hport}\n  codec: json\n  http2:\n    h2c: true\n  pool:\n    num_workers: {WORKERS}\n",
+        worker(),
+        proto()
+    );
+    let build = rr_runtime::Build::new("rr", "bench").plugin::<rr_http::Plugin>().plugin::<rr_grpc::Plugin>();
+    let rt = match std::env::var("BENCH_SERVER_THREADS").ok().and_then(|n| n.parse::<usize>().ok()) {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build().unwrap(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap(),
+    };
+    rt.block_on(async {
+        let server = TestServer::start(&build, &yaml);
+        // Until the parent closes our stdin.
+        let _ = tokio::io::AsyncReadExt::read(&mut tokio::io::stdin(), &mut [0u8; 1]).await;
+        server.stop().await.unwrap();
+    });
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("serve") {
+        return serve(argv[1].parse().unwrap(), argv[2].parse().unwrap());
+    }
+    let calls: usize = argv.first().and_then(|s| s.parse().ok()).unwrap_or(5_000);
+    let runs: usize = argv.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let clients: usize = argv.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let (gport, hport) = (free_port(), free_port());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["serve", &gport.to_string(), &hport.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the server process");
+    rt.block_on(async {
+        for port in [gport, hport] {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        // Warm up every worker on both paths.
+        grpc(gport, clients, 200).await;
+        http1(hport, clients, 200).await;
+    });
+    println!("{WORKERS} PHP workers (bench/grpc/worker.php), {calls} calls per client, {clients} concurrent clients (bare relay: one per worker), median of {runs} runs");
+    println!("| path | calls/s | p50 µs | p99 µs |");
+    println!("|---|---|---|---|");
+    let mut results: Vec<(&str, Vec<Sample>)> = vec![("bare relay (ceiling)", Vec::new()), ("grpc plugin (tonic client)", Vec::new()), ("http plugin (HTTP/1.1)", Vec::new()), ("grpc plugin (hyper h2 client)", Vec::new()), ("http plugin (h2c, hyper h2 client)", Vec::new())];
+    for _ in 0..runs {
+        results[0].1.push(rt.block_on(bare(calls * clients / WORKERS)));
+        results[1].1.push(rt.block_on(grpc(gport, clients, calls)));
+        results[2].1.push(rt.block_on(http1(hport, clients, calls)));
+        results[3].1.push(rt.block_on(h2(gport, clients, calls, true)));
+        results[4].1.push(rt.block_on(h2(hport, clients, calls, false)));
+    }
+    let mut rates = Vec::new();
+    for (path, samples) in &results {
+        let rate = median(samples.iter().map(|s| s.rate).collect());
+        let p50 = median(samples.iter().map(|s| s.p50.as_secs_f64() * 1e6).collect());
+        let p99 = median(samples.iter().map(|s| s.p99.as_secs_f64() * 1e6).collect());
+        println!("| {path} | {rate:.0} | {p50:.0} | {p99:.0} |");
+        rates.push(rate);
+    }
+    println!("\ngrpc / ceiling: {:.0} %   grpc / http: {:.0} %", rates[1] / rates[0] * 100.0, rates[1] / rates[2] * 100.0);
+    drop(child.stdin.take());
+    let _ = child.wait();
+}

@@ -1,0 +1,186 @@
+//! One call between gRPC and PHP: the worker payload (GRPC.md §2) and the reading of the
+//! worker's reply (§3).
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use bytes::Bytes;
+use http::HeaderMap;
+use rr_runtime::frame::CODEC_JSON;
+use rr_runtime::pool::{Payload, PoolError};
+
+use crate::status::{self, Status};
+
+/// The request context PHP's `CallContext` reads; fields in RoadRunner's order.
+#[derive(serde::Serialize)]
+struct Context<'a> {
+    service: &'a str,
+    method: &'a str,
+    context: BTreeMap<String, Vec<String>>,
+}
+
+/// Incoming metadata that grpc-go keeps out of the context.
+fn forwarded(key: &str) -> bool {
+    !matches!(key, "te" | "grpc-timeout" | "grpc-encoding" | "grpc-message") && !key.starts_with("grpc-status")
+}
+
+/// The worker payload: JSON context (sorted metadata keys, Go's escaping) ‖ raw request bytes.
+pub fn payload(service: &str, method: &str, authority: Option<&str>, headers: &HeaderMap, peer: &str, tls: bool, body: Bytes) -> Payload {
+    let mut context: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some(authority) = authority {
+        context.insert(":authority".into(), vec![authority.to_string()]);
+    }
+    for key in headers.keys().map(|k| k.as_str()).filter(|k| forwarded(k)) {
+        let values = headers.get_all(key).iter().map(|v| {
+            if key.ends_with("-bin") {
+                let text = v.as_bytes().trim_ascii();
+                let raw = STANDARD_NO_PAD.decode(text.strip_suffix(b"==").or(text.strip_suffix(b"=")).unwrap_or(text));
+                String::from_utf8_lossy(&raw.unwrap_or_else(|_| v.as_bytes().to_vec())).into_owned()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+        });
+        context.entry(key.to_string()).or_default().extend(values);
+    }
+    context.insert(":peer.address".into(), vec![peer.to_string()]);
+    if tls {
+        context.insert(":peer.auth-type".into(), vec!["tls".into()]);
+    }
+    let json = serde_json::to_string(&Context { service, method, context }).expect("strings and maps serialize");
+    Payload::new(CODEC_JSON, go_escape(json), body)
+}
+
+/// Go's `json.Marshal` escapes HTML characters and the JS line separators; they can only occur
+/// inside strings, so replacing them keeps the document valid.
+fn go_escape(json: String) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json;
+    }
+    json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026").replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029")
+}
+
+/// Metadata PHP asked for: response headers, trailers, and the outcome.
+#[derive(Debug, Default)]
+pub struct Reply {
+    pub headers: Vec<(String, String)>,
+    pub trailers: Vec<(String, String)>,
+    /// The status that ends the call (none for an `error` with code 0: a success).
+    pub error: Option<Status>,
+}
+
+/// Read the context of a worker frame (§3 `responseMetadata`).
+pub fn reply_metadata(context: &[u8]) -> Reply {
+    let mut reply = Reply::default();
+    if context.is_empty() {
+        return reply;
+    }
+    let map: BTreeMap<String, String> = match serde_json::from_slice(context) {
+        Ok(map) => map,
+        Err(e) => {
+            reply.error = Some(Status::new(status::UNKNOWN, format!("the worker's reply metadata is not a JSON object of strings: {e}")));
+            return reply;
+        }
+    };
+    let lower = |k: &str| k.to_ascii_lowercase();
+    if !map.contains_key("headers") && !map.contains_key("trailers") {
+        // The flat form of roadrunner-grpc < 3.4: every key is a header (`error` too, as RoadRunner).
+        reply.headers = map.iter().map(|(k, v)| (lower(k), v.clone())).collect();
+    } else {
+        for (key, list) in [("headers", &mut reply.headers), ("trailers", &mut reply.trailers)] {
+            if let Some(text) = map.get(key) {
+                match serde_json::from_str::<BTreeMap<String, serde_json::Value>>(text) {
+                    Ok(values) => {
+                        for (k, v) in values {
+                            match v {
+                                serde_json::Value::String(s) => list.push((lower(&k), s)),
+                                other => tracing::warn!(target: "grpc", key = %k, value = %other, "the worker's {key} value is not a string; skipped"),
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(target: "grpc", error = %e, "the worker's `{key}` is not a JSON object; ignored"),
+                }
+            }
+        }
+    }
+    if let Some(error) = map.get("error") {
+        reply.error = Status::from_base64(error).unwrap_or_else(Some);
+    }
+    reply
+}
+
+/// A pool failure as the client sees it: worker error frames are parsed, the rest is INTERNAL
+/// with RoadRunner's text.
+pub fn pool_error(e: &PoolError) -> Status {
+    match e {
+        PoolError::SoftError(text) => Status::from_worker_error(text),
+        other => Status::new(status::INTERNAL, other.to_string()),
+    }
+}
+
+/// The reserved keys grpc-go drops from user metadata.
+fn reserved(key: &str) -> bool {
+    key.starts_with(':') || key.starts_with("grpc-") || matches!(key, "content-type" | "user-agent" | "te")
+}
+
+/// Append user metadata to a header map; `*-bin` values are base64 on the wire.
+pub fn put_metadata(map: &mut HeaderMap, md: &[(String, String)]) {
+    for (k, v) in md.iter().filter(|(k, _)| !reserved(k)) {
+        let value = if k.ends_with("-bin") { STANDARD_NO_PAD.encode(v) } else { v.clone() };
+        match (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(&value)) {
+            (Ok(name), Ok(value)) => {
+                map.append(name, value);
+            }
+            _ => tracing::warn!(target: "grpc", key = %k, "the worker's metadata `{k}` is not a valid HTTP/2 header; skipped"),
+        }
+    }
+}
+
+/// The trailers (or trailers-only headers) that end a call.
+pub fn put_status(map: &mut HeaderMap, st: Option<&Status>) {
+    let (code, message) = st.map_or((status::OK, ""), |s| (s.code, s.message.as_str()));
+    map.insert("grpc-status", code.into());
+    if let Ok(v) = http::HeaderValue::from_str(&status::encode_message(message)) {
+        map.insert("grpc-message", v);
+    }
+    if let Some(bin) = st.and_then(Status::details_bin).and_then(|b| http::HeaderValue::from_str(&b).ok()) {
+        map.insert("grpc-status-details-bin", bin);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_is_sorted_go_escaped_and_bin_decoded() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", "abc".parse().unwrap());
+        h.insert("content-type", "application/grpc".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("grpc-timeout", "1S".parse().unwrap());
+        h.append("x-multi", "a<b".parse().unwrap());
+        h.append("x-multi", "2".parse().unwrap());
+        h.insert("x-raw-bin", "aGk".parse().unwrap());
+        let p = payload("service.Echo", "Ping", Some("127.0.0.1:9001"), &h, "127.0.0.1:51234", false, Bytes::from_static(b"\x0a\x01x"));
+        assert_eq!(p.codec, CODEC_JSON);
+        assert_eq!(
+            std::str::from_utf8(&p.context).unwrap(),
+            r#"{"service":"service.Echo","method":"Ping","context":{":authority":["127.0.0.1:9001"],":peer.address":["127.0.0.1:51234"],"content-type":["application/grpc"],"x-multi":["a\u003cb","2"],"x-raw-bin":["hi"],"x-request-id":["abc"]}}"#
+        );
+        assert_eq!(&p.body[..], b"\x0a\x01x");
+    }
+
+    #[test]
+    fn both_header_formats() {
+        let new = reply_metadata(br#"{"headers":"{\"X-Id\":\"42\",\"n\":1}","trailers":"{\"x-t\":\"1\"}"}"#);
+        assert_eq!(new.headers, vec![("x-id".to_string(), "42".to_string())]);
+        assert_eq!(new.trailers, vec![("x-t".to_string(), "1".to_string())]);
+        assert!(new.error.is_none());
+        let legacy = reply_metadata(br#"{"x-id":"42"}"#);
+        assert_eq!(legacy.headers, vec![("x-id".to_string(), "42".to_string())]);
+        assert_eq!(reply_metadata(br#"{"x":1}"#).error.unwrap().code, status::UNKNOWN);
+        assert_eq!(reply_metadata(br#"{"error":"CA0SDUZPT09PT09PT09PT08="}"#).error.unwrap().code, 13);
+        assert!(reply_metadata(b"").headers.is_empty());
+    }
+}

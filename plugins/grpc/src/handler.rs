@@ -1,0 +1,271 @@
+//! One HTTP/2 request as a gRPC call: routed to health, reflection or a PHP worker, answered
+//! with grpc-go's framing, counted in metrics and logged.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Frame, Incoming};
+use tokio::sync::mpsc;
+
+use crate::call::{self, put_metadata, put_status};
+use crate::metrics::Metrics;
+use crate::status::{self, Status};
+use crate::wire::{self, Messages};
+use crate::{Shared, health};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// What the connection knows about its peer.
+#[derive(Clone)]
+pub struct Peer {
+    pub address: String,
+    pub tls: bool,
+}
+
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    let started = Instant::now();
+    let path = req.uri().path().to_string();
+    if !req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with("application/grpc")) {
+        let mut resp = Response::new(body_of(Bytes::from_static(b"invalid gRPC request content-type\n")));
+        *resp.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return resp;
+    }
+    let log = CallLog { shared: shared.clone(), method: path.clone(), started };
+    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path.trim_start_matches('/'), ""));
+    let (service, method) = (service.to_string(), method.to_string());
+    match service.as_str() {
+        health::SERVICE => health_call(shared, req, &method, log).await,
+        crate::reflection::V1 | crate::reflection::V1ALPHA if shared.reflection.is_some() => crate::reflection::serve(shared, req, log),
+        _ => match shared.protos.method(&service, &method) {
+            Ok(m) => {
+                let streaming = m.server_streaming;
+                php_call(shared, req, &service, &method, streaming, &peer, log).await
+            }
+            Err(text) => log.finish(trailers_only(&Status::new(status::UNIMPLEMENTED, text), &[])),
+        },
+    }
+}
+
+async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, method: &str, streaming: bool, peer: &Peer, log: CallLog) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let deadline = parts.headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(wire::parse_timeout);
+    let gzip = match request_gzip(&parts.headers) {
+        Ok(gzip) => gzip,
+        Err(st) => return log.finish(trailers_only(&st, &[])),
+    };
+    let max_recv = shared.cfg.max_recv_bytes();
+    let message = match Messages::new(body, gzip, max_recv).next().await {
+        Ok(Some(m)) => m,
+        Ok(None) => return log.finish(trailers_only(&Status::new(status::INTERNAL, "grpc: the request has no message"), &[])),
+        Err(st) => return log.finish(trailers_only(&st, &[])),
+    };
+    let authority = parts.uri.authority().map(|a| a.as_str().to_string()).or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    let payload = call::payload(service, method, authority.as_deref(), &parts.headers, &peer.address, peer.tls, message);
+    // The deadline bounds the wait for a worker; an exec already running in PHP finishes in
+    // the background (the pool never cuts it) and its late answer is dropped.
+    let exec = shared.pool.exec(payload);
+    let reply = match deadline {
+        Some(d) => match tokio::time::timeout(d, exec).await {
+            Ok(r) => r,
+            Err(_) => return log.finish(trailers_only(&Status::new(status::DEADLINE_EXCEEDED, "context deadline exceeded"), &[])),
+        },
+        None => exec.await,
+    };
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => return log.finish(trailers_only(&call::pool_error(&e), &[])),
+    };
+    let first = call::reply_metadata(&reply.payload.context);
+    let max_send = shared.cfg.max_send_bytes();
+    match reply.stream {
+        Some(_) if !streaming => log.finish(trailers_only(&Status::new(status::UNKNOWN, "streaming is not supported"), &first.headers)),
+        Some(stream) => stream_reply(first, reply.payload.body, stream, gzip, max_send, log),
+        None => {
+            if let Some(st) = &first.error {
+                // Trailers-only: PHP's headers and trailers travel together with the status.
+                let md: Vec<_> = first.headers.iter().chain(&first.trailers).cloned().collect();
+                return log.finish(trailers_only(st, &md));
+            }
+            match wire::encode_message(&reply.payload.body, gzip, max_send) {
+                Ok(data) => log.finish(reply_with(&first.headers, gzip, vec![data], &first.trailers, None)),
+                Err(st) => log.finish(trailers_only(&st, &first.headers)),
+            }
+        }
+    }
+}
+
+/// `grpc-encoding` of the request: identity or gzip.
+fn request_gzip(headers: &HeaderMap) -> Result<bool, Status> {
+    match headers.get("grpc-encoding").map(|v| v.to_str().unwrap_or("?")) {
+        None | Some("identity") => Ok(false),
+        Some("gzip") => Ok(true),
+        Some(other) => Err(Status::new(status::UNIMPLEMENTED, format!("grpc: Decompressor is not installed for grpc-encoding \"{other}\""))),
+    }
+}
+
+/// Server streaming: every worker frame with a body is one message; the final frame's `error`
+/// or `trailers` end the call. A client that goes away drops the stream: the pool sends STOP.
+fn stream_reply(first: call::Reply, body: Bytes, mut stream: rr_runtime::pool::ReplyStream, gzip: bool, max: usize, log: CallLog) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Frame<Bytes>>(4);
+    let resp = streaming_response(&first.headers, gzip, rx);
+    let mut trailers = first.trailers;
+    let mut chunk = match first.error {
+        Some(st) => Err(st),
+        None => Ok(body),
+    };
+    tokio::spawn(async move {
+        let mut end = None;
+        loop {
+            match chunk {
+                Ok(body) if !body.is_empty() => match wire::encode_message(&body, gzip, max) {
+                    Ok(data) => {
+                        if tx.send(Frame::data(data)).await.is_err() {
+                            end = Some(Status::new(status::CANCELLED, "the client cancelled the call"));
+                            break;
+                        }
+                    }
+                    Err(st) => {
+                        end = Some(st);
+                        break;
+                    }
+                },
+                Ok(_) => {}
+                Err(st) => {
+                    end = Some(st);
+                    break;
+                }
+            }
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = tx.closed() => {
+                    end = Some(Status::new(status::CANCELLED, "the client cancelled the call"));
+                    break;
+                }
+            };
+            chunk = match next {
+                None => break,
+                Some(Err(e)) => Err(call::pool_error(&e)),
+                Some(Ok(p)) => {
+                    let md = call::reply_metadata(&p.context);
+                    trailers.extend(md.trailers);
+                    match md.error {
+                        Some(st) => Err(st),
+                        None => Ok(p.body),
+                    }
+                }
+            };
+        }
+        drop(stream);
+        let mut map = HeaderMap::new();
+        put_metadata(&mut map, &trailers);
+        put_status(&mut map, end.as_ref());
+        log.record(end.as_ref().map_or(status::OK, |s| s.code));
+        let _ = tx.send(Frame::trailers(map)).await;
+    });
+    resp
+}
+
+async fn health_call(shared: Arc<Shared>, req: Request<Incoming>, method: &str, log: CallLog) -> Response<Body> {
+    if method == "Watch" {
+        let mut watch = shared.health.subscribe();
+        let (tx, rx) = mpsc::channel::<Frame<Bytes>>(1);
+        let resp = streaming_response(&[], false, rx);
+        let shutdown = shared.shutdown.clone();
+        drop(req);
+        tokio::spawn(async move {
+            loop {
+                let status = *watch.borrow_and_update();
+                let msg = prost::Message::encode_to_vec(&health::CheckResponse { status });
+                let data = wire::encode_message(&msg, false, usize::MAX).unwrap_or_default();
+                if tx.send(Frame::data(data)).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    changed = watch.changed() => if changed.is_err() { break },
+                    _ = shutdown.cancelled() => break,
+                    _ = tx.closed() => return,
+                }
+            }
+            let mut map = HeaderMap::new();
+            let end = Status::new(status::CANCELLED, "Stream has ended");
+            put_status(&mut map, Some(&end));
+            log.record(end.code);
+            let _ = tx.send(Frame::trailers(map)).await;
+        });
+        return resp;
+    }
+    match shared.health.answer(method) {
+        Some(msg) => log.finish(reply_with(&[], false, vec![wire::encode_message(&msg, false, usize::MAX).unwrap_or_default()], &[], None)),
+        None => log.finish(trailers_only(&Status::new(status::UNIMPLEMENTED, format!("unknown method {method} for service {}", health::SERVICE)), &[])),
+    }
+}
+
+fn head(headers: &[(String, String)], gzip: bool) -> http::response::Builder {
+    let mut b = Response::builder().header(http::header::CONTENT_TYPE, "application/grpc");
+    if gzip {
+        b = b.header("grpc-encoding", "gzip");
+    }
+    if let Some(map) = b.headers_mut() {
+        put_metadata(map, headers);
+    }
+    b
+}
+
+/// An error with no message: status in the one HEADERS frame (trailers-only).
+pub fn trailers_only(st: &Status, headers: &[(String, String)]) -> Response<Body> {
+    let mut resp = head(headers, false).body(http_body_util::Empty::new().map_err(|e| match e {}).boxed()).expect("valid response");
+    put_status(resp.headers_mut(), Some(st));
+    resp
+}
+
+/// Headers, messages, then trailers with the status.
+pub fn reply_with(headers: &[(String, String)], gzip: bool, messages: Vec<Bytes>, trailers: &[(String, String)], st: Option<&Status>) -> Response<Body> {
+    let mut map = HeaderMap::new();
+    put_metadata(&mut map, trailers);
+    put_status(&mut map, st);
+    let frames = messages.into_iter().map(Frame::data).chain([Frame::trailers(map)]).map(Ok::<_, Infallible>);
+    let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+    head(headers, gzip).body(BodyExt::boxed(body)).expect("valid response")
+}
+
+/// A response whose frames (messages, then trailers) come from `rx`.
+pub fn streaming_response(headers: &[(String, String)], gzip: bool, mut rx: mpsc::Receiver<Frame<Bytes>>) -> Response<Body> {
+    let frames = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|f| f.map(Ok::<_, Infallible>)));
+    head(headers, gzip).body(BodyExt::boxed(http_body_util::StreamBody::new(frames))).expect("valid response")
+}
+
+fn body_of(bytes: Bytes) -> Body {
+    http_body_util::Full::new(bytes).boxed()
+}
+
+/// Counts and logs one call when it ends.
+pub struct CallLog {
+    shared: Arc<Shared>,
+    method: String,
+    started: Instant,
+}
+
+impl CallLog {
+    /// Record the status a unary response carries.
+    pub fn finish(self, resp: Response<Body>) -> Response<Body> {
+        let code = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(status::OK);
+        self.record(code);
+        resp
+    }
+
+    pub fn record(self, code: u32) {
+        let elapsed = self.started.elapsed();
+        Metrics::record(&self.shared.metrics, &self.method, code, elapsed);
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        if code == status::OK {
+            tracing::debug!(target: "grpc", method = %self.method, elapsed_ms = ms, "method was called successfully");
+        } else {
+            tracing::error!(target: "grpc", method = %self.method, code = %status::code_name(code), elapsed_ms = ms, "method call was finished with error");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! gRPC over HTTP/2 message framing: `[compressed u8][length u32 BE][message]`, gzip, size
+//! limits with grpc-go's texts, and `grpc-timeout`.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::status::{self, Status};
+
+/// The messages of a request body, decompressed and size-checked.
+pub struct Messages {
+    body: Incoming,
+    buf: BytesMut,
+    gzip: bool,
+    max: usize,
+}
+
+impl Messages {
+    pub fn new(body: Incoming, gzip: bool, max: usize) -> Messages {
+        Messages { body, buf: BytesMut::new(), gzip, max }
+    }
+
+    /// The next message; `None` at the end of the request. A unary call reads only the first
+    /// (RoadRunner hands PHP one message per call).
+    pub async fn next(&mut self) -> Result<Option<Bytes>, Status> {
+        loop {
+            if self.buf.len() >= 5 {
+                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+                if len > self.max {
+                    return Err(Status::new(status::RESOURCE_EXHAUSTED, format!("grpc: received message larger than max ({len} vs. {})", self.max)));
+                }
+                if self.buf.len() >= 5 + len {
+                    let compressed = self.buf[0] == 1;
+                    self.buf.advance(5);
+                    let message = self.buf.split_to(len).freeze();
+                    return match (compressed, self.gzip) {
+                        (false, _) => Ok(Some(message)),
+                        (true, true) => gunzip(&message, self.max).map(Some),
+                        (true, false) => Err(Status::new(status::INTERNAL, "grpc: compressed flag set with identity or empty encoding")),
+                    };
+                }
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => return Err(Status::new(status::CANCELLED, format!("reading the request: {e}"))),
+                None if self.buf.is_empty() => return Ok(None),
+                None => return Err(Status::new(status::INTERNAL, "grpc: the request ends inside a message")),
+            }
+        }
+    }
+}
+
+fn gunzip(data: &[u8], max: usize) -> Result<Bytes, Status> {
+    let mut out = Vec::new();
+    let read = flate2::read::GzDecoder::new(data).take(max as u64 + 1).read_to_end(&mut out);
+    read.map_err(|e| Status::new(status::INTERNAL, format!("grpc: failed to decompress the received message: {e}")))?;
+    if out.len() > max {
+        return Err(Status::new(status::RESOURCE_EXHAUSTED, format!("grpc: received message after decompression larger than max ({max})")));
+    }
+    Ok(out.into())
+}
+
+/// One length-prefixed message, gzip-compressed when the request was.
+pub fn encode_message(message: &[u8], gzip: bool, max: usize) -> Result<Bytes, Status> {
+    if message.len() > max {
+        return Err(Status::new(status::RESOURCE_EXHAUSTED, format!("grpc: trying to send message larger than max ({} vs. {max})", message.len())));
+    }
+    let compressed;
+    let (flag, data) = if gzip {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let _ = enc.write_all(message);
+        compressed = enc.finish().unwrap_or_default();
+        (1u8, &compressed[..])
+    } else {
+        (0u8, message)
+    };
+    let mut out = BytesMut::with_capacity(5 + data.len());
+    out.put_u8(flag);
+    out.put_u32(data.len() as u32);
+    out.put_slice(data);
+    Ok(out.freeze())
+}
+
+/// `grpc-timeout`: `<at most 8 digits><H|M|S|m|u|n>`.
+pub fn parse_timeout(text: &str) -> Option<Duration> {
+    if text.len() < 2 || text.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_and_gzip_round_trip() {
+        let plain = encode_message(b"\x0a\x05hello", false, 100).unwrap();
+        assert_eq!(&plain[..], b"\x00\x00\x00\x00\x07\x0a\x05hello");
+        let gz = encode_message(b"hello", true, 100).unwrap();
+        assert_eq!(gz[0], 1);
+        assert_eq!(&gunzip(&gz[5..], 100).unwrap()[..], b"hello");
+        assert_eq!(encode_message(&[0; 11], false, 10).unwrap_err().message, "grpc: trying to send message larger than max (11 vs. 10)");
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("S"), None);
+        assert_eq!(parse_timeout("123456789S"), None);
+    }
+}
