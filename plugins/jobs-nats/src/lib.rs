@@ -80,13 +80,15 @@ impl DriverFactory for Factory {
                 .map_err(|_| format!("cannot connect to NATS at {addr} within 10 s (check `nats.addr`)"))?
                 .map_err(|e| format!("cannot connect to NATS at {addr}: {e}"))?;
             let js = jetstream::new(client);
-            let stream = js
-                .get_or_create_stream(jetstream::stream::Config { name: stream_name.clone(), subjects: vec![subject.clone()], ..Default::default() })
-                .await
-                .map_err(|e| format!("pipeline `{name}`: cannot create stream `{stream_name}`: {e}"))?;
+            // Servers sharing a stream may start together: one's create can lose the race to
+            // another's (NATS answers "subjects overlap"), and the stream is then there to get.
+            let stream = match js.get_or_create_stream(jetstream::stream::Config { name: stream_name.clone(), subjects: vec![subject.clone()], ..Default::default() }).await {
+                Ok(stream) => stream,
+                Err(e) => js.get_stream(&stream_name).await.map_err(|_| format!("pipeline `{name}`: cannot create stream `{stream_name}`: {e}"))?,
+            };
             let durable = format!("rr-{name}");
-            let consumer: PullConsumer = stream
-                .get_or_create_consumer(
+            let consumer = stream
+                .get_or_create_consumer::<jetstream::consumer::pull::Config>(
                     &durable,
                     jetstream::consumer::pull::Config {
                         durable_name: Some(durable.clone()),
@@ -97,8 +99,12 @@ impl DriverFactory for Factory {
                         ..Default::default()
                     },
                 )
-                .await
-                .map_err(|e| format!("pipeline `{name}`: cannot create consumer: {e}"))?;
+                .await;
+            let consumer = match consumer {
+                Ok(consumer) => consumer,
+                // The same race as for the stream, on the shared durable consumer.
+                Err(e) => stream.get_consumer(&durable).await.map_err(|_| format!("pipeline `{name}`: cannot create consumer: {e}"))?,
+            };
             Ok(Arc::new(Nats(Arc::new(Inner {
                 name,
                 subject,
