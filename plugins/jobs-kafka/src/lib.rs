@@ -18,7 +18,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use rr_runtime::jobs::{Acknowledger, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
+use rr_runtime::jobs::{Acknowledger, Consuming, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
 use rr_runtime::{BoxError, InitContext};
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +69,7 @@ struct Inner {
     producer: FutureProducer,
     consumer: Mutex<Option<Arc<StreamConsumer>>>,
     offsets: Mutex<Offsets>,
-    consuming: Mutex<Option<CancellationToken>>,
+    consuming: Consuming,
 }
 
 impl Inner {
@@ -99,7 +99,7 @@ impl Inner {
             producer,
             consumer: Mutex::new(None),
             offsets: Mutex::default(),
-            consuming: Mutex::new(None),
+            consuming: Consuming::default(),
         })
     }
 
@@ -307,7 +307,7 @@ impl Pipeline for Kafka {
 
     fn resume(&self, out: Inbox) -> BoxFuture<'_, JobsResult<()>> {
         Box::pin(async move {
-            if self.0.consuming.lock().unwrap().is_some() {
+            if self.0.consuming.is_running() {
                 return Ok(());
             }
             let existing = self.0.consumer.lock().unwrap().clone();
@@ -322,16 +322,13 @@ impl Pipeline for Kafka {
                     c
                 }
             };
-            let stop = CancellationToken::new();
-            tokio::spawn(self.0.clone().consume(consumer, out, stop.clone()));
-            *self.0.consuming.lock().unwrap() = Some(stop);
+            self.0.consuming.start(|stop| self.0.clone().consume(consumer, out, stop));
             Ok(())
         })
     }
 
     fn pause(&self) -> BoxFuture<'_, JobsResult<()>> {
-        if let Some(stop) = self.0.consuming.lock().unwrap().take() {
-            stop.cancel();
+        if self.0.consuming.stop() {
             // Stop fetching too; the consumer stays in its group so jobs in flight still commit.
             if let Some(c) = self.0.consumer.lock().unwrap().as_ref() {
                 let _ = c.assignment().and_then(|a| c.pause(&a));
@@ -361,7 +358,7 @@ impl Pipeline for Kafka {
             pipeline: self.0.name.clone(),
             driver: "kafka".into(),
             queue: if topics.is_empty() { self.0.topic.clone() } else { topics.join(",") },
-            ready: self.0.consuming.lock().unwrap().is_some(),
+            ready: self.0.consuming.is_running(),
             priority: self.0.cfg.priority as u64,
             ..Default::default()
         }

@@ -9,13 +9,13 @@
 //! `delete_after_ack` (false), `priority` (reported only).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, stream::Stream};
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use rr_runtime::jobs::{Acknowledger, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
+use rr_runtime::jobs::{Acknowledger, Consuming, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
 use rr_runtime::{BoxError, InitContext};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -113,7 +113,7 @@ impl DriverFactory for Factory {
                 consumer,
                 delete_after_ack: flag(&cfg.delete_after_ack),
                 priority: num(&cfg.priority, 10),
-                consuming: Mutex::new(None),
+                consuming: Consuming::default(),
             }))) as Arc<dyn Pipeline>)
         })
     }
@@ -127,7 +127,7 @@ struct Inner {
     consumer: PullConsumer,
     delete_after_ack: bool,
     priority: u64,
-    consuming: Mutex<Option<CancellationToken>>,
+    consuming: Consuming,
 }
 
 impl Inner {
@@ -248,19 +248,12 @@ impl Pipeline for Nats {
     }
 
     fn resume(&self, out: Inbox) -> BoxFuture<'_, JobsResult<()>> {
-        let mut consuming = self.0.consuming.lock().unwrap();
-        if consuming.is_none() {
-            let stop = CancellationToken::new();
-            tokio::spawn(self.0.clone().consume(out, stop.clone()));
-            *consuming = Some(stop);
-        }
+        self.0.consuming.start(|stop| self.0.clone().consume(out, stop));
         Box::pin(async { Ok(()) })
     }
 
     fn pause(&self) -> BoxFuture<'_, JobsResult<()>> {
-        if let Some(stop) = self.0.consuming.lock().unwrap().take() {
-            stop.cancel();
-        }
+        self.0.consuming.stop();
         Box::pin(async { Ok(()) })
     }
 
@@ -273,7 +266,7 @@ impl Pipeline for Nats {
             pipeline: self.0.name.clone(),
             driver: "nats".into(),
             queue: self.0.subject.clone(),
-            ready: self.0.consuming.lock().unwrap().is_some(),
+            ready: self.0.consuming.is_running(),
             priority: self.0.priority,
             ..Default::default()
         }

@@ -21,7 +21,7 @@ use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use aws_smithy_http_client::tls;
 use futures::future::BoxFuture;
-use rr_runtime::jobs::{Acknowledger, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
+use rr_runtime::jobs::{Acknowledger, Consuming, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
 use rr_runtime::{BoxError, InitContext};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -87,7 +87,7 @@ impl DriverFactory for Factory {
             let fail = |e: String| format!("sqs pipeline `{name}`: {e}");
             let cfg = parsed.map_err(fail)?;
             let sqs = client(&global).map_err(fail)?;
-            let inner = Inner { name: name.clone(), sqs, url: Mutex::default(), cfg, in_flight: AtomicUsize::new(0), settled: Notify::new(), consuming: Mutex::new(None), stats: Mutex::default() };
+            let inner = Inner { name: name.clone(), sqs, url: Mutex::default(), cfg, in_flight: AtomicUsize::new(0), settled: Notify::new(), consuming: Consuming::default(), stats: Mutex::default() };
             inner.declare().await.map_err(fail)?;
             Ok(Arc::new(Sqs(Arc::new(inner))) as Arc<dyn Pipeline>)
         })
@@ -102,7 +102,7 @@ struct Inner {
     /// Messages with PHP: receiving waits while `max_messages_in_flight` are.
     in_flight: AtomicUsize,
     settled: Notify,
-    consuming: Mutex<Option<CancellationToken>>,
+    consuming: Consuming,
     /// The queue counts of the last `GetQueueAttributes` (`state` cannot wait for a call).
     stats: Mutex<(Option<Instant>, [i64; 3])>,
 }
@@ -366,19 +366,12 @@ impl Pipeline for Sqs {
     }
 
     fn resume(&self, out: Inbox) -> BoxFuture<'_, JobsResult<()>> {
-        let mut consuming = self.0.consuming.lock().unwrap();
-        if consuming.is_none() {
-            let stop = CancellationToken::new();
-            tokio::spawn(self.0.clone().consume(out, stop.clone()));
-            *consuming = Some(stop);
-        }
+        self.0.consuming.start(|stop| self.0.clone().consume(out, stop));
         Box::pin(async { Ok(()) })
     }
 
     fn pause(&self) -> BoxFuture<'_, JobsResult<()>> {
-        if let Some(stop) = self.0.consuming.lock().unwrap().take() {
-            stop.cancel();
-        }
+        self.0.consuming.stop();
         Box::pin(async { Ok(()) })
     }
 
@@ -396,7 +389,7 @@ impl Pipeline for Sqs {
             active,
             delayed,
             reserved,
-            ready: self.0.consuming.lock().unwrap().is_some(),
+            ready: self.0.consuming.is_running(),
             priority: self.0.cfg.priority as u64,
         }
     }

@@ -107,7 +107,9 @@ impl<T> Ord for Ranked<T> {
     }
 }
 
+pub mod consuming;
 pub mod inbox;
 pub mod queue;
 
+pub use consuming::Consuming;
 pub use inbox::Inbox;
