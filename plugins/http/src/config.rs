@@ -110,12 +110,18 @@ pub struct Ssl {
     pub address: String,
     #[serde(default)]
     pub redirect: bool,
+    /// Required unless `acme` is set.
+    #[serde(default)]
     pub cert: PathBuf,
+    #[serde(default)]
     pub key: PathBuf,
     #[serde(default)]
     pub root_ca: Option<PathBuf>,
     #[serde(default)]
     pub client_auth_type: ClientAuth,
+    /// Certificates from an ACME CA instead of `cert` and `key`.
+    #[serde(default)]
+    pub acme: Option<crate::acme::Config>,
 }
 
 fn default_ssl_address() -> String {

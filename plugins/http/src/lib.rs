@@ -4,6 +4,7 @@
 //! Request flow: listener (`server`) → middleware from `http.middleware`, first listed outermost
 //! (RoadRunner v6 order) → `handler`: encode (`request`) → pool exec → decode (`response`).
 
+pub mod acme;
 mod codec_choice;
 pub mod config;
 #[doc(hidden)]
@@ -49,7 +50,9 @@ impl rr_runtime::Plugin for Plugin {
             return Err(format!("config key `http.internal_error_code`: {} is not an HTTP status code", cfg.internal_error_code).into());
         }
         if let Some(ssl) = &cfg.ssl {
-            server::tls_acceptor(ssl)?;
+            // ACME's certificates come in `serve`; an empty resolver stands in for the check.
+            let acme_certs = ssl.acme.as_ref().map(|acme| acme.check().map(|()| Arc::new(rustls::server::ResolvesServerCertUsingSni::new()) as _)).transpose()?;
+            server::tls_acceptor(ssl, acme_certs)?;
         }
         Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), pool: Default::default(), shards: Default::default() }))
     }
@@ -64,6 +67,10 @@ impl rr_runtime::Plugin for Plugin {
         let handler = self.chain(php_handler(cfg.clone(), pool));
         let drain = self.cfg.pool.destroy_timeout;
         let redirect_port = self.cfg.ssl.as_ref().filter(|s| s.redirect).map(|s| s.address.rsplit(':').next().unwrap_or("443").to_string());
+        // The ACME order loop starts first; the listeners answer its challenges.
+        let acme_cfg = self.cfg.ssl.as_ref().and_then(|s| s.acme.as_ref());
+        let (acme, first_cert) = acme_cfg.map(|a| acme::start(a, shutdown.clone())).transpose()?.unzip();
+        let http01 = acme.clone().filter(|a| a.challenge == acme::Challenge::Http01);
         // (address, its config key, TLS, handler) per listener.
         let mut listeners = Vec::new();
         if let Some(address) = &self.cfg.address {
@@ -71,10 +78,26 @@ impl rr_runtime::Plugin for Plugin {
                 Some(port) => redirect_handler(port),
                 None => handler.clone(),
             };
-            listeners.push((address.as_str(), "http.address", None, plain));
+            let plain = match &http01 {
+                Some(acme) => acme::challenge::http01(acme.clone(), plain),
+                None => plain,
+            };
+            listeners.push((address.clone(), "http.address", None, plain));
         }
-        if let Some(ssl) = &self.cfg.ssl {
-            listeners.push((ssl.address.as_str(), "http.ssl.address", Some(server::tls_acceptor(ssl)?), handler.clone()));
+        let tls = self.cfg.ssl.as_ref().map(|ssl| server::tls_acceptor(ssl, acme.as_ref().map(|a| a.resolver()))).transpose()?;
+        if let (Some(ssl), Some(tls)) = (&self.cfg.ssl, &tls) {
+            listeners.push((ssl.address.clone(), "http.ssl.address", Some(tls.clone()), handler.clone()));
+        }
+        // A challenge port that no listener above has gets a listener of its own, on all
+        // interfaces as certmagic's (RoadRunner).
+        if let (Some(acme), Some(a)) = (&acme, acme_cfg) {
+            let (port, key, tls, answer) = match acme.challenge {
+                acme::Challenge::Http01 => (a.alt_http_port, "http.ssl.acme.alt_http_port", None, acme::challenge::http01(acme.clone(), acme::challenge::not_found())),
+                acme::Challenge::TlsAlpn01 => (a.alt_tlsalpn_port, "http.ssl.acme.alt_tlsalpn_port", tls, acme::challenge::not_found()),
+            };
+            if !listeners.iter().any(|(address, _, t, _)| t.is_some() == tls.is_some() && port_of(address) == Some(port)) {
+                listeners.push((format!("0.0.0.0:{port}"), key, tls, answer));
+            }
         }
         let mut servers = Vec::new();
         if let Some(fcgi) = &self.cfg.fcgi {
@@ -84,7 +107,7 @@ impl rr_runtime::Plugin for Plugin {
             servers.push(tokio::spawn(fcgi::run(listener, handler.clone(), limits, shutdown.clone(), drain)));
         }
         for (address, key, tls, handler) in listeners {
-            let sockets = bind(address, key, homes.len()).await?;
+            let sockets = bind(&address, key, homes.len()).await?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(target: "http", address = %sockets[0].local_addr()?, threads = sockets.len(), "{scheme} server listening");
             for (i, socket) in sockets.into_iter().enumerate() {
@@ -101,6 +124,12 @@ impl rr_runtime::Plugin for Plugin {
                     Some(rt) => rt.spawn(run),
                     None => tokio::spawn(run),
                 });
+            }
+        }
+        if let Some(first_cert) = first_cert {
+            tokio::select! {
+                got = first_cert => got.unwrap_or(Ok(()))?,
+                _ = shutdown.cancelled() => {}
             }
         }
         for s in servers {
@@ -159,6 +188,11 @@ async fn bind(address: &str, key: &str, threads: usize) -> Result<Vec<std::net::
     let address = address.strip_prefix("tcp://").unwrap_or(address);
     let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
     shards::bind(&address, threads).await.map_err(|e| format!("config key `{key}`: cannot listen on `{address}`: {e}").into())
+}
+
+/// The port of a listen address (`host:port`, `:port`, `tcp://host:port`).
+fn port_of(address: &str) -> Option<u16> {
+    address.rsplit(':').next()?.parse().ok()
 }
 
 /// The innermost handler: the request goes to a PHP worker.

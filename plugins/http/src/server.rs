@@ -92,6 +92,10 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
                         Ok(Err(e)) => return tracing::debug!(error = %e, "https: handshake failed"),
                         Err(_) => return tracing::debug!("https: handshake timed out"),
                     };
+                    // A tls-alpn-01 check ends with its handshake (RFC 8737 §3).
+                    if tls.get_ref().1.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+                        return;
+                    }
                     let (io, hints) = HintsIo::new(tls);
                     let conn = builder.serve_connection(TokioIo::new(io), ConnService { hints, ..service }).into_owned();
                     if let Err(e) = watcher.watch(conn).await {
@@ -202,22 +206,13 @@ fn refusal(version: http::Version, status: u16, text: &str) -> rr_runtime::http:
     resp
 }
 
-/// TLS settings from the `ssl` section (rustls, ALPN h2 and http/1.1).
-pub fn tls_acceptor(ssl: &crate::config::Ssl) -> Result<tokio_rustls::TlsAcceptor, String> {
+/// TLS settings from the `ssl` section (rustls, ALPN h2 and http/1.1); `certs` (ACME) takes the
+/// place of `cert` and `key` and answers tls-alpn-01 checks.
+pub fn tls_acceptor(ssl: &crate::config::Ssl, certs: Option<Arc<dyn rustls::server::ResolvesServerCert>>) -> Result<tokio_rustls::TlsAcceptor, String> {
     use crate::config::ClientAuth;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let read = |path: &std::path::Path, key: &str| {
         std::fs::read(path).map_err(|e| format!("config key `http.ssl.{key}`: cannot read `{}`: {e}", path.display()))
     };
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &read(&ssl.cert, "cert")?[..])
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("config key `http.ssl.cert`: invalid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("config key `http.ssl.cert`: no certificate found in `{}`", ssl.cert.display()));
-    }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &read(&ssl.key, "key")?[..])
-        .map_err(|e| format!("config key `http.ssl.key`: invalid PEM: {e}"))?
-        .ok_or_else(|| format!("config key `http.ssl.key`: no private key found in `{}`", ssl.key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -237,7 +232,37 @@ pub fn tls_acceptor(ssl: &crate::config::Ssl) -> Result<tokio_rustls::TlsAccepto
         }
         _ => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| format!("config key `http.ssl`: {e}"))?;
+    let acme = certs.is_some();
+    let mut config = match certs {
+        Some(resolver) => builder.with_cert_resolver(resolver),
+        None => {
+            let (certs, key) = cert_and_key(ssl, read)?;
+            builder.with_single_cert(certs, key).map_err(|e| format!("config key `http.ssl`: {e}"))?
+        }
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if acme {
+        config.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+type CertAndKey = (Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>);
+
+/// `ssl.cert` and `ssl.key` read from their PEM files.
+fn cert_and_key(ssl: &crate::config::Ssl, read: impl Fn(&std::path::Path, &str) -> Result<Vec<u8>, String>) -> Result<CertAndKey, String> {
+    if ssl.cert.as_os_str().is_empty() || ssl.key.as_os_str().is_empty() {
+        let key = if ssl.cert.as_os_str().is_empty() { "cert" } else { "key" };
+        return Err(format!("config key `http.ssl.{key}`: required unless `http.ssl.acme` is set (a PEM file path)"));
+    }
+    let certs = rustls_pemfile::certs(&mut &read(&ssl.cert, "cert")?[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("config key `http.ssl.cert`: invalid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("config key `http.ssl.cert`: no certificate found in `{}`", ssl.cert.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut &read(&ssl.key, "key")?[..])
+        .map_err(|e| format!("config key `http.ssl.key`: invalid PEM: {e}"))?
+        .ok_or_else(|| format!("config key `http.ssl.key`: no private key found in `{}`", ssl.key.display()))?;
+    Ok((certs, key))
 }
