@@ -90,11 +90,8 @@ impl rr_runtime::Plugin for Plugin {
         }
         // A challenge port that no listener above has gets a listener of its own, on all
         // interfaces as certmagic's (RoadRunner).
-        if let (Some(acme), Some(a)) = (&acme, acme_cfg) {
-            let (port, key, tls, answer) = match acme.challenge {
-                acme::Challenge::Http01 => (a.alt_http_port, "http.ssl.acme.alt_http_port", None, acme::challenge::http01(acme.clone(), acme::challenge::not_found())),
-                acme::Challenge::TlsAlpn01 => (a.alt_tlsalpn_port, "http.ssl.acme.alt_tlsalpn_port", tls, acme::challenge::not_found()),
-            };
+        if let (Some(acme), Some(acme_cfg)) = (&acme, acme_cfg) {
+            let (port, key, tls, answer) = acme::challenge::listener(acme, acme_cfg, tls);
             if !listeners.iter().any(|(address, _, t, _)| t.is_some() == tls.is_some() && port_of(address) == Some(port)) {
                 listeners.push((format!("0.0.0.0:{port}"), key, tls, answer));
             }

@@ -1,11 +1,12 @@
-//! Answers to the CA's http-01 checks: `GET /.well-known/acme-challenge/<token>` gets the key
-//! authorization of an order in progress (RFC 8555 §8.3); every other request goes on to `next`.
+//! Where the CA's checks are answered. http-01: `GET /.well-known/acme-challenge/<token>` gets the
+//! key authorization of an order in progress (RFC 8555 §8.3). tls-alpn-01: the certificate
+//! resolver answers, on any listener whose TLS settings have it.
 
 use std::sync::Arc;
 
 use rr_runtime::http::{Handler, Request};
 
-use super::Acme;
+use super::{Acme, Challenge, Config};
 use crate::response::{error_response, full};
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
@@ -26,7 +27,16 @@ pub fn http01(acme: Acme, next: Handler) -> Handler {
     })
 }
 
-/// The handler behind a challenge-only listener.
+/// Anything but a check, on a listener of the checks.
 pub fn not_found() -> Handler {
     Arc::new(|_req: Request| Box::pin(async { error_response(404, None) }))
+}
+
+/// What a listener of its own for the checks needs: its port, the port's config key, TLS
+/// (tls-alpn-01: the HTTPS listener's settings, `tls`) and its handler.
+pub fn listener(acme: &Acme, cfg: &Config, tls: Option<tokio_rustls::TlsAcceptor>) -> (u16, &'static str, Option<tokio_rustls::TlsAcceptor>, Handler) {
+    match acme.challenge {
+        Challenge::Http01 => (cfg.alt_http_port, "http.ssl.acme.alt_http_port", None, http01(acme.clone(), not_found())),
+        Challenge::TlsAlpn01 => (cfg.alt_tlsalpn_port, "http.ssl.acme.alt_tlsalpn_port", tls, not_found()),
+    }
 }
