@@ -141,18 +141,36 @@ async fn a_short_lived_certificate_is_renewed_while_connections_go_on() {
     server.stop().await.unwrap();
 }
 
+/// The error that ends a server started with `http_section`.
+async fn start_error(http_section: &str) -> String {
+    let config = rr_runtime::config::Config::from_str(&yaml(http_section)).unwrap();
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_http::Plugin>();
+    let host = rr_runtime::host::Host::init(&build, &config).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(30), host.run_until(std::future::pending(), Duration::from_secs(10))).await;
+    ended.expect("the start fails instead of waiting").unwrap_err().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_order_stops_the_start_with_the_cas_reason() {
     let pebble = Pebble::start(None).await;
     let cache = tempfile::tempdir().unwrap();
     let acme = pebble.acme_section(cache.path(), BLOCKED, &format!("      alt_http_port: {}\n", pebble.http_port));
-    let config = rr_runtime::config::Config::from_str(&yaml(&format!("  ssl:\n    address: 127.0.0.1:{}\n{acme}", free_port()))).unwrap();
-    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_http::Plugin>();
-    let host = rr_runtime::host::Host::init(&build, &config).unwrap();
-    let ended = tokio::time::timeout(Duration::from_secs(30), host.run_until(std::future::pending(), Duration::from_secs(10))).await;
-    let err = ended.expect("the start fails instead of waiting").unwrap_err().to_string();
+    let err = start_error(&format!("  ssl:\n    address: 127.0.0.1:{}\n{acme}", free_port())).await;
     for part in ["http.ssl.acme: cannot obtain a certificate for `blocked.acme.test`", "rejectedIdentifier", "check `domains`"] {
         assert!(err.contains(part), "`{part}` missing in: {err}");
     }
     assert_eq!(pebble.issued(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_dir_that_cannot_be_made_is_named() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let section = format!(
+        "  ssl:\n    address: 127.0.0.1:{}\n    acme:\n      cache_dir: {}/certs\n      email: ops@acme.test\n      domains: [{DOMAIN}]\n      alt_http_port: {}\n",
+        free_port(),
+        file.path().display(),
+        free_port()
+    );
+    let err = start_error(&section).await;
+    assert!(err.contains("config key `http.ssl.acme.cache_dir`: cannot create") && err.contains("/certs"), "{err}");
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use rustls::server::ResolvesServerCert;
 use rustls_acme::caches::DirCache;
-use rustls_acme::{AcmeConfig, EventOk, ResolvesServerCertAcme, UseChallenge};
+use rustls_acme::{AcmeConfig, EventError, EventOk, ResolvesServerCertAcme, UseChallenge};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -86,12 +86,12 @@ pub fn start(cfg: &Config, shutdown: CancellationToken) -> Result<(Acme, FirstCe
                     continue;
                 }
                 Err(e) => {
-                    let text = format!("http.ssl.acme: cannot obtain a certificate for `{domains}` from `{directory}`: {e}");
+                    let text = failure(&e, &domains, &directory);
                     match first.take() {
                         Some(first) => {
-                            let _ = first.send(Err(format!("{text}; check `domains` (they must resolve to this server), the challenge port the CA reaches (`alt_http_port`/`alt_tlsalpn_port`) and `directory_url`")));
+                            let _ = first.send(Err(text));
                         }
-                        None => tracing::error!(target: "http", "{text}; the current certificate stays in use, retrying with backoff"),
+                        None => tracing::error!(target: "http", "{text} (the current certificate stays in use; retrying with backoff)"),
                     }
                     continue;
                 }
@@ -102,6 +102,16 @@ pub fn start(cfg: &Config, shutdown: CancellationToken) -> Result<(Acme, FirstCe
         }
     });
     Ok((Acme { resolver, challenge: cfg.challenge_type }, first_rx))
+}
+
+/// What went wrong, and what to check.
+fn failure(e: &EventError<std::io::Error, std::io::Error>, domains: &str, directory: &str) -> String {
+    match e {
+        EventError::Order(_) | EventError::NewCertParse(_) => format!(
+            "http.ssl.acme: cannot obtain a certificate for `{domains}` from `{directory}`: {e}; check `domains` (they must resolve to this server), the challenge port the CA reaches (`alt_http_port`/`alt_tlsalpn_port`) and `directory_url`"
+        ),
+        _ => format!("config key `http.ssl.acme.cache_dir`: {e}; it must be a writable directory that holds only what rr wrote there"),
+    }
 }
 
 /// The TLS client settings for the CA's API when `ca_root` is set: that root alone is trusted
