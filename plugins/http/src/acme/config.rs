@@ -129,6 +129,14 @@ mod tests {
     }
 
     #[test]
+    fn a_misspelt_key_is_named() {
+        let root = rr_runtime::config::Config::from_str("version: '3'\nacme:\n  emial: a@b.c\n  domains: [x.test]").unwrap();
+        root.section::<Config>("acme").unwrap();
+        let unknown = root.unknown_keys().join("\n");
+        assert!(unknown.contains("acme.emial") && unknown.contains("`email`"), "{unknown}");
+    }
+
+    #[test]
     fn bad_values_are_named() {
         assert!(parse("  domains: [x.test]").check().unwrap_err().contains("http.ssl.acme.email"));
         assert!(parse("  email: a@b.c").check().unwrap_err().contains("http.ssl.acme.domains"));
