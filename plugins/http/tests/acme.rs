@@ -55,33 +55,24 @@ async fn http01_on_a_listener_of_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tlsalpn01_on_the_https_listener() {
+async fn tlsalpn01_on_the_https_listener_or_one_of_its_own() {
     let pebble = Pebble::start(None).await;
-    let cache = tempfile::tempdir().unwrap();
-    // The CA's tls-alpn-01 check comes to the HTTPS listener itself (the default setup: 443 both).
-    let https = pebble.tls_port;
-    let acme = pebble.acme_section(cache.path(), DOMAIN, &format!("      challenge_type: tlsalpn-01\n      alt_tlsalpn_port: {https}\n"));
-    let mut server = start(&format!("  ssl:\n    address: 127.0.0.1:{https}\n{acme}"));
-    served_leaf(&mut server, &pebble, https).await;
-    assert_eq!(pebble.issued(), 1);
-    server.stop().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tlsalpn01_on_a_listener_of_its_own() {
-    let pebble = Pebble::start(None).await;
-    let cache = tempfile::tempdir().unwrap();
-    // Behind a port forward the check comes to another port than the HTTPS listener's.
-    let https = free_port();
-    let acme = pebble.acme_section(cache.path(), DOMAIN, &format!("      challenge_type: tlsalpn-01\n      alt_tlsalpn_port: {}\n", pebble.tls_port));
-    let mut server = start(&format!("  ssl:\n    address: 127.0.0.1:{https}\n{acme}"));
-    let leaf = served_leaf(&mut server, &pebble, https).await;
-    assert_eq!(pebble.issued(), 1);
-    // That listener has the certificate too, but serves nothing else.
-    let resp = pebble.client(pebble.tls_port).get(format!("https://{DOMAIN}:{}/", pebble.tls_port)).send().await.unwrap();
-    assert_eq!(resp.status(), 404);
-    assert_eq!(resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.peer_certificate()), Some(&leaf[..]));
-    server.stop().await.unwrap();
+    // The check comes to the HTTPS listener itself (the default setup: 443 both), or, behind a
+    // port forward, to a port of its own.
+    for (round, https) in [pebble.tls_port, free_port()].into_iter().enumerate() {
+        let cache = tempfile::tempdir().unwrap();
+        let acme = pebble.acme_section(cache.path(), DOMAIN, &format!("      challenge_type: tlsalpn-01\n      alt_tlsalpn_port: {}\n", pebble.tls_port));
+        let mut server = start(&format!("  ssl:\n    address: 127.0.0.1:{https}\n{acme}"));
+        let leaf = served_leaf(&mut server, &pebble, https).await;
+        assert_eq!(pebble.issued(), round + 1);
+        if https != pebble.tls_port {
+            // That listener has the certificate too, but serves nothing else.
+            let resp = pebble.client(pebble.tls_port).get(format!("https://{DOMAIN}:{}/", pebble.tls_port)).send().await.unwrap();
+            assert_eq!(resp.status(), 404);
+            assert_eq!(resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.peer_certificate()), Some(&leaf[..]));
+        }
+        server.stop().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
