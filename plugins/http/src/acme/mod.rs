@@ -44,6 +44,9 @@ impl Acme {
     }
 }
 
+/// Failed orders (or cache reads) before the start gives up.
+const START_TRIES: u32 = 3;
+
 /// Resolves once the first certificate is in place (from the cache or a new order), or with the
 /// first failure, worded for the user.
 pub type FirstCertificate = oneshot::Receiver<Result<(), String>>;
@@ -69,7 +72,7 @@ pub fn start(cfg: &Config, shutdown: CancellationToken) -> Result<(Acme, FirstCe
     let (first_tx, first_rx) = oneshot::channel();
     let (domains, directory) = (cfg.domains.join(", "), cfg.directory().to_string());
     tokio::spawn(async move {
-        let mut first = Some(first_tx);
+        let (mut first, mut failures) = (Some(first_tx), 0);
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -87,7 +90,14 @@ pub fn start(cfg: &Config, shutdown: CancellationToken) -> Result<(Acme, FirstCe
                 }
                 Err(e) => {
                     let text = failure(&e, &domains, &directory);
+                    failures += 1;
                     match first.take() {
+                        // A CA may refuse a nonce or be busy for a moment: the start gives up
+                        // after a few tries (rustls-acme waits 1 s, then 2 s between them).
+                        Some(pending) if failures < START_TRIES => {
+                            tracing::warn!(target: "http", "{text} (try {failures} of {START_TRIES})");
+                            first = Some(pending);
+                        }
                         Some(first) => {
                             let _ = first.send(Err(text));
                         }
