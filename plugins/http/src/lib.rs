@@ -1,4 +1,4 @@
-//! The `http` plugin: serves PHP over HTTP/1.1, HTTP/2 (h2c, TLS) and FastCGI from a pool of persistent
+//! The `http` plugin: serves PHP over HTTP/1.1, HTTP/2 (h2c, TLS), HTTP/3 (QUIC) and FastCGI from a pool of persistent
 //! workers (`RR_MODE=http`), RoadRunner-compatible (PROTOCOL.md §3).
 //!
 //! Request flow: listener (`server`) → middleware from `http.middleware`, first listed outermost
@@ -11,6 +11,7 @@ pub mod decodable;
 mod early_hints;
 mod fcgi;
 mod h2c_upgrade;
+mod h3;
 pub mod form;
 pub mod host;
 mod linger;
@@ -42,14 +43,17 @@ impl rr_runtime::Plugin for Plugin {
 
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
         let Some(cfg) = ctx.section::<Config>("http")? else { return Ok(None) };
-        if cfg.address.is_none() && cfg.ssl.is_none() && cfg.fcgi.is_none() {
-            return Err("unable to run http service, no method has been specified: set `http.address` (e.g. 127.0.0.1:8080), `http.ssl` or `http.fcgi.address`".into());
+        if cfg.address.is_none() && cfg.ssl.is_none() && cfg.fcgi.is_none() && cfg.http3.is_none() {
+            return Err("unable to run http service, no method has been specified: set `http.address` (e.g. 127.0.0.1:8080), `http.ssl`, `http.fcgi.address` or `http.http3`".into());
         }
         if !(100..=599).contains(&cfg.internal_error_code) {
             return Err(format!("config key `http.internal_error_code`: {} is not an HTTP status code", cfg.internal_error_code).into());
         }
         if let Some(ssl) = &cfg.ssl {
             server::tls_acceptor(ssl)?;
+        }
+        if let Some(http3) = &cfg.http3 {
+            h3::resolver_from_files(http3)?;
         }
         Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), pool: Default::default(), shards: Default::default() }))
     }
@@ -63,20 +67,31 @@ impl rr_runtime::Plugin for Plugin {
         let _ = self.pool.set(pool.clone());
         let handler = self.chain(php_handler(cfg.clone(), pool));
         let drain = self.cfg.pool.destroy_timeout;
+        let mut servers = Vec::new();
+        // Bound first: the TCP listeners advertise its port (not FastCGI, whose client is a proxy).
+        let tcp_handler = match &self.cfg.http3 {
+            Some(http3) => {
+                let endpoint = h3::bind(http3, h3::resolver_from_files(http3)?).await?;
+                let address = endpoint.local_addr()?;
+                tracing::info!(target: "http", %address, "http3 server listening");
+                servers.push(tokio::spawn(h3::run(endpoint, handler.clone(), cfg.max_header_bytes, shutdown.clone(), drain)));
+                h3::advertise(handler.clone(), address.port())
+            }
+            None => handler.clone(),
+        };
         let redirect_port = self.cfg.ssl.as_ref().filter(|s| s.redirect).map(|s| s.address.rsplit(':').next().unwrap_or("443").to_string());
         // (address, its config key, TLS, handler) per listener.
         let mut listeners = Vec::new();
         if let Some(address) = &self.cfg.address {
             let plain = match redirect_port {
                 Some(port) => redirect_handler(port),
-                None => handler.clone(),
+                None => tcp_handler.clone(),
             };
             listeners.push((address.as_str(), "http.address", None, plain));
         }
         if let Some(ssl) = &self.cfg.ssl {
-            listeners.push((ssl.address.as_str(), "http.ssl.address", Some(server::tls_acceptor(ssl)?), handler.clone()));
+            listeners.push((ssl.address.as_str(), "http.ssl.address", Some(server::tls_acceptor(ssl)?), tcp_handler.clone()));
         }
-        let mut servers = Vec::new();
         if let Some(fcgi) = &self.cfg.fcgi {
             let listener = fcgi::Listener::bind(&fcgi.address).await?;
             tracing::info!(target: "http", address = %listener.describe(), "fcgi server listening");

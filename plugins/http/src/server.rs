@@ -181,7 +181,7 @@ impl Upgrade {
 
 /// The answer to a request refused before any handler sees it: a bad `Host` (400), or a head over
 /// `max_header_bytes` that slipped through hyper's read buffer, which only bounds it roughly (431).
-fn refuse<B>(req: &hyper::Request<B>, max_header_bytes: usize) -> Option<rr_runtime::http::Response> {
+pub(crate) fn refuse<B>(req: &hyper::Request<B>, max_header_bytes: usize) -> Option<rr_runtime::http::Response> {
     if let Some(problem) = crate::host::problem(req.version(), req.headers(), req.uri().authority().map(|a| a.as_str())) {
         return Some(refusal(req.version(), 400, &format!("Bad Request: {problem}")));
     }
@@ -205,19 +205,10 @@ fn refusal(version: http::Version, status: u16, text: &str) -> rr_runtime::http:
 /// TLS settings from the `ssl` section (rustls, ALPN h2 and http/1.1).
 pub fn tls_acceptor(ssl: &crate::config::Ssl) -> Result<tokio_rustls::TlsAcceptor, String> {
     use crate::config::ClientAuth;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let read = |path: &std::path::Path, key: &str| {
         std::fs::read(path).map_err(|e| format!("config key `http.ssl.{key}`: cannot read `{}`: {e}", path.display()))
     };
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &read(&ssl.cert, "cert")?[..])
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("config key `http.ssl.cert`: invalid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("config key `http.ssl.cert`: no certificate found in `{}`", ssl.cert.display()));
-    }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &read(&ssl.key, "key")?[..])
-        .map_err(|e| format!("config key `http.ssl.key`: invalid PEM: {e}"))?
-        .ok_or_else(|| format!("config key `http.ssl.key`: no private key found in `{}`", ssl.key.display()))?;
+    let (certs, key) = read_cert_and_key(&ssl.cert, &ssl.key, "http.ssl")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -240,4 +231,25 @@ pub fn tls_acceptor(ssl: &crate::config::Ssl) -> Result<tokio_rustls::TlsAccepto
     let mut config = builder.with_single_cert(certs, key).map_err(|e| format!("config key `http.ssl`: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The certificate chain and private key from PEM files; errors name `{section}.cert` / `.key`.
+pub fn read_cert_and_key(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    section: &str,
+) -> Result<(Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), String> {
+    let read = |path: &std::path::Path, name: &str| {
+        std::fs::read(path).map_err(|e| format!("config key `{section}.{name}`: cannot read `{}`: {e}", path.display()))
+    };
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &read(cert, "cert")?[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("config key `{section}.cert`: invalid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("config key `{section}.cert`: no certificate found in `{}`", cert.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut &read(key, "key")?[..])
+        .map_err(|e| format!("config key `{section}.key`: invalid PEM: {e}"))?
+        .ok_or_else(|| format!("config key `{section}.key`: no private key found in `{}`", key.display()))?;
+    Ok((certs, key))
 }

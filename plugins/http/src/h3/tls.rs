@@ -1,0 +1,32 @@
+//! The QUIC endpoint's TLS: TLS 1.3 only (QUIC requires it), ALPN `h3`, certificates from a
+//! rustls resolver, so a resolver that renews them (ACME) can stand in for the files.
+
+use std::sync::Arc;
+
+use rustls::server::ResolvesServerCert;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+
+use crate::config::Http3;
+
+/// The certificate and key from `http.http3.cert` / `key`, checked to belong together.
+pub fn resolver_from_files(cfg: &Http3) -> Result<Arc<dyn ResolvesServerCert>, String> {
+    let missing = |name: &str| format!("config key `http.http3.{name}` is missing: HTTP/3 needs a TLS certificate; set `http.http3.cert` and `http.http3.key` to PEM files");
+    let cert = cfg.cert.as_deref().ok_or_else(|| missing("cert"))?;
+    let key = cfg.key.as_deref().ok_or_else(|| missing("key"))?;
+    let (certs, key) = crate::server::read_cert_and_key(cert, key, "http.http3")?;
+    let certified = CertifiedKey::from_der(certs, key, &rustls::crypto::ring::default_provider())
+        .map_err(|e| format!("config keys `http.http3.cert` and `http.http3.key`: {e} (is the key the certificate's?)"))?;
+    Ok(Arc::new(SingleCertAndKey::from(certified)))
+}
+
+/// quinn's server settings around `certificates`.
+pub fn server_config(certificates: Arc<dyn ResolvesServerCert>) -> Result<quinn::ServerConfig, String> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(certificates);
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
+    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+}
