@@ -14,8 +14,10 @@ pub fn resolver_from_files(cfg: &Http3) -> Result<Arc<dyn ResolvesServerCert>, S
     let cert = cfg.cert.as_deref().ok_or_else(|| missing("cert"))?;
     let key = cfg.key.as_deref().ok_or_else(|| missing("key"))?;
     let (certs, key) = crate::server::read_cert_and_key(cert, key, "http.http3")?;
-    let certified = CertifiedKey::from_der(certs, key, &rustls::crypto::ring::default_provider())
-        .map_err(|e| format!("config keys `http.http3.cert` and `http.http3.key`: {e} (is the key the certificate's?)"))?;
+    let certified = CertifiedKey::from_der(certs, key, &rustls::crypto::ring::default_provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => "config key `http.http3.key` is not the private key of the certificate in `http.http3.cert`".to_string(),
+        e => format!("config keys `http.http3.cert` and `http.http3.key`: {e}"),
+    })?;
     Ok(Arc::new(SingleCertAndKey::from(certified)))
 }
 
