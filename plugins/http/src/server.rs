@@ -205,9 +205,6 @@ fn refusal(version: http::Version, status: u16, text: &str) -> rr_runtime::http:
 /// TLS settings from the `ssl` section (rustls, ALPN h2 and http/1.1).
 pub fn tls_acceptor(ssl: &crate::config::Ssl) -> Result<tokio_rustls::TlsAcceptor, String> {
     use crate::config::ClientAuth;
-    let read = |path: &std::path::Path, key: &str| {
-        std::fs::read(path).map_err(|e| format!("config key `http.ssl.{key}`: cannot read `{}`: {e}", path.display()))
-    };
     let (certs, key) = read_cert_and_key(&ssl.cert, &ssl.key, "http.ssl")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -216,7 +213,7 @@ pub fn tls_acceptor(ssl: &crate::config::Ssl) -> Result<tokio_rustls::TlsAccepto
     let builder = match (&ssl.root_ca, ssl.client_auth_type) {
         (Some(ca), mode) if mode != ClientAuth::NoClientCerts => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut &read(ca, "root_ca")?[..]) {
+            for cert in rustls_pemfile::certs(&mut &read(ca, "http.ssl.root_ca")?[..]) {
                 roots.add(cert.map_err(|e| format!("config key `http.ssl.root_ca`: {e}"))?).map_err(|e| format!("config key `http.ssl.root_ca`: {e}"))?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
@@ -239,17 +236,18 @@ pub fn read_cert_and_key(
     key: &std::path::Path,
     section: &str,
 ) -> Result<(Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), String> {
-    let read = |path: &std::path::Path, name: &str| {
-        std::fs::read(path).map_err(|e| format!("config key `{section}.{name}`: cannot read `{}`: {e}", path.display()))
-    };
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &read(cert, "cert")?[..])
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &read(cert, &format!("{section}.cert"))?[..])
         .collect::<Result<_, _>>()
         .map_err(|e| format!("config key `{section}.cert`: invalid PEM: {e}"))?;
     if certs.is_empty() {
         return Err(format!("config key `{section}.cert`: no certificate found in `{}`", cert.display()));
     }
-    let key = rustls_pemfile::private_key(&mut &read(key, "key")?[..])
+    let key = rustls_pemfile::private_key(&mut &read(key, &format!("{section}.key"))?[..])
         .map_err(|e| format!("config key `{section}.key`: invalid PEM: {e}"))?
         .ok_or_else(|| format!("config key `{section}.key`: no private key found in `{}`", key.display()))?;
     Ok((certs, key))
+}
+
+fn read(path: &std::path::Path, config_key: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("config key `{config_key}`: cannot read `{}`: {e}", path.display()))
 }
