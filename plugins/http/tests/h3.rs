@@ -42,16 +42,21 @@ struct Server {
 }
 
 fn build() -> rr_runtime::Build {
-    rr_runtime::Build::new("rr", "test").plugin::<rr_headers::Plugin>().plugin::<rr_gzip::Plugin>().plugin::<rr_http::Plugin>()
+    rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_headers::Plugin>().plugin::<rr_gzip::Plugin>().plugin::<rr_http::Plugin>()
 }
 
 /// A host with a plain listener and HTTP/3; `extra` is YAML under `http:`, where `CERTS` stands
 /// for the certificate's directory.
 async fn serve(extra: &str) -> Server {
+    serve_with(extra, "").await
+}
+
+/// [`serve`] with `root` YAML beside the `http` section.
+async fn serve_with(extra: &str, root: &str) -> Server {
     let cert = Cert::new();
     let (plain, h3) = (free_port(), free_port());
     let yaml = format!(
-        "version: '3'\nserver:\n  command: \"php {}/../../tests/php/workers/http.php\"\nhttp:\n  address: 127.0.0.1:{plain}\n  http3:\n    address: 127.0.0.1:{h3}\n    cert: {}\n    key: {}\n{extra}\n",
+        "version: '3'\n{root}server:\n  command: \"php {}/../../tests/php/workers/http.php\"\nhttp:\n  address: 127.0.0.1:{plain}\n  http3:\n    address: 127.0.0.1:{h3}\n    cert: {}\n    key: {}\n{extra}\n",
         env!("CARGO_MANIFEST_DIR"),
         cert.path("cert.pem"),
         cert.path("key.pem"),
@@ -278,5 +283,19 @@ async fn client_leaving_mid_stream_frees_the_worker() {
     // The stream's STOP reaches the worker; it ends the stream (4 s if it went on) and serves again.
     let (_, again) = tokio::time::timeout(Duration::from_secs(2), c.get("/pid")).await.expect("the worker is free again").unwrap();
     assert_eq!(again, pid, "the same worker serves the next request");
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_replaces_the_workers_behind_an_open_connection() {
+    let rpc = free_port();
+    let mut server = serve_with("  pool:\n    num_workers: 1", &format!("rpc:\n  listen: tcp://127.0.0.1:{rpc}\n")).await;
+    let c = server.client().await;
+    let (_, before) = c.get("/pid").await.unwrap();
+    let reset: bool = server.server.rpc(&format!("127.0.0.1:{rpc}")).await.call_json("resetter.Reset", &"http").await.unwrap();
+    assert!(reset);
+    let (status, after) = c.get("/pid").await.unwrap();
+    assert_eq!(status, 200, "the same QUIC connection is served by the new worker");
+    assert_ne!(before, after, "a new worker process");
     server.server.stop().await.unwrap();
 }
