@@ -33,6 +33,12 @@ impl Cert {
     }
 }
 
+/// A loopback UDP port that was free a moment ago ([`free_port`] checks TCP only, so two tests
+/// could get the same number for their QUIC endpoints).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).unwrap()
+}
+
 struct Server {
     server: TestServer,
     /// The plain HTTP/1.1 listener.
@@ -54,7 +60,7 @@ async fn serve(extra: &str) -> Server {
 /// [`serve`] with `root` YAML beside the `http` section.
 async fn serve_with(extra: &str, root: &str) -> Server {
     let cert = Cert::new();
-    let (plain, h3) = (free_port(), free_port());
+    let (plain, h3) = (free_port(), free_udp_port());
     let yaml = format!(
         "version: '3'\n{root}server:\n  command: \"php {}/../../tests/php/workers/http.php\"\nhttp:\n  address: 127.0.0.1:{plain}\n  http3:\n    address: 127.0.0.1:{h3}\n    cert: {}\n    key: {}\n{extra}\n",
         env!("CARGO_MANIFEST_DIR"),

@@ -15,6 +15,10 @@ use crate::request::ConnInfo;
 
 pub const H3_NO_ERROR: u32 = 0x100;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Closing a QUIC connection drops the stream data the client has not acknowledged yet, so a
+/// connection that answered requests while stopping waits this long (Go's `rstAvoidanceDelay`,
+/// as `linger` for TCP), or until the client closes, before it closes.
+const LINGER: Duration = Duration::from_millis(500);
 
 type Connection = h3_quinn::Connection;
 
@@ -27,11 +31,13 @@ pub async fn serve(incoming: quinn::Incoming, handler: Handler, head_bytes: usiz
         Err(_) => return tracing::debug!("http3: handshake timed out"),
     };
     let client = ClientAddr(conn.remote_address().ip().to_canonical());
+    let quic = conn.clone();
     let mut h3 = match h3::server::builder().max_field_section_size(head_bytes as u64).build(Connection::new(conn)).await {
         Ok(h3) => h3,
         Err(e) => return tracing::debug!(error = %e, "http3: connection setup failed"),
     };
     let requests = TaskTracker::new();
+    let mut answering_while_stopping = false;
     loop {
         tokio::select! {
             accepted = h3.accept() => match accepted {
@@ -49,12 +55,16 @@ pub async fn serve(incoming: quinn::Incoming, handler: Handler, head_bytes: usiz
             _ = shutdown.cancelled(), if !requests.is_closed() => {
                 let _ = h3.shutdown(1).await;
                 requests.close();
+                answering_while_stopping = !requests.is_empty();
             }
             _ = requests.wait(), if requests.is_closed() => break,
         }
     }
     requests.close();
     requests.wait().await;
+    if answering_while_stopping {
+        let _ = tokio::time::timeout(LINGER, quic.closed()).await;
+    }
 }
 
 async fn request(resolver: RequestResolver<Connection, Bytes>, handler: Handler, client: ClientAddr, head_bytes: usize) {
