@@ -71,10 +71,18 @@ impl rr_runtime::Plugin for Plugin {
         // Bound first: the TCP listeners advertise its port (not FastCGI, whose client is a proxy).
         let tcp_handler = match &self.cfg.http3 {
             Some(http3) => {
-                let endpoint = h3::bind(http3, h3::resolver_from_files(http3)?).await?;
+                // On the first I/O thread, beside its share of the workers.
+                let endpoint = {
+                    let _on = homes.first().map(|rt| rt.enter());
+                    h3::bind(http3, h3::resolver_from_files(http3)?)?
+                };
                 let address = endpoint.local_addr()?;
                 tracing::info!(target: "http", %address, "http3 server listening");
-                servers.push(tokio::spawn(h3::run(endpoint, handler.clone(), cfg.max_header_bytes, shutdown.clone(), drain)));
+                let run = h3::run(endpoint, handler.clone(), cfg.max_header_bytes, shutdown.clone(), drain);
+                servers.push(match homes.first() {
+                    Some(rt) => rt.spawn(run),
+                    None => tokio::spawn(run),
+                });
                 h3::advertise(handler.clone(), address.port())
             }
             None => handler.clone(),

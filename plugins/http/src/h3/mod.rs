@@ -24,12 +24,13 @@ pub use tls::resolver_from_files;
 /// How long browsers may remember the endpoint (quic-go's `Alt-Svc` value).
 const ALT_SVC_MAX_AGE: u32 = 2_592_000;
 
-/// The UDP socket of `http.http3`, serving `certificates`.
-pub async fn bind(cfg: &Http3, certificates: Arc<dyn ResolvesServerCert>) -> Result<quinn::Endpoint, String> {
+/// The UDP socket of `http.http3`, serving `certificates`, driven by the current tokio runtime.
+pub fn bind(cfg: &Http3, certificates: Arc<dyn ResolvesServerCert>) -> Result<quinn::Endpoint, String> {
+    use std::net::ToSocketAddrs;
     let server = tls::server_config(certificates)?;
     let text = if cfg.address.starts_with(':') { format!("0.0.0.0{}", cfg.address) } else { cfg.address.clone() };
     let bad = |e: &dyn std::fmt::Display| format!("config key `http.http3.address`: cannot listen on `{text}`: {e}");
-    let address = tokio::net::lookup_host(&text).await.map_err(|e| bad(&e))?.next().ok_or_else(|| bad(&"no address"))?;
+    let address = text.to_socket_addrs().map_err(|e| bad(&e))?.next().ok_or_else(|| bad(&"no address"))?;
     quinn::Endpoint::server(server, address).map_err(|e| bad(&e))
 }
 
