@@ -67,3 +67,32 @@ pub fn advertise(handler: Handler, port: u16) -> Handler {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rr_runtime::http::{Handler, Request};
+
+    /// A handler whose response carries `alt_svc`, if any.
+    fn app(alt_svc: Option<&'static str>) -> Handler {
+        Arc::new(move |_req: Request| {
+            let mut resp = crate::response::error_response(200, None);
+            if let Some(value) = alt_svc {
+                resp.headers_mut().insert(http::header::ALT_SVC, http::HeaderValue::from_static(value));
+            }
+            Box::pin(async move { resp })
+        })
+    }
+
+    async fn alt_svc(handler: Handler) -> String {
+        let req = http::Request::new(crate::response::full(bytes::Bytes::new()));
+        handler(req).await.headers()[http::header::ALT_SVC].to_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn responses_advertise_the_endpoint_unless_the_app_advertises_its_own() {
+        assert_eq!(alt_svc(super::advertise(app(None), 8443)).await, "h3=\":8443\"; ma=2592000");
+        assert_eq!(alt_svc(super::advertise(app(Some("clear")), 8443)).await, "clear");
+    }
+}
