@@ -31,6 +31,7 @@ pub struct Config {
     pub http2: Http2,
     pub ssl: Option<Ssl>,
     pub fcgi: Option<Fcgi>,
+    pub http3: Option<Http3>,
     pub pool: PoolConfig,
     /// Request context encoding: `auto` (ours, the default: by the app's spiral/roadrunner-http,
     /// `codec_choice`), `proto` (RoadRunner ≥ 2024.1) or `json` (roadrunner-http < 3.5, and twice
@@ -54,6 +55,7 @@ impl Default for Config {
             http2: Http2::default(),
             ssl: None,
             fcgi: None,
+            http3: None,
             pool: PoolConfig::default(),
             codec: Codec::Auto,
         }
@@ -137,4 +139,16 @@ pub enum ClientAuth {
     RequireAnyClientCert,
     VerifyClientCertIfGiven,
     RequireAndVerifyClientCert,
+}
+
+/// HTTP/3 over QUIC (UDP), TLS 1.3 only. RoadRunner's keys; on without `-e` here.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Http3 {
+    /// `host:port` of the UDP socket (`:8443` for every interface).
+    pub address: String,
+    /// PEM files; without them the certificate comes from `http.ssl.acme`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }

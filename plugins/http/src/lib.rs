@@ -1,4 +1,4 @@
-//! The `http` plugin: serves PHP over HTTP/1.1, HTTP/2 (h2c, TLS) and FastCGI from a pool of persistent
+//! The `http` plugin: serves PHP over HTTP/1.1, HTTP/2 (h2c, TLS), HTTP/3 (QUIC) and FastCGI from a pool of persistent
 //! workers (`RR_MODE=http`), RoadRunner-compatible (PROTOCOL.md §3).
 //!
 //! Request flow: listener (`server`) → middleware from `http.middleware`, first listed outermost
@@ -12,6 +12,7 @@ pub mod decodable;
 mod early_hints;
 mod fcgi;
 mod h2c_upgrade;
+mod h3;
 pub mod form;
 pub mod host;
 mod linger;
@@ -43,16 +44,19 @@ impl rr_runtime::Plugin for Plugin {
 
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
         let Some(cfg) = ctx.section::<Config>("http")? else { return Ok(None) };
-        if cfg.address.is_none() && cfg.ssl.is_none() && cfg.fcgi.is_none() {
-            return Err("unable to run http service, no method has been specified: set `http.address` (e.g. 127.0.0.1:8080), `http.ssl` or `http.fcgi.address`".into());
+        if cfg.address.is_none() && cfg.ssl.is_none() && cfg.fcgi.is_none() && cfg.http3.is_none() {
+            return Err("unable to run http service, no method has been specified: set `http.address` (e.g. 127.0.0.1:8080), `http.ssl`, `http.fcgi.address` or `http.http3`".into());
         }
         if !(100..=599).contains(&cfg.internal_error_code) {
             return Err(format!("config key `http.internal_error_code`: {} is not an HTTP status code", cfg.internal_error_code).into());
         }
+        // ACME's certificates come in `serve`; an empty resolver stands in for the checks.
+        let acme_certs = cfg.ssl.as_ref().and_then(|ssl| ssl.acme.as_ref()).map(|acme| acme.check().map(|()| Arc::new(rustls::server::ResolvesServerCertUsingSni::new()) as _)).transpose()?;
         if let Some(ssl) = &cfg.ssl {
-            // ACME's certificates come in `serve`; an empty resolver stands in for the check.
-            let acme_certs = ssl.acme.as_ref().map(|acme| acme.check().map(|()| Arc::new(rustls::server::ResolvesServerCertUsingSni::new()) as _)).transpose()?;
-            server::tls_acceptor(ssl, acme_certs)?;
+            server::tls_acceptor(ssl, acme_certs.clone())?;
+        }
+        if let Some(http3) = &cfg.http3 {
+            h3::resolver(http3, acme_certs)?;
         }
         Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), pool: Default::default(), shards: Default::default() }))
     }
@@ -71,12 +75,32 @@ impl rr_runtime::Plugin for Plugin {
         let acme_cfg = self.cfg.ssl.as_ref().and_then(|s| s.acme.as_ref());
         let (acme, first_cert) = acme_cfg.map(|a| acme::start(a, shutdown.clone())).transpose()?.unzip();
         let http01 = acme.clone().filter(|a| a.challenge == acme::Challenge::Http01);
+        let mut servers = Vec::new();
+        // Bound first: the TCP listeners advertise its port (not FastCGI, whose client is a proxy).
+        let tcp_handler = match &self.cfg.http3 {
+            Some(http3) => {
+                // On the first I/O thread, beside its share of the workers.
+                let endpoint = {
+                    let _on = homes.first().map(|rt| rt.enter());
+                    h3::bind(http3, h3::resolver(http3, acme.as_ref().map(|a| a.resolver()))?)?
+                };
+                let address = endpoint.local_addr()?;
+                tracing::info!(target: "http", %address, "http3 server listening");
+                let run = h3::run(endpoint, handler.clone(), cfg.max_header_bytes, shutdown.clone(), drain);
+                servers.push(match homes.first() {
+                    Some(rt) => rt.spawn(run),
+                    None => tokio::spawn(run),
+                });
+                h3::advertise(handler.clone(), address.port())
+            }
+            None => handler.clone(),
+        };
         // (address, its config key, TLS, handler) per listener.
         let mut listeners = Vec::new();
         if let Some(address) = &self.cfg.address {
             let plain = match redirect_port {
                 Some(port) => redirect_handler(port),
-                None => handler.clone(),
+                None => tcp_handler.clone(),
             };
             let plain = match &http01 {
                 Some(acme) => acme::challenge::http01(acme.clone(), plain),
@@ -86,7 +110,7 @@ impl rr_runtime::Plugin for Plugin {
         }
         let tls = self.cfg.ssl.as_ref().map(|ssl| server::tls_acceptor(ssl, acme.as_ref().map(|a| a.resolver()))).transpose()?;
         if let (Some(ssl), Some(tls)) = (&self.cfg.ssl, &tls) {
-            listeners.push((ssl.address.clone(), "http.ssl.address", Some(tls.clone()), handler.clone()));
+            listeners.push((ssl.address.clone(), "http.ssl.address", Some(tls.clone()), tcp_handler.clone()));
         }
         // A challenge port that no listener above has gets a listener of its own, on all
         // interfaces as certmagic's (RoadRunner).
@@ -96,7 +120,6 @@ impl rr_runtime::Plugin for Plugin {
                 listeners.push((format!("0.0.0.0:{port}"), key, tls, answer));
             }
         }
-        let mut servers = Vec::new();
         if let Some(fcgi) = &self.cfg.fcgi {
             let listener = fcgi::Listener::bind(&fcgi.address).await?;
             tracing::info!(target: "http", address = %listener.describe(), "fcgi server listening");

@@ -185,7 +185,7 @@ impl Upgrade {
 
 /// The answer to a request refused before any handler sees it: a bad `Host` (400), or a head over
 /// `max_header_bytes` that slipped through hyper's read buffer, which only bounds it roughly (431).
-fn refuse<B>(req: &hyper::Request<B>, max_header_bytes: usize) -> Option<rr_runtime::http::Response> {
+pub(crate) fn refuse<B>(req: &hyper::Request<B>, max_header_bytes: usize) -> Option<rr_runtime::http::Response> {
     if let Some(problem) = crate::host::problem(req.version(), req.headers(), req.uri().authority().map(|a| a.as_str())) {
         return Some(refusal(req.version(), 400, &format!("Bad Request: {problem}")));
     }
@@ -210,9 +210,6 @@ fn refusal(version: http::Version, status: u16, text: &str) -> rr_runtime::http:
 /// place of `cert` and `key` and answers tls-alpn-01 checks.
 pub fn tls_acceptor(ssl: &crate::config::Ssl, certs: Option<Arc<dyn rustls::server::ResolvesServerCert>>) -> Result<tokio_rustls::TlsAcceptor, String> {
     use crate::config::ClientAuth;
-    let read = |path: &std::path::Path, key: &str| {
-        std::fs::read(path).map_err(|e| format!("config key `http.ssl.{key}`: cannot read `{}`: {e}", path.display()))
-    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -220,7 +217,7 @@ pub fn tls_acceptor(ssl: &crate::config::Ssl, certs: Option<Arc<dyn rustls::serv
     let builder = match (&ssl.root_ca, ssl.client_auth_type) {
         (Some(ca), mode) if mode != ClientAuth::NoClientCerts => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut &read(ca, "root_ca")?[..]) {
+            for cert in rustls_pemfile::certs(&mut &read(ca, "http.ssl.root_ca")?[..]) {
                 roots.add(cert.map_err(|e| format!("config key `http.ssl.root_ca`: {e}"))?).map_err(|e| format!("config key `http.ssl.root_ca`: {e}"))?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
@@ -236,7 +233,11 @@ pub fn tls_acceptor(ssl: &crate::config::Ssl, certs: Option<Arc<dyn rustls::serv
     let mut config = match certs {
         Some(resolver) => builder.with_cert_resolver(resolver),
         None => {
-            let (certs, key) = cert_and_key(ssl, read)?;
+            if ssl.cert.as_os_str().is_empty() || ssl.key.as_os_str().is_empty() {
+                let key = if ssl.cert.as_os_str().is_empty() { "cert" } else { "key" };
+                return Err(format!("config key `http.ssl.{key}`: required unless `http.ssl.acme` is set (a PEM file path)"));
+            }
+            let (certs, key) = read_cert_and_key(&ssl.cert, &ssl.key, "http.ssl")?;
             builder.with_single_cert(certs, key).map_err(|e| format!("config key `http.ssl`: {e}"))?
         }
     };
@@ -247,22 +248,24 @@ pub fn tls_acceptor(ssl: &crate::config::Ssl, certs: Option<Arc<dyn rustls::serv
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-type CertAndKey = (Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>);
-
-/// `ssl.cert` and `ssl.key` read from their PEM files.
-fn cert_and_key(ssl: &crate::config::Ssl, read: impl Fn(&std::path::Path, &str) -> Result<Vec<u8>, String>) -> Result<CertAndKey, String> {
-    if ssl.cert.as_os_str().is_empty() || ssl.key.as_os_str().is_empty() {
-        let key = if ssl.cert.as_os_str().is_empty() { "cert" } else { "key" };
-        return Err(format!("config key `http.ssl.{key}`: required unless `http.ssl.acme` is set (a PEM file path)"));
-    }
-    let certs = rustls_pemfile::certs(&mut &read(&ssl.cert, "cert")?[..])
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("config key `http.ssl.cert`: invalid PEM: {e}"))?;
+/// The certificate chain and private key from PEM files; errors name `{section}.cert` / `.key`.
+pub fn read_cert_and_key(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    section: &str,
+) -> Result<(Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &read(cert, &format!("{section}.cert"))?[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("config key `{section}.cert`: invalid PEM: {e}"))?;
     if certs.is_empty() {
-        return Err(format!("config key `http.ssl.cert`: no certificate found in `{}`", ssl.cert.display()));
+        return Err(format!("config key `{section}.cert`: no certificate found in `{}`", cert.display()));
     }
-    let key = rustls_pemfile::private_key(&mut &read(&ssl.key, "key")?[..])
-        .map_err(|e| format!("config key `http.ssl.key`: invalid PEM: {e}"))?
-        .ok_or_else(|| format!("config key `http.ssl.key`: no private key found in `{}`", ssl.key.display()))?;
+    let key = rustls_pemfile::private_key(&mut &read(key, &format!("{section}.key"))?[..])
+        .map_err(|e| format!("config key `{section}.key`: invalid PEM: {e}"))?
+        .ok_or_else(|| format!("config key `{section}.key`: no private key found in `{}`", key.display()))?;
     Ok((certs, key))
+}
+
+fn read(path: &std::path::Path, config_key: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("config key `{config_key}`: cannot read `{}`: {e}", path.display()))
 }

@@ -7,6 +7,9 @@ use rr_runtime::testing::{free_port, TestServer};
 
 #[path = "support/pebble.rs"]
 mod pebble;
+#[path = "support/h3_client.rs"]
+#[allow(dead_code)]
+mod h3_client;
 use pebble::{Pebble, BLOCKED, DOMAIN};
 
 fn worker() -> String {
@@ -164,4 +167,21 @@ async fn a_cache_dir_that_cannot_be_made_is_named() {
     );
     let err = start_error(&section).await;
     assert!(err.contains("config key `http.ssl.acme.cache_dir`: cannot create") && err.contains("/certs"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http3_without_cert_and_key_serves_the_acme_certificate() {
+    let pebble = Pebble::start(None).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (https, quic) = (free_port(), free_port());
+    let acme = pebble.acme_section(cache.path(), DOMAIN, &format!("      alt_http_port: {}\n", pebble.http_port));
+    let mut server = start(&format!("  ssl:\n    address: 127.0.0.1:{https}\n{acme}\n  http3:\n    address: 127.0.0.1:{quic}\n"));
+    let leaf = served_leaf(&mut server, &pebble, https).await;
+    // Checked against Pebble's issuing root and the ACME domain: only the ACME certificate passes.
+    let client = h3_client::H3Client::connect_as(quic, &pebble.issuing_root, DOMAIN).await.expect("an HTTP/3 connection with the ACME certificate");
+    let (status, body) = client.get("/").await.unwrap();
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"Hello, World!"[..]));
+    assert_eq!(pebble.issued(), 1, "one certificate for HTTPS and HTTP/3");
+    assert!(!leaf.is_empty());
+    server.stop().await.unwrap();
 }

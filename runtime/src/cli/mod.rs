@@ -38,6 +38,10 @@ pub struct Cli {
     /// Write the server's pid to `.pid` (for `rr stop`).
     #[arg(short = 'p', long = "pid", global = true)]
     pub pid_file: bool,
+    /// RoadRunner's `-e`/`--enable-experimental`, accepted and ignored: what RoadRunner keeps
+    /// behind it (HTTP/3) is on here without it.
+    #[arg(short = 'e', long = "enable-experimental", global = true)]
+    pub experimental: bool,
     /// Print the version and the compiled-in plugins.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
@@ -129,4 +133,16 @@ pub fn version_text(build: &Build) -> String {
 /// A tokio runtime for the client commands.
 pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+#[cfg(test)]
+mod experimental_flag_tests {
+    use clap::Parser;
+
+    #[test]
+    fn roadrunners_experimental_flag_is_accepted_before_or_after_the_command() {
+        let cli = super::Cli::try_parse_from(["rr", "serve", "-e", "-c", "app.yaml"]).unwrap();
+        assert!(cli.experimental && matches!(cli.command, Some(super::Command::Serve)));
+        assert!(super::Cli::try_parse_from(["rr", "--enable-experimental", "serve"]).unwrap().experimental);
+    }
 }
