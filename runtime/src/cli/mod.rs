@@ -5,6 +5,7 @@
 mod jobs;
 mod reset;
 mod rpc_target;
+mod sdnotify;
 mod serve;
 mod stop;
 mod workers;
@@ -38,11 +39,17 @@ pub struct Cli {
     /// Write the server's pid to `.pid` (for `rr stop`).
     #[arg(short = 'p', long = "pid", global = true)]
     pub pid_file: bool,
+    /// Enable experimental features (accepted for RoadRunner's command lines; rr-rs has none).
+    #[arg(short = 'e', long = "enable-experimental", global = true)]
+    pub experimental: bool,
     /// Print the version and the compiled-in plugins.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The directory `rr` was started in, before `enter_workdir` left it.
+    #[arg(skip)]
+    launch_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +82,7 @@ impl Cli {
     /// path from there; without `-w`, run in the config file's directory.
     fn enter_workdir(&mut self) -> anyhow::Result<()> {
         use anyhow::Context;
+        self.launch_dir = std::env::current_dir().ok();
         if let Some(dir) = &self.workdir {
             std::env::set_current_dir(dir).with_context(|| format!("cannot change to the working directory `{}`", dir.display()))?;
         }
@@ -86,6 +94,32 @@ impl Cli {
             let _ = std::env::set_current_dir(dir);
         }
         Ok(())
+    }
+}
+
+impl Cli {
+    /// Replace this process with the binary it was started from, as now found on disk (an
+    /// upgrade renames the new one over it), with the same arguments and environment: SIGUSR2.
+    /// Started from the directory `rr` was started in, so relative `-c` and `-w` still hold
+    /// (RoadRunner execs from the config's directory, where they may not). Returns only on failure.
+    fn re_exec(&self) -> anyhow::Error {
+        use std::os::unix::process::CommandExt;
+        let exe = match std::env::current_exe() {
+            // Linux names a replaced binary `path (deleted)`; the path is where the new one is.
+            Ok(exe) => match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+                Some(path) => PathBuf::from(path),
+                None => exe,
+            },
+            Err(e) => return anyhow::anyhow!("cannot find the running binary: {e}"),
+        };
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(&exe);
+        command.arg0(args.next().unwrap_or_else(|| exe.clone().into())).args(args);
+        if let Some(dir) = &self.launch_dir {
+            command.current_dir(dir);
+        }
+        let err = command.exec();
+        anyhow::anyhow!("cannot execute `{}`: {err}", exe.display())
     }
 }
 
