@@ -32,11 +32,7 @@ pub fn exec(cli: &super::Cli, build: &Build) -> anyhow::Result<()> {
     let config = Config::load(&options)?;
     let _guard = crate::logging::init(&config)?;
     let endure: Endure = config.section("endure")?.unwrap_or_default();
-    let say = |line: &str| {
-        if !cli.silent {
-            println!("{line}");
-        }
-    };
+    let say = |line: &str| say(cli.silent, line);
     if !matches!(endure.log_level.as_str(), "debug" | "info" | "warn" | "warning" | "error") {
         say(&format!("[WARN] Failed to parse log level, using default (error): unknown log level \"{}\" (allowed: debug, info, warn, error)", endure.log_level));
     }
@@ -114,6 +110,15 @@ impl Default for Endure {
     }
 }
 
+/// One of RoadRunner's stdout lines, unless `-s`. A closed stdout (the reader went away) is not
+/// worth a panic.
+fn say(silent: bool, line: &str) {
+    use std::io::Write;
+    if !silent {
+        let _ = writeln!(std::io::stdout(), "{line}");
+    }
+}
+
 /// `READY=1`; when systemd got it and `watchdog_sec` is set, the task that keeps sending
 /// `WATCHDOG=1`.
 fn notify_ready(watchdog_sec: u64, say: &impl Fn(&str)) -> Option<tokio::task::JoinHandle<()>> {
@@ -162,14 +167,13 @@ impl Signals {
     }
 
     /// A stop signal during the graceful stop ends the process at once, with RoadRunner's exit
-    /// code 1.
+    /// code 1, and its workers with it.
     fn force_exit_on_next(&mut self, silent: bool) {
         let mut stop = std::mem::take(&mut self.stop);
         tokio::spawn(async move {
             futures::future::select_all(stop.iter_mut().map(|s| Box::pin(s.recv()))).await;
-            if !silent {
-                println!("exit forced");
-            }
+            say(silent, "exit forced");
+            crate::reaper::kill_workers();
             std::process::exit(1);
         });
     }
