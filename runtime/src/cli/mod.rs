@@ -95,9 +95,7 @@ impl Cli {
         }
         Ok(())
     }
-}
 
-impl Cli {
     /// Replace this process with the binary it was started from, as now found on disk (an
     /// upgrade renames the new one over it), with the same arguments and environment: SIGUSR2.
     /// Started from the directory `rr` was started in, so relative `-c` and `-w` still hold
