@@ -83,6 +83,34 @@ fn a_second_stop_signal_forces_the_exit_with_code_1() {
     let _ = slow.join();
 }
 
+/// `rr reset` as systemd's `ExecReload`: `RELOADING=1`, the workers replaced, `READY=1`.
+#[test]
+fn reset_tells_systemd_it_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc) = (free_port(), free_port());
+    write_config(dir.path(), port, "");
+    let config = std::fs::read_to_string(dir.path().join(".rr.yaml")).unwrap();
+    std::fs::write(dir.path().join(".rr.yaml"), format!("{config}rpc:\n  listen: tcp://127.0.0.1:{rpc}\n")).unwrap();
+    let _server = start(dir.path());
+    let old_worker = wait_for_http(port, "/pid").2;
+    let notify = std::os::unix::net::UnixDatagram::bind(dir.path().join("notify.sock")).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let reset = Command::new(env!("CARGO_BIN_EXE_rr-integrations"))
+        .args(["reset", "-c", ".rr.yaml"])
+        .current_dir(dir.path())
+        .env("NOTIFY_SOCKET", dir.path().join("notify.sock"))
+        .output()
+        .unwrap();
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    let next = || {
+        let mut buf = [0u8; 64];
+        let n = notify.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
+    };
+    assert_eq!((next(), next()), ("RELOADING=1".to_string(), "READY=1".to_string()));
+    assert_ne!(wait_for_http(port, "/pid").2, old_worker, "the workers were replaced");
+}
+
 fn write_config(dir: &Path, port: u16, middleware: &str) {
     let worker = format!("{}/../php/workers/http.php", env!("CARGO_MANIFEST_DIR"));
     let config = format!(
