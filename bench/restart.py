@@ -4,7 +4,7 @@ supervisor does without it (SIGTERM, wait for the exit, start again), with a PHP
 Downtime: from the signal to the first answer by a new worker. Usage: restart.py RR_BINARY [runs]"""
 import os, signal, socket, statistics, subprocess, sys, tempfile, time
 
-rr, runs = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 7
+rr, runs = os.path.abspath(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 7
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 worker = os.path.join(root, "tests/php/workers/http.php")
 
@@ -38,7 +38,7 @@ with tempfile.TemporaryDirectory() as dir:
     port = free_port()
     with open(os.path.join(dir, ".rr.yaml"), "w") as f:
         f.write(f"version: '3'\nserver:\n  command: php {worker}\nlogs:\n  mode: off\n"
-                f"http:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 2\n")
+                f"http:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 1\n")
     usr2, restart = [], []
     proc = start(dir)
     new_worker(port, None, time.monotonic())
