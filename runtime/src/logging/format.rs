@@ -24,7 +24,7 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &tracing::Event<'_>) -> std::fmt::Result {
         let mut fields = serde_json::Map::new();
         match self {
-            Format::Console => return tracing_subscriber::fmt::format().format_event(ctx, writer, event),
+            Format::Console => tracing_subscriber::fmt::format().format_event(ctx, writer, event),
             Format::Json => {
                 let meta = event.metadata();
                 fields.insert("level".into(), meta.level().as_str().to_ascii_lowercase().into());
