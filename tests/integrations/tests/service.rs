@@ -24,14 +24,14 @@ fn sigusr2_serves_again_with_the_new_config_in_the_same_process() {
     write_config(dir.path(), port, "  middleware: [gzip]\n");
     Command::new("kill").args(["-USR2", &pid.to_string()]).status().unwrap();
     let start = Instant::now();
-    let new_worker = loop {
+    loop {
         let (status, _, worker) = get(port, "/pid");
         if status == 200 && worker != old_worker {
-            break worker;
+            break;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "no new worker answers after SIGUSR2");
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
     let (status, head, _) = get(port, "/big");
     assert_eq!(status, 200);
     assert!(head.contains("content-encoding: gzip"), "the new config is served: {head}");
