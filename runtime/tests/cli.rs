@@ -230,12 +230,15 @@ fn sigusr2_re_executes_the_binary_now_on_disk_with_the_same_pid() {
     let bin = dir.path().join("rr");
     std::fs::copy(env!("CARGO_BIN_EXE_rr-bare"), &bin).unwrap();
     std::fs::create_dir(dir.path().join("app")).unwrap();
-    std::fs::write(dir.path().join("app/.rr.yaml"), "version: '3'\n").unwrap();
+    // on_init notes the .env value the config was read with.
+    std::fs::write(dir.path().join("app/.rr.yaml"), "version: '3'\nserver:\n  command: php w.php\n  on_init:\n    command: sh note.sh ${RELEASE}\n").unwrap();
+    std::fs::write(dir.path().join("app/note.sh"), "echo $1 >> releases.txt\n").unwrap();
+    std::fs::write(dir.path().join("app/.env"), "RELEASE=one\n").unwrap();
     let notify = Notify::bind(dir.path());
     // Relative `-c`, from the directory rr was started in: it must still hold after the re-exec
     // (serve itself runs in `app/`).
     let mut child = Command::new(&bin)
-        .args(["serve", "-p", "-c", "app/.rr.yaml"])
+        .args(["serve", "-p", "-c", "app/.rr.yaml", "--dotenv", ".env"])
         .current_dir(dir.path())
         .env("NOTIFY_SOCKET", &notify.path)
         .stdout(Stdio::piped())
@@ -244,7 +247,8 @@ fn sigusr2_re_executes_the_binary_now_on_disk_with_the_same_pid() {
     assert_eq!(notify.next(), "READY=1");
     let pid = child.id();
 
-    // An upgrade: the new binary is renamed over the running one.
+    // An upgrade: the new binary is renamed over the running one, and a new .env.
+    std::fs::write(dir.path().join("app/.env"), "RELEASE=two\n").unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_rr-bare"), dir.path().join("rr.new")).unwrap();
     std::fs::rename(dir.path().join("rr.new"), &bin).unwrap();
     assert!(std::fs::read_link(format!("/proc/{pid}/exe")).unwrap().to_string_lossy().ends_with(" (deleted)"));
@@ -254,6 +258,7 @@ fn sigusr2_re_executes_the_binary_now_on_disk_with_the_same_pid() {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert_eq!(exe, bin, "the process now runs the new binary");
     assert_eq!(std::fs::read_to_string(dir.path().join("app/.pid")).unwrap(), pid.to_string());
+    assert_eq!(std::fs::read_to_string(dir.path().join("app/releases.txt")).unwrap(), "one\ntwo\n", "the new .env is read");
 
     nix_kill(pid);
     assert!(wait_exit(&mut child, Duration::from_secs(10)).expect("stops").success());

@@ -50,6 +50,9 @@ pub struct Cli {
     /// The directory `rr` was started in, before `enter_workdir` left it.
     #[arg(skip)]
     launch_dir: Option<PathBuf>,
+    /// The environment `rr` was started with, before `--dotenv` and `envfile` added to it.
+    #[arg(skip)]
+    launch_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +86,7 @@ impl Cli {
     fn enter_workdir(&mut self) -> anyhow::Result<()> {
         use anyhow::Context;
         self.launch_dir = std::env::current_dir().ok();
+        self.launch_env = std::env::vars_os().collect();
         if let Some(dir) = &self.workdir {
             std::env::set_current_dir(dir).with_context(|| format!("cannot change to the working directory `{}`", dir.display()))?;
         }
@@ -97,9 +101,10 @@ impl Cli {
     }
 
     /// Replace this process with the binary it was started from, as now found on disk (an
-    /// upgrade renames the new one over it), with the same arguments and environment: SIGUSR2.
-    /// Started from the directory `rr` was started in, so relative `-c` and `-w` still hold
-    /// (RoadRunner execs from the config's directory, where they may not). Returns only on failure.
+    /// upgrade renames the new one over it), with the same arguments: SIGUSR2. Started from the
+    /// directory and with the environment `rr` was started with, so relative `-c` and `-w` still
+    /// hold and an edited `.env` is read afresh (RoadRunner execs from the config's directory,
+    /// with the `.env` values it loaded, which then win over the file). Returns only on failure.
     fn re_exec(&self) -> anyhow::Error {
         use std::os::unix::process::CommandExt;
         let exe = match std::env::current_exe() {
@@ -116,6 +121,7 @@ impl Cli {
         if let Some(dir) = &self.launch_dir {
             command.current_dir(dir);
         }
+        command.env_clear().envs(self.launch_env.iter().map(|(k, v)| (k, v)));
         let err = command.exec();
         anyhow::anyhow!("cannot execute `{}`: {err}", exe.display())
     }
