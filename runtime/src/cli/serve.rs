@@ -4,7 +4,7 @@
 //! 1. SIGINT/SIGTERM/SIGQUIT/SIGABRT: `STOPPING=1` to systemd, graceful stop within
 //!    `endure.grace_period`; a second one prints `exit forced` and exits 1 at once.
 //! 2. SIGUSR2: graceful stop, then the same binary (as now found on disk) is executed again with
-//!    the same arguments and environment: same pid, new code, new config.
+//!    the arguments and environment rr was started with: same pid, new code, new config.
 //!
 //! With `NOTIFY_SOCKET` set (systemd `Type=notify`), `READY=1` follows the start of every plugin
 //! and `WATCHDOG=1` is sent every `endure.watchdog_sec`. The lines RoadRunner prints on stdout
