@@ -24,6 +24,13 @@ pub(crate) fn untrack(pid: u32) {
     }
 }
 
+/// SIGKILL every live worker: a forced exit (second stop signal) must not leave PHP behind.
+pub(crate) fn kill_workers() {
+    for pid in WORKERS.lock().unwrap().iter().flatten() {
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 fn is_worker(pid: i32) -> bool {
     WORKERS.lock().unwrap().as_ref().is_some_and(|s| s.contains(&pid))
 }

@@ -5,6 +5,7 @@
 mod jobs;
 mod reset;
 mod rpc_target;
+mod sdnotify;
 mod serve;
 mod stop;
 mod workers;
@@ -47,6 +48,12 @@ pub struct Cli {
     pub version: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The directory `rr` was started in, before `enter_workdir` left it.
+    #[arg(skip)]
+    launch_dir: Option<PathBuf>,
+    /// The environment `rr` was started with, before `--dotenv` and `envfile` added to it.
+    #[arg(skip)]
+    launch_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +86,8 @@ impl Cli {
     /// path from there; without `-w`, run in the config file's directory.
     fn enter_workdir(&mut self) -> anyhow::Result<()> {
         use anyhow::Context;
+        self.launch_dir = std::env::current_dir().ok();
+        self.launch_env = std::env::vars_os().collect();
         if let Some(dir) = &self.workdir {
             std::env::set_current_dir(dir).with_context(|| format!("cannot change to the working directory `{}`", dir.display()))?;
         }
@@ -90,6 +99,32 @@ impl Cli {
             let _ = std::env::set_current_dir(dir);
         }
         Ok(())
+    }
+
+    /// Replace this process with the binary it was started from, as now found on disk (an
+    /// upgrade renames the new one over it), with the same arguments: SIGUSR2. Started from the
+    /// directory and with the environment `rr` was started with, so relative `-c` and `-w` still
+    /// hold and an edited `.env` is read afresh (RoadRunner execs from the config's directory,
+    /// with the `.env` values it loaded, which then win over the file). Returns only on failure.
+    fn re_exec(&self) -> anyhow::Error {
+        use std::os::unix::process::CommandExt;
+        let exe = match std::env::current_exe() {
+            // Linux names a replaced binary `path (deleted)`; the path is where the new one is.
+            Ok(exe) => match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+                Some(path) => PathBuf::from(path),
+                None => exe,
+            },
+            Err(e) => return anyhow::anyhow!("cannot find the running binary: {e}"),
+        };
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(&exe);
+        command.arg0(args.next().unwrap_or_else(|| exe.clone().into())).args(args);
+        if let Some(dir) = &self.launch_dir {
+            command.current_dir(dir);
+        }
+        command.env_clear().envs(self.launch_env.iter().map(|(k, v)| (k, v)));
+        let err = command.exec();
+        anyhow::anyhow!("cannot execute `{}`: {err}", exe.display())
     }
 }
 

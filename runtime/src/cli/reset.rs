@@ -1,7 +1,10 @@
 //! `rr reset [plugin...]`: replace the workers of the named plugins (all resettable plugins when
-//! none is named), in parallel, over RPC.
+//! none is named), in parallel, over RPC. Under systemd (`ExecReload=rr reset`, with
+//! `NotifyAccess=all`) it says `RELOADING=1` before and `READY=1` after, as RoadRunner's does.
 
-use super::rpc_target;
+use sd_notify::NotifyState;
+
+use super::{rpc_target, sdnotify};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,6 +20,7 @@ pub fn exec(cli: &super::Cli, args: &Args) -> anyhow::Result<()> {
         } else {
             args.plugins.clone()
         };
+        let _ = sdnotify::notify(NotifyState::Reloading);
         let tasks: Vec<_> = plugins
             .into_iter()
             .map(|plugin| {
@@ -41,6 +45,7 @@ pub fn exec(cli: &super::Cli, args: &Args) -> anyhow::Result<()> {
                 first_error.get_or_insert(e);
             }
         }
+        let _ = sdnotify::notify(NotifyState::Ready);
         first_error.map_or(Ok(()), Err)
     })
 }
