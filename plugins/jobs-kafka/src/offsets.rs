@@ -9,8 +9,16 @@ use std::collections::{BTreeMap, HashMap};
 pub struct Offsets(HashMap<(String, i32), BTreeMap<i64, bool>>);
 
 impl Offsets {
-    pub fn delivered(&mut self, topic: &str, partition: i32, offset: i64) {
-        self.0.entry((topic.to_string(), partition)).or_default().insert(offset, false);
+    /// A record was fetched; false when it is already here, running or settled but not yet
+    /// committed: the group fetched it again after a rebalance (or a broker restart) gave this
+    /// consumer its partition back, and the job must not run twice.
+    pub fn delivered(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        let pending = self.0.entry((topic.to_string(), partition)).or_default();
+        if pending.contains_key(&offset) {
+            return false;
+        }
+        pending.insert(offset, false);
+        true
     }
 
     /// Settle one record; the offset to commit when the settled run at the front grew.
@@ -46,5 +54,16 @@ mod tests {
         assert_eq!(o.settled("t", 0, 7), Some(9));
         assert_eq!(o.settled("t", 0, 7), None, "settled twice");
         assert_eq!(o.settled("other", 0, 1), None);
+    }
+
+    #[test]
+    fn a_record_fetched_again_while_its_job_runs_is_not_new() {
+        let mut o = Offsets::default();
+        assert!(o.delivered("t", 0, 3));
+        assert!(o.delivered("t", 0, 4));
+        assert!(!o.delivered("t", 0, 3), "fetched again after a rebalance, still running");
+        assert_eq!(o.settled("t", 0, 4), None);
+        assert!(!o.delivered("t", 0, 4), "settled, waiting for 3");
+        assert_eq!(o.settled("t", 0, 3), Some(5));
     }
 }

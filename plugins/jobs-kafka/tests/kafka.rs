@@ -1,7 +1,7 @@
 //! The kafka driver against the local Kafka-compatible broker (tansu, started by `tests/run.sh`) with
 //! PHP consumers: push (single and batch) with headers and priority, a refused delay, ack, nack
 //! and a failed worker (both come back, unlike RoadRunner #1325), requeue with headers, `jobs.Stat`,
-//! pause/resume, Declare at runtime, and a second server in the same group that gets only what
+//! pause/resume, Declare at runtime, a job's `topic` option, and a second server in the same group that gets only what
 //! was never acked.
 
 use std::path::Path;
@@ -150,6 +150,14 @@ async fn kafka_pipeline_with_php_consumers() {
     call::<proto::Empty>(&mut c, "jobs.Declare", declare).await.unwrap();
     call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("kd-1", "ack", "kd")) }).await.unwrap();
     wait_for("the job of the declared pipeline", 60, || count(&log(&jobs_log), "kd-1") == 1).await;
+    // A job's `topic` option (PHP's KafkaOptions) picks the topic it is produced to: pushed
+    // through `k`, it is consumed from the declared pipeline's topic.
+    let mut elsewhere = job("k-topic", "ack", "k");
+    elsewhere.options.as_mut().unwrap().topic = declared.clone();
+    call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(elsewhere) }).await.unwrap();
+    wait_for("the job produced to another topic", 60, || count(&log(&jobs_log), "k-topic") == 1).await;
+    let entries = log(&jobs_log);
+    assert_eq!(entries.iter().find(|e| e["id"] == "k-topic").unwrap()["queue"].as_str(), Some(declared.as_str()));
     call::<proto::Empty>(&mut c, "jobs.Destroy", proto::Pipelines { pipelines: vec!["kd".into()] }).await.unwrap();
     first.stop().await.unwrap();
 
@@ -163,7 +171,7 @@ async fn kafka_pipeline_with_php_consumers() {
     second.until("the second server", probe).await;
     wait_for("the job pushed to the second server", 60, || count(&log(&jobs_log), "k-later") == 1).await;
     let entries = log(&jobs_log);
-    assert_eq!(entries.len(), 11, "nothing acknowledged is delivered twice: {entries:?}");
+    assert_eq!(entries.len(), 12, "nothing acknowledged is delivered twice: {entries:?}");
     second.stop().await.unwrap();
 }
 

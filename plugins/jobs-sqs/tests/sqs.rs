@@ -2,7 +2,7 @@
 //! (single and batch) with headers, delay limits, ack, nack, a failed worker (copied back, or kept
 //! for `error_visibility_timeout` with `retain_failed_jobs`), requeue with headers on a standard
 //! and a FIFO queue (the copy is not dropped as a duplicate), `jobs.Stat` with queue counts,
-//! Declare at runtime, and a broker restart: the pipeline declares its queue again and goes on.
+//! Declare at runtime, auto_ack, pause/resume/destroy, and a broker restart: the pipeline declares its queue again and goes on.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -169,6 +169,26 @@ async fn sqs_pipelines_with_php_consumers() {
     call::<proto::Empty>(&mut c, "jobs.Declare", declare).await.unwrap();
     push(&mut c, job("sd-1", "ack", "sd")).await.unwrap();
     wait_for("the job of the declared pipeline", 30, || count(&log(&jobs_log), "sd-1") == 1).await;
+
+    // auto_ack: deleted when received, so a failing job does not come back (s-fail did).
+    let mut auto = job("s-auto", "fail", "s");
+    auto.options.as_mut().unwrap().auto_ack = true;
+    push(&mut c, auto).await.unwrap();
+    wait_for("the auto-acked job", 30, || count(&log(&jobs_log), "s-auto") == 1).await;
+
+    // Paused, a pipeline keeps its pushes in the queue; resumed, it delivers them; destroyed,
+    // it is gone from the list.
+    let pipelines = |p: &str| proto::Pipelines { pipelines: vec![p.into()] };
+    call::<proto::Empty>(&mut c, "jobs.Pause", pipelines("s")).await.unwrap();
+    push(&mut c, job("s-paused", "ack", "s")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count(&log(&jobs_log), "s-paused"), 0, "a paused pipeline delivers nothing");
+    call::<proto::Empty>(&mut c, "jobs.Resume", pipelines("s")).await.unwrap();
+    wait_for("the job pushed while paused", 30, || count(&log(&jobs_log), "s-paused") == 1).await;
+    assert_eq!(count(&log(&jobs_log), "s-auto"), 1, "an auto-acked job runs once, even when it fails");
+    call::<proto::Empty>(&mut c, "jobs.Destroy", pipelines("sd")).await.unwrap();
+    let list: proto::Pipelines = call(&mut c, "jobs.List", proto::Empty {}).await.unwrap();
+    assert!(!list.pipelines.contains(&"sd".to_string()), "{:?}", list.pipelines);
     first.stop().await.unwrap();
 }
 
