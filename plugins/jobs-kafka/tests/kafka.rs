@@ -1,7 +1,7 @@
 //! The kafka driver against the local Kafka-compatible broker (tansu, started by `tests/run.sh`) with
 //! PHP consumers: push (single and batch) with headers and priority, a refused delay, ack, nack
 //! and a failed worker (both come back, unlike RoadRunner #1325), requeue with headers, `jobs.Stat`,
-//! pause/resume, Declare at runtime, a job's `topic` option, and a second server in the same group that gets only what
+//! pause/resume, Declare at runtime, a job's `topic` option, a stop while a job runs, and a second server in the same group that gets only what
 //! was never acked.
 
 use std::path::Path;
@@ -159,6 +159,9 @@ async fn kafka_pipeline_with_php_consumers() {
     let entries = log(&jobs_log);
     assert_eq!(entries.iter().find(|e| e["id"] == "k-topic").unwrap()["queue"].as_str(), Some(declared.as_str()));
     call::<proto::Empty>(&mut c, "jobs.Destroy", proto::Pipelines { pipelines: vec!["kd".into()] }).await.unwrap();
+    // Stopped while a job runs: the job finishes and its offset is committed on the way out.
+    call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("k-stop", "sleep-1500", "k")) }).await.unwrap();
+    wait_for("the job running at stop", 60, || count(&log(&jobs_log), "k-stop") == 1).await;
     first.stop().await.unwrap();
 
     // A second server in the same group resumes after the committed offsets: it gets the job
@@ -171,7 +174,7 @@ async fn kafka_pipeline_with_php_consumers() {
     second.until("the second server", probe).await;
     wait_for("the job pushed to the second server", 60, || count(&log(&jobs_log), "k-later") == 1).await;
     let entries = log(&jobs_log);
-    assert_eq!(entries.len(), 12, "nothing acknowledged is delivered twice: {entries:?}");
+    assert_eq!(entries.len(), 13, "nothing acknowledged is delivered twice: {entries:?}");
     second.stop().await.unwrap();
 }
 
