@@ -44,6 +44,9 @@ impl rr_runtime::Plugin for Plugin {
 /// The job name and pipeline of a record RoadRunner did not write.
 const DEDUCED: &str = "deduced_by_rr";
 
+/// How long a stopping pipeline waits for its consumer to leave the group.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 struct Factory {
     global: Option<Global>,
 }
@@ -190,7 +193,7 @@ impl Inner {
                     continue;
                 }
             };
-            if !self.offsets.lock().unwrap().delivered(record.topic(), record.partition(), record.offset()) {
+            if !self.offsets.lock().unwrap().delivered(record.topic(), record.partition(), record.offset(), record.key().unwrap_or_default()) {
                 continue;
             }
             let job = self.decode(&record);
@@ -236,7 +239,7 @@ impl Inner {
     /// commits (group mode only). A partition revoked meanwhile is no longer ours to store: its
     /// new owner gets the record again.
     fn settle(&self, record: &OwnedMessage) -> JobsResult<()> {
-        let next = self.offsets.lock().unwrap().settled(record.topic(), record.partition(), record.offset());
+        let next = self.offsets.lock().unwrap().settled(record.topic(), record.partition(), record.offset(), record.key().unwrap_or_default());
         let consumer = self.consumer.lock().unwrap().clone();
         if let (Some(next), Some(consumer), Some(_)) = (next, consumer, &self.cfg.group_options) {
             let mut commit = TopicPartitionList::new();
@@ -357,13 +360,25 @@ impl Pipeline for Kafka {
         Box::pin(async move {
             self.pause().await?;
             let consumer = self.0.consumer.lock().unwrap().take();
+            // The consumer closes when its last handle drops, and closing blocks: let the
+            // cancelled consume task let go of its handle first, so that the close happens below.
+            let start = std::time::Instant::now();
+            while consumer.as_ref().is_some_and(|c| Arc::strong_count(c) > 1) && start.elapsed() < CLOSE_TIMEOUT {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let producer = self.0.producer.clone();
-            // Leaving the group and flushing block: off the async threads.
-            tokio::task::spawn_blocking(move || {
+            // Leaving the group (it commits what is stored) and flushing block, and a consumer's
+            // close can wait forever on a coordinator that does not answer (seen after a broker
+            // restart): on a thread of its own, waited for at most CLOSE_TIMEOUT.
+            let (done, closed) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
                 drop(consumer);
-                producer.flush(Duration::from_secs(5))
-            })
-            .await??;
+                let _ = done.send(producer.flush(Duration::from_secs(5)));
+            });
+            match tokio::time::timeout(CLOSE_TIMEOUT, closed).await {
+                Ok(Ok(flushed)) => flushed?,
+                _ => tracing::warn!(target: "jobs", pipeline = %self.0.name, "kafka: the consumer did not leave its group within {CLOSE_TIMEOUT:?}; stopping without it (uncommitted jobs run again)"),
+            }
             Ok(())
         })
     }
