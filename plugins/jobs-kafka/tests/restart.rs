@@ -64,14 +64,16 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin} (tests/run.sh installs it; or set MOTO_SERVER): {e}"));
-        wait_for("moto", 30, || std::net::TcpStream::connect(("127.0.0.1", storage)).is_ok()).await;
+        // Dropped (moto killed) also when the test fails before tansu runs.
+        let mut b = Broker { port: free_port(), storage, moto, tansu: None };
+        // moto imports a lot of Python: slow on a loaded machine.
+        wait_for("moto", 90, || std::net::TcpStream::connect(("127.0.0.1", storage)).is_ok()).await;
         // The bucket tansu stores into (an unsigned S3 CreateBucket; moto checks no signature).
         let mut s3 = std::net::TcpStream::connect(("127.0.0.1", storage)).unwrap();
         write!(s3, "PUT /tansu HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
         let mut answer = String::new();
         s3.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "cannot create the bucket: {answer}");
-        let mut b = Broker { port: free_port(), storage, moto, tansu: None };
         b.restart().await;
         b
     }
@@ -90,7 +92,7 @@ impl Broker {
             .unwrap_or_else(|e| panic!("cannot start {bin} (tests/run.sh installs it; or set TANSU): {e}"));
         self.tansu = Some(tansu);
         let port = self.port;
-        wait_for("tansu", 30, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+        wait_for("tansu", 60, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
     }
 
     fn kill(&mut self) {
