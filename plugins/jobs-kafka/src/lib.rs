@@ -44,7 +44,7 @@ impl rr_runtime::Plugin for Plugin {
 /// The job name and pipeline of a record RoadRunner did not write.
 const DEDUCED: &str = "deduced_by_rr";
 
-/// How long a stopping pipeline waits for its consumer to leave the group.
+/// How long a stopping pipeline waits for its consumer to close (leave the group).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Factory {
@@ -362,20 +362,20 @@ impl Pipeline for Kafka {
             let consumer = self.0.consumer.lock().unwrap().take();
             // The consumer closes when its last handle drops, and closing blocks: let the
             // cancelled consume task let go of its handle first, so that the close happens below.
-            let start = std::time::Instant::now();
-            while consumer.as_ref().is_some_and(|c| Arc::strong_count(c) > 1) && start.elapsed() < CLOSE_TIMEOUT {
+            let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+            while consumer.as_ref().is_some_and(|c| Arc::strong_count(c) > 1) && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let producer = self.0.producer.clone();
             // Leaving the group (it commits what is stored) and flushing block, and a consumer's
             // close can wait forever on a coordinator that does not answer (seen after a broker
-            // restart): on a thread of its own, waited for at most CLOSE_TIMEOUT.
+            // restart): on a thread of its own, waited for until the deadline.
             let (done, closed) = tokio::sync::oneshot::channel();
             std::thread::spawn(move || {
                 drop(consumer);
                 let _ = done.send(producer.flush(Duration::from_secs(5)));
             });
-            match tokio::time::timeout(CLOSE_TIMEOUT, closed).await {
+            match tokio::time::timeout_at(deadline, closed).await {
                 Ok(Ok(flushed)) => flushed?,
                 _ => tracing::warn!(target: "jobs", pipeline = %self.0.name, "kafka: the consumer did not leave its group within {CLOSE_TIMEOUT:?}; stopping without it (uncommitted jobs run again)"),
             }
