@@ -341,6 +341,7 @@ fn decode(pipeline: &str, data: &[u8], props: &BasicProperties) -> Job {
         priority: props.priority().unwrap_or(0) as i64,
         delay: 0,
         auto_ack: false,
+        ..Default::default()
     }
 }
 

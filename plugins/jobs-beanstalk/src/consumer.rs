@@ -186,6 +186,7 @@ impl Consumer {
                     priority: if options.priority != 0 { options.priority } else { inner.priority },
                     delay: 0,
                     auto_ack: options.auto_ack,
+                    ..Default::default()
                 }
             }
             // Put by something other than RoadRunner: the raw body, as RoadRunner does.

@@ -183,6 +183,15 @@ async fn beanstalk_pipelines_with_a_php_consumer() {
     let order: Vec<String> = log(&jobs_log).iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(order, ["p-5", "p-10", "p-20", "p-30"]);
 
+    // Paused while consuming, it keeps what is pushed in the tube until resumed.
+    let held_only = || proto::Pipelines { pipelines: vec!["held".into()] };
+    call::<proto::Empty>(&mut c, "jobs.Pause", held_only()).await.unwrap();
+    call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("p-paused", "ack", "held", 0)) }).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&log(&jobs_log), "p-paused"), 0, "a paused pipeline reserves nothing");
+    call::<proto::Empty>(&mut c, "jobs.Resume", held_only()).await.unwrap();
+    wait_for("the job pushed while paused", || count(&log(&jobs_log), "p-paused") == 1).await;
+
     // Declared at runtime (every value a string), used, then destroyed.
     let extra = format!("rr-extra-{}-{port}", std::process::id());
     let declare = proto::DeclareRequest {

@@ -48,7 +48,7 @@ struct Record {
 
 impl Record {
     fn job(self, pipeline: &str) -> Job {
-        Job { id: self.id, name: self.name, payload: self.payload.into(), headers: self.headers, pipeline: pipeline.into(), priority: self.priority, delay: 0, auto_ack: false }
+        Job { id: self.id, name: self.name, payload: self.payload.into(), headers: self.headers, pipeline: pipeline.into(), priority: self.priority, delay: 0, auto_ack: false, ..Default::default() }
     }
 }
 

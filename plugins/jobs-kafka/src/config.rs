@@ -236,7 +236,11 @@ impl ProducerOptions {
 
 impl ConsumerOptions {
     pub fn apply(&self, c: &mut ClientConfig, group: Option<&GroupOptions>) -> Result<(), String> {
-        c.set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
+        // The driver stores each partition's commit point itself (see `offsets`); librdkafka
+        // commits what is stored every second, when partitions are revoked and on close, and
+        // retries a commit that failed (a broker down) at the next tick.
+        let commit = group.is_some().to_string();
+        c.set("enable.auto.commit", &commit).set("auto.commit.interval.ms", "1000").set("enable.auto.offset.store", "false");
         if let Some(n) = self.max_fetch_message_size {
             c.set("fetch.max.bytes", n.to_string());
         }

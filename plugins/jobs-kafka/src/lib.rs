@@ -1,7 +1,8 @@
-//! The `kafka` jobs driver (librdkafka through rdkafka). A pipeline produces to the first of its
-//! `consumer_options.topics` (key = job id, RoadRunner's `rr_*` headers) and consumes its topics
-//! in a consumer group (`group_options`) or from assigned partitions (`consume_partitions`, or no
-//! group). Acks commit in order per partition (see `offsets`); nack, a failed worker and requeue
+//! The `kafka` jobs driver (librdkafka through rdkafka). A job is produced to its `topic` option
+//! (PHP's KafkaOptions), else to the first of the pipeline's `consumer_options.topics` (key = job
+//! id, RoadRunner's `rr_*` headers); a pipeline consumes its topics in a consumer group
+//! (`group_options`) or from assigned partitions (`consume_partitions`, or no group). Acks move
+//! each partition's commit point in order (see `offsets`); nack, a failed worker and requeue
 //! produce a copy of the job before its record counts as settled, so no job is ever skipped.
 //! Kafka cannot delay a record: a push with a delay is refused; a delayed requeue waits here.
 
@@ -14,11 +15,11 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use rr_runtime::jobs::{Acknowledger, Consuming, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
+use rr_runtime::jobs::{Acknowledger, Consuming, Delivery, DriverFactory, Inbox, Job, JobsResult, KafkaOptions, Pipeline, PipelineState};
 use rr_runtime::{BoxError, InitContext};
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,9 @@ impl rr_runtime::Plugin for Plugin {
 /// The job name and pipeline of a record RoadRunner did not write.
 const DEDUCED: &str = "deduced_by_rr";
 
+/// How long a stopping pipeline waits for its consumer to close (leave the group).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 struct Factory {
     global: Option<Global>,
 }
@@ -64,8 +68,10 @@ struct Inner {
     name: String,
     cfg: PipelineConfig,
     client: ClientConfig,
-    /// Where pushes go: the first topic the pipeline consumes.
+    /// Where jobs without a `topic` option go: the first topic the pipeline consumes.
     topic: String,
+    /// `partitioning_strategy: Manual`: a job goes to its `partition` option.
+    manual_partition: bool,
     producer: FutureProducer,
     consumer: Mutex<Option<Arc<StreamConsumer>>>,
     offsets: Mutex<Offsets>,
@@ -93,6 +99,7 @@ impl Inner {
         }
         Ok(Inner {
             name,
+            manual_partition: cfg.producer_options.partitioning_strategy == "Manual",
             cfg,
             client,
             topic,
@@ -116,8 +123,12 @@ impl Inner {
             .insert(Header { key: "rr_job", value: Some(job.name.as_bytes()) })
             .insert(Header { key: "rr_pipeline", value: Some(self.name.as_bytes()) })
             .insert(Header { key: "rr_priority", value: Some(&priority[..]) });
-        let record = FutureRecord::to(&self.topic).key(&job.id).payload(&job.payload[..]).headers(headers);
-        self.producer.send(record, Duration::from_secs(0)).await.map_err(|(e, _)| format!("cannot produce to topic `{}`: {e}", self.topic))?;
+        let topic = if job.kafka.topic.is_empty() { &self.topic } else { &job.kafka.topic };
+        let mut record = FutureRecord::to(topic).key(&job.id).payload(&job.payload[..]).headers(headers);
+        if self.manual_partition {
+            record = record.partition(job.kafka.partition);
+        }
+        self.producer.send(record, Duration::from_secs(0)).await.map_err(|(e, _)| format!("cannot produce to topic `{topic}`: {e}"))?;
         Ok(())
     }
 
@@ -182,7 +193,9 @@ impl Inner {
                     continue;
                 }
             };
-            self.offsets.lock().unwrap().delivered(record.topic(), record.partition(), record.offset());
+            if !self.offsets.lock().unwrap().delivered(record.topic(), record.partition(), record.offset(), record.key().unwrap_or_default()) {
+                continue;
+            }
             let job = self.decode(&record);
             let queue = record.topic().to_string();
             let ack = Ack { inner: self.clone(), record, job: job.clone() };
@@ -199,6 +212,8 @@ impl Inner {
             pipeline: DEDUCED.into(),
             payload: record.payload().map(bytes::Bytes::copy_from_slice).unwrap_or_default(),
             priority: self.cfg.priority,
+            // A requeued copy goes back to the record's topic.
+            kafka: KafkaOptions { topic: record.topic().into(), partition: record.partition(), offset: record.offset(), ..Default::default() },
             ..Default::default()
         };
         for h in record.headers().into_iter().flat_map(|h| h.iter()) {
@@ -220,14 +235,18 @@ impl Inner {
         job
     }
 
-    /// The record's job is done with: commit what may be committed (group mode only).
+    /// The record's job is done with: store the partition's new commit point, which librdkafka
+    /// commits (group mode only). A partition revoked meanwhile is no longer ours to store: its
+    /// new owner gets the record again.
     fn settle(&self, record: &OwnedMessage) -> JobsResult<()> {
-        let next = self.offsets.lock().unwrap().settled(record.topic(), record.partition(), record.offset());
+        let next = self.offsets.lock().unwrap().settled(record.topic(), record.partition(), record.offset(), record.key().unwrap_or_default());
         let consumer = self.consumer.lock().unwrap().clone();
         if let (Some(next), Some(consumer), Some(_)) = (next, consumer, &self.cfg.group_options) {
             let mut commit = TopicPartitionList::new();
             commit.add_partition_offset(record.topic(), record.partition(), Offset::Offset(next))?;
-            consumer.commit(&commit, CommitMode::Async)?;
+            if let Err(e) = consumer.store_offsets(&commit) {
+                tracing::warn!(target: "jobs", pipeline = %self.name, topic = record.topic(), partition = record.partition(), error = %e, "kafka: partition no longer assigned, its new owner runs the record again");
+            }
         }
         Ok(())
     }
@@ -341,13 +360,25 @@ impl Pipeline for Kafka {
         Box::pin(async move {
             self.pause().await?;
             let consumer = self.0.consumer.lock().unwrap().take();
+            // The consumer closes when its last handle drops, and closing blocks: let the
+            // cancelled consume task let go of its handle first, so that the close happens below.
+            let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+            while consumer.as_ref().is_some_and(|c| Arc::strong_count(c) > 1) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let producer = self.0.producer.clone();
-            // Leaving the group and flushing block: off the async threads.
-            tokio::task::spawn_blocking(move || {
+            // Leaving the group (it commits what is stored) and flushing block, and a consumer's
+            // close can wait forever on a coordinator that does not answer (seen after a broker
+            // restart): on a thread of its own, waited for until the deadline.
+            let (done, closed) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
                 drop(consumer);
-                producer.flush(Duration::from_secs(5))
-            })
-            .await??;
+                let _ = done.send(producer.flush(Duration::from_secs(5)));
+            });
+            match tokio::time::timeout_at(deadline, closed).await {
+                Ok(Ok(flushed)) => flushed?,
+                _ => tracing::warn!(target: "jobs", pipeline = %self.0.name, "kafka: the consumer did not leave its group within {CLOSE_TIMEOUT:?}; stopping without it (uncommitted jobs run again)"),
+            }
             Ok(())
         })
     }

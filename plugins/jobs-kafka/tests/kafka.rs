@@ -1,7 +1,7 @@
 //! The kafka driver against the local Kafka-compatible broker (tansu, started by `tests/run.sh`) with
 //! PHP consumers: push (single and batch) with headers and priority, a refused delay, ack, nack
 //! and a failed worker (both come back, unlike RoadRunner #1325), requeue with headers, `jobs.Stat`,
-//! pause/resume, Declare at runtime, and a second server in the same group that gets only what
+//! pause/resume, Declare at runtime, a job's `topic` and (Manual) `partition` options, a stop while a job runs, and a second server in the same group that gets only what
 //! was never acked.
 
 use std::path::Path;
@@ -150,7 +150,42 @@ async fn kafka_pipeline_with_php_consumers() {
     call::<proto::Empty>(&mut c, "jobs.Declare", declare).await.unwrap();
     call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("kd-1", "ack", "kd")) }).await.unwrap();
     wait_for("the job of the declared pipeline", 60, || count(&log(&jobs_log), "kd-1") == 1).await;
-    call::<proto::Empty>(&mut c, "jobs.Destroy", proto::Pipelines { pipelines: vec!["kd".into()] }).await.unwrap();
+    // A job's `topic` option (PHP's KafkaOptions) picks the topic it is produced to: pushed
+    // through `k`, it is consumed from the declared pipeline's topic.
+    let mut elsewhere = job("k-topic", "ack", "k");
+    elsewhere.options.as_mut().unwrap().topic = declared.clone();
+    call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(elsewhere) }).await.unwrap();
+    wait_for("the job produced to another topic", 60, || count(&log(&jobs_log), "k-topic") == 1).await;
+    let entries = log(&jobs_log);
+    assert_eq!(entries.iter().find(|e| e["id"] == "k-topic").unwrap()["queue"].as_str(), Some(declared.as_str()));
+    // `partitioning_strategy: Manual`: a job goes to its `partition` option; this pipeline reads
+    // partition 1 only.
+    let manual = format!("{topic}-manual");
+    let declare = proto::DeclareRequest {
+        pipeline: [
+            ("driver", "kafka".to_string()),
+            ("name", "kp".into()),
+            ("auto_create_topics_enable", "true".into()),
+            ("producer_options", r#"{"partitioning_strategy":"Manual"}"#.into()),
+            ("consumer_options", format!(r#"{{"consume_partitions":{{"{manual}":{{"1":{{"type":"AtStart"}}}}}}}}"#)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    };
+    call::<proto::Empty>(&mut c, "jobs.Declare", declare).await.unwrap();
+    for (id, partition) in [("kp-0", 0), ("kp-1", 1)] {
+        let mut j = job(id, "ack", "kp");
+        j.options.as_mut().unwrap().partition = partition;
+        call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(j) }).await.unwrap();
+    }
+    wait_for("the job produced to partition 1", 60, || count(&log(&jobs_log), "kp-1") == 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count(&log(&jobs_log), "kp-0"), 0, "partition 0 is not this pipeline's");
+    call::<proto::Empty>(&mut c, "jobs.Destroy", proto::Pipelines { pipelines: vec!["kd".into(), "kp".into()] }).await.unwrap();
+    // Stopped while a job runs: the job finishes and its offset is committed on the way out.
+    call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("k-stop", "sleep-1500", "k")) }).await.unwrap();
+    wait_for("the job running at stop", 60, || count(&log(&jobs_log), "k-stop") == 1).await;
     first.stop().await.unwrap();
 
     // A second server in the same group resumes after the committed offsets: it gets the job
@@ -163,7 +198,7 @@ async fn kafka_pipeline_with_php_consumers() {
     second.until("the second server", probe).await;
     wait_for("the job pushed to the second server", 60, || count(&log(&jobs_log), "k-later") == 1).await;
     let entries = log(&jobs_log);
-    assert_eq!(entries.len(), 11, "nothing acknowledged is delivered twice: {entries:?}");
+    assert_eq!(entries.len(), 14, "nothing acknowledged is delivered twice: {entries:?}");
     second.stop().await.unwrap();
 }
 

@@ -335,6 +335,10 @@ impl Acknowledger for Ack {
     fn nack(self: Box<Self>, requeue: bool, delay: u64) -> BoxFuture<'static, JobsResult<()>> {
         Box::pin(async move {
             let cfg = &self.inner.cfg;
+            if self.job.auto_ack && !requeue {
+                // Deleted on receipt: a failure drops it (a copy would fail again, forever).
+                return Ok(());
+            }
             if requeue || !cfg.retain_failed_jobs {
                 return self.again(self.job.headers.clone(), delay).await;
             }

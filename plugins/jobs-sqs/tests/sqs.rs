@@ -2,7 +2,7 @@
 //! (single and batch) with headers, delay limits, ack, nack, a failed worker (copied back, or kept
 //! for `error_visibility_timeout` with `retain_failed_jobs`), requeue with headers on a standard
 //! and a FIFO queue (the copy is not dropped as a duplicate), `jobs.Stat` with queue counts,
-//! Declare at runtime, and a broker restart: the pipeline declares its queue again and goes on.
+//! Declare at runtime, auto_ack, pause/resume/destroy, a stop while a job runs, and a broker restart: the pipeline declares its queue again and goes on.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -105,9 +105,15 @@ async fn sqs_pipelines_with_php_consumers() {
       driver: sqs
       config:
         queue: {unique}-idle
+    short:
+      driver: sqs
+      config:
+        queue: {unique}-short
+        visibility_timeout: 1
+        wait_time_seconds: 1
 "#
     );
-    let (mut first, address) = server(&jobs_log, "http://127.0.0.1:4566", "s, f, r", &pipelines);
+    let (mut first, address) = server(&jobs_log, "http://127.0.0.1:4566", "s, f, r, short", &pipelines);
     let mut c = first.rpc(&address).await;
     until_pushed(&mut first, &address, job("s-ack", "ack", "s")).await;
 
@@ -169,7 +175,37 @@ async fn sqs_pipelines_with_php_consumers() {
     call::<proto::Empty>(&mut c, "jobs.Declare", declare).await.unwrap();
     push(&mut c, job("sd-1", "ack", "sd")).await.unwrap();
     wait_for("the job of the declared pipeline", 30, || count(&log(&jobs_log), "sd-1") == 1).await;
+
+    // auto_ack: deleted when received, so a failing job does not come back (s-fail did).
+    let mut auto = job("s-auto", "fail", "s");
+    auto.options.as_mut().unwrap().auto_ack = true;
+    push(&mut c, auto).await.unwrap();
+    wait_for("the auto-acked job", 30, || count(&log(&jobs_log), "s-auto") == 1).await;
+
+    // Paused, a pipeline keeps its pushes in the queue; resumed, it delivers them; destroyed,
+    // it is gone from the list.
+    let names = |p: &str| proto::Pipelines { pipelines: vec![p.into()] };
+    call::<proto::Empty>(&mut c, "jobs.Pause", names("s")).await.unwrap();
+    push(&mut c, job("s-paused", "ack", "s")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count(&log(&jobs_log), "s-paused"), 0, "a paused pipeline delivers nothing");
+    call::<proto::Empty>(&mut c, "jobs.Resume", names("s")).await.unwrap();
+    wait_for("the job pushed while paused", 30, || count(&log(&jobs_log), "s-paused") == 1).await;
+    assert_eq!(count(&log(&jobs_log), "s-auto"), 1, "an auto-acked job runs once, even when it fails");
+    call::<proto::Empty>(&mut c, "jobs.Destroy", names("sd")).await.unwrap();
+    let list: proto::Pipelines = call(&mut c, "jobs.List", proto::Empty {}).await.unwrap();
+    assert!(!list.pipelines.contains(&"sd".to_string()), "{:?}", list.pipelines);
+    // Stopped while a job runs: the job finishes and is deleted on the way out, so a server
+    // started next does not get it back when its 1 s visibility would have ended.
+    push(&mut c, job("short-stop", "sleep-1500", "short")).await.unwrap();
+    wait_for("the job running at stop", 30, || count(&log(&jobs_log), "short-stop") == 1).await;
     first.stop().await.unwrap();
+    let (mut second, address) = server(&jobs_log, "http://127.0.0.1:4566", "short", &pipelines);
+    until_pushed(&mut second, &address, job("short-next", "ack", "short")).await;
+    wait_for("the job pushed to the next server", 30, || count(&log(&jobs_log), "short-next") == 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&log(&jobs_log), "short-stop"), 1, "a job finished at stop is not run again");
+    second.stop().await.unwrap();
 }
 
 /// moto on a port of its own, so that it can be stopped and started again.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rr_runtime::jobs::Job;
+use rr_runtime::jobs::{Job, KafkaOptions};
 use rr_runtime::rpc::RpcError;
 
 use crate::State;
@@ -24,6 +24,7 @@ fn job_from(p: proto::Job) -> Result<Job, RpcError> {
         priority: options.priority,
         delay: options.delay.max(0) as u64,
         auto_ack: options.auto_ack,
+        kafka: KafkaOptions { topic: options.topic, partition: options.partition, offset: options.offset, metadata: options.metadata },
     })
 }
 

@@ -28,6 +28,19 @@ pub struct Job {
     /// Seconds before the job may run.
     pub delay: u64,
     pub auto_ack: bool,
+    /// Kafka's per-job options; other drivers ignore them.
+    pub kafka: KafkaOptions,
+}
+
+/// Where a Kafka job is produced (PHP's `KafkaOptions`: topic, partition, offset, metadata, as
+/// in `jobs.v1.Options`). RoadRunner reads only `topic` and, with the `Manual` partitioner,
+/// `partition`; `offset` and `metadata` travel unused there as here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaOptions {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub metadata: String,
 }
 
 /// Settles one delivery with its broker.
