@@ -90,6 +90,9 @@ pub struct MultiMap<'a>(pub &'a mut BTreeMap<String, Vec<String>>);
 
 impl Injector for MultiMap<'_> {
     fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return; // an empty `tracestate` or `baggage` is not sent (RoadRunner neither)
+        }
         self.0.retain(|k, _| !k.eq_ignore_ascii_case(key));
         self.0.insert(canonical_key(key), vec![value]);
     }
@@ -112,6 +115,9 @@ pub struct HeaderMapCarrier<'a>(pub &'a mut http::HeaderMap);
 
 impl Injector for HeaderMapCarrier<'_> {
     fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
         if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(key.as_bytes()), http::HeaderValue::from_str(&value)) {
             self.0.insert(name, value);
         }
