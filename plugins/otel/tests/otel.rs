@@ -53,6 +53,10 @@ jobs:
     traced:
       driver: memory
       config: {{}}
+kv:
+  local:
+    driver: memory
+    config: {{}}
 "#,
         worker(),
         jobs_log.display()
@@ -144,6 +148,10 @@ async fn otlp_http_request_php_job_consumer_one_trace() {
     let fresh = get(http_port, "/fresh", None).await;
     assert!(!seen["traceparent"].as_str().unwrap().contains(fresh["traceparent"].as_str().unwrap().split('-').nth(1).unwrap()));
     assert!(fresh["tracestate"].is_null(), "no empty tracestate is sent: {fresh}");
+    // A KV call is traced too.
+    let mut rpc = server.rpc(&format!("tcp://127.0.0.1:{rpc_port}")).await;
+    let set = rr_kv::proto::Request { storage: "local".into(), items: vec![rr_kv::proto::Item { key: "k".into(), value: b"v".to_vec(), timeout: String::new() }] };
+    rpc.call("kv.Set", rr_runtime::rpc::Codec::Proto, &prost::Message::encode_to_vec(&set)).await.unwrap();
 
     // Nothing is lost at a graceful stop: the batch is exported then.
     server.stop().await.unwrap();
@@ -157,6 +165,7 @@ async fn otlp_http_request_php_job_consumer_one_trace() {
     }
     let spans: Vec<Got> = requests.iter().flat_map(|r| r.otlp()).collect();
     check_request_to_job_chain(&spans, &seen, &job);
+    assert_eq!(named(&spans, "memory:set").scope, "kv");
     let fresh_span = named(&spans, "/fresh");
     assert_eq!(fresh_span.parent, "", "a root span");
     let resource = &spans[0].resource;
