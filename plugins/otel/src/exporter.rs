@@ -16,7 +16,10 @@ pub fn provider(settings: &Settings, rr_version: &str) -> Result<SdkTracerProvid
     let fail = |what: &str, e: &dyn std::fmt::Display| format!("otel: cannot create the {what} exporter: {e}");
     Ok(match &settings.exporter {
         Exporter::OtlpHttp { url } => {
-            let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http().with_headers(headers(settings));
+            let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+            if !settings.headers.is_empty() {
+                builder = builder.with_headers(headers(settings));
+            }
             if let Some(url) = url {
                 builder = builder.with_endpoint(url);
             }
@@ -28,11 +31,12 @@ pub fn provider(settings: &Settings, rr_version: &str) -> Result<SdkTracerProvid
         Exporter::OtlpGrpc { endpoint } => {
             let metadata = http::HeaderMap::try_from(&headers(settings)).map_err(|e| fail("OTLP grpc", &format!("config key `otel.headers`: {e}")))?;
             let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_metadata(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(metadata));
+            // A configured endpoint is https unless `insecure`; one from OTEL_EXPORTER_OTLP_* keeps its scheme.
             if let Some(endpoint) = endpoint {
+                if endpoint.starts_with("https://") {
+                    builder = builder.with_tls_config(opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new().with_webpki_roots());
+                }
                 builder = builder.with_endpoint(endpoint);
-            }
-            if !settings.insecure {
-                builder = builder.with_tls_config(opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new().with_webpki_roots());
             }
             if settings.compress {
                 builder = builder.with_compression(Compression::Gzip);

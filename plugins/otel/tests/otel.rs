@@ -236,28 +236,38 @@ async fn jaeger_is_refused_with_roadrunners_message() {
     );
 }
 
-/// The stdout exporter writes to the process's stdout, so this test runs itself as a child
-/// (`STDOUT_CHILD`) and reads what it printed.
-#[test]
-fn stdout_exporter_prints_each_span_as_json() {
-    if std::env::var_os("STDOUT_CHILD").is_some() {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let (http_port, rpc_port) = (free_port(), free_port());
-            let mut server = TestServer::start(&build(), &yaml("  exporter: stdout", http_port, rpc_port, &dir.path().join("jobs.log")));
-            server.until("http", || async { reqwest::get(format!("http://127.0.0.1:{http_port}/printed")).await.ok() }).await;
-            server.stop().await.unwrap();
-        });
-        return;
-    }
+/// Run one test of this file again as a child process with `env` (the exporters' process-wide
+/// inputs: stdout, `OTEL_*` variables); the child sees `OTEL_TEST_CHILD` and does the server part.
+fn run_child(test: &str, env: &[(&str, String)]) -> String {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "stdout_exporter_prints_each_span_as_json", "--nocapture", "--test-threads=1"])
-        .env("STDOUT_CHILD", "1")
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("OTEL_TEST_CHILD", "1")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// The child's part: a server with `otel` (the given section) that serves one request to `path`.
+fn serve_one_request(otel: &str, path: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (http_port, rpc_port) = (free_port(), free_port());
+        let mut server = TestServer::start(&build(), &yaml(otel, http_port, rpc_port, &dir.path().join("jobs.log")));
+        server.until("http", || async { reqwest::get(format!("http://127.0.0.1:{http_port}{path}")).await.ok() }).await;
+        server.stop().await.unwrap();
+    });
+}
+
+#[test]
+fn stdout_exporter_prints_each_span_as_json() {
+    if std::env::var_os("OTEL_TEST_CHILD").is_some() {
+        return serve_one_request("  exporter: stdout", "/printed");
+    }
+    let stdout = run_child("stdout_exporter_prints_each_span_as_json", &[]);
     let spans: Vec<Value> = serde_json::Deserializer::from_str(&stdout[stdout.find('{').unwrap()..stdout.rfind('}').unwrap() + 1])
         .into_iter::<Value>()
         .map(Result::unwrap)
@@ -269,4 +279,25 @@ fn stdout_exporter_prints_each_span_as_json() {
     let http = spans.iter().find(|s| s["Name"] == "http").unwrap();
     assert_eq!(http["Parent"]["SpanID"], request["SpanContext"]["SpanID"]);
     assert!(request["Resource"].as_array().unwrap().iter().any(|a| a["Key"] == "service.name" && a["Value"]["Value"] == "RoadRunner"));
+}
+
+/// An empty `otel` section: transport, endpoint and service come from the OTEL_* variables.
+#[test]
+fn otel_environment_variables_fill_an_empty_section() {
+    if std::env::var_os("OTEL_TEST_CHILD").is_some() {
+        return serve_one_request("  {}", "/from-env");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let (collector_port, collector) = runtime.block_on(support::grpc_receiver());
+    let env = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{collector_port}")),
+        ("OTEL_SERVICE_NAME", "from-env".to_string()),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging".to_string()),
+    ];
+    run_child("otel_environment_variables_fill_an_empty_section", &env);
+    let spans: Vec<Got> = collector.exports.lock().unwrap().iter().flat_map(|(_, s)| s.clone()).collect();
+    let request = named(&spans, "/from-env");
+    assert_eq!(request.resource["service.name"], "from-env");
+    assert_eq!(request.resource["deployment.environment"], "staging");
 }
