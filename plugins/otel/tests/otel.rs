@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rr_runtime::testing::{TestServer, free_port};
@@ -28,9 +28,21 @@ fn build() -> rr_runtime::Build {
         .plugin::<rr_kv::Plugin>()
 }
 
-/// A server with `otel` (the given section), http with the otel middleware, and jobs.
-fn yaml(otel: &str, http_port: u16, rpc_port: u16, jobs_log: &Path) -> String {
-    format!(
+/// A running server with `otel` (the given section), http with the otel middleware, jobs and kv.
+struct Rr {
+    server: TestServer,
+    http_port: u16,
+    rpc_port: u16,
+    jobs_log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Start an [`Rr`] and wait until `first_path` is served.
+async fn start(otel: &str, first_path: &str) -> Rr {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs_log = dir.path().join("jobs.log");
+    let (http_port, rpc_port) = (free_port(), free_port());
+    let yaml = format!(
         r#"version: '3'
 rpc:
   listen: tcp://127.0.0.1:{rpc_port}
@@ -60,7 +72,10 @@ kv:
 "#,
         worker(),
         jobs_log.display()
-    )
+    );
+    let mut server = TestServer::start(&build(), &yaml);
+    server.until("http", || async { reqwest::get(format!("http://127.0.0.1:{http_port}{first_path}")).await.ok() }).await;
+    Rr { server, http_port, rpc_port, jobs_log, _dir: dir }
 }
 
 async fn get(port: u16, path: &str, traceparent: Option<&str>) -> Value {
@@ -133,14 +148,10 @@ fn check_request_to_job_chain(spans: &[Got], seen: &Value, job: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_http_request_php_job_consumer_one_trace() {
     let (collector_port, received) = support::http_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let jobs_log = dir.path().join("jobs.log");
-    let (http_port, rpc_port) = (free_port(), free_port());
     let otel = format!(
         "  exporter: otlp\n  client: http\n  endpoint: 127.0.0.1:{collector_port}\n  insecure: true\n  compress: true\n  custom_url: /collector/v1/traces\n  headers:\n    api-key: secret-1\n  resource:\n    service_name: shop\n    service_version: 2.3.4"
     );
-    let mut server = TestServer::start(&build(), &yaml(&otel, http_port, rpc_port, &jobs_log));
-    server.until("http", || async { reqwest::get(format!("http://127.0.0.1:{http_port}/ready")).await.ok() }).await;
+    let Rr { mut server, http_port, rpc_port, jobs_log, _dir } = start(&otel, "/ready").await;
 
     let seen = get(http_port, "/push?1", Some(&format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))).await;
     let job = wait_for("the job consumed", || job_log(&jobs_log).into_iter().next()).await;
@@ -180,12 +191,8 @@ async fn otlp_http_request_php_job_consumer_one_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_grpc_exports_with_metadata_and_gzip() {
     let (collector_port, collector) = support::grpc_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let jobs_log = dir.path().join("jobs.log");
-    let (http_port, rpc_port) = (free_port(), free_port());
     let otel = format!("  client: grpc\n  endpoint: 127.0.0.1:{collector_port}\n  insecure: true\n  compress: true\n  headers:\n    api-key: secret-2");
-    let mut server = TestServer::start(&build(), &yaml(&otel, http_port, rpc_port, &jobs_log));
-    server.until("http", || async { reqwest::get(format!("http://127.0.0.1:{http_port}/ready")).await.ok() }).await;
+    let Rr { server, http_port, jobs_log, _dir, .. } = start(&otel, "/ready").await;
     let seen = get(http_port, "/push?1", Some(&format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))).await;
     let job = wait_for("the job consumed", || job_log(&jobs_log).into_iter().next()).await;
     server.stop().await.unwrap();
@@ -204,11 +211,8 @@ async fn otlp_grpc_exports_with_metadata_and_gzip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zipkin_receives_the_spans_as_json() {
     let (zipkin_port, received) = support::http_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (http_port, rpc_port) = (free_port(), free_port());
     let otel = format!("  exporter: zipkin\n  endpoint: http://127.0.0.1:{zipkin_port}/api/v2/spans\n  resource:\n    service_name: zipped");
-    let mut server = TestServer::start(&build(), &yaml(&otel, http_port, rpc_port, &dir.path().join("jobs.log")));
-    server.until("http", || async { reqwest::get(format!("http://127.0.0.1:{http_port}/ready")).await.ok() }).await;
+    let Rr { server, http_port, _dir, .. } = start(&otel, "/ready").await;
     let seen = get(http_port, "/hello", Some(&format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))).await;
     server.stop().await.unwrap();
 
@@ -253,13 +257,7 @@ fn run_child(test: &str, env: &[(&str, String)]) -> String {
 /// The child's part: a server with `otel` (the given section) that serves one request to `path`.
 fn serve_one_request(otel: &str, path: &str) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let (http_port, rpc_port) = (free_port(), free_port());
-        let mut server = TestServer::start(&build(), &yaml(otel, http_port, rpc_port, &dir.path().join("jobs.log")));
-        server.until("http", || async { reqwest::get(format!("http://127.0.0.1:{http_port}{path}")).await.ok() }).await;
-        server.stop().await.unwrap();
-    });
+    runtime.block_on(async { start(otel, path).await.server.stop().await.unwrap() });
 }
 
 #[test]
