@@ -79,6 +79,12 @@ pub fn resolve(config: Config, env: impl Fn(&str) -> Option<String>) -> Result<S
                     false
                 }
             };
+            if config.endpoint.contains("://") {
+                return Err(format!(
+                    "config key `otel.endpoint`: `{}` has a scheme; the OTLP endpoint is host:port (e.g. `127.0.0.1:4318`), with `insecure: true` for plain HTTP",
+                    config.endpoint
+                ));
+            }
             let scheme = if config.insecure { "http" } else { "https" };
             if grpc {
                 Exporter::OtlpGrpc { endpoint: (!config.endpoint.is_empty()).then(|| format!("{scheme}://{}", config.endpoint)) }
@@ -228,6 +234,8 @@ mod tests {
         assert_eq!(e, "jaeger exporter is deprecated, use OTLP instead: https://github.com/roadrunner-server/roadrunner/issues/1699");
         let e = resolve(yaml("exporter: newrelic"), env(&[])).unwrap_err();
         assert!(e.starts_with("unknown exporter: newrelic"), "{e}");
+        let e = resolve(yaml("endpoint: http://127.0.0.1:4318"), env(&[])).unwrap_err();
+        assert!(e.starts_with("config key `otel.endpoint`: `http://127.0.0.1:4318` has a scheme"), "{e}");
         let e = resolve(yaml("exporter: zipkin"), env(&[])).unwrap_err();
         assert!(e.contains("`otel.endpoint`"), "{e}");
     }
