@@ -2,9 +2,10 @@
 # A/B two rr builds (or one build under two environments) on the same app, alternating wrk runs
 # so that both sides see the same machine noise. Prints each side's runs and their median.
 #
-# Usage: bench/http/ab.sh [-a app] [-r runs] [-s seconds] [-c connections] 'NAME=BIN [VAR=value...]' ...
+# Usage: bench/http/ab.sh [-a app] [-r runs] [-s seconds] [-c connections] 'NAME=BIN [VAR=value...] [-- serve options]' ...
 #   bench/http/ab.sh old=/tmp/rr-old new=dist/rr          # two binaries, examples/hello
 #   bench/http/ab.sh -a framework 'one=dist/rr GOMAXPROCS=1' 'two=dist/rr GOMAXPROCS=2'
+#   bench/http/ab.sh plain=dist/rr 'gzip=dist/rr -- -o http.middleware=gzip'
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 app=hello; runs=5; secs=5; conns=32
@@ -19,14 +20,16 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 names=(); ports=()
 port=18300
 for side in "$@"; do
-  read -r first vars <<<"$side"
+  read -r first rest <<<"$side"
+  vars=${rest%%--*} opts=
+  [[ $rest == *--* ]] && opts=${rest#*--}
   name=${first%%=*} bin=${first#*=}
   [[ $bin == /* ]] || bin=$PWD/$bin
   [ -x "$bin" ] || { echo "$name: no executable at $bin" >&2; exit 2; }
   port=$((port + 1))
-  # shellcheck disable=SC2086 # VAR=value words are meant to split
+  # shellcheck disable=SC2086 # VAR=value words and options are meant to split
   (cd "examples/$app" && exec env $vars "$bin" serve -c .rr.yaml -o logs.mode=off -o "http.address=127.0.0.1:$port" \
-    -o http.codec=json -o "rpc.listen=tcp://127.0.0.1:$((port + 1000))" >/dev/null 2>&1) &
+    -o http.codec=json -o "rpc.listen=tcp://127.0.0.1:$((port + 1000))" $opts >/dev/null 2>&1) &
   names+=("$name"); ports+=("$port")
 done
 sleep 3

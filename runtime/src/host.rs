@@ -31,6 +31,7 @@ pub fn services(build: &Build, config: &Config) -> anyhow::Result<Arc<Services>>
         jobs_informers: Registry::default(),
         kv_drivers: Registry::default(),
         lifecycle: Lifecycle::default(),
+        tracing: Default::default(),
     }))
 }
 

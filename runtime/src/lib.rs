@@ -8,7 +8,7 @@
 //! - [`server`]: the `server` section; the pool factory plugins use.
 //! - [`config`]: `.rr.yaml` loading; [`logging`]: the `logs` section; [`error`]: the shared error type.
 //! - [`plugin`], [`services`], [`host`]: the plugin contract, typed services, lifecycle.
-//! - [`rpc`], [`http`], [`jobs`], [`kv`]: contracts shared by plugins.
+//! - [`rpc`], [`http`], [`jobs`], [`kv`]: contracts shared by plugins; [`trace`]: the shared trace context.
 //! - [`cli`]: the `rr` command line.
 
 pub mod cli;
@@ -30,6 +30,7 @@ pub mod server;
 pub mod services;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 pub mod worker;
 
 pub use error::BoxError;

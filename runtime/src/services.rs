@@ -102,4 +102,6 @@ pub struct Services {
     /// KV drivers by name (`memory`, `redis`, ...).
     pub kv_drivers: Registry<Arc<dyn crate::kv::DriverFactory>>,
     pub lifecycle: Lifecycle,
+    /// Trace propagation and span creation; exporting once the otel plugin installed a provider.
+    pub tracing: crate::trace::Tracing,
 }

@@ -27,7 +27,13 @@ fn forwarded(key: &str) -> bool {
 
 /// The worker payload: JSON context (sorted metadata keys, Go's escaping) ‖ raw request bytes.
 pub fn payload(service: &str, method: &str, authority: Option<&str>, headers: &HeaderMap, peer: &str, tls: bool, body: Bytes) -> Payload {
-    let mut context: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    traced_payload(service, method, authority, headers, peer, tls, body, BTreeMap::new())
+}
+
+/// [`payload`] whose context starts with the call's trace headers (`Traceparent`, ...);
+/// incoming metadata is copied over them, as RoadRunner does.
+#[allow(clippy::too_many_arguments)]
+pub fn traced_payload(service: &str, method: &str, authority: Option<&str>, headers: &HeaderMap, peer: &str, tls: bool, body: Bytes, mut context: BTreeMap<String, Vec<String>>) -> Payload {
     if let Some(authority) = authority {
         context.insert(":authority".into(), vec![authority.to_string()]);
     }

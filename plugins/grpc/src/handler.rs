@@ -1,6 +1,7 @@
 //! One HTTP/2 request as a gRPC call: routed to health, reflection or a PHP worker, answered
 //! with grpc-go's framing, counted in metrics and logged.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Frame, Incoming};
+use rr_runtime::trace::{self, TraceContextExt};
 use tokio::sync::mpsc;
 
 use crate::call::{self, put_metadata, put_status};
@@ -35,7 +37,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: Peer) -> 
         *resp.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
         return resp;
     }
-    let log = CallLog { shared: shared.clone(), method: path.clone(), started };
+    let log = CallLog { shared: shared.clone(), method: path.clone(), started, span: None };
     let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path.trim_start_matches('/'), ""));
     let (service, method) = (service.to_string(), method.to_string());
     match service.as_str() {
@@ -51,8 +53,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: Peer) -> 
     }
 }
 
-async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, method: &str, streaming: bool, peer: &Peer, log: CallLog) -> Response<Body> {
+async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, method: &str, streaming: bool, peer: &Peer, mut log: CallLog) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    let traced = log.trace(&parts.headers, service, method);
     let deadline = parts.headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(wire::parse_timeout);
     let gzip = match request_gzip(&parts.headers) {
         Ok(gzip) => gzip,
@@ -65,7 +68,7 @@ async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, me
         Err(st) => return log.finish(trailers_only(&st, &[])),
     };
     let authority = parts.uri.authority().map(|a| a.as_str().to_string()).or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
-    let payload = call::payload(service, method, authority.as_deref(), &parts.headers, &peer.address, peer.tls, message);
+    let payload = call::traced_payload(service, method, authority.as_deref(), &parts.headers, &peer.address, peer.tls, message, traced);
     // The deadline bounds the wait for a worker; an exec already running in PHP finishes in
     // the background (the pool never cuts it) and its late answer is dropped.
     let exec = shared.pool.exec(payload);
@@ -248,6 +251,8 @@ pub struct CallLog {
     shared: Arc<Shared>,
     method: String,
     started: Instant,
+    /// The call's server span (PHP calls), ended with the call's status.
+    span: Option<trace::Context>,
 }
 
 impl CallLog {
@@ -258,7 +263,31 @@ impl CallLog {
         resp
     }
 
+    /// Open the call's span (`package.Service/Method`, continuing the client's trace) and return
+    /// the trace headers the worker's context starts with; RoadRunner traces every call, with
+    /// or without the otel plugin.
+    fn trace(&mut self, headers: &HeaderMap, service: &str, method: &str) -> BTreeMap<String, Vec<String>> {
+        let tracing = &self.shared.services.tracing;
+        let span = tracing.start("grpc", format!("{service}/{method}"), trace::SpanKind::Server, &tracing.extract(&trace::HeaderMapReader(headers)));
+        span.span().set_attributes([
+            trace::KeyValue::new("rpc.system", "grpc"),
+            trace::KeyValue::new("rpc.service", service.to_string()),
+            trace::KeyValue::new("rpc.method", method.to_string()),
+        ]);
+        let mut context = BTreeMap::new();
+        tracing.inject(&span, &mut trace::MultiMap(&mut context));
+        self.span = Some(span);
+        context
+    }
+
     pub fn record(self, code: u32) {
+        if let Some(span) = &self.span {
+            span.span().set_attribute(trace::KeyValue::new("rpc.grpc.status_code", i64::from(code)));
+            if code != status::OK {
+                span.span().set_status(trace::Status::error(status::code_name(code)));
+            }
+            span.span().end();
+        }
         let elapsed = self.started.elapsed();
         Metrics::record(&self.shared.metrics, &self.method, code, elapsed);
         let ms = elapsed.as_secs_f64() * 1000.0;

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     metrics: metrics::Metrics,
     reflection: Option<reflection::Reflection>,
     shutdown: CancellationToken,
+    /// For the call spans (`Services::tracing`).
+    services: Arc<Services>,
 }
 
 pub struct Plugin {
@@ -96,6 +98,7 @@ impl rr_runtime::Plugin for Plugin {
             metrics: self.metrics.clone(),
             reflection,
             shutdown: shutdown.clone(),
+            services: self.services.clone(),
         });
         tracing::info!(target: "grpc", address = %listener.address(), services = self.protos.services.len(), tls = self.tls.is_some(), "grpc server listening");
         self.health.set(health::SERVING);

@@ -118,6 +118,7 @@ async fn unary_call_reaches_php_with_roadrunners_payload() {
     req.metadata_mut().append("x-multi", "a<b".parse().unwrap());
     req.metadata_mut().append("x-multi", "2".parse().unwrap());
     req.metadata_mut().insert_bin("x-raw-bin", tonic::metadata::MetadataValue::from_bytes(b"hi"));
+    req.metadata_mut().insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
     req.set_timeout(Duration::from_secs(30));
     let raw = text(unary(&mut c, "/service.Echo/Ping", req).await.unwrap().get_ref());
     let prefix = format!(r#"{{"service":"service.Echo","method":"Ping","context":{{":authority":["127.0.0.1:{}"],":peer.address":["127.0.0.1:"#, server.port);
@@ -133,6 +134,12 @@ async fn unary_call_reaches_php_with_roadrunners_payload() {
     assert_eq!(context["x-raw-bin"], serde_json::json!(["hi"]), "-bin values arrive decoded");
     assert_eq!(context["content-type"], serde_json::json!(["application/grpc"]));
     assert!(context["user-agent"][0].as_str().unwrap().contains("tonic"));
+    // The call's span continues the client's trace (even without the otel plugin); the
+    // client's own header stays beside it, lowercase, as grpc-go delivers it.
+    let span = context["Traceparent"][0].as_str().unwrap().strip_prefix("00-4bf92f3577b34da6a3ce929d0e0e4736-").unwrap().strip_suffix("-01").unwrap();
+    assert_ne!(span, "00f067aa0ba902b7");
+    assert_eq!(context["Uber-Trace-Id"][0], format!("4bf92f3577b34da6a3ce929d0e0e4736:{span}:0:1"));
+    assert_eq!(context["traceparent"][0], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     for absent in ["te", "grpc-timeout", ":peer.auth-type", ":path", ":method"] {
         assert!(!context.contains_key(absent), "{absent} must not reach PHP: {raw}");
     }

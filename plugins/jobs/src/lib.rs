@@ -10,6 +10,7 @@
 mod metrics;
 pub mod proto;
 mod rpc;
+mod trace;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -131,9 +132,10 @@ impl rr_runtime::Plugin for Plugin {
                 } => match next { (permit, Some(d)) => (permit, d), (_, None) => break },
                 _ = shutdown.cancelled() => break,
             };
-            let (pool, metrics) = (pool.clone(), self.state.metrics.clone());
+            let (pool, services) = (pool.clone(), self.state.services.clone());
+            let metrics = self.state.metrics.clone();
             tokio::spawn(async move {
-                metrics.ran(execute(&pool, delivery).await);
+                metrics.ran(execute(&pool, &services.tracing, delivery).await);
                 drop(permit);
             });
         }
@@ -181,13 +183,14 @@ struct Details {
 }
 
 /// Run one job on a worker and settle it with the broker.
-async fn execute(pool: &Pool, delivery: Delivery) -> Outcome {
+async fn execute(pool: &Pool, tracing: &rr_runtime::trace::Tracing, delivery: Delivery) -> Outcome {
     let Delivery { job, driver, queue, acker } = delivery;
+    let (_spans, headers) = trace::Consumed::start(tracing, driver, &job.headers);
     let context = serde_json::json!({
         "id": job.id,
         "job": job.name,
         "driver": driver,
-        "headers": job.headers,
+        "headers": headers,
         "pipeline": job.pipeline,
         "queue": queue,
     });

@@ -6,9 +6,11 @@ use std::time::Instant;
 
 use rr_runtime::jobs::{Job, KafkaOptions};
 use rr_runtime::rpc::RpcError;
+use rr_runtime::trace::{Context, TraceContextExt};
 
 use crate::State;
 use crate::proto;
+use crate::trace;
 
 fn job_from(p: proto::Job) -> Result<Job, RpcError> {
     if p.id.is_empty() {
@@ -28,9 +30,9 @@ fn job_from(p: proto::Job) -> Result<Job, RpcError> {
     })
 }
 
-/// One job into its pipeline; `source` (`single`, `batch`) labels the `rr_jobs_*` push metrics.
-async fn push(state: &State, job: proto::Job, source: &'static str) -> Result<(), RpcError> {
-    let job = job_from(job)?;
+/// One job into its pipeline, traced under `rpc` (the `push`/`push_batch` span); `source`
+/// (`single`, `batch`) labels the `rr_jobs_*` push metrics.
+async fn push(state: &State, mut job: Job, source: &'static str, rpc: &Context) -> Result<(), RpcError> {
     let pipeline = state
         .pipelines
         .read()
@@ -38,9 +40,11 @@ async fn push(state: &State, job: proto::Job, source: &'static str) -> Result<()
         .get(&job.pipeline)
         .cloned()
         .ok_or_else(|| RpcError::new(format!("jobs_push: no such pipeline, requested: {}", job.pipeline)))?;
-    let (name, started) = (job.pipeline.clone(), Instant::now());
+    let (name, driver, started) = (job.pipeline.clone(), pipeline.state().driver, Instant::now());
+    let span = trace::push_span(&state.services.tracing, rpc, &driver, &mut job.headers);
     let pushed = pipeline.push(job).await;
-    state.metrics.pushed(&name, &pipeline.state().driver, source, pushed.as_ref().ok().map(|()| started.elapsed()));
+    span.span().end();
+    state.metrics.pushed(&name, &driver, source, pushed.as_ref().ok().map(|()| started.elapsed()));
     pushed.map_err(|e| RpcError::new(format!("jobs_push: {e}")))
 }
 
@@ -58,18 +62,28 @@ pub fn register(state: &Arc<State>) {
     rpc.register_proto("jobs.Push", move |req: proto::PushRequest| {
         let s = s.clone();
         async move {
-            push(&s, req.job.ok_or_else(|| RpcError::new("jobs_push: no job in the request"))?, "single").await?;
-            Ok(proto::Empty {})
+            let job = job_from(req.job.ok_or_else(|| RpcError::new("jobs_push: no job in the request"))?)?;
+            let rpc = trace::rpc_span(&s.services.tracing, "push", [&job.headers]);
+            let pushed = push(&s, job, "single", &rpc).await;
+            rpc.span().end();
+            pushed.map(|()| proto::Empty {})
         }
     });
     let s = state.clone();
     rpc.register_proto("jobs.PushBatch", move |req: proto::PushBatchRequest| {
         let s = s.clone();
         async move {
-            for job in req.jobs {
-                push(&s, job, "batch").await?;
+            let jobs = req.jobs.into_iter().map(job_from).collect::<Result<Vec<_>, _>>()?;
+            let rpc = trace::rpc_span(&s.services.tracing, "push_batch", jobs.iter().map(|j| &j.headers));
+            let mut pushed = Ok(());
+            for job in jobs {
+                pushed = push(&s, job, "batch", &rpc).await;
+                if pushed.is_err() {
+                    break;
+                }
             }
-            Ok(proto::Empty {})
+            rpc.span().end();
+            pushed.map(|()| proto::Empty {})
         }
     });
     let s = state.clone();

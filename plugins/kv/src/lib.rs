@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use rr_runtime::kv::{Item, Storage};
 use rr_runtime::rpc::RpcError;
+use rr_runtime::trace::{self, TraceContextExt};
 use rr_runtime::{BoxError, InitContext, Services};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,8 @@ pub struct StorageConfig {
     pub config: Option<serde_json::Value>,
 }
 
-type Storages = Arc<RwLock<HashMap<String, Arc<dyn Storage>>>>;
+/// Storage name -> (driver name, storage).
+type Storages = Arc<RwLock<HashMap<String, (String, Arc<dyn Storage>)>>>;
 
 pub struct Plugin {
     declared: BTreeMap<String, StorageConfig>,
@@ -47,7 +49,7 @@ impl rr_runtime::Plugin for Plugin {
             })?;
             let config = cfg.config.clone().or_else(|| self.root.get(&cfg.driver).cloned()).unwrap_or(serde_json::Value::Null);
             let storage = factory.create(name, &config).await.map_err(|e| format!("kv storage `{name}` ({}): {e}", cfg.driver))?;
-            self.storages.write().unwrap().insert(name.clone(), storage);
+            self.storages.write().unwrap().insert(name.clone(), (cfg.driver.clone(), storage));
             tracing::info!(target: "kv", storage = %name, driver = %cfg.driver, "kv storage ready");
         }
         shutdown.cancelled().await;
@@ -55,7 +57,7 @@ impl rr_runtime::Plugin for Plugin {
     }
 }
 
-fn storage(storages: &Storages, name: &str, op: &str) -> Result<Arc<dyn Storage>, RpcError> {
+fn storage(storages: &Storages, name: &str, op: &str) -> Result<(String, Arc<dyn Storage>), RpcError> {
     if name.is_empty() {
         return Err(RpcError::new(format!("kv_{op}: no storage provided")));
     }
@@ -74,16 +76,33 @@ fn response(items: Vec<Item>) -> proto::Response {
     proto::Response { items: items.into_iter().map(|i| proto::Item { key: i.key, value: i.value.to_vec(), timeout: i.timeout }).collect() }
 }
 
+/// A span per call (`redis:set`, ...) when spans are exported; KV calls carry no trace to continue.
+fn traced(services: &Services, driver: &str, op: &str) -> Option<trace::Context> {
+    services.tracing.is_exporting().then(|| services.tracing.start("kv", format!("{driver}:{op}"), trace::SpanKind::Internal, &trace::Context::new()))
+}
+
+fn end(span: trace::Context, error: Option<&BoxError>) {
+    if let Some(e) = error {
+        span.span().set_status(trace::Status::error(e.to_string()));
+    }
+    span.span().end();
+}
+
 fn register_rpc(services: &Arc<Services>, storages: &Storages) {
     let rpc = &services.rpc;
     macro_rules! method {
         ($name:literal, $op:literal, |$s:ident, $req:ident| $body:expr) => {{
-            let storages = storages.clone();
+            let (storages, services) = (storages.clone(), services.clone());
             rpc.register_proto($name, move |$req: proto::Request| {
                 let found = storage(&storages, &$req.storage, $op);
+                let services = services.clone();
                 async move {
-                    let $s = found?;
+                    let (driver, $s) = found?;
+                    let span = traced(&services, &driver, $op);
                     let result: Result<proto::Response, BoxError> = $body;
+                    if let Some(span) = span {
+                        end(span, result.as_ref().err());
+                    }
                     result.map_err(|e| RpcError::new(format!("kv_{}: {e}", $op)))
                 }
             });
