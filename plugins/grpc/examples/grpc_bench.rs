@@ -8,6 +8,10 @@
 //! - **http**: the http plugin with 2 workers doing the same work, loaded by `clients`
 //!   keep-alive HTTP/1.1 connections (hyper client).
 //!
+//! Each network path is loaded twice: by our Rust clients (tonic, hyper), and by `h2load`
+//! (Debian `nghttp2-client`, a C load generator that costs the shared cores much less) when it
+//! is installed.
+//!
 //! `cargo run --release -p rr-grpc --example grpc_bench -- [calls per client] [runs] [clients]`
 //! (the servers run in a child process of the same binary: `grpc_bench serve <grpc port> <http port>`)
 
@@ -199,6 +203,34 @@ async fn http1(port: u16, clients: usize, calls: usize) -> Sample {
     .await
 }
 
+/// One `h2load` run of `total` requests with `clients` in flight: calls/s and mean µs, `None`
+/// without h2load. Any failed request fails the benchmark (h2load counts only 2xx as success;
+/// the gRPC rows' status is checked by the tonic warm-up against the same server).
+fn h2load(url: &str, h1: bool, clients: usize, total: usize, body: &[u8], grpc: bool) -> Option<(f64, f64)> {
+    let file = std::env::temp_dir().join(format!("grpc_bench_body_{}", std::process::id()));
+    std::fs::write(&file, body).unwrap();
+    let mut cmd = std::process::Command::new("h2load");
+    cmd.args(["-n", &total.to_string(), "-d"]).arg(&file);
+    match h1 {
+        true => cmd.args(["--h1", "-c", &clients.to_string()]),
+        false => cmd.args(["-c", "2", "-m", &(clients / 2).max(1).to_string()]),
+    };
+    if grpc {
+        cmd.args(["-H", "content-type: application/grpc", "-H", "te: trailers"]);
+    }
+    let out = cmd.arg(url).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let micros = |word: &str| -> Option<f64> {
+        let (n, unit) = word.split_at(word.find(|c: char| c.is_alphabetic())?);
+        Some(n.parse::<f64>().ok()? * [("us", 1.0), ("ms", 1e3), ("s", 1e6)].iter().find(|u| u.0 == unit)?.1)
+    };
+    let line = |start: &str| text.lines().find(|l| l.trim_start().starts_with(start)).unwrap_or_else(|| panic!("h2load printed no `{start}`:\n{text}"));
+    assert!(line("requests:").contains(&format!("{total} succeeded")), "h2load: not every request succeeded:\n{text}");
+    let rate = line("finished in").split(", ").nth(1).and_then(|w| w.trim_end_matches(" req/s").parse().ok()).expect("h2load rate");
+    let mean = line("time for request:").split_whitespace().nth(5).and_then(micros).expect("h2load mean latency");
+    Some((rate, mean))
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     xs[xs.len() / 2]
@@ -271,6 +303,30 @@ fn main() {
         rates.push(rate);
     }
     println!("\ngrpc / ceiling: {:.0} %   grpc / http: {:.0} %", rates[1] / rates[0] * 100.0, rates[1] / rates[2] * 100.0);
+    let grpc_body = [&[0u8, 0, 0, 0, MESSAGE.len() as u8][..], MESSAGE].concat();
+    let total = calls * clients;
+    let h2load_rows = [
+        ("grpc plugin (h2load, 2 connections)", format!("http://127.0.0.1:{gport}/service.Echo/Ping"), false, &grpc_body[..], true),
+        ("http plugin, h2c (h2load, 2 connections)", format!("http://127.0.0.1:{hport}/"), false, &b"hello"[..], false),
+        (&*format!("http plugin, HTTP/1.1 (h2load, {clients} connections)"), format!("http://127.0.0.1:{hport}/"), true, &b"hello"[..], false),
+    ];
+    let mut h2load_rates = Vec::new();
+    for (path, url, h1, body, grpc) in h2load_rows {
+        let runs: Option<Vec<(f64, f64)>> = (0..runs).map(|_| h2load(&url, h1, clients, total, body, grpc)).collect();
+        let Some(runs) = runs else {
+            println!("\n(h2load not installed: `apt-get install nghttp2-client` for the h2load rows)");
+            break;
+        };
+        if h2load_rates.is_empty() {
+            println!("\n| path | calls/s | mean µs |\n|---|---|---|");
+        }
+        let (rate, mean) = (median(runs.iter().map(|r| r.0).collect()), median(runs.iter().map(|r| r.1).collect()));
+        println!("| {path} | {rate:.0} | {mean:.0} |");
+        h2load_rates.push(rate);
+    }
+    if let [grpc, h2c, h1] = h2load_rates[..] {
+        println!("\nh2load: grpc / ceiling: {:.0} %   grpc / http h2c: {:.0} %   grpc / http HTTP/1.1: {:.0} %", grpc / rates[0] * 100.0, grpc / h2c * 100.0, grpc / h1 * 100.0);
+    }
     drop(child.stdin.take());
     let _ = child.wait();
 }

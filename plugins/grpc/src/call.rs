@@ -1,6 +1,7 @@
 //! One call between gRPC and PHP: the worker payload (GRPC.md §2) and the reading of the
 //! worker's reply (§3).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -17,7 +18,17 @@ use crate::status::{self, Status};
 struct Context<'a> {
     service: &'a str,
     method: &'a str,
-    context: BTreeMap<String, Vec<String>>,
+    context: Metadata<'a>,
+}
+
+/// Metadata keys with their values, sorted by key: a JSON object written straight from the
+/// request's headers, with no owned copies of them.
+struct Metadata<'a>(Vec<(&'a str, Vec<Cow<'a, str>>)>);
+
+impl serde::Serialize for Metadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
 }
 
 /// Incoming metadata that grpc-go keeps out of the context.
@@ -27,27 +38,27 @@ fn forwarded(key: &str) -> bool {
 
 /// The worker payload: JSON context (sorted metadata keys, Go's escaping) ‖ raw request bytes.
 pub fn payload(service: &str, method: &str, authority: Option<&str>, headers: &HeaderMap, peer: &str, tls: bool, body: Bytes) -> Payload {
-    let mut context: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if let Some(authority) = authority {
-        context.insert(":authority".into(), vec![authority.to_string()]);
+    let mut context: Vec<(&str, Vec<Cow<str>>)> = Vec::with_capacity(headers.keys_len() + 3);
+    context.extend(authority.map(|a| (":authority", vec![Cow::Borrowed(a)])));
+    context.push((":peer.address", vec![Cow::Borrowed(peer)]));
+    if tls {
+        context.push((":peer.auth-type", vec![Cow::Borrowed("tls")]));
     }
     for key in headers.keys().map(|k| k.as_str()).filter(|k| forwarded(k)) {
         let values = headers.get_all(key).iter().map(|v| {
             if key.ends_with("-bin") {
                 let text = v.as_bytes().trim_ascii();
                 let raw = STANDARD_NO_PAD.decode(text.strip_suffix(b"==").or(text.strip_suffix(b"=")).unwrap_or(text));
-                String::from_utf8_lossy(&raw.unwrap_or_else(|_| v.as_bytes().to_vec())).into_owned()
+                Cow::Owned(String::from_utf8_lossy(&raw.unwrap_or_else(|_| v.as_bytes().to_vec())).into_owned())
             } else {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
+                String::from_utf8_lossy(v.as_bytes())
             }
         });
-        context.entry(key.to_string()).or_default().extend(values);
+        context.push((key, values.collect()));
     }
-    context.insert(":peer.address".into(), vec![peer.to_string()]);
-    if tls {
-        context.insert(":peer.auth-type".into(), vec!["tls".into()]);
-    }
-    let json = serde_json::to_string(&Context { service, method, context }).expect("strings and maps serialize");
+    // Header names are lower-case and unique in a HeaderMap, and the pseudo keys sort first.
+    context.sort_unstable_by_key(|(k, _)| *k);
+    let json = serde_json::to_string(&Context { service, method, context: Metadata(context) }).expect("strings and maps serialize");
     Payload::new(CODEC_JSON, go_escape(json), body)
 }
 

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use rr_runtime::pool::Pool;
 use rr_runtime::services::Resettable;
+use rr_runtime::shards;
 use rr_runtime::{BoxError, InitContext, Services};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +45,8 @@ pub struct Plugin {
     metrics: metrics::Metrics,
     tls: Option<tokio_rustls::TlsAcceptor>,
     pool: tokio::sync::OnceCell<Pool>,
+    /// The I/O threads, kept until the workers whose pipes they serve are gone.
+    shards: std::sync::Mutex<Option<shards::Shards>>,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -66,15 +69,21 @@ impl rr_runtime::Plugin for Plugin {
             metrics,
             tls,
             pool: Default::default(),
+            shards: Default::default(),
         }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let listener = server::Listener::bind(&self.cfg).await?;
+        // Thread per core, as the http plugin: one listener and share of the workers per thread.
+        let threads = shards::count(self.cfg.pool.effective_workers());
+        let listeners = server::Listener::bind(&self.cfg, threads).await?;
+        let shards = shards::Shards::start("grpc", if listeners.len() > 1 { threads } else { 1 })?;
+        let homes = shards.handles();
+        *self.shards.lock().unwrap() = Some(shards);
         let mut pool_cfg = self.cfg.pool.clone();
         // RoadRunner's grpc plugin does not pass `max_queue_size` to its pool.
         pool_cfg.max_queue_size = 0;
-        let pool = self.services.new_pool_env("grpc", "grpc", pool_cfg, &self.cfg.env).await?;
+        let pool = self.services.new_pool_env("grpc", "grpc", pool_cfg, &self.cfg.env, homes.clone()).await?;
         let _ = self.pool.set(pool.clone());
         // `rr reset grpc` reports NOT_SERVING while the workers are replaced.
         self.services.resetters.register("grpc", Arc::new(Reset { pool: pool.clone(), health: self.health.clone() }) as Arc<dyn Resettable>);
@@ -97,14 +106,28 @@ impl rr_runtime::Plugin for Plugin {
             reflection,
             shutdown: shutdown.clone(),
         });
-        tracing::info!(target: "grpc", address = %listener.address(), services = self.protos.services.len(), tls = self.tls.is_some(), "grpc server listening");
+        tracing::info!(target: "grpc", address = %listeners[0].address(), threads = listeners.len(), services = self.protos.services.len(), tls = self.tls.is_some(), "grpc server listening");
         self.health.set(health::SERVING);
         let (health, stop) = (self.health.clone(), shutdown.clone());
         tokio::spawn(async move {
             stop.cancelled().await;
             health.set(health::NOT_SERVING);
         });
-        server::run(listener, self.tls.clone(), shared, shutdown, self.cfg.pool.destroy_timeout).await;
+        let drain = self.cfg.pool.destroy_timeout;
+        let servers: Vec<_> = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, listener)| {
+                let run = server::run(listener, self.tls.clone(), shared.clone(), shutdown.clone(), drain);
+                match homes.get(i) {
+                    Some(rt) => rt.spawn(run),
+                    None => tokio::spawn(run),
+                }
+            })
+            .collect();
+        for s in servers {
+            let _ = s.await;
+        }
         Ok(())
     }
 
@@ -113,6 +136,8 @@ impl rr_runtime::Plugin for Plugin {
         if let Some(pool) = self.pool.get() {
             pool.destroy().await;
         }
+        // The workers are gone: their I/O threads may end now.
+        self.shards.lock().unwrap().take();
         Ok(())
     }
 }

@@ -11,24 +11,29 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use rr_runtime::shards;
+
 use crate::Shared;
 use crate::config::{Config, Listen, Tls};
 use crate::handler::{self, Peer};
 
+/// A bound socket, not yet registered with a runtime: each is served on its shard thread.
 pub enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
 }
 
 impl Listener {
-    pub async fn bind(cfg: &Config) -> Result<Listener, String> {
+    /// `grpc.listen` bound once per shard thread (`threads`, SO_REUSEPORT); a unix socket once.
+    pub async fn bind(cfg: &Config, threads: usize) -> Result<Vec<Listener>, String> {
         let fail = |addr: &str, e: std::io::Error| format!("config key `grpc.listen`: cannot listen on `{addr}`: {e}");
         match cfg.listen()? {
-            Listen::Tcp(addr) => tokio::net::TcpListener::bind(&addr).await.map(Listener::Tcp).map_err(|e| fail(&addr, e)),
+            Listen::Tcp(addr) => Ok(shards::bind(&addr, threads).await.map_err(|e| fail(&addr, e))?.into_iter().map(Listener::Tcp).collect()),
             Listen::Unix(path) => {
                 // A socket file left by an earlier run is replaced, as RoadRunner does.
                 let _ = std::fs::remove_file(&path);
-                tokio::net::UnixListener::bind(&path).map(Listener::Unix).map_err(|e| fail(&path.display().to_string(), e))
+                let bound = std::os::unix::net::UnixListener::bind(&path).and_then(|l| l.set_nonblocking(true).map(|_| l));
+                Ok(vec![Listener::Unix(bound.map_err(|e| fail(&path.display().to_string(), e))?)])
             }
         }
     }
@@ -41,14 +46,30 @@ impl Listener {
     }
 }
 
+/// A listener registered with the runtime that serves it.
+enum Registered {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
 /// Serve until `shutdown`; then GOAWAY every connection and let its calls finish within `drain`.
 pub async fn run(listener: Listener, tls: Option<tokio_rustls::TlsAcceptor>, shared: Arc<Shared>, shutdown: CancellationToken, drain: Duration) {
+    let registered = match listener {
+        Listener::Tcp(l) => tokio::net::TcpListener::from_std(l).map(Registered::Tcp),
+        Listener::Unix(l) => tokio::net::UnixListener::from_std(l).map(Registered::Unix),
+    };
+    let listener = match registered {
+        Ok(l) => l,
+        Err(e) => return tracing::error!(target: "grpc", error = %e, "cannot register a listener"),
+    };
     // Every connection task holds a sender; all dropped = all connections closed.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     let cfg = shared.cfg.clone();
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
+        // grpc-go sends no `date`; formatting and HPACK-encoding one costs every call.
+        .auto_date_header(false)
         .max_concurrent_streams(cfg.max_concurrent_streams())
         .keep_alive_interval(cfg.ping_time())
         .keep_alive_timeout(cfg.ping_timeout());
@@ -90,14 +111,14 @@ enum Io {
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(listener: &Listener) -> std::io::Result<(Io, String)> {
+async fn accept(listener: &Registered) -> std::io::Result<(Io, String)> {
     match listener {
-        Listener::Tcp(l) => {
+        Registered::Tcp(l) => {
             let (s, remote) = l.accept().await?;
             let _ = s.set_nodelay(true);
             Ok((Io::Tcp(s), remote.to_string()))
         }
-        Listener::Unix(l) => {
+        Registered::Unix(l) => {
             let (s, _) = l.accept().await?;
             Ok((Io::Unix(s), "@".into()))
         }

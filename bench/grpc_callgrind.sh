@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Instructions per call in the server process (valgrind callgrind: exact counts even on a loaded
+# machine, where perf has no hardware counters) for the gRPC benchmark's three network paths:
+# grpc, http over h2c and http over HTTP/1.1, each driven by h2load with the same PHP work.
+# Usage: bench/grpc_callgrind.sh [calls]   (needs valgrind and nghttp2-client)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+calls=${1:-2000}
+cargo build --release -q -p rr-grpc --example grpc_bench
+out=$(mktemp -d)
+gport=$((20000 + RANDOM % 10000)); hport=$((gport + 1))
+body="$out/body"; printf '\0\0\0\0\007\012\005hello' > "$out/grpc"; printf 'hello' > "$body"
+sleep infinity | valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.%p" \
+  target/release/examples/grpc_bench serve "$gport" "$hport" 2>"$out/valgrind.log" &
+until (exec 3<>/dev/tcp/127.0.0.1/$gport) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$hport) 2>/dev/null; do sleep 0.5; done
+pid=$(pgrep -f "grpc_bench serve $gport" | head -1)
+grpc=(-d "$out/grpc" -H 'content-type: application/grpc' -H 'te: trailers' "http://127.0.0.1:$gport/service.Echo/Ping")
+h2c=(-d "$body" "http://127.0.0.1:$hport/")
+h1=(--h1 -d "$body" "http://127.0.0.1:$hport/")
+for path in grpc h2c h1; do
+  declare -n args=$path
+  h2load -n 200 -c 2 -m 4 "${args[@]}" >/dev/null            # warm-up, not counted
+  callgrind_control -i on "$pid" >/dev/null
+  h2load -n "$calls" -c 2 -m 4 "${args[@]}" | grep -E "^requests:"
+  callgrind_control -d "$path" "$pid" >/dev/null
+  callgrind_control -i off "$pid" >/dev/null
+  file=$(ls -t "$out"/cg.* | head -1)
+  total=$(grep -E "^(summary|totals):" "$file" | head -1 | awk '{print $2}')
+  echo "$path: $((total / calls)) instructions per call in the server ($file)"
+done
+kill "$pid"; wait 2>/dev/null || true
