@@ -27,6 +27,10 @@ use rr_runtime::testing::{TestServer, free_port};
 mod raw_codec;
 use raw_codec::Raw;
 
+// The allocator every `rr` that velox builds uses (plugin-templates/server/src/main.rs.tera).
+#[global_allocator]
+static ALLOCATOR: rr_runtime::Allocator = rr_runtime::Allocator;
+
 const MESSAGE: &[u8] = b"\x0a\x05hello";
 const WORKERS: usize = 2;
 

@@ -12,6 +12,7 @@ use rr_runtime::frame::CODEC_JSON;
 use rr_runtime::pool::{Payload, PoolError};
 
 use crate::status::{self, Status};
+use crate::wire;
 
 /// The request context PHP's `CallContext` reads; fields in RoadRunner's order.
 #[derive(serde::Serialize)]
@@ -44,19 +45,22 @@ pub fn payload(service: &str, method: &str, authority: Option<&str>, headers: &H
     if tls {
         context.push((":peer.auth-type", vec![Cow::Borrowed("tls")]));
     }
-    for key in headers.keys().map(|k| k.as_str()).filter(|k| forwarded(k)) {
-        let values = headers.get_all(key).iter().map(|v| {
-            if key.ends_with("-bin") {
-                let text = v.as_bytes().trim_ascii();
-                let raw = STANDARD_NO_PAD.decode(text.strip_suffix(b"==").or(text.strip_suffix(b"=")).unwrap_or(text));
-                Cow::Owned(String::from_utf8_lossy(&raw.unwrap_or_else(|_| v.as_bytes().to_vec())).into_owned())
-            } else {
-                String::from_utf8_lossy(v.as_bytes())
-            }
-        });
-        context.push((key, values.collect()));
+    // A HeaderMap yields the values of one name one after another.
+    for (name, value) in headers.iter().filter(|(name, _)| forwarded(name.as_str())) {
+        let key = name.as_str();
+        let value = if key.ends_with("-bin") {
+            let text = value.as_bytes().trim_ascii();
+            let raw = STANDARD_NO_PAD.decode(text.strip_suffix(b"==").or(text.strip_suffix(b"=")).unwrap_or(text));
+            Cow::Owned(String::from_utf8_lossy(&raw.unwrap_or_else(|_| value.as_bytes().to_vec())).into_owned())
+        } else {
+            String::from_utf8_lossy(value.as_bytes())
+        };
+        match context.last_mut() {
+            Some((last, values)) if *last == key => values.push(value),
+            _ => context.push((key, vec![value])),
+        }
     }
-    // Header names are lower-case and unique in a HeaderMap, and the pseudo keys sort first.
+    // Sorted by key, as Go marshals a map.
     context.sort_unstable_by_key(|(k, _)| *k);
     let json = serde_json::to_string(&Context { service, method, context: Metadata(context) }).expect("strings and maps serialize");
     Payload::new(CODEC_JSON, go_escape(json), body)
@@ -65,7 +69,9 @@ pub fn payload(service: &str, method: &str, authority: Option<&str>, headers: &H
 /// Go's `json.Marshal` escapes HTML characters and the JS line separators; they can only occur
 /// inside strings, so replacing them keeps the document valid.
 fn go_escape(json: String) -> String {
-    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+    // Byte scans (U+2028 and U+2029 start with 0xE2): a `char` pattern cost more than the rest
+    // of the payload.
+    if memchr::memchr3(b'<', b'>', b'&', json.as_bytes()).is_none() && memchr::memchr(0xE2, json.as_bytes()).is_none() {
         return json;
     }
     json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026").replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029")
@@ -149,13 +155,19 @@ pub fn put_metadata(map: &mut HeaderMap, md: &[(String, String)]) {
 
 /// The trailers (or trailers-only headers) that end a call.
 pub fn put_status(map: &mut HeaderMap, st: Option<&Status>) {
-    let (code, message) = st.map_or((status::OK, ""), |s| (s.code, s.message.as_str()));
-    map.insert("grpc-status", code.into());
-    if let Ok(v) = http::HeaderValue::from_str(&status::encode_message(message)) {
-        map.insert("grpc-message", v);
+    use http::HeaderValue;
+    let Some(st) = st else {
+        // The common case, without allocations: grpc-go sends an empty message too.
+        map.insert(wire::GRPC_STATUS, HeaderValue::from_static("0"));
+        map.insert(wire::GRPC_MESSAGE, HeaderValue::from_static(""));
+        return;
+    };
+    map.insert(wire::GRPC_STATUS, st.code.into());
+    if let Ok(v) = HeaderValue::from_str(&status::encode_message(&st.message)) {
+        map.insert(wire::GRPC_MESSAGE, v);
     }
-    if let Some(bin) = st.and_then(Status::details_bin).and_then(|b| http::HeaderValue::from_str(&b).ok()) {
-        map.insert("grpc-status-details-bin", bin);
+    if let Some(bin) = st.details_bin().and_then(|b| HeaderValue::from_str(&b).ok()) {
+        map.insert(wire::GRPC_STATUS_DETAILS_BIN, bin);
     }
 }
 

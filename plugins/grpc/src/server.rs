@@ -147,7 +147,9 @@ where
             let (shared, peer, active, idle_changed) = (shared.clone(), peer.clone(), active.clone(), idle_changed.clone());
             active.fetch_add(1, Ordering::SeqCst);
             async move {
-                let resp = handler::handle(shared, req, peer).await;
+                // Boxed: hyper moves each stream's future into a task of its own, and a call's
+                // state is large (copying it showed as 6 % of the instructions per call).
+                let resp = Box::pin(handler::handle(shared, req, peer)).await;
                 if active.fetch_sub(1, Ordering::SeqCst) == 1 {
                     idle_changed.notify_one();
                 }
@@ -158,9 +160,13 @@ where
     let _open = ties.open;
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let forever = Duration::from_secs(u64::MAX / 4);
-    let age = if cfg.max_connection_age.is_zero() { forever } else { cfg.max_connection_age };
-    let aged = tokio::time::sleep(age);
+    // A timer only when configured: the select below polls every branch on each wake-up.
+    let aged = async {
+        match cfg.max_connection_age {
+            age if age.is_zero() => std::future::pending().await,
+            age => tokio::time::sleep(age).await,
+        }
+    };
     tokio::pin!(aged);
     let idle = async {
         if cfg.max_connection_idle.is_zero() {
@@ -184,7 +190,7 @@ where
     };
     tracing::debug!(target: "grpc", reason = closing, "closing a connection gracefully");
     conn.as_mut().graceful_shutdown();
-    let grace = if cfg.max_connection_age_grace.is_zero() { forever } else { cfg.max_connection_age_grace };
+    let grace = if cfg.max_connection_age_grace.is_zero() { Duration::from_secs(u64::MAX / 4) } else { cfg.max_connection_age_grace };
     if let Ok(r) = tokio::time::timeout(grace, conn).await {
         log_end(r)
     }
