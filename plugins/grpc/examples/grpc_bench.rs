@@ -34,15 +34,41 @@ static ALLOCATOR: rr_runtime::Allocator = rr_runtime::Allocator;
 const MESSAGE: &[u8] = b"\x0a\x05hello";
 const WORKERS: usize = 2;
 
+/// One round of one path: calls/s and latencies in µs (h2load prints no percentiles), and the
+/// CPU time per call of the load generator and of the server process (PHP not included).
 struct Sample {
     rate: f64,
-    p50: Duration,
-    p99: Duration,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    mean: f64,
+    client_cpu: f64,
+    server_cpu: f64,
+}
+
+/// CPU seconds from /proc/<pid>/stat: (own user+system, that of waited-for children).
+fn cpu_seconds(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<f64> = stat.rsplit(')').next().unwrap_or("").split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+    let tick = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0; // USER_HZ
+    (tick(11) + tick(12), tick(13) + tick(14))
+}
+
+/// Run one round, charging the CPU time it took to the client (this process and h2load) and
+/// to the server process.
+fn measured(server: u32, calls: usize, round: impl FnOnce() -> Option<Sample>) -> Option<Sample> {
+    let (own, children, srv) = (cpu_seconds("self").0, cpu_seconds("self").1, cpu_seconds(&server.to_string()).0);
+    let mut sample = round()?;
+    let (own2, children2) = cpu_seconds("self");
+    sample.client_cpu = (own2 - own + children2 - children) * 1e6 / calls as f64;
+    sample.server_cpu = (cpu_seconds(&server.to_string()).0 - srv) * 1e6 / calls as f64;
+    Some(sample)
 }
 
 fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Sample {
     lat.sort();
-    Sample { rate: lat.len() as f64 / elapsed.as_secs_f64(), p50: lat[lat.len() / 2], p99: lat[lat.len() * 99 / 100] }
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mean = lat.iter().map(|d| us(*d)).sum::<f64>() / lat.len() as f64;
+    Sample { rate: lat.len() as f64 / elapsed.as_secs_f64(), p50: Some(us(lat[lat.len() / 2])), p99: Some(us(lat[lat.len() * 99 / 100])), mean, client_cpu: 0.0, server_cpu: 0.0 }
 }
 
 fn worker() -> String {
@@ -207,10 +233,9 @@ async fn http1(port: u16, clients: usize, calls: usize) -> Sample {
     .await
 }
 
-/// One `h2load` run of `total` requests with `clients` in flight: calls/s and mean µs, `None`
-/// without h2load. Any failed request fails the benchmark (h2load counts only 2xx as success;
+/// One `h2load` run of `total` requests with `clients` in flight; `None` without h2load. Any failed request fails the benchmark (h2load counts only 2xx as success;
 /// the gRPC rows' status is checked by the tonic warm-up against the same server).
-fn h2load(url: &str, h1: bool, clients: usize, total: usize, body: &[u8], grpc: bool) -> Option<(f64, f64)> {
+fn h2load(url: &str, h1: bool, clients: usize, total: usize, body: &[u8], grpc: bool) -> Option<Sample> {
     let file = std::env::temp_dir().join(format!("grpc_bench_body_{}", std::process::id()));
     std::fs::write(&file, body).unwrap();
     let mut cmd = std::process::Command::new("h2load");
@@ -232,7 +257,7 @@ fn h2load(url: &str, h1: bool, clients: usize, total: usize, body: &[u8], grpc: 
     assert!(line("requests:").contains(&format!("{total} succeeded")), "h2load: not every request succeeded:\n{text}");
     let rate = line("finished in").split(", ").nth(1).and_then(|w| w.trim_end_matches(" req/s").parse().ok()).expect("h2load rate");
     let mean = line("time for request:").split_whitespace().nth(5).and_then(micros).expect("h2load mean latency");
-    Some((rate, mean))
+    Some(Sample { rate, p50: None, p99: None, mean, client_cpu: 0.0, server_cpu: 0.0 })
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -287,50 +312,56 @@ fn main() {
         grpc(gport, clients, 200).await;
         http1(hport, clients, 200).await;
     });
-    println!("{WORKERS} PHP workers (bench/grpc/worker.php), {calls} calls per client, {clients} concurrent clients (bare relay: one per worker), median of {runs} runs");
-    println!("| path | calls/s | p50 µs | p99 µs |");
-    println!("|---|---|---|---|");
-    let mut results: Vec<(&str, Vec<Sample>)> = vec![("bare relay (ceiling)", Vec::new()), ("grpc plugin (tonic client)", Vec::new()), ("http plugin (HTTP/1.1)", Vec::new()), ("grpc plugin (hyper h2 client)", Vec::new()), ("http plugin (h2c, hyper h2 client)", Vec::new())];
-    for _ in 0..runs {
-        results[0].1.push(rt.block_on(bare(calls * clients / WORKERS)));
-        results[1].1.push(rt.block_on(grpc(gport, clients, calls)));
-        results[2].1.push(rt.block_on(http1(hport, clients, calls)));
-        results[3].1.push(rt.block_on(h2(gport, clients, calls, true)));
-        results[4].1.push(rt.block_on(h2(hport, clients, calls, false)));
-    }
-    let mut rates = Vec::new();
-    for (path, samples) in &results {
-        let rate = median(samples.iter().map(|s| s.rate).collect());
-        let p50 = median(samples.iter().map(|s| s.p50.as_secs_f64() * 1e6).collect());
-        let p99 = median(samples.iter().map(|s| s.p99.as_secs_f64() * 1e6).collect());
-        println!("| {path} | {rate:.0} | {p50:.0} | {p99:.0} |");
-        rates.push(rate);
-    }
-    println!("\ngrpc / ceiling: {:.0} %   grpc / http: {:.0} %", rates[1] / rates[0] * 100.0, rates[1] / rates[2] * 100.0);
+    println!("{WORKERS} PHP workers (bench/grpc/worker.php), {calls} calls per client, {clients} concurrent clients (bare relay: one per worker), median of {runs} rounds");
     let grpc_body = [&[0u8, 0, 0, 0, MESSAGE.len() as u8][..], MESSAGE].concat();
+    let (grpc_url, http_url) = (format!("http://127.0.0.1:{gport}/service.Echo/Ping"), format!("http://127.0.0.1:{hport}/"));
     let total = calls * clients;
-    let h2load_rows = [
-        ("grpc plugin (h2load, 2 connections)", format!("http://127.0.0.1:{gport}/service.Echo/Ping"), false, &grpc_body[..], true),
-        ("http plugin, h2c (h2load, 2 connections)", format!("http://127.0.0.1:{hport}/"), false, &b"hello"[..], false),
-        (&*format!("http plugin, HTTP/1.1 (h2load, {clients} connections)"), format!("http://127.0.0.1:{hport}/"), true, &b"hello"[..], false),
+    let have_h2load = std::process::Command::new("h2load").arg("--version").output().is_ok();
+    if !have_h2load {
+        println!("(h2load not installed: `apt-get install nghttp2-client` for the h2load rows)");
+    }
+    let paths = [
+        "bare relay (ceiling)",
+        "grpc plugin, tonic client (2 connections)",
+        "grpc plugin, hyper h2 client (2 connections)",
+        "grpc plugin, h2load (2 connections)",
+        "http plugin, h2c, hyper h2 client (2 connections)",
+        "http plugin, h2c, h2load (2 connections)",
+        "http plugin, HTTP/1.1, hyper client",
+        "http plugin, HTTP/1.1, h2load",
     ];
-    let mut h2load_rates = Vec::new();
-    for (path, url, h1, body, grpc) in h2load_rows {
-        let runs: Option<Vec<(f64, f64)>> = (0..runs).map(|_| h2load(&url, h1, clients, total, body, grpc)).collect();
-        let Some(runs) = runs else {
-            println!("\n(h2load not installed: `apt-get install nghttp2-client` for the h2load rows)");
-            break;
-        };
-        if h2load_rates.is_empty() {
-            println!("\n| path | calls/s | mean µs |\n|---|---|---|");
+    let mut results: Vec<Vec<Sample>> = paths.iter().map(|_| Vec::new()).collect();
+    // Rounds of every path, so that a change in the machine's load falls on all of them.
+    for _ in 0..runs {
+        for (i, samples) in results.iter_mut().enumerate() {
+            let sample = measured(child.id(), total, || match i {
+                0 => Some(rt.block_on(bare(calls * clients / WORKERS))),
+                1 => Some(rt.block_on(grpc(gport, clients, calls))),
+                2 => Some(rt.block_on(h2(gport, clients, calls, true))),
+                3 => have_h2load.then(|| h2load(&grpc_url, false, clients, total, &grpc_body, true)).flatten(),
+                4 => Some(rt.block_on(h2(hport, clients, calls, false))),
+                5 => have_h2load.then(|| h2load(&http_url, false, clients, total, b"hello", false)).flatten(),
+                6 => Some(rt.block_on(http1(hport, clients, calls))),
+                _ => have_h2load.then(|| h2load(&http_url, true, clients, total, b"hello", false)).flatten(),
+            });
+            samples.extend(sample);
         }
-        let (rate, mean) = (median(runs.iter().map(|r| r.0).collect()), median(runs.iter().map(|r| r.1).collect()));
-        println!("| {path} | {rate:.0} | {mean:.0} |");
-        h2load_rates.push(rate);
     }
-    if let [grpc, h2c, h1] = h2load_rates[..] {
-        println!("\nh2load: grpc / ceiling: {:.0} %   grpc / http h2c: {:.0} %   grpc / http HTTP/1.1: {:.0} %", grpc / rates[0] * 100.0, grpc / h2c * 100.0, grpc / h1 * 100.0);
+    println!("| path | calls/s | p50 µs | p99 µs | mean µs | client CPU µs/call | rr CPU µs/call |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut rates = Vec::new();
+    for (path, samples) in paths.iter().zip(&results) {
+        let rate = (!samples.is_empty()).then(|| median(samples.iter().map(|s| s.rate).collect()));
+        rates.push(rate.unwrap_or(f64::NAN));
+        let Some(rate) = rate else { continue };
+        let cell = |f: fn(&Sample) -> Option<f64>| samples.iter().map(f).collect::<Option<Vec<f64>>>().map_or("–".into(), |v| format!("{:.0}", median(v)));
+        let (client, server) = (cell(|s| Some(s.client_cpu)), cell(|s| Some(s.server_cpu)));
+        println!("| {path} | {rate:.0} | {} | {} | {} | {client} | {server} |", cell(|s| s.p50), cell(|s| s.p99), cell(|s| Some(s.mean)));
     }
+    let pct = |a: usize, b: usize| rates[a] / rates[b] * 100.0;
+    println!("\ngrpc / ceiling: {:.0} % (tonic), {:.0} % (h2load)", pct(1, 0), pct(3, 0));
+    println!("grpc / http h2c: {:.0} % (hyper h2 clients), {:.0} % (h2load)", pct(2, 4), pct(3, 5));
+    println!("grpc / http HTTP/1.1: {:.0} % (tonic vs hyper), {:.0} % (h2load)", pct(1, 6), pct(3, 7));
     drop(child.stdin.take());
     let _ = child.wait();
 }
