@@ -2,12 +2,15 @@
 # Instructions per call in the server process (valgrind callgrind: exact counts even on a loaded
 # machine, where perf has no hardware counters) for the gRPC benchmark's three network paths:
 # grpc, http over h2c and http over HTTP/1.1, each driven by h2load with the same PHP work.
-# Usage: bench/grpc_callgrind.sh [calls]   (needs valgrind and nghttp2-client)
+# Usage: bench/grpc_callgrind.sh [calls]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${1:-2000}
+for tool in valgrind:valgrind h2load:nghttp2-client; do
+  command -v ${tool%%:*} >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${tool#*:} >/dev/null; }
+done
 cargo build --release -q -p rr-grpc --example grpc_bench
-out=$(mktemp -d)
+out=$(mktemp -d /tmp/rr-grpc-cg.XXXX)
 gport=$((20000 + RANDOM % 10000)); hport=$((gport + 1))
 body="$out/body"; printf '\0\0\0\0\007\012\005hello' > "$out/grpc"; printf 'hello' > "$body"
 mkfifo "$out/stdin"   # the server stops when its stdin closes
@@ -28,7 +31,8 @@ for path in grpc h2c h1; do
   callgrind_control -i off "$pid" >/dev/null 2>&1
   file=$(ls -t "$out"/cg.* | head -1)
   total=$(awk '/^totals:/{print $2}' "$file")
-  echo "$path: $((total / calls)) instructions per call in the server ($file)"
+  echo "$path: $((total / calls)) instructions per call in the server"
 done
 exec 3>&-
 wait
+echo "profiles (callgrind_annotate): $out"

@@ -3,14 +3,15 @@
 //!
 //! - **bare relay**: 2 PHP workers driven straight over their pipes with the exact payload the
 //!   grpc plugin sends (the ceiling: the worker loop's own rate);
-//! - **grpc**: the grpc plugin with 2 workers, loaded by `clients` concurrent tonic calls over 2
-//!   HTTP/2 connections;
-//! - **http**: the http plugin with 2 workers doing the same work, loaded by `clients`
-//!   keep-alive HTTP/1.1 connections (hyper client).
+//! - **grpc**: the grpc plugin with 2 workers, `clients` concurrent calls over 2 HTTP/2
+//!   connections;
+//! - **http**: the http plugin with 2 workers doing the same work, over h2c (2 connections) and
+//!   HTTP/1.1 (`clients` keep-alive connections).
 //!
-//! Each network path is loaded twice: by our Rust clients (tonic, hyper), and by `h2load`
-//! (Debian `nghttp2-client`, a C load generator that costs the shared cores much less) when it
-//! is installed.
+//! Each network path is loaded by our Rust clients (tonic, bare hyper) and by `h2load` (Debian
+//! `nghttp2-client`, a C load generator that costs the shared cores much less) when installed.
+//! Every round runs every path, and the CPU time per call of the load generator and of the
+//! server process is measured beside the rates: on 2 cores they share with PHP, it decides.
 //!
 //! `cargo run --release -p rr-grpc --example grpc_bench -- [calls per client] [runs] [clients]`
 //! (the servers run in a child process of the same binary: `grpc_bench serve <grpc port> <http port>`)
