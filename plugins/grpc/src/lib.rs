@@ -74,10 +74,9 @@ impl rr_runtime::Plugin for Plugin {
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
-        // Thread per core, as the http plugin: one listener and share of the workers per thread.
-        let threads = shards::count(self.cfg.pool.effective_workers());
-        let listeners = server::Listener::bind(&self.cfg, threads).await?;
-        let shards = shards::Shards::start("grpc", if listeners.len() > 1 { threads } else { 1 })?;
+        let listener = server::Listener::bind(&self.cfg).await?;
+        // Thread per core, as the http plugin: connections and workers shared out over them.
+        let shards = shards::Shards::start("grpc", shards::count(self.cfg.pool.effective_workers()))?;
         let homes = shards.handles();
         *self.shards.lock().unwrap() = Some(shards);
         let mut pool_cfg = self.cfg.pool.clone();
@@ -106,28 +105,14 @@ impl rr_runtime::Plugin for Plugin {
             reflection,
             shutdown: shutdown.clone(),
         });
-        tracing::info!(target: "grpc", address = %listeners[0].address(), threads = listeners.len(), services = self.protos.services.len(), tls = self.tls.is_some(), "grpc server listening");
+        tracing::info!(target: "grpc", address = %listener.address(), threads = homes.len().max(1), services = self.protos.services.len(), tls = self.tls.is_some(), "grpc server listening");
         self.health.set(health::SERVING);
         let (health, stop) = (self.health.clone(), shutdown.clone());
         tokio::spawn(async move {
             stop.cancelled().await;
             health.set(health::NOT_SERVING);
         });
-        let drain = self.cfg.pool.destroy_timeout;
-        let servers: Vec<_> = listeners
-            .into_iter()
-            .enumerate()
-            .map(|(i, listener)| {
-                let run = server::run(listener, self.tls.clone(), shared.clone(), shutdown.clone(), drain);
-                match homes.get(i) {
-                    Some(rt) => rt.spawn(run),
-                    None => tokio::spawn(run),
-                }
-            })
-            .collect();
-        for s in servers {
-            let _ = s.await;
-        }
+        server::run(listener, homes, self.tls.clone(), shared, shutdown, self.cfg.pool.destroy_timeout).await;
         Ok(())
     }
 

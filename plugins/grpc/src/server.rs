@@ -9,31 +9,27 @@ use std::time::Duration;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
-
-use rr_runtime::shards;
 
 use crate::Shared;
 use crate::config::{Config, Listen, Tls};
 use crate::handler::{self, Peer};
 
-/// A bound socket, not yet registered with a runtime: each is served on its shard thread.
 pub enum Listener {
-    Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
 }
 
 impl Listener {
-    /// `grpc.listen` bound once per shard thread (`threads`, SO_REUSEPORT); a unix socket once.
-    pub async fn bind(cfg: &Config, threads: usize) -> Result<Vec<Listener>, String> {
+    pub async fn bind(cfg: &Config) -> Result<Listener, String> {
         let fail = |addr: &str, e: std::io::Error| format!("config key `grpc.listen`: cannot listen on `{addr}`: {e}");
         match cfg.listen()? {
-            Listen::Tcp(addr) => Ok(shards::bind(&addr, threads).await.map_err(|e| fail(&addr, e))?.into_iter().map(Listener::Tcp).collect()),
+            Listen::Tcp(addr) => tokio::net::TcpListener::bind(&addr).await.map(Listener::Tcp).map_err(|e| fail(&addr, e)),
             Listen::Unix(path) => {
                 // A socket file left by an earlier run is replaced, as RoadRunner does.
                 let _ = std::fs::remove_file(&path);
-                let bound = std::os::unix::net::UnixListener::bind(&path).and_then(|l| l.set_nonblocking(true).map(|_| l));
-                Ok(vec![Listener::Unix(bound.map_err(|e| fail(&path.display().to_string(), e))?)])
+                tokio::net::UnixListener::bind(&path).map(Listener::Unix).map_err(|e| fail(&path.display().to_string(), e))
             }
         }
     }
@@ -46,22 +42,11 @@ impl Listener {
     }
 }
 
-/// A listener registered with the runtime that serves it.
-enum Registered {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
-}
-
 /// Serve until `shutdown`; then GOAWAY every connection and let its calls finish within `drain`.
-pub async fn run(listener: Listener, tls: Option<tokio_rustls::TlsAcceptor>, shared: Arc<Shared>, shutdown: CancellationToken, drain: Duration) {
-    let registered = match listener {
-        Listener::Tcp(l) => tokio::net::TcpListener::from_std(l).map(Registered::Tcp),
-        Listener::Unix(l) => tokio::net::UnixListener::from_std(l).map(Registered::Unix),
-    };
-    let listener = match registered {
-        Ok(l) => l,
-        Err(e) => return tracing::error!(target: "grpc", error = %e, "cannot register a listener"),
-    };
+/// Connections are dealt out in turn to the `homes` runtimes (the I/O threads, one per core;
+/// none: this runtime): a gRPC client opens few connections, so which thread serves each is not
+/// left to chance as `SO_REUSEPORT` would (two connections on one thread half of the time).
+pub async fn run(listener: Listener, homes: Vec<Handle>, tls: Option<tokio_rustls::TlsAcceptor>, shared: Arc<Shared>, shutdown: CancellationToken, drain: Duration) {
     // Every connection task holds a sender; all dropped = all connections closed.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     let cfg = shared.cfg.clone();
@@ -74,6 +59,7 @@ pub async fn run(listener: Listener, tls: Option<tokio_rustls::TlsAcceptor>, sha
         .keep_alive_interval(cfg.ping_time())
         .keep_alive_timeout(cfg.ping_timeout());
     let builder = Arc::new(builder);
+    let mut turn = 0;
     loop {
         let accepted = tokio::select! {
             a = accept(&listener) => a,
@@ -88,17 +74,31 @@ pub async fn run(listener: Listener, tls: Option<tokio_rustls::TlsAcceptor>, sha
             }
         };
         let (tls, shared, builder, conn) = (tls.clone(), shared.clone(), builder.clone(), Conn { open: open.clone(), shutdown: shutdown.clone() });
-        tokio::spawn(async move {
+        let serve = async move {
+            // Registered with the reactor of the thread that serves it.
+            let io = match io {
+                Io::Tcp(s) => tokio::net::TcpStream::from_std(s).map(Stream::Tcp),
+                Io::Unix(s) => tokio::net::UnixStream::from_std(s).map(Stream::Unix),
+            };
+            let io = match io {
+                Ok(io) => io,
+                Err(e) => return tracing::warn!(target: "grpc", error = %e, "cannot register a connection"),
+            };
             match (io, tls) {
-                (Io::Tcp(s), Some(acceptor)) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(s)).await {
+                (Stream::Tcp(s), Some(acceptor)) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(s)).await {
                     Ok(Ok(s)) => serve_conn(s, Peer { address, tls: true }, shared, &builder, conn).await,
                     Ok(Err(e)) => tracing::debug!(target: "grpc", error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(target: "grpc", "TLS handshake timed out"),
                 },
-                (Io::Tcp(s), None) => serve_conn(s, Peer { address, tls: false }, shared, &builder, conn).await,
-                (Io::Unix(s), _) => serve_conn(s, Peer { address, tls: false }, shared, &builder, conn).await,
+                (Stream::Tcp(s), None) => serve_conn(s, Peer { address, tls: false }, shared, &builder, conn).await,
+                (Stream::Unix(s), _) => serve_conn(s, Peer { address, tls: false }, shared, &builder, conn).await,
             }
-        });
+        };
+        turn += 1;
+        match homes.get(turn % homes.len().max(1)) {
+            Some(home) => drop(home.spawn(serve)),
+            None => drop(tokio::spawn(serve)),
+        }
     }
     drop((listener, open));
     if tokio::time::timeout(drain, all_closed.recv()).await.is_err() {
@@ -106,21 +106,27 @@ pub async fn run(listener: Listener, tls: Option<tokio_rustls::TlsAcceptor>, sha
     }
 }
 
+/// An accepted connection, free to move to the thread that will serve it.
 enum Io {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+enum Stream {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(listener: &Registered) -> std::io::Result<(Io, String)> {
+async fn accept(listener: &Listener) -> std::io::Result<(Io, String)> {
     match listener {
-        Registered::Tcp(l) => {
+        Listener::Tcp(l) => {
             let (s, remote) = l.accept().await?;
             let _ = s.set_nodelay(true);
-            Ok((Io::Tcp(s), remote.to_string()))
+            Ok((Io::Tcp(s.into_std()?), remote.to_string()))
         }
-        Registered::Unix(l) => {
+        Listener::Unix(l) => {
             let (s, _) = l.accept().await?;
-            Ok((Io::Unix(s), "@".into()))
+            Ok((Io::Unix(s.into_std()?), "@".into()))
         }
     }
 }
