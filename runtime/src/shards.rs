@@ -9,7 +9,8 @@
 //! Why (docs/BENCHMARKS.md): with one I/O thread for all workers, that thread was the bottleneck
 //! and every worker it woke ran on its CPU; two rr processes of one worker each served ~50 % more
 //! hello-world requests than one of two workers. `GOMAXPROCS=1` serves from the main runtime.
-//! The http and grpc plugins serve this way, each with threads of its own.
+//! The http and grpc plugins serve this way, each with threads of its own; the grpc plugin binds
+//! one socket and deals its few long-lived connections out to the threads in turn instead.
 
 use std::io;
 use std::net::SocketAddr;
