@@ -46,7 +46,7 @@ struct Sample {
     server_cpu: f64,
 }
 
-/// CPU seconds from /proc/<pid>/stat: (own user+system, that of waited-for children).
+/// CPU seconds from /proc/<pid>/stat: (own user+system, that of reaped children).
 fn cpu_seconds(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<f64> = stat.rsplit(')').next().unwrap_or("").split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
@@ -54,14 +54,16 @@ fn cpu_seconds(pid: &str) -> (f64, f64) {
     (tick(11) + tick(12), tick(13) + tick(14))
 }
 
-/// Run one round, charging the CPU time it took to the client (this process and h2load) and
-/// to the server process.
-fn measured(server: u32, calls: usize, round: impl FnOnce() -> Option<Sample>) -> Option<Sample> {
-    let (own, children, srv) = (cpu_seconds("self").0, cpu_seconds("self").1, cpu_seconds(&server.to_string()).0);
+/// Run one round, charging the CPU time it took to the client (this process, and h2load when
+/// `h2load`: the bare relay's PHP workers are reaped children too) and to the server process.
+fn measured(server: u32, calls: usize, h2load: bool, round: impl FnOnce() -> Option<Sample>) -> Option<Sample> {
+    let server = server.to_string();
+    let ((own, children), (srv, _)) = (cpu_seconds("self"), cpu_seconds(&server));
     let mut sample = round()?;
-    let (own2, children2) = cpu_seconds("self");
-    sample.client_cpu = (own2 - own + children2 - children) * 1e6 / calls as f64;
-    sample.server_cpu = (cpu_seconds(&server.to_string()).0 - srv) * 1e6 / calls as f64;
+    let ((own2, children2), (srv2, _)) = (cpu_seconds("self"), cpu_seconds(&server));
+    let children = if h2load { children2 - children } else { 0.0 };
+    sample.client_cpu = (own2 - own + children) * 1e6 / calls as f64;
+    sample.server_cpu = (srv2 - srv) * 1e6 / calls as f64;
     Some(sample)
 }
 
@@ -121,8 +123,9 @@ async fn bare(calls: usize) -> Sample {
         h
     }, "127.0.0.1:50000", false, Bytes::from_static(MESSAGE));
     let request = Frame::data(payload.codec, &payload.context, &payload.body);
-    load(WORKERS, calls, |_| {
-        let request = request.clone();
+    let spawned = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sample = load(WORKERS, calls, |_| {
+        let (request, spawned) = (request.clone(), spawned.clone());
         async move {
             let args: Vec<String> = worker().split_whitespace().map(str::to_string).collect();
             let mut child = tokio::process::Command::new(&args[0])
@@ -137,6 +140,7 @@ async fn bare(calls: usize) -> Sample {
             let mut relay = Relay::new(Box::new(child.stdout.take().unwrap()), Box::new(child.stdin.take().unwrap()));
             pid_handshake(&mut relay, std::process::id()).await.expect("handshake");
             let relay = std::sync::Arc::new(tokio::sync::Mutex::new((relay, child)));
+            spawned.lock().unwrap().push(relay.clone());
             Box::new(move || {
                 let (relay, request) = (relay.clone(), request.clone());
                 Box::pin(async move {
@@ -148,7 +152,13 @@ async fn bare(calls: usize) -> Sample {
             }) as Box<dyn FnMut() -> futures::future::BoxFuture<'static, ()> + Send>
         }
     })
-    .await
+    .await;
+    // Reaped now, so that their CPU time is not charged to the round that happens to reap them.
+    let workers = std::mem::take(&mut *spawned.lock().unwrap());
+    for worker in workers {
+        let _ = worker.lock().await.1.kill().await;
+    }
+    sample
 }
 
 async fn grpc(port: u16, clients: usize, calls: usize) -> Sample {
@@ -234,8 +244,9 @@ async fn http1(port: u16, clients: usize, calls: usize) -> Sample {
     .await
 }
 
-/// One `h2load` run of `total` requests with `clients` in flight; `None` without h2load. Any failed request fails the benchmark (h2load counts only 2xx as success;
-/// the gRPC rows' status is checked by the tonic warm-up against the same server).
+/// One `h2load` run of `total` requests with `clients` in flight; `None` without h2load. A
+/// failed request fails the benchmark (h2load counts 2xx as success; the gRPC status is checked
+/// by the tonic warm-up against the same server).
 fn h2load(url: &str, h1: bool, clients: usize, total: usize, body: &[u8], grpc: bool) -> Option<Sample> {
     let file = std::env::temp_dir().join(format!("grpc_bench_body_{}", std::process::id()));
     std::fs::write(&file, body).unwrap();
@@ -248,7 +259,9 @@ fn h2load(url: &str, h1: bool, clients: usize, total: usize, body: &[u8], grpc: 
     if grpc {
         cmd.args(["-H", "content-type: application/grpc", "-H", "te: trailers"]);
     }
-    let out = cmd.arg(url).output().ok()?;
+    let out = cmd.arg(url).output();
+    let _ = std::fs::remove_file(&file);
+    let out = out.ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let micros = |word: &str| -> Option<f64> {
         let (n, unit) = word.split_at(word.find(|c: char| c.is_alphabetic())?);
@@ -335,7 +348,7 @@ fn main() {
     // Rounds of every path, so that a change in the machine's load falls on all of them.
     for _ in 0..runs {
         for (i, samples) in results.iter_mut().enumerate() {
-            let sample = measured(child.id(), total, || match i {
+            let sample = measured(child.id(), total, matches!(i, 3 | 5 | 7), || match i {
                 0 => Some(rt.block_on(bare(calls * clients / WORKERS))),
                 1 => Some(rt.block_on(grpc(gport, clients, calls))),
                 2 => Some(rt.block_on(h2(gport, clients, calls, true))),
