@@ -4,4 +4,4 @@
 # Usage: bench/jobs_kafka_sqs.sh [jobs-per-run] [runs]     (results go to docs/BENCHMARKS.md by hand)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --release -q -p rr-jobs-kafka --example jobs_bench -- "${1:-2000}" "${2:-3}"
+cargo run --release -q -p rr-jobs-kafka --example kafka_sqs_bench -- "${1:-2000}" "${2:-3}"

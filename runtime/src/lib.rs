@@ -28,6 +28,7 @@ pub mod relay;
 pub mod rpc;
 pub mod server;
 pub mod services;
+pub mod shards;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;

@@ -143,13 +143,13 @@ impl Services {
         self.new_pool_on(owner, mode, config, Vec::new()).await
     }
 
-    /// [`Services::new_pool`] with a plugin's own worker environment on top of `server.env`
+    /// [`Services::new_pool_on`] with a plugin's own worker environment on top of `server.env`
     /// (`grpc.env`); `RR_MODE` stays the plugin's.
-    pub async fn new_pool_env(self: &Arc<Self>, owner: &str, mode: &str, config: PoolConfig, env: &BTreeMap<String, String>) -> Result<Pool, PoolError> {
+    pub async fn new_pool_env(self: &Arc<Self>, owner: &str, mode: &str, config: PoolConfig, env: &BTreeMap<String, String>, homes: Vec<tokio::runtime::Handle>) -> Result<Pool, PoolError> {
         let mut spawner = self.server.spawner(owner, mode, &config).await?;
         spawner.env.extend(env.iter().map(|(k, v)| (k.to_uppercase(), v.clone())));
         spawner.env.push(("RR_MODE".into(), mode.to_string()));
-        let pool = Pool::start(owner, config, spawner, Vec::new()).await?;
+        let pool = Pool::start(owner, config, spawner, homes).await?;
         self.pools.register(owner, pool.clone());
         self.resetters.register(owner, Arc::new(pool.clone()) as Arc<dyn crate::services::Resettable>);
         Ok(pool)

@@ -3,10 +3,15 @@
 //!
 //! - **bare relay**: 2 PHP workers driven straight over their pipes with the exact payload the
 //!   grpc plugin sends (the ceiling: the worker loop's own rate);
-//! - **grpc**: the grpc plugin with 2 workers, loaded by `clients` concurrent tonic calls over 2
-//!   HTTP/2 connections;
-//! - **http**: the http plugin with 2 workers doing the same work, loaded by `clients`
-//!   keep-alive HTTP/1.1 connections (hyper client).
+//! - **grpc**: the grpc plugin with 2 workers, `clients` concurrent calls over 2 HTTP/2
+//!   connections;
+//! - **http**: the http plugin with 2 workers doing the same work, over h2c (2 connections) and
+//!   HTTP/1.1 (`clients` keep-alive connections).
+//!
+//! Each network path is loaded by our Rust clients (tonic, bare hyper) and by `h2load` (Debian
+//! `nghttp2-client`, a C load generator that costs the shared cores much less) when installed.
+//! Every round runs every path, and the CPU time per call of the load generator and of the
+//! server process is measured beside the rates: on 2 cores they share with PHP, it decides.
 //!
 //! `cargo run --release -p rr-grpc --example grpc_bench -- [calls per client] [runs] [clients]`
 //! (the servers run in a child process of the same binary: `grpc_bench serve <grpc port> <http port>`)
@@ -23,18 +28,50 @@ use rr_runtime::testing::{TestServer, free_port};
 mod raw_codec;
 use raw_codec::Raw;
 
+// The allocator every `rr` that velox builds uses (plugin-templates/server/src/main.rs.tera).
+#[global_allocator]
+static ALLOCATOR: rr_runtime::Allocator = rr_runtime::Allocator;
+
 const MESSAGE: &[u8] = b"\x0a\x05hello";
 const WORKERS: usize = 2;
 
+/// One round of one path: calls/s and latencies in µs (h2load prints no percentiles), and the
+/// CPU time per call of the load generator and of the server process (PHP not included).
 struct Sample {
     rate: f64,
-    p50: Duration,
-    p99: Duration,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    mean: f64,
+    client_cpu: f64,
+    server_cpu: f64,
+}
+
+/// CPU seconds from /proc/<pid>/stat: (own user+system, that of reaped children).
+fn cpu_seconds(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<f64> = stat.rsplit(')').next().unwrap_or("").split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+    let tick = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0; // USER_HZ
+    (tick(11) + tick(12), tick(13) + tick(14))
+}
+
+/// Run one round, charging the CPU time it took to the client (this process, and h2load when
+/// `h2load`: the bare relay's PHP workers are reaped children too) and to the server process.
+fn measured(server: u32, calls: usize, h2load: bool, round: impl FnOnce() -> Option<Sample>) -> Option<Sample> {
+    let server = server.to_string();
+    let ((own, children), (srv, _)) = (cpu_seconds("self"), cpu_seconds(&server));
+    let mut sample = round()?;
+    let ((own2, children2), (srv2, _)) = (cpu_seconds("self"), cpu_seconds(&server));
+    let children = if h2load { children2 - children } else { 0.0 };
+    sample.client_cpu = (own2 - own + children) * 1e6 / calls as f64;
+    sample.server_cpu = (srv2 - srv) * 1e6 / calls as f64;
+    Some(sample)
 }
 
 fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Sample {
     lat.sort();
-    Sample { rate: lat.len() as f64 / elapsed.as_secs_f64(), p50: lat[lat.len() / 2], p99: lat[lat.len() * 99 / 100] }
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mean = lat.iter().map(|d| us(*d)).sum::<f64>() / lat.len() as f64;
+    Sample { rate: lat.len() as f64 / elapsed.as_secs_f64(), p50: Some(us(lat[lat.len() / 2])), p99: Some(us(lat[lat.len() * 99 / 100])), mean, client_cpu: 0.0, server_cpu: 0.0 }
 }
 
 fn worker() -> String {
@@ -86,8 +123,9 @@ async fn bare(calls: usize) -> Sample {
         h
     }, "127.0.0.1:50000", false, Bytes::from_static(MESSAGE));
     let request = Frame::data(payload.codec, &payload.context, &payload.body);
-    load(WORKERS, calls, |_| {
-        let request = request.clone();
+    let spawned = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sample = load(WORKERS, calls, |_| {
+        let (request, spawned) = (request.clone(), spawned.clone());
         async move {
             let args: Vec<String> = worker().split_whitespace().map(str::to_string).collect();
             let mut child = tokio::process::Command::new(&args[0])
@@ -102,6 +140,7 @@ async fn bare(calls: usize) -> Sample {
             let mut relay = Relay::new(Box::new(child.stdout.take().unwrap()), Box::new(child.stdin.take().unwrap()));
             pid_handshake(&mut relay, std::process::id()).await.expect("handshake");
             let relay = std::sync::Arc::new(tokio::sync::Mutex::new((relay, child)));
+            spawned.lock().unwrap().push(relay.clone());
             Box::new(move || {
                 let (relay, request) = (relay.clone(), request.clone());
                 Box::pin(async move {
@@ -113,7 +152,13 @@ async fn bare(calls: usize) -> Sample {
             }) as Box<dyn FnMut() -> futures::future::BoxFuture<'static, ()> + Send>
         }
     })
-    .await
+    .await;
+    // Reaped now, so that their CPU time is not charged to the round that happens to reap them.
+    let workers = std::mem::take(&mut *spawned.lock().unwrap());
+    for worker in workers {
+        let _ = worker.lock().await.1.kill().await;
+    }
+    sample
 }
 
 async fn grpc(port: u16, clients: usize, calls: usize) -> Sample {
@@ -199,6 +244,36 @@ async fn http1(port: u16, clients: usize, calls: usize) -> Sample {
     .await
 }
 
+/// One `h2load` run of `total` requests with `clients` in flight; `None` without h2load. A
+/// failed request fails the benchmark (h2load counts 2xx as success; the gRPC status is checked
+/// by the tonic warm-up against the same server).
+fn h2load(url: &str, h1: bool, clients: usize, total: usize, body: &[u8], grpc: bool) -> Option<Sample> {
+    let file = std::env::temp_dir().join(format!("grpc_bench_body_{}", std::process::id()));
+    std::fs::write(&file, body).unwrap();
+    let mut cmd = std::process::Command::new("h2load");
+    cmd.args(["-n", &total.to_string(), "-d"]).arg(&file);
+    match h1 {
+        true => cmd.args(["--h1", "-c", &clients.to_string()]),
+        false => cmd.args(["-c", "2", "-m", &(clients / 2).max(1).to_string()]),
+    };
+    if grpc {
+        cmd.args(["-H", "content-type: application/grpc", "-H", "te: trailers"]);
+    }
+    let out = cmd.arg(url).output();
+    let _ = std::fs::remove_file(&file);
+    let out = out.ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let micros = |word: &str| -> Option<f64> {
+        let (n, unit) = word.split_at(word.find(|c: char| c.is_alphabetic())?);
+        Some(n.parse::<f64>().ok()? * [("us", 1.0), ("ms", 1e3), ("s", 1e6)].iter().find(|u| u.0 == unit)?.1)
+    };
+    let line = |start: &str| text.lines().find(|l| l.trim_start().starts_with(start)).unwrap_or_else(|| panic!("h2load printed no `{start}`:\n{text}"));
+    assert!(line("requests:").contains(&format!("{total} succeeded")), "h2load: not every request succeeded:\n{text}");
+    let rate = line("finished in").split(", ").nth(1).and_then(|w| w.trim_end_matches(" req/s").parse().ok()).expect("h2load rate");
+    let mean = line("time for request:").split_whitespace().nth(5).and_then(micros).expect("h2load mean latency");
+    Some(Sample { rate, p50: None, p99: None, mean, client_cpu: 0.0, server_cpu: 0.0 })
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     xs[xs.len() / 2]
@@ -251,26 +326,56 @@ fn main() {
         grpc(gport, clients, 200).await;
         http1(hport, clients, 200).await;
     });
-    println!("{WORKERS} PHP workers (bench/grpc/worker.php), {calls} calls per client, {clients} concurrent clients (bare relay: one per worker), median of {runs} runs");
-    println!("| path | calls/s | p50 µs | p99 µs |");
-    println!("|---|---|---|---|");
-    let mut results: Vec<(&str, Vec<Sample>)> = vec![("bare relay (ceiling)", Vec::new()), ("grpc plugin (tonic client)", Vec::new()), ("http plugin (HTTP/1.1)", Vec::new()), ("grpc plugin (hyper h2 client)", Vec::new()), ("http plugin (h2c, hyper h2 client)", Vec::new())];
+    println!("{WORKERS} PHP workers (bench/grpc/worker.php), {calls} calls per client, {clients} concurrent clients (bare relay: one per worker), median of {runs} rounds");
+    let grpc_body = [&[0u8, 0, 0, 0, MESSAGE.len() as u8][..], MESSAGE].concat();
+    let (grpc_url, http_url) = (format!("http://127.0.0.1:{gport}/service.Echo/Ping"), format!("http://127.0.0.1:{hport}/"));
+    let total = calls * clients;
+    let have_h2load = std::process::Command::new("h2load").arg("--version").output().is_ok();
+    if !have_h2load {
+        println!("(h2load not installed: `apt-get install nghttp2-client` for the h2load rows)");
+    }
+    let paths = [
+        "bare relay (ceiling)",
+        "grpc plugin, tonic client (2 connections)",
+        "grpc plugin, hyper h2 client (2 connections)",
+        "grpc plugin, h2load (2 connections)",
+        "http plugin, h2c, hyper h2 client (2 connections)",
+        "http plugin, h2c, h2load (2 connections)",
+        "http plugin, HTTP/1.1, hyper client",
+        "http plugin, HTTP/1.1, h2load",
+    ];
+    let mut results: Vec<Vec<Sample>> = paths.iter().map(|_| Vec::new()).collect();
+    // Rounds of every path, so that a change in the machine's load falls on all of them.
     for _ in 0..runs {
-        results[0].1.push(rt.block_on(bare(calls * clients / WORKERS)));
-        results[1].1.push(rt.block_on(grpc(gport, clients, calls)));
-        results[2].1.push(rt.block_on(http1(hport, clients, calls)));
-        results[3].1.push(rt.block_on(h2(gport, clients, calls, true)));
-        results[4].1.push(rt.block_on(h2(hport, clients, calls, false)));
+        for (i, samples) in results.iter_mut().enumerate() {
+            let sample = measured(child.id(), total, matches!(i, 3 | 5 | 7), || match i {
+                0 => Some(rt.block_on(bare(calls * clients / WORKERS))),
+                1 => Some(rt.block_on(grpc(gport, clients, calls))),
+                2 => Some(rt.block_on(h2(gport, clients, calls, true))),
+                3 => have_h2load.then(|| h2load(&grpc_url, false, clients, total, &grpc_body, true)).flatten(),
+                4 => Some(rt.block_on(h2(hport, clients, calls, false))),
+                5 => have_h2load.then(|| h2load(&http_url, false, clients, total, b"hello", false)).flatten(),
+                6 => Some(rt.block_on(http1(hport, clients, calls))),
+                _ => have_h2load.then(|| h2load(&http_url, true, clients, total, b"hello", false)).flatten(),
+            });
+            samples.extend(sample);
+        }
     }
+    println!("| path | calls/s | p50 µs | p99 µs | mean µs | client CPU µs/call | rr CPU µs/call |");
+    println!("|---|---|---|---|---|---|---|");
     let mut rates = Vec::new();
-    for (path, samples) in &results {
-        let rate = median(samples.iter().map(|s| s.rate).collect());
-        let p50 = median(samples.iter().map(|s| s.p50.as_secs_f64() * 1e6).collect());
-        let p99 = median(samples.iter().map(|s| s.p99.as_secs_f64() * 1e6).collect());
-        println!("| {path} | {rate:.0} | {p50:.0} | {p99:.0} |");
-        rates.push(rate);
+    for (path, samples) in paths.iter().zip(&results) {
+        let rate = (!samples.is_empty()).then(|| median(samples.iter().map(|s| s.rate).collect()));
+        rates.push(rate.unwrap_or(f64::NAN));
+        let Some(rate) = rate else { continue };
+        let cell = |f: fn(&Sample) -> Option<f64>| samples.iter().map(f).collect::<Option<Vec<f64>>>().map_or("–".into(), |v| format!("{:.0}", median(v)));
+        let (client, server) = (cell(|s| Some(s.client_cpu)), cell(|s| Some(s.server_cpu)));
+        println!("| {path} | {rate:.0} | {} | {} | {} | {client} | {server} |", cell(|s| s.p50), cell(|s| s.p99), cell(|s| Some(s.mean)));
     }
-    println!("\ngrpc / ceiling: {:.0} %   grpc / http: {:.0} %", rates[1] / rates[0] * 100.0, rates[1] / rates[2] * 100.0);
+    let pct = |a: usize, b: usize| rates[a] / rates[b] * 100.0;
+    println!("\ngrpc / ceiling: {:.0} % (tonic), {:.0} % (h2load)", pct(1, 0), pct(3, 0));
+    println!("grpc / http h2c: {:.0} % (hyper h2 clients), {:.0} % (h2load)", pct(2, 4), pct(3, 5));
+    println!("grpc / http HTTP/1.1: {:.0} % (tonic vs hyper), {:.0} % (h2load)", pct(1, 6), pct(3, 7));
     drop(child.stdin.take());
     let _ = child.wait();
 }

@@ -1,6 +1,7 @@
 //! One call between gRPC and PHP: the worker payload (GRPC.md §2) and the reading of the
 //! worker's reply (§3).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -11,13 +12,24 @@ use rr_runtime::frame::CODEC_JSON;
 use rr_runtime::pool::{Payload, PoolError};
 
 use crate::status::{self, Status};
+use crate::wire;
 
 /// The request context PHP's `CallContext` reads; fields in RoadRunner's order.
 #[derive(serde::Serialize)]
 struct Context<'a> {
     service: &'a str,
     method: &'a str,
-    context: BTreeMap<String, Vec<String>>,
+    context: Metadata<'a>,
+}
+
+/// Metadata keys with their values, sorted by key: a JSON object written straight from the
+/// request's headers, with no owned copies of them.
+struct Metadata<'a>(Vec<(&'a str, Vec<Cow<'a, str>>)>);
+
+impl serde::Serialize for Metadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
 }
 
 /// Incoming metadata that grpc-go keeps out of the context.
@@ -27,40 +39,47 @@ fn forwarded(key: &str) -> bool {
 
 /// The worker payload: JSON context (sorted metadata keys, Go's escaping) ‖ raw request bytes.
 pub fn payload(service: &str, method: &str, authority: Option<&str>, headers: &HeaderMap, peer: &str, tls: bool, body: Bytes) -> Payload {
-    traced_payload(service, method, authority, headers, peer, tls, body, BTreeMap::new())
+    traced_payload(service, method, authority, headers, peer, tls, body, &BTreeMap::new())
 }
 
-/// [`payload`] whose context starts with the call's trace headers (`Traceparent`, ...);
-/// incoming metadata is copied over them, as RoadRunner does.
+/// [`payload`] whose context also carries the call's trace headers (`Traceparent`, ...), as
+/// RoadRunner's does.
 #[allow(clippy::too_many_arguments)]
-pub fn traced_payload(service: &str, method: &str, authority: Option<&str>, headers: &HeaderMap, peer: &str, tls: bool, body: Bytes, mut context: BTreeMap<String, Vec<String>>) -> Payload {
-    if let Some(authority) = authority {
-        context.insert(":authority".into(), vec![authority.to_string()]);
-    }
-    for key in headers.keys().map(|k| k.as_str()).filter(|k| forwarded(k)) {
-        let values = headers.get_all(key).iter().map(|v| {
-            if key.ends_with("-bin") {
-                let text = v.as_bytes().trim_ascii();
-                let raw = STANDARD_NO_PAD.decode(text.strip_suffix(b"==").or(text.strip_suffix(b"=")).unwrap_or(text));
-                String::from_utf8_lossy(&raw.unwrap_or_else(|_| v.as_bytes().to_vec())).into_owned()
-            } else {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            }
-        });
-        context.entry(key.to_string()).or_default().extend(values);
-    }
-    context.insert(":peer.address".into(), vec![peer.to_string()]);
+pub fn traced_payload<'a>(service: &str, method: &str, authority: Option<&'a str>, headers: &'a HeaderMap, peer: &'a str, tls: bool, body: Bytes, trace: &'a BTreeMap<String, Vec<String>>) -> Payload {
+    let mut context: Vec<(&str, Vec<Cow<str>>)> = Vec::with_capacity(headers.keys_len() + trace.len() + 3);
+    context.extend(trace.iter().map(|(k, v)| (k.as_str(), v.iter().map(|v| Cow::Borrowed(v.as_str())).collect())));
+    context.extend(authority.map(|a| (":authority", vec![Cow::Borrowed(a)])));
+    context.push((":peer.address", vec![Cow::Borrowed(peer)]));
     if tls {
-        context.insert(":peer.auth-type".into(), vec!["tls".into()]);
+        context.push((":peer.auth-type", vec![Cow::Borrowed("tls")]));
     }
-    let json = serde_json::to_string(&Context { service, method, context }).expect("strings and maps serialize");
+    // A HeaderMap yields the values of one name one after another.
+    for (name, value) in headers.iter().filter(|(name, _)| forwarded(name.as_str())) {
+        let key = name.as_str();
+        let value = if key.ends_with("-bin") {
+            let text = value.as_bytes().trim_ascii();
+            let raw = STANDARD_NO_PAD.decode(text.strip_suffix(b"==").or(text.strip_suffix(b"=")).unwrap_or(text));
+            Cow::Owned(String::from_utf8_lossy(&raw.unwrap_or_else(|_| value.as_bytes().to_vec())).into_owned())
+        } else {
+            String::from_utf8_lossy(value.as_bytes())
+        };
+        match context.last_mut() {
+            Some((last, values)) if *last == key => values.push(value),
+            _ => context.push((key, vec![value])),
+        }
+    }
+    // Sorted by key, as Go marshals a map.
+    context.sort_unstable_by_key(|(k, _)| *k);
+    let json = serde_json::to_string(&Context { service, method, context: Metadata(context) }).expect("strings and maps serialize");
     Payload::new(CODEC_JSON, go_escape(json), body)
 }
 
 /// Go's `json.Marshal` escapes HTML characters and the JS line separators; they can only occur
 /// inside strings, so replacing them keeps the document valid.
 fn go_escape(json: String) -> String {
-    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+    // Byte scans (U+2028 and U+2029 start with 0xE2): a `char` pattern cost more than the rest
+    // of the payload.
+    if memchr::memchr3(b'<', b'>', b'&', json.as_bytes()).is_none() && memchr::memchr(0xE2, json.as_bytes()).is_none() {
         return json;
     }
     json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026").replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029")
@@ -144,13 +163,19 @@ pub fn put_metadata(map: &mut HeaderMap, md: &[(String, String)]) {
 
 /// The trailers (or trailers-only headers) that end a call.
 pub fn put_status(map: &mut HeaderMap, st: Option<&Status>) {
-    let (code, message) = st.map_or((status::OK, ""), |s| (s.code, s.message.as_str()));
-    map.insert("grpc-status", code.into());
-    if let Ok(v) = http::HeaderValue::from_str(&status::encode_message(message)) {
-        map.insert("grpc-message", v);
+    use http::HeaderValue;
+    let Some(st) = st else {
+        // The common case, without allocations: grpc-go sends an empty message too.
+        map.insert(wire::GRPC_STATUS, HeaderValue::from_static("0"));
+        map.insert(wire::GRPC_MESSAGE, HeaderValue::from_static(""));
+        return;
+    };
+    map.insert(wire::GRPC_STATUS, st.code.into());
+    if let Ok(v) = HeaderValue::from_str(&status::encode_message(&st.message)) {
+        map.insert(wire::GRPC_MESSAGE, v);
     }
-    if let Some(bin) = st.and_then(Status::details_bin).and_then(|b| http::HeaderValue::from_str(&b).ok()) {
-        map.insert("grpc-status-details-bin", bin);
+    if let Some(bin) = st.details_bin().and_then(|b| HeaderValue::from_str(&b).ok()) {
+        map.insert(wire::GRPC_STATUS_DETAILS_BIN, bin);
     }
 }
 

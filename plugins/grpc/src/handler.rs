@@ -56,7 +56,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: Peer) -> 
 async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, method: &str, streaming: bool, peer: &Peer, mut log: CallLog) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let traced = log.trace(&parts.headers, service, method);
-    let deadline = parts.headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(wire::parse_timeout);
+    let deadline = parts.headers.get(wire::GRPC_TIMEOUT).and_then(|v| v.to_str().ok()).and_then(wire::parse_timeout);
     let gzip = match request_gzip(&parts.headers) {
         Ok(gzip) => gzip,
         Err(st) => return log.finish(trailers_only(&st, &[])),
@@ -68,7 +68,7 @@ async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, me
         Err(st) => return log.finish(trailers_only(&st, &[])),
     };
     let authority = parts.uri.authority().map(|a| a.as_str().to_string()).or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
-    let payload = call::traced_payload(service, method, authority.as_deref(), &parts.headers, &peer.address, peer.tls, message, traced);
+    let payload = call::traced_payload(service, method, authority.as_deref(), &parts.headers, &peer.address, peer.tls, message, &traced);
     // The deadline bounds the wait for a worker; an exec already running in PHP finishes in
     // the background (the pool never cuts it) and its late answer is dropped.
     let exec = shared.pool.exec(payload);
@@ -104,7 +104,7 @@ async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, me
 
 /// `grpc-encoding` of the request: identity or gzip.
 fn request_gzip(headers: &HeaderMap) -> Result<bool, Status> {
-    match headers.get("grpc-encoding").map(|v| v.to_str().unwrap_or("?")) {
+    match headers.get(wire::GRPC_ENCODING).map(|v| v.to_str().unwrap_or("?")) {
         None | Some("identity") => Ok(false),
         Some("gzip") => Ok(true),
         Some(other) => Err(Status::new(status::UNIMPLEMENTED, format!("grpc: Decompressor is not installed for grpc-encoding \"{other}\""))),
@@ -211,7 +211,7 @@ async fn health_call(shared: Arc<Shared>, req: Request<Incoming>, method: &str, 
 fn head(headers: &[(String, String)], gzip: bool) -> http::response::Builder {
     let mut b = Response::builder().header(http::header::CONTENT_TYPE, "application/grpc");
     if gzip {
-        b = b.header("grpc-encoding", "gzip");
+        b = b.header(wire::GRPC_ENCODING, "gzip");
     }
     if let Some(map) = b.headers_mut() {
         put_metadata(map, headers);
@@ -258,7 +258,7 @@ pub struct CallLog {
 impl CallLog {
     /// Record the status a unary response carries.
     pub fn finish(self, resp: Response<Body>) -> Response<Body> {
-        let code = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(status::OK);
+        let code = resp.headers().get(wire::GRPC_STATUS).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(status::OK);
         self.record(code);
         resp
     }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use rr_runtime::pool::Pool;
 use rr_runtime::services::Resettable;
+use rr_runtime::shards;
 use rr_runtime::{BoxError, InitContext, Services};
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +47,8 @@ pub struct Plugin {
     metrics: metrics::Metrics,
     tls: Option<tokio_rustls::TlsAcceptor>,
     pool: tokio::sync::OnceCell<Pool>,
+    /// The I/O threads, kept until the workers whose pipes they serve are gone.
+    shards: std::sync::Mutex<Option<shards::Shards>>,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -68,15 +71,20 @@ impl rr_runtime::Plugin for Plugin {
             metrics,
             tls,
             pool: Default::default(),
+            shards: Default::default(),
         }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
         let listener = server::Listener::bind(&self.cfg).await?;
+        // Thread per core, as the http plugin: connections and workers shared out over them.
+        let shards = shards::Shards::start("grpc", shards::count(self.cfg.pool.effective_workers()))?;
+        let homes = shards.handles();
+        *self.shards.lock().unwrap() = Some(shards);
         let mut pool_cfg = self.cfg.pool.clone();
         // RoadRunner's grpc plugin does not pass `max_queue_size` to its pool.
         pool_cfg.max_queue_size = 0;
-        let pool = self.services.new_pool_env("grpc", "grpc", pool_cfg, &self.cfg.env).await?;
+        let pool = self.services.new_pool_env("grpc", "grpc", pool_cfg, &self.cfg.env, homes.clone()).await?;
         let _ = self.pool.set(pool.clone());
         // `rr reset grpc` reports NOT_SERVING while the workers are replaced.
         self.services.resetters.register("grpc", Arc::new(Reset { pool: pool.clone(), health: self.health.clone() }) as Arc<dyn Resettable>);
@@ -100,14 +108,14 @@ impl rr_runtime::Plugin for Plugin {
             shutdown: shutdown.clone(),
             services: self.services.clone(),
         });
-        tracing::info!(target: "grpc", address = %listener.address(), services = self.protos.services.len(), tls = self.tls.is_some(), "grpc server listening");
+        tracing::info!(target: "grpc", address = %listener.address(), threads = homes.len().max(1), services = self.protos.services.len(), tls = self.tls.is_some(), "grpc server listening");
         self.health.set(health::SERVING);
         let (health, stop) = (self.health.clone(), shutdown.clone());
         tokio::spawn(async move {
             stop.cancelled().await;
             health.set(health::NOT_SERVING);
         });
-        server::run(listener, self.tls.clone(), shared, shutdown, self.cfg.pool.destroy_timeout).await;
+        server::run(listener, homes, self.tls.clone(), shared, shutdown, self.cfg.pool.destroy_timeout).await;
         Ok(())
     }
 
@@ -116,6 +124,8 @@ impl rr_runtime::Plugin for Plugin {
         if let Some(pool) = self.pool.get() {
             pool.destroy().await;
         }
+        // The workers are gone: their I/O threads may end now.
+        self.shards.lock().unwrap().take();
         Ok(())
     }
 }

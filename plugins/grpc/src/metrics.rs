@@ -12,8 +12,8 @@ use rr_runtime::metrics::{Collector, Family, Histogram, Kind, Value};
 #[derive(Clone)]
 pub struct Metrics {
     services: Arc<Services>,
-    /// Durations per method and status code name; each histogram's count is that pair's total.
-    calls: Arc<Mutex<BTreeMap<(String, String), Histogram>>>,
+    /// Durations per method and status code; each histogram's count is that pair's total.
+    calls: Arc<Mutex<BTreeMap<String, BTreeMap<u32, Histogram>>>>,
 }
 
 impl Metrics {
@@ -24,9 +24,13 @@ impl Metrics {
     }
 
     pub fn record(&self, method: &str, code: u32, elapsed: Duration) {
-        let key = (method.to_string(), crate::status::code_name(code));
         let mut calls = self.calls.lock().unwrap();
-        calls.entry(key).or_insert_with(|| Histogram::new(&Histogram::DEFAULT_BUCKETS)).observe(elapsed.as_secs_f64());
+        // Looked up by `&str`: a known method costs no allocation per call.
+        let codes = match calls.get_mut(method) {
+            Some(codes) => codes,
+            None => calls.entry(method.to_string()).or_default(),
+        };
+        codes.entry(code).or_insert_with(|| Histogram::new(&Histogram::DEFAULT_BUCKETS)).observe(elapsed.as_secs_f64());
     }
 }
 
@@ -36,10 +40,12 @@ impl Collector for Metrics {
         // RoadRunner's histogram is by method alone: merge the status codes of each method.
         let mut by_method: BTreeMap<&str, Histogram> = BTreeMap::new();
         let calls = self.calls.lock().unwrap();
-        for ((method, code), histogram) in calls.iter() {
-            let labels = vec![("grpc_method".to_string(), method.clone()), ("status_code".to_string(), code.clone())];
-            requests = requests.with(labels, Value::Single(histogram.count() as f64));
-            by_method.entry(method).and_modify(|h| h.merge(histogram)).or_insert_with(|| histogram.clone());
+        for (method, codes) in calls.iter() {
+            for (code, histogram) in codes {
+                let labels = vec![("grpc_method".to_string(), method.clone()), ("status_code".to_string(), crate::status::code_name(*code))];
+                requests = requests.with(labels, Value::Single(histogram.count() as f64));
+                by_method.entry(method).and_modify(|h| h.merge(histogram)).or_insert_with(|| histogram.clone());
+            }
         }
         let mut durations = Family::new("rr_grpc_request_duration_seconds", "GRPC request duration.", Kind::Histogram);
         for (method, histogram) in by_method {

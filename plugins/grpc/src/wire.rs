@@ -5,10 +5,18 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::HeaderName;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::status::{self, Status};
+
+// gRPC's headers, named once: a `&str` name is parsed and checked again on every lookup.
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+pub const GRPC_STATUS_DETAILS_BIN: HeaderName = HeaderName::from_static("grpc-status-details-bin");
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+pub const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 
 /// The messages of a request body, decompressed and size-checked.
 pub struct Messages {

@@ -437,7 +437,7 @@ async fn unix_socket_listener() {
     let sock = dir.path().join("grpc.sock");
     std::fs::write(&sock, "stale").unwrap();
     let yaml = format!(
-        "version: '3'\nserver:\n  command: \"{}\"\ngrpc:\n  listen: unix://{}\n  proto: \"{}\"\n  pool:\n    num_workers: 1\n",
+        "version: '3'\nserver:\n  command: \"{}\"\ngrpc:\n  listen: unix://{}\n  proto: \"{}\"\n  pool:\n    num_workers: 2\n",
         worker(),
         sock.display(),
         proto("service.proto")
@@ -453,6 +453,36 @@ async fn unix_socket_listener() {
     let mut c = tonic::client::Grpc::new(channel);
     assert_eq!(text(ping(&mut c, "unix").await.unwrap().get_ref()), "UNIX");
     server.stop().await.unwrap();
+}
+
+/// One I/O thread per core with its own workers (on a machine with 2 CPUs or more), and the
+/// connections dealt out to the threads in turn: two connections opened one after the other are
+/// served by different threads, so each one's calls go to its own thread's worker while that is
+/// free; and a thread whose worker is busy borrows the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_dealt_out_to_the_threads_per_core() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return eprintln!("one CPU: the grpc plugin serves from one thread; nothing to check");
+    }
+    let server = serve("").await;
+    let (mut a, mut b) = (server.client().await, server.client().await);
+    let mut pids = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for _ in 0..4 {
+        pids.0.insert(text(ping(&mut a, "pid").await.unwrap().get_ref()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pids.1.insert(text(ping(&mut b, "pid").await.unwrap().get_ref()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((pids.0.len(), pids.1.len()), (1, 1), "each connection's calls on its thread's worker: {pids:?}");
+    assert_ne!(pids.0, pids.1, "both connections on one thread");
+    // A's worker busy: B's thread still serves, and A's next call borrows B's worker.
+    let slow = tokio::spawn(async move { ping(&mut a, "sleep:1500").await.map(|r| text(r.get_ref())) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let mut c = server.client().await; // the third connection: A's thread again
+    assert_eq!(text(ping(&mut c, "fast").await.unwrap().get_ref()), "FAST");
+    assert!(started.elapsed() < Duration::from_millis(1000), "waited {:?} behind the slow call", started.elapsed());
+    assert_eq!(slow.await.unwrap().unwrap(), "sleep:1500");
 }
 
 fn tower_service_fn(

@@ -20,13 +20,13 @@ pub mod proto;
 pub mod request;
 pub mod response;
 mod server;
-mod shards;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use rr_runtime::http::{Handler, Request, Response};
 use rr_runtime::pool::Pool;
+use rr_runtime::shards;
 use rr_runtime::{BoxError, InitContext, Services};
 use tokio_util::sync::CancellationToken;
 
@@ -63,7 +63,7 @@ impl rr_runtime::Plugin for Plugin {
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
         let cfg = Arc::new(Config { codec: self.codec().await, ..(*self.cfg).clone() });
-        let shards = shards::Shards::start(shards::count(self.cfg.pool.effective_workers()))?;
+        let shards = shards::Shards::start("http", shards::count(self.cfg.pool.effective_workers()))?;
         let homes = shards.handles();
         *self.shards.lock().unwrap() = Some(shards);
         let pool = self.services.new_pool_on("http", "http", self.cfg.pool.clone(), homes.clone()).await?;

@@ -1,7 +1,7 @@
 //! Thread per core: the server runs one I/O thread per core (a single-threaded runtime each), and
 //! each thread has its own listening socket on the same address (`SO_REUSEPORT`: the kernel
 //! spreads connections over them) and its own share of the workers (their pipes belong to its
-//! reactor, `rr_runtime::pool::set_home`). A request is read, handed to a worker and answered on
+//! reactor, `crate::pool::set_home`). A request is read, handed to a worker and answered on
 //! one thread, so no thread wakes another on the way; a thread whose workers are all busy borrows
 //! another's (the pool's `slots`). When the threads have the machine to themselves, each keeps to
 //! its CPU with its workers ([`own_cpus`]).
@@ -9,6 +9,8 @@
 //! Why (docs/BENCHMARKS.md): with one I/O thread for all workers, that thread was the bottleneck
 //! and every worker it woke ran on its CPU; two rr processes of one worker each served ~50 % more
 //! hello-world requests than one of two workers. `GOMAXPROCS=1` serves from the main runtime.
+//! The http and grpc plugins serve this way, each with threads of its own; the grpc plugin binds
+//! one socket and deals its few long-lived connections out to the threads in turn instead.
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,13 +31,13 @@ pub struct Shards {
 /// threads: the main runtime serves.
 pub fn count(workers: usize) -> usize {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let cap = rr_runtime::gomaxprocs().ok().flatten().unwrap_or(cores);
+    let cap = crate::gomaxprocs().ok().flatten().unwrap_or(cores);
     cores.min(cap).min(workers).max(1)
 }
 
 impl Shards {
-    /// Start `n` shard threads (none for `n` = 1).
-    pub fn start(n: usize) -> io::Result<Shards> {
+    /// Start `n` shard threads (none for `n` = 1), named `rr-<plugin>-<i>`.
+    pub fn start(plugin: &str, n: usize) -> io::Result<Shards> {
         let alive = CancellationToken::new();
         let cpus = if n > 1 { own_cpus(n) } else { None };
         let mut handles = Vec::new();
@@ -44,8 +46,8 @@ impl Shards {
             let cpu = cpus.as_ref().map(|cpus| cpus[index]);
             handles.push(runtime.handle().clone());
             let alive = alive.clone();
-            std::thread::Builder::new().name(format!("rr-http-{index}")).spawn(move || {
-                rr_runtime::pool::set_home(index);
+            std::thread::Builder::new().name(format!("rr-{plugin}-{index}")).spawn(move || {
+                crate::pool::set_home(index);
                 if let Some(cpu) = cpu {
                     pin(cpu);
                 }
@@ -112,7 +114,7 @@ fn pin(cpu: usize) {
     if set.set(cpu).is_ok()
         && let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
     {
-        tracing::warn!(target: "http", cpu, error = %e, "cannot keep an I/O thread to its CPU; the kernel places it");
+        tracing::warn!(cpu, error = %e, "cannot keep an I/O thread to its CPU; the kernel places it");
     }
 }
 
