@@ -60,10 +60,18 @@ pub trait HealthCheck: Send + Sync {
     fn health(&self) -> Health;
 }
 
-/// Process-wide lifecycle facts plugins may read.
+/// Process-wide lifecycle facts plugins may read, and the plugins still starting: `rr serve`
+/// tells systemd `READY=1` only once none is left.
 #[derive(Clone, Default)]
 pub struct Lifecycle {
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    starting: Arc<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    count: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
 }
 
 impl Lifecycle {
@@ -72,6 +80,43 @@ impl Lifecycle {
     }
     pub(crate) fn set_stopping(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Taken at init by a plugin that serves a socket; it says [`Starting::serving`] once its
+    /// listeners are bound (or is dropped, e.g. when its serve fails).
+    pub fn starting(&self) -> Starting {
+        self.starting.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Starting(Mutex::new(Some(self.starting.clone())))
+    }
+
+    /// Resolves once every [`Starting`] has said it serves.
+    pub async fn all_serving(&self) {
+        loop {
+            let done = self.starting.done.notified();
+            if self.starting.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+/// One plugin's pending start (see [`Lifecycle::starting`]).
+pub struct Starting(Mutex<Option<Arc<Pending>>>);
+
+impl Starting {
+    pub fn serving(&self) {
+        if let Some(pending) = self.0.lock().unwrap().take()
+            && pending.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
+        {
+            pending.done.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.serving();
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Plugin {
     address: String,
     /// Each entry's root, canonical.
     roots: Vec<PathBuf>,
+    /// Said once its listeners are bound (systemd `READY=1` waits for it).
+    serving: rr_runtime::services::Starting,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -45,7 +47,7 @@ impl rr_runtime::Plugin for Plugin {
             let root = s.root.canonicalize().map_err(|e| format!("config key `fileserver.serve[{i}].root`: `{}`: {e}", s.root.display()))?;
             roots.push(root);
         }
-        Ok(Some(Plugin { cfg, address, roots }))
+        Ok(Some(Plugin { cfg, address, roots, serving: ctx.services.lifecycle.starting() }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
@@ -55,6 +57,7 @@ impl rr_runtime::Plugin for Plugin {
             .await
             .map_err(|e| format!("config key `fileserver.address`: cannot listen on `{address}`: {e}"))?;
         tracing::info!(target: "fileserver", address = %listener.local_addr()?, "file server started");
+        self.serving.serving();
         loop {
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },

@@ -49,6 +49,8 @@ pub struct Plugin {
     pool: tokio::sync::OnceCell<Pool>,
     /// The I/O threads, kept until the workers whose pipes they serve are gone.
     shards: std::sync::Mutex<Option<shards::Shards>>,
+    /// Said once its listeners are bound (systemd `READY=1` waits for it).
+    serving: rr_runtime::services::Starting,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -72,6 +74,7 @@ impl rr_runtime::Plugin for Plugin {
             tls,
             pool: Default::default(),
             shards: Default::default(),
+            serving: ctx.services.lifecycle.starting(),
         }))
     }
 
@@ -110,6 +113,7 @@ impl rr_runtime::Plugin for Plugin {
         });
         tracing::info!(target: "grpc", address = %listener.address(), threads = homes.len().max(1), services = self.protos.services.len(), tls = self.tls.is_some(), "grpc server listening");
         self.health.set(health::SERVING);
+        self.serving.serving();
         let (health, stop) = (self.health.clone(), shutdown.clone());
         tokio::spawn(async move {
             stop.cancelled().await;

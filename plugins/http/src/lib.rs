@@ -37,6 +37,8 @@ pub struct Plugin {
     services: Arc<Services>,
     pool: tokio::sync::OnceCell<Pool>,
     shards: std::sync::Mutex<Option<shards::Shards>>,
+    /// Said once its listeners are bound (systemd `READY=1` waits for it).
+    serving: rr_runtime::services::Starting,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -58,7 +60,7 @@ impl rr_runtime::Plugin for Plugin {
         if let Some(http3) = &cfg.http3 {
             h3::resolver(http3, acme_certs)?;
         }
-        Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), pool: Default::default(), shards: Default::default() }))
+        Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), pool: Default::default(), shards: Default::default(), serving: ctx.services.lifecycle.starting() }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
@@ -146,6 +148,7 @@ impl rr_runtime::Plugin for Plugin {
                 });
             }
         }
+        self.serving.serving();
         if let Some(first_cert) = first_cert {
             tokio::select! {
                 got = first_cert => got.unwrap_or(Ok(()))?,

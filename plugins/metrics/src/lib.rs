@@ -51,6 +51,8 @@ impl Default for Config {
 pub struct Plugin {
     address: String,
     services: Arc<Services>,
+    /// Said once its listeners are bound (systemd `READY=1` waits for it).
+    serving: rr_runtime::services::Starting,
 }
 
 /// `metrics.Add/Sub/Observe/Set` argument.
@@ -101,7 +103,7 @@ impl rr_runtime::Plugin for Plugin {
             let result = apps.unregister(&name).map(|()| true).map_err(RpcError::new);
             async move { result }
         });
-        Ok(Some(Plugin { address: config.address, services: ctx.services.clone() }))
+        Ok(Some(Plugin { address: config.address, services: ctx.services.clone(), serving: ctx.services.lifecycle.starting() }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
@@ -109,6 +111,7 @@ impl rr_runtime::Plugin for Plugin {
             .await
             .map_err(|e| format!("config key `metrics.address`: cannot listen on `{}`: {e}", self.address))?;
         tracing::info!(target: "metrics", address = %self.address, "metrics server listening on /metrics");
+        self.serving.serving();
         loop {
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },

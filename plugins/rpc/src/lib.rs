@@ -29,6 +29,8 @@ impl Default for Config {
 pub struct Plugin {
     config: Config,
     services: Arc<rr_runtime::Services>,
+    /// Said once its listeners are bound (systemd `READY=1` waits for it).
+    serving: rr_runtime::services::Starting,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -48,12 +50,13 @@ impl rr_runtime::Plugin for Plugin {
         }
         let json = serde_json::to_vec(ctx.config.root()).unwrap_or_default();
         services::register(ctx.services, json.into());
-        Ok(Some(Plugin { config, services: ctx.services.clone() }))
+        Ok(Some(Plugin { config, services: ctx.services.clone(), serving: ctx.services.lifecycle.starting() }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
         let listener = server::Listener::bind(&self.config.listen).await?;
         tracing::info!(target: "rpc", listen = %self.config.listen, "rpc server listening");
+        self.serving.serving();
         let max_payload = (self.config.max_request_size << 20) as usize;
         server::run(listener, self.services.clone(), max_payload, shutdown).await;
         Ok(())

@@ -33,6 +33,8 @@ pub struct Plugin {
     address: String,
     unavailable: u16,
     services: Arc<Services>,
+    /// Said once its listeners are bound (systemd `READY=1` waits for it).
+    serving: rr_runtime::services::Starting,
 }
 
 /// One plugin's report, as the JSON body lists them.
@@ -78,7 +80,7 @@ impl rr_runtime::Plugin for Plugin {
                 async move { Ok(StatusReply { code: r.status_code, message: r.error_message }) }
             });
         }
-        Ok(Some(Plugin { address, unavailable, services: ctx.services.clone() }))
+        Ok(Some(Plugin { address, unavailable, services: ctx.services.clone(), serving: ctx.services.lifecycle.starting() }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
@@ -86,6 +88,7 @@ impl rr_runtime::Plugin for Plugin {
             .await
             .map_err(|e| format!("config key `status.address`: cannot listen on `{}`: {e}", self.address))?;
         tracing::info!(target: "status", address = %self.address, "status server listening on /health and /ready");
+        self.serving.serving();
         loop {
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },

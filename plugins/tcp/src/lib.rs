@@ -27,6 +27,8 @@ pub struct Plugin {
     services: Arc<Services>,
     pool: tokio::sync::OnceCell<Pool>,
     connections: Arc<Connections>,
+    /// Said once its listeners are bound (systemd `READY=1` waits for it).
+    serving: rr_runtime::services::Starting,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -43,7 +45,7 @@ impl rr_runtime::Plugin for Plugin {
             tracing::debug!(target: "tcp", %uuid, closed, "tcp.Close");
             async { Ok::<_, RpcError>(true) }
         });
-        Ok(Some(Plugin { cfg, services: ctx.services.clone(), pool: Default::default(), connections }))
+        Ok(Some(Plugin { cfg, services: ctx.services.clone(), pool: Default::default(), connections, serving: ctx.services.lifecycle.starting() }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
@@ -56,6 +58,7 @@ impl rr_runtime::Plugin for Plugin {
             tracing::info!(target: "tcp", server = %name, address = %listener.local_addr(), "tcp server listening");
             listeners.push((name.clone(), server.delimiter.clone(), listener));
         }
+        self.serving.serving();
         let connections = TaskTracker::new();
         let accepting = TaskTracker::new();
         for (server, delimiter, listener) in listeners {

@@ -6,7 +6,8 @@
 //! 2. SIGUSR2: graceful stop, then the same binary (as now found on disk) is executed again with
 //!    the arguments and environment rr was started with: same pid, new code, new config.
 //!
-//! With `NOTIFY_SOCKET` set (systemd `Type=notify`), `READY=1` follows the start of every plugin
+//! With `NOTIFY_SOCKET` set (systemd `Type=notify`), `READY=1` comes once every plugin serves (its
+//! listeners bound, see `Lifecycle::starting`)
 //! and `WATCHDOG=1` is sent every `endure.watchdog_sec`. The lines RoadRunner prints on stdout
 //! are printed here too, and `-s` silences them.
 
@@ -56,12 +57,23 @@ pub fn exec(cli: &super::Cli, build: &Build) -> anyhow::Result<()> {
         say(&format!("[INFO] RoadRunner server started; version: {}, buildtime: unset", build.version));
         let mut outcome = Outcome::Stop;
         let mut watchdog = None;
+        let lifecycle = host.services.lifecycle.clone();
         let result = host
             .run_until(
                 async {
-                    // Polled first after every plugin's serve has been started.
-                    watchdog = notify_ready(endure.watchdog_sec, &say);
-                    outcome = signals.next().await;
+                    // Every plugin's serve has been started; READY=1 once each one serves (its
+                    // listeners bound), unless a stop signal comes first.
+                    let early = tokio::select! {
+                        _ = lifecycle.all_serving() => None,
+                        signal = signals.next() => Some(signal),
+                    };
+                    outcome = match early {
+                        Some(signal) => signal,
+                        None => {
+                            watchdog = notify_ready(endure.watchdog_sec, &say);
+                            signals.next().await
+                        }
+                    };
                     match outcome {
                         Outcome::Stop => {
                             let _ = sdnotify::notify(NotifyState::Stopping);

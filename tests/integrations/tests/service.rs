@@ -83,6 +83,31 @@ fn a_second_stop_signal_forces_the_exit_with_code_1() {
     let _ = slow.join();
 }
 
+/// `READY=1` means the server answers: the http workers are up and its port is bound.
+#[test]
+fn ready_comes_once_http_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config(dir.path(), port, "");
+    let notify = std::os::unix::net::UnixDatagram::bind(dir.path().join("notify.sock")).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rr-integrations"))
+        .args(["serve", "-c", ".rr.yaml"])
+        .current_dir(dir.path())
+        .env("NOTIFY_SOCKET", dir.path().join("notify.sock"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1 within 20 s");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim_end(), "READY=1");
+    // No retry: the first request after READY=1 is answered by PHP.
+    let (status, _, body) = get(port, "/");
+    assert_eq!(status, 200, "READY=1 came before the http port answered");
+    assert!(!body.is_empty());
+}
+
 /// `rr reset` as systemd's `ExecReload`: `RELOADING=1`, the workers replaced, `READY=1`.
 #[test]
 fn reset_tells_systemd_it_reloads() {
