@@ -45,8 +45,10 @@ pub fn provider(settings: &Settings, rr_version: &str) -> Result<SdkTracerProvid
         }
         Exporter::Zipkin { url } => {
             // The zipkin builder makes a blocking HTTP client, which must not be made on a tokio thread.
-            let url = url.clone();
-            let exporter = std::thread::spawn(move || opentelemetry_zipkin::ZipkinExporter::builder().with_collector_endpoint(url).build())
+            let (url, service) = (url.clone(), settings.service[0].1.clone());
+            let exporter = std::thread::spawn(move || {
+                opentelemetry_zipkin::ZipkinExporter::builder().with_http_client(crate::zipkin::ServiceNamed::new(service)).with_collector_endpoint(url).build()
+            })
                 .join()
                 .map_err(|_| "otel: the zipkin exporter panicked while starting".to_string())?
                 .map_err(|e| fail("zipkin", &e))?;

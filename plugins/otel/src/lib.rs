@@ -10,6 +10,7 @@ pub mod config;
 mod exporter;
 mod json;
 mod middleware;
+mod zipkin;
 
 use std::sync::Arc;
 

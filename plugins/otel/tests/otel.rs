@@ -223,7 +223,7 @@ async fn zipkin_receives_the_spans_as_json() {
     let http = spans.iter().find(|s| s["name"] == "http" && s["traceId"] == CALLER_TRACE).unwrap_or_else(|| panic!("{spans:#?}"));
     assert_eq!(http["traceId"], CALLER_TRACE);
     assert_eq!(http["kind"], "SERVER");
-    // opentelemetry-zipkin 0.31 leaves `localEndpoint` empty (docs/OBSERVABILITY.md, differences).
+    assert_eq!(http["localEndpoint"]["serviceName"], "zipped", "the service name (src/zipkin.rs)");
     assert_eq!(span_of(seen["traceparent"].as_str().unwrap(), CALLER_TRACE), http["id"].as_str().unwrap());
     let request = spans.iter().find(|s| s["name"] == "/hello").unwrap();
     assert_eq!(request["parentId"], CALLER_SPAN);
