@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use file_rotate::compression::Compression;
-use file_rotate::suffix::{AppendTimestamp, FileLimit};
+use file_rotate::suffix::{AppendTimestamp, FileLimit, SuffixScheme, TimestampSuffix};
 use file_rotate::{ContentLimit, FileRotate};
 
 /// `logs.file_logger_options`, lumberjack's settings as RoadRunner names them. A 0 means the
@@ -23,7 +23,7 @@ pub struct FileLogger {
     pub log_output: Option<PathBuf>,
     /// Megabytes before the file is rotated (100).
     pub max_size: usize,
-    /// Days a rotated file is kept: read, not applied (`max_backups` bounds the rotated files).
+    /// Days a rotated file is kept (24).
     pub max_age: usize,
     /// Rotated files kept (10).
     pub max_backups: usize,
@@ -33,12 +33,13 @@ pub struct FileLogger {
 
 const DEFAULT_MAX_SIZE_MB: usize = 100;
 const DEFAULT_MAX_BACKUPS: usize = 10;
+const DEFAULT_MAX_AGE_DAYS: usize = 24;
 
 enum Target {
     Stderr,
     Stdout,
     File(Mutex<File>),
-    Rotating(Mutex<FileRotate<AppendTimestamp>>),
+    Rotating(Mutex<FileRotate<Retention>>),
 }
 
 impl Target {
@@ -64,13 +65,11 @@ impl Target {
         append(&path).with_context(|| format!("config key `{key}.log_output`"))?;
         let or = |n, default| if n == 0 { default } else { n };
         let max_bytes = or(options.max_size, DEFAULT_MAX_SIZE_MB).saturating_mul(1024 * 1024);
-        // lumberjack applies both `max_backups` and `max_age`; file-rotate takes one limit, and
-        // the count bounds the disk use (docs/OPERATIONS.md).
-        let limit = FileLimit::MaxFiles(or(options.max_backups, DEFAULT_MAX_BACKUPS));
+        let retention = Retention::new(or(options.max_backups, DEFAULT_MAX_BACKUPS), or(options.max_age, DEFAULT_MAX_AGE_DAYS));
         let compression = if options.compress { Compression::OnRotate(0) } else { Compression::None };
         let file = FileRotate::new(
             &path,
-            AppendTimestamp::default(limit),
+            retention,
             ContentLimit::BytesSurpassed(max_bytes),
             compression,
             None,
@@ -89,6 +88,37 @@ impl Target {
                 f.flush()
             }
         }
+    }
+}
+
+/// lumberjack's retention: a rotated file goes once `max_backups` newer ones exist or once it is
+/// `max_age` days old, whichever comes first (file-rotate's schemes take one limit each, so this
+/// one asks both).
+struct Retention {
+    by_count: AppendTimestamp,
+    by_age: AppendTimestamp,
+}
+
+impl Retention {
+    fn new(max_backups: usize, max_age_days: usize) -> Retention {
+        let days = chrono::Duration::try_days(max_age_days as i64).unwrap_or(chrono::Duration::MAX);
+        Retention { by_count: AppendTimestamp::default(FileLimit::MaxFiles(max_backups)), by_age: AppendTimestamp::default(FileLimit::Age(days)) }
+    }
+}
+
+impl SuffixScheme for Retention {
+    type Repr = TimestampSuffix;
+
+    fn rotate_file(&mut self, basepath: &Path, newest: Option<&TimestampSuffix>, suffix: &Option<TimestampSuffix>) -> io::Result<TimestampSuffix> {
+        self.by_count.rotate_file(basepath, newest, suffix)
+    }
+
+    fn parse(&self, suffix: &str) -> Option<TimestampSuffix> {
+        self.by_count.parse(suffix)
+    }
+
+    fn too_old(&self, suffix: &TimestampSuffix, file_number: usize) -> bool {
+        self.by_count.too_old(suffix, file_number) || self.by_age.too_old(suffix, file_number)
     }
 }
 
@@ -172,5 +202,21 @@ impl Write for &Sink {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use file_rotate::suffix::SuffixScheme;
+
+    #[test]
+    fn a_rotated_file_goes_by_count_or_by_age() {
+        let retention = super::Retention::new(3, 24);
+        let today = chrono::Local::now().format("%Y%m%dT%H%M%S").to_string();
+        let (fresh, old) = (retention.parse(&today).unwrap(), retention.parse("20200101T000000").unwrap());
+        assert!(!retention.too_old(&fresh, 0));
+        assert!(retention.too_old(&fresh, 3), "the fourth newest is one too many");
+        assert!(retention.too_old(&old, 0), "older than 24 days");
+        assert!(!super::Retention::new(3, 100_000).too_old(&old, 0));
     }
 }
