@@ -9,12 +9,14 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use rr_jobs::proto;
-use rr_runtime::rpc::Codec;
 use rr_runtime::rpc::client::RpcClient;
 use rr_runtime::testing::{TestServer, free_port};
-use serde_json::Value;
+
+#[path = "../../jobs/tests/support/jobs_rpc.rs"]
+#[allow(dead_code)]
+mod jobs_rpc;
+use jobs_rpc::{call, count, log, wait_for};
 
 fn job(id: &str, payload: &str, pipeline: &str, priority: i64) -> proto::Job {
     proto::Job {
@@ -23,27 +25,6 @@ fn job(id: &str, payload: &str, pipeline: &str, priority: i64) -> proto::Job {
         payload: payload.as_bytes().to_vec(),
         headers: [("trace".to_string(), proto::HeaderValue { value: vec!["t-1".into()] })].into(),
         options: Some(proto::Options { pipeline: pipeline.into(), priority, ..Default::default() }),
-    }
-}
-
-async fn call<R: Message + Default>(c: &mut RpcClient, method: &str, msg: impl Message) -> Result<R, String> {
-    let reply = c.call(method, Codec::Proto, &msg.encode_to_vec()).await.map_err(|e| e.to_string())?;
-    Ok(R::decode(reply).unwrap())
-}
-
-fn log(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn count(entries: &[Value], id: &str) -> usize {
-    entries.iter().filter(|e| e["id"] == id).count()
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -118,8 +99,8 @@ async fn beanstalk_pipelines_with_a_php_consumer() {
         auto,
     ];
     call::<proto::Empty>(&mut c, "jobs.PushBatch", proto::PushBatchRequest { jobs }).await.unwrap();
-    wait_for("seven deliveries", || log(&jobs_log).len() >= 7).await;
-    wait_for("the tube to empty", || tube_stat(11300, &main, "current-jobs-ready") + tube_stat(11300, &main, "current-jobs-reserved") + tube_stat(11300, &main, "current-jobs-delayed") == 0).await;
+    wait_for("seven deliveries", 30, || log(&jobs_log).len() >= 7).await;
+    wait_for("the tube to empty", 30, || tube_stat(11300, &main, "current-jobs-ready") + tube_stat(11300, &main, "current-jobs-reserved") + tube_stat(11300, &main, "current-jobs-delayed") == 0).await;
     let entries = log(&jobs_log);
     assert_eq!(count(&entries, "j-ack"), 1, "exactly once");
     assert_eq!(count(&entries, "j-nack"), 2, "nack with requeue delivers again, once (no copy beside the released job)");
@@ -138,7 +119,7 @@ async fn beanstalk_pipelines_with_a_php_consumer() {
     // A job longer than the TTR keeps its reservation (touch): another consumer of the tube,
     // waiting meanwhile, never gets it.
     call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("j-long", "sleep-3500", "main", 0)) }).await.unwrap();
-    wait_for("the long job", || count(&log(&jobs_log), "j-long") == 1).await;
+    wait_for("the long job", 30, || count(&log(&jobs_log), "j-long") == 1).await;
     let other = tokio::task::spawn_blocking({
         let main = main.clone();
         move || {
@@ -155,7 +136,7 @@ async fn beanstalk_pipelines_with_a_php_consumer() {
     });
     let reply = other.await.unwrap();
     assert!(reply.ends_with("TIMED_OUT\r\n"), "another consumer reserved the running job: {reply:?}");
-    wait_for("the long job to finish", || tube_stat(11300, &main, "current-jobs-reserved") == 0).await;
+    wait_for("the long job to finish", 30, || tube_stat(11300, &main, "current-jobs-reserved") == 0).await;
     assert_eq!(count(&log(&jobs_log), "j-long"), 1);
 
     // A paused pipeline holds its jobs (counted by stats-tube); on resume they arrive by priority.
@@ -179,7 +160,7 @@ async fn beanstalk_pipelines_with_a_php_consumer() {
     assert_eq!((held_stat.driver.as_str(), held_stat.queue.as_str(), held_stat.ready), ("beanstalk", held.as_str(), false));
     assert!(log(&jobs_log).is_empty(), "held is not consumed yet");
     call::<proto::Empty>(&mut c, "jobs.Resume", proto::Pipelines { pipelines: vec!["held".into()] }).await.unwrap();
-    wait_for("held jobs", || log(&jobs_log).len() == 4).await;
+    wait_for("held jobs", 30, || log(&jobs_log).len() == 4).await;
     let order: Vec<String> = log(&jobs_log).iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(order, ["p-5", "p-10", "p-20", "p-30"]);
 
@@ -190,7 +171,7 @@ async fn beanstalk_pipelines_with_a_php_consumer() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(&log(&jobs_log), "p-paused"), 0, "a paused pipeline reserves nothing");
     call::<proto::Empty>(&mut c, "jobs.Resume", held_only()).await.unwrap();
-    wait_for("the job pushed while paused", || count(&log(&jobs_log), "p-paused") == 1).await;
+    wait_for("the job pushed while paused", 30, || count(&log(&jobs_log), "p-paused") == 1).await;
 
     // Declared at runtime (every value a string), used, then destroyed.
     let extra = format!("rr-extra-{}-{port}", std::process::id());
@@ -203,7 +184,7 @@ async fn beanstalk_pipelines_with_a_php_consumer() {
     call::<proto::Empty>(&mut c, "jobs.Declare", declare).await.unwrap();
     call::<proto::Empty>(&mut c, "jobs.Resume", proto::Pipelines { pipelines: vec!["extra".into()] }).await.unwrap();
     call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("x-1", "ack", "extra", 0)) }).await.unwrap();
-    wait_for("the declared pipeline's job", || count(&log(&jobs_log), "x-1") == 1).await;
+    wait_for("the declared pipeline's job", 30, || count(&log(&jobs_log), "x-1") == 1).await;
     let destroyed: proto::Pipelines = call(&mut c, "jobs.Destroy", proto::Pipelines { pipelines: vec!["extra".into()] }).await.unwrap();
     assert_eq!(destroyed.pipelines, ["extra"]);
     let bad = proto::DeclareRequest {
@@ -293,7 +274,7 @@ async fn survives_a_broker_restart_without_losing_or_repeating_jobs() {
     let mut jobs = vec![job("r-long", "sleep-1500", "q", 0)];
     jobs.extend((0..5).map(|i| job(&format!("r-{i}"), "ack", "q", 0)));
     call::<proto::Empty>(&mut c, "jobs.PushBatch", proto::PushBatchRequest { jobs }).await.unwrap();
-    wait_for("the long job to run", || count(&log(&jobs_log), "r-long") == 1).await;
+    wait_for("the long job to run", 30, || count(&log(&jobs_log), "r-long") == 1).await;
     broker.kill();
     broker.restart();
     let start = Instant::now();
@@ -301,8 +282,8 @@ async fn survives_a_broker_restart_without_losing_or_repeating_jobs() {
         assert!(start.elapsed() < Duration::from_secs(30), "push never worked again after the broker restart");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    wait_for("every job", || ["r-long", "r-0", "r-1", "r-2", "r-3", "r-4", "r-after"].iter().all(|id| count(&log(&jobs_log), id) >= 1)).await;
-    wait_for("the tube to empty", || tube_stat(bs_port, "restart", "current-jobs-ready") + tube_stat(bs_port, "restart", "current-jobs-reserved") == 0).await;
+    wait_for("every job", 30, || ["r-long", "r-0", "r-1", "r-2", "r-3", "r-4", "r-after"].iter().all(|id| count(&log(&jobs_log), id) >= 1)).await;
+    wait_for("the tube to empty", 30, || tube_stat(bs_port, "restart", "current-jobs-ready") + tube_stat(bs_port, "restart", "current-jobs-reserved") == 0).await;
     let entries = log(&jobs_log);
     for id in ["r-long", "r-0", "r-1", "r-2", "r-3", "r-4", "r-after"] {
         assert_eq!(count(&entries, id), 1, "{id} exactly once: {entries:?}");

@@ -8,12 +8,14 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use rr_jobs::proto;
-use rr_runtime::rpc::Codec;
 use rr_runtime::rpc::client::RpcClient;
 use rr_runtime::testing::TestServer;
-use serde_json::Value;
+
+#[path = "../../jobs/tests/support/jobs_rpc.rs"]
+#[allow(dead_code)]
+mod jobs_rpc;
+use jobs_rpc::{call, count, log, wait_for};
 
 fn job(id: &str, payload: &str, pipeline: &str) -> proto::Job {
     proto::Job {
@@ -25,29 +27,8 @@ fn job(id: &str, payload: &str, pipeline: &str) -> proto::Job {
     }
 }
 
-async fn call<R: Message + Default>(c: &mut RpcClient, method: &str, msg: impl Message) -> Result<R, String> {
-    let reply = c.call(method, Codec::Proto, &msg.encode_to_vec()).await.map_err(|e| e.to_string())?;
-    R::decode(&reply[..]).map_err(|e| e.to_string())
-}
-
 async fn push(c: &mut RpcClient, j: proto::Job) -> Result<proto::Empty, String> {
     call(c, "jobs.Push", proto::PushRequest { job: Some(j) }).await
-}
-
-fn log(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn count(entries: &[Value], id: &str) -> usize {
-    entries.iter().filter(|e| e["id"] == id).count()
-}
-
-async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn server(jobs_log: &Path, endpoint: &str, consume: &str, pipelines: &str) -> (TestServer, String) {

@@ -3,14 +3,17 @@
 //! RoadRunner's `rr_jobs_*` metrics.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use prost::Message;
 use rr_jobs::proto;
-use rr_runtime::rpc::Codec;
 use rr_runtime::rpc::client::RpcClient;
 use rr_runtime::testing::{free_port, rr_bare, TestServer};
 use serde_json::Value;
+
+#[path = "support/jobs_rpc.rs"]
+#[allow(dead_code)]
+mod jobs_rpc;
+use jobs_rpc::{call, log, wait_for};
 
 fn job(id: &str, payload: &str, pipeline: &str, priority: i64) -> proto::Job {
     proto::Job {
@@ -19,23 +22,6 @@ fn job(id: &str, payload: &str, pipeline: &str, priority: i64) -> proto::Job {
         payload: payload.as_bytes().to_vec(),
         headers: [("trace".to_string(), proto::HeaderValue { value: vec!["t-1".into()] })].into(),
         options: Some(proto::Options { pipeline: pipeline.into(), priority, ..Default::default() }),
-    }
-}
-
-async fn call<R: Message + Default>(c: &mut RpcClient, method: &str, msg: impl Message) -> Result<R, String> {
-    let reply = c.call(method, Codec::Proto, &msg.encode_to_vec()).await.map_err(|e| e.to_string())?;
-    Ok(R::decode(reply).unwrap())
-}
-
-fn log(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -96,7 +82,7 @@ jobs:
         jobs: vec![job("j-ack", "ack", "main", 0), job("j-nack", "nack-once", "main", 0), job("j-requeue", "requeue-once", "main", 0), job("j-fail", "fail", "main", 0)],
     };
     call::<proto::Empty>(&mut c, "jobs.PushBatch", batch).await.unwrap();
-    wait_for("six deliveries", || log(&jobs_log).len() >= 6).await;
+    wait_for("six deliveries", 20, || log(&jobs_log).len() >= 6).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let entries = log(&jobs_log);
     let count = |id: &str| entries.iter().filter(|e| e["id"] == id).count();
@@ -115,7 +101,7 @@ jobs:
     assert!(nacked[1] - nacked[0] >= 0.9, "the nack delay is respected: {nacked:?}");
 
     // RoadRunner's rr_jobs_* series: three acked, two requeued once, one failed; four pushed.
-    wait_for("the outcomes counted", || http_get(metrics_port, "/metrics").contains("\nrr_jobs_jobs_ok 3\n")).await;
+    wait_for("the outcomes counted", 20, || http_get(metrics_port, "/metrics").contains("\nrr_jobs_jobs_ok 3\n")).await;
     let metrics = http_get(metrics_port, "/metrics");
     for family in [
         "# HELP rr_jobs_jobs_err Number of jobs error while processing in the worker\n# TYPE rr_jobs_jobs_err counter\nrr_jobs_jobs_err 1\n",
@@ -143,7 +129,7 @@ jobs:
     let held = stats.stats.iter().find(|s| s.pipeline == "held").unwrap();
     assert_eq!((held.active, held.ready), (4, false));
     call::<proto::Empty>(&mut c, "jobs.Resume", proto::Pipelines { pipelines: vec!["held".into()] }).await.unwrap();
-    wait_for("held jobs", || log(&jobs_log).len() == 4).await;
+    wait_for("held jobs", 20, || log(&jobs_log).len() == 4).await;
     let order: Vec<String> = log(&jobs_log).iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(order, ["p-5", "p-10", "p-20", "p-30"]);
     call::<proto::Empty>(&mut c, "jobs.Pause", proto::Pipelines { pipelines: vec!["held".into()] }).await.unwrap();
@@ -224,10 +210,10 @@ async fn priorities_order_deliveries_across_pipelines() {
         })
         .await;
     call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("busy", "sleep-500", "bulk", 0)) }).await.unwrap();
-    wait_for("the worker to be busy", || log(&jobs_log).len() == 1).await;
+    wait_for("the worker to be busy", 20, || log(&jobs_log).len() == 1).await;
     let jobs = vec![job("b1", "ack", "bulk", 0), job("b2", "ack", "bulk", 0), job("u1", "ack", "urgent", 0), job("b0", "ack", "bulk", -5), job("u2", "ack", "urgent", 0)];
     call::<proto::Empty>(&mut c, "jobs.PushBatch", proto::PushBatchRequest { jobs }).await.unwrap();
-    wait_for("six deliveries", || log(&jobs_log).len() == 6).await;
+    wait_for("six deliveries", 20, || log(&jobs_log).len() == 6).await;
     let order: Vec<String> = log(&jobs_log).iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(order, ["busy", "b0", "u1", "u2", "b1", "b2"]);
     server.stop().await.unwrap();
