@@ -305,3 +305,44 @@ async fn reset_replaces_the_workers_behind_an_open_connection() {
     assert_ne!(before, after, "a new worker process");
     server.server.stop().await.unwrap();
 }
+
+/// Panics on other threads than the calling test's (the server's tasks), from now on.
+fn panics_elsewhere() -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (mine, record) = (std::thread::current().name().map(str::to_string), seen.clone());
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name().map(str::to_string) != mine {
+            record.lock().unwrap().push(info.to_string());
+        }
+        previous(info);
+    }));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_get_413_every_time_without_a_panic() {
+    let panics = panics_elsewhere();
+    let server = serve("  max_request_size: 1\n  pool:\n    num_workers: 1").await;
+    let c = server.client().await;
+    let big = Bytes::from(vec![b'x'; 2 * 1024 * 1024]);
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let mut req = http::Request::post(c.uri("/echo")).header("content-type", "text/plain");
+        // Refused by its declared length, or while it is read.
+        if i % 4 == 0 {
+            req = req.header("content-length", big.len());
+        }
+        // In small DATA frames (as browsers and curl send), so a read often ends inside a
+        // frame: h3 then returns buffered data while the next read is still pending.
+        let size = [2 * 1024 * 1024, 16 * 1024, 1000, 4096][i % 4];
+        let frames: Vec<Bytes> = (0..big.len()).step_by(size).map(|at| big.slice(at..(at + size).min(big.len()))).collect();
+        let reply = c.send_frames(req.body(()).unwrap(), frames).await;
+        statuses.push(reply.map(|r| r.head.status().as_u16()).map_err(|e| e.to_string()));
+    }
+    assert!(statuses.iter().all(|s| s == &Ok(413)), "{statuses:?}");
+    let (status, body) = c.get("/").await.unwrap();
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"Hello, World!"[..]), "the connection serves on");
+    server.server.stop().await.unwrap();
+    assert_eq!(*panics.lock().unwrap(), Vec::<String>::new());
+}

@@ -7,15 +7,23 @@ use bytes::{Buf, Bytes};
 use h3::server::RequestStream;
 use http_body::Frame;
 use rr_runtime::BoxError;
+use tokio::sync::oneshot;
+
+use super::quic::RecvStream;
+
+pub type Stream = RequestStream<RecvStream, Bytes>;
 
 pub struct RequestBody {
-    stream: RequestStream<h3_quinn::RecvStream, Bytes>,
+    stream: Option<Stream>,
     ended: bool,
+    /// Where a body dropped before its end (413) hands its stream, to be stopped once the
+    /// response is out.
+    unread: Option<oneshot::Sender<Stream>>,
 }
 
 impl RequestBody {
-    pub fn new(stream: RequestStream<h3_quinn::RecvStream, Bytes>) -> Self {
-        RequestBody { stream, ended: false }
+    pub fn new(stream: Stream, unread: oneshot::Sender<Stream>) -> Self {
+        RequestBody { stream: Some(stream), ended: false, unread: Some(unread) }
     }
 }
 
@@ -23,19 +31,20 @@ impl http_body::Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.ended {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(stream) = this.stream.as_mut().filter(|_| !this.ended) else {
             return Poll::Ready(None);
-        }
-        let polled = ready!(self.stream.poll_recv_data(cx));
+        };
+        let polled = ready!(stream.poll_recv_data(cx));
         Poll::Ready(match polled {
             Ok(Some(mut data)) => Some(Ok(Frame::data(data.copy_to_bytes(data.remaining())))),
             Ok(None) => {
-                self.ended = true;
+                this.ended = true;
                 None
             }
             Err(e) => {
-                self.ended = true;
+                this.ended = true;
                 Some(Err(e.into()))
             }
         })
@@ -46,12 +55,17 @@ impl http_body::Body for RequestBody {
     }
 }
 
-/// A body refused before its end (413) tells the client to stop sending, without an error
-/// (RFC 9114 §4.1: the response is complete).
 impl Drop for RequestBody {
     fn drop(&mut self) {
-        if !self.ended {
-            self.stream.stop_sending(h3::error::Code::H3_NO_ERROR);
+        let (Some(stream), Some(unread), false) = (self.stream.take(), self.unread.take(), self.ended) else { return };
+        // The request task is gone only if the body outlived the response: stop here then.
+        if let Err(stream) = unread.send(stream) {
+            stop_reading(stream);
         }
     }
+}
+
+/// Tell the client to stop sending, without an error (RFC 9114 §4.1: the response is complete).
+pub fn stop_reading(mut stream: Stream) {
+    stream.stop_sending(h3::error::Code::H3_NO_ERROR);
 }

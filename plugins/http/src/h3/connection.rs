@@ -10,7 +10,7 @@ use rr_runtime::http::{ClientAddr, Handler, Response};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::body::RequestBody;
+use super::body::{self, RequestBody};
 use crate::request::ConnInfo;
 
 pub const H3_NO_ERROR: u32 = 0x100;
@@ -19,8 +19,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection that answered requests while stopping waits this long (Go's `rstAvoidanceDelay`,
 /// as `linger` for TCP), or until the client closes, before it closes.
 const LINGER: Duration = Duration::from_millis(500);
+/// How long a refused body's stop may wait for the read in progress to complete (it completes
+/// with the client's next packet; a stalled client gets quinn's stop when the stream drops).
+const STOP_WAIT: Duration = Duration::from_secs(1);
 
-type Connection = h3_quinn::Connection;
+type Connection = super::quic::Connection;
 
 /// Serve `incoming` until the client leaves, or `shutdown`: then GOAWAY and answer what was
 /// accepted; the requests of a connection end before it is dropped (which closes it).
@@ -42,7 +45,7 @@ pub async fn serve(incoming: quinn::Incoming, handler: Handler, head_bytes: usiz
         tokio::select! {
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
-                    requests.spawn(request(resolver, handler.clone(), client, head_bytes));
+                    requests.spawn(guarded(request(resolver, handler.clone(), client, head_bytes)));
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -67,6 +70,15 @@ pub async fn serve(incoming: quinn::Incoming, handler: Handler, head_bytes: usiz
     }
 }
 
+/// A panic below a request (the QUIC stack's included) ends that request only, with an error
+/// log line; the connection serves on.
+async fn guarded(request: impl std::future::Future<Output = ()>) {
+    use futures::FutureExt;
+    if std::panic::AssertUnwindSafe(request).catch_unwind().await.is_err() {
+        tracing::error!("http3: a request task panicked; its stream is dropped");
+    }
+}
+
 async fn request(resolver: RequestResolver<Connection, Bytes>, handler: Handler, client: ClientAddr, head_bytes: usize) {
     let (req, stream) = match resolver.resolve_request().await {
         Ok(accepted) => accepted,
@@ -74,10 +86,14 @@ async fn request(resolver: RequestResolver<Connection, Bytes>, handler: Handler,
     };
     let (mut send, recv) = stream.split();
     let head = req.method() == http::Method::HEAD;
+    let (unread_tx, mut unread) = tokio::sync::oneshot::channel();
     let resp = match crate::server::refuse(&req, head_bytes) {
-        Some(refused) => refused,
+        Some(refused) => {
+            drop(unread_tx.send(recv));
+            refused
+        }
         None => {
-            let mut req = req.map(|()| RequestBody::new(recv).boxed_unsync());
+            let mut req = req.map(|()| RequestBody::new(recv, unread_tx).boxed_unsync());
             req.extensions_mut().insert(ConnInfo { tls: true });
             req.extensions_mut().insert(client);
             handler(req).await
@@ -87,6 +103,23 @@ async fn request(resolver: RequestResolver<Connection, Bytes>, handler: Handler,
     if let Err(e) = respond(&mut send, resp, head).await {
         tracing::debug!(error = %e, "http3: response not delivered");
     }
+    // A body refused before its end (413): the answer is out, now the client may stop sending.
+    if let Ok(recv) = unread.try_recv() {
+        stop_reading(recv).await;
+    }
+}
+
+/// Stop the receiving side of a request stream. A stop asked for while a read is pending goes
+/// out when that read completes, so the stream is read (and what arrives dropped) until then.
+async fn stop_reading(mut recv: body::Stream) {
+    recv.stop_sending(h3::error::Code::H3_NO_ERROR);
+    let stopped = std::future::poll_fn(|cx| loop {
+        match std::task::ready!(recv.poll_recv_data(cx)) {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return std::task::Poll::Ready(()),
+        }
+    });
+    let _ = tokio::time::timeout(STOP_WAIT, stopped).await;
 }
 
 /// Write the head, then the body frame by frame (each streamed chunk is sent as it comes). A

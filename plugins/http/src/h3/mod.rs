@@ -7,6 +7,7 @@
 
 mod body;
 mod connection;
+mod quic;
 mod tls;
 
 use std::sync::Arc;

@@ -52,10 +52,15 @@ impl H3Client {
     /// Send `req` with `body` and wait for the response head. A server may answer before it has
     /// read the whole body (413) and stop the upload: the answer counts then.
     pub async fn send(&self, req: http::Request<()>, body: Bytes) -> anyhow::Result<Reply> {
+        self.send_frames(req, Some(body).filter(|b| !b.is_empty())).await
+    }
+
+    /// As `send`, with the body as one DATA frame per piece.
+    pub async fn send_frames(&self, req: http::Request<()>, body: impl IntoIterator<Item = Bytes>) -> anyhow::Result<Reply> {
         let mut stream = self.send.clone().send_request(req).await?;
         let sent = async {
-            if !body.is_empty() {
-                stream.send_data(body).await?;
+            for piece in body {
+                stream.send_data(piece).await?;
             }
             stream.finish().await
         }
