@@ -17,7 +17,8 @@ use crate::codec::{self, Action, Contexts, Event};
 use crate::listener::Stream;
 
 /// A read reserves at most this much at once, so idle connections stay small whatever
-/// `read_buf_size` is; the buffer still grows to any message size.
+/// `read_buf_size` is; the buffer grows up to `max_message_size`, and a message larger than
+/// this leaves with its allocation.
 const READ_RESERVE: usize = 64 * 1024;
 
 /// Open connections by uuid, for `tcp.Close`; cancelling a token closes that connection.
@@ -40,6 +41,8 @@ pub struct Settings {
     pub server: String,
     pub delimiter: Bytes,
     pub read_chunk: usize,
+    /// Bytes; a message (delimiter included) larger than this closes the connection.
+    pub max_message: usize,
     pub pool: Pool,
     pub connections: Arc<Connections>,
 }
@@ -57,7 +60,8 @@ enum Next {
 pub async fn serve(settings: Arc<Settings>, stream: Box<dyn Stream>, remote_addr: String, closed: CancellationToken) {
     let uuid = uuid::Uuid::new_v4().to_string();
     settings.connections.0.lock().unwrap().insert(uuid.clone(), closed.clone());
-    let mut conn = Conn { contexts: Contexts::new(&remote_addr, &settings.server, &uuid), settings: &settings, stream, closed };
+    let contexts = Contexts::new(&remote_addr, &settings.server, &uuid);
+    let mut conn = Conn { contexts, settings: &settings, stream, closed, uuid: &uuid, remote_addr: &remote_addr };
     let next = conn.run().await;
     // The socket closes before the worker hears of it, as in RoadRunner.
     let _ = conn.stream.shutdown().await;
@@ -76,28 +80,39 @@ struct Conn<'a> {
     settings: &'a Settings,
     stream: Box<dyn Stream>,
     closed: CancellationToken,
+    uuid: &'a str,
+    remote_addr: &'a str,
 }
 
 impl Conn<'_> {
     async fn run(&mut self) -> Next {
         let mut next = self.event(Event::Connected, Bytes::new()).await;
         let mut buffer = BytesMut::new();
-        let reserve = READ_RESERVE.min(self.settings.read_chunk);
+        let max = self.settings.max_message;
         while next == Next::Read {
-            buffer.reserve(reserve);
-            let mut chunk = (&mut self.stream).take(self.settings.read_chunk as u64);
+            // Never more than one byte over the limit is read, so no message over it is kept.
+            let room = (max + 1).saturating_sub(buffer.len());
+            buffer.reserve(READ_RESERVE.min(self.settings.read_chunk).min(room));
+            let mut chunk = (&mut self.stream).take(self.settings.read_chunk.min(room) as u64);
             let read = tokio::select! {
                 read = chunk.read_buf(&mut buffer) => read,
                 _ = self.closed.cancelled() => return Next::Close,
             };
             next = match read {
                 // The client is gone; what it sent without a delimiter is still a message.
-                Ok(0) if !buffer.is_empty() => match self.event(Event::Data, buffer.split().freeze()).await {
+                Ok(0) if !buffer.is_empty() => match self.event(Event::Data, take_message(&mut buffer)).await {
                     Next::Drop => Next::Drop,
                     _ => Next::Close,
                 },
                 Ok(0) => Next::Close,
-                Ok(_) if codec::is_message(&buffer, &self.settings.delimiter) => self.event(Event::Data, buffer.split().freeze()).await,
+                Ok(_) if buffer.len() > max => {
+                    tracing::warn!(
+                        target: "tcp", server = %self.settings.server, uuid = %self.uuid, remote_addr = %self.remote_addr,
+                        "a message is larger than max_message_size ({max} bytes); closing the connection (raise `tcp.max_message_size`, or check the client sends the delimiter)"
+                    );
+                    Next::Close
+                }
+                Ok(_) if codec::is_message(&buffer, &self.settings.delimiter) => self.event(Event::Data, take_message(&mut buffer)).await,
                 Ok(_) => Next::Read,
                 Err(e) => {
                     tracing::debug!(target: "tcp", error = %e, "read failed");
@@ -141,4 +156,14 @@ impl Conn<'_> {
             Action::WriteClose | Action::Close => Next::Close,
         }
     }
+}
+
+/// The message in `buffer`. A large one takes its allocation along (freed with the worker's
+/// payload), so the next message starts small again.
+fn take_message(buffer: &mut BytesMut) -> Bytes {
+    let message = buffer.split().freeze();
+    if message.len() > READ_RESERVE {
+        *buffer = BytesMut::new();
+    }
+    message
 }

@@ -56,16 +56,17 @@ impl rr_runtime::Plugin for Plugin {
         for (name, server) in &self.cfg.servers {
             let listener = Listener::bind(name, &server.addr).await?;
             tracing::info!(target: "tcp", server = %name, address = %listener.local_addr(), "tcp server listening");
-            listeners.push((name.clone(), server.delimiter.clone(), listener));
+            listeners.push((name.clone(), server.delimiter.clone(), self.cfg.max_message(server), listener));
         }
         self.serving.serving();
         let connections = TaskTracker::new();
         let accepting = TaskTracker::new();
-        for (server, delimiter, listener) in listeners {
+        for (server, delimiter, max_message, listener) in listeners {
             let settings = Arc::new(Settings {
                 server,
                 delimiter: Bytes::from(delimiter),
                 read_chunk: self.cfg.read_chunk(),
+                max_message,
                 pool: pool.clone(),
                 connections: self.connections.clone(),
             });

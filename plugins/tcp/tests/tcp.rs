@@ -30,11 +30,16 @@ struct Fixture {
 
 impl Fixture {
     async fn start(workers: usize) -> Fixture {
+        Fixture::start_with(workers, "").await
+    }
+
+    /// [`Fixture::start`] with `extra` YAML lines under `tcp:`.
+    async fn start_with(workers: usize, extra: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let (greet, plain, rpc, metrics) = (free_port(), free_port(), free_port(), free_port());
         let yaml = format!(
             "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nmetrics:\n  address: 127.0.0.1:{metrics}\nserver:\n  command: \"php {}\"\n  env:\n    TCP_LOG: {}\n\
-             tcp:\n  servers:\n    greet:\n      addr: tcp://127.0.0.1:{greet}\n      delimiter: \"\\n\"\n    plain:\n      addr: 127.0.0.1:{plain}\n  pool:\n    num_workers: {workers}\n",
+             tcp:\n{extra}  servers:\n    greet:\n      addr: tcp://127.0.0.1:{greet}\n      delimiter: \"\\n\"\n    plain:\n      addr: 127.0.0.1:{plain}\n  pool:\n    num_workers: {workers}\n",
             root().join("tests/php/workers/tcp.php").display(),
             dir.path().join("events.log").display()
         );
@@ -326,6 +331,36 @@ async fn clients_that_vanish_mid_event_never_hold_a_worker() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_max_message_size_closes_its_connection_only() {
+    const MB: usize = 1024 * 1024;
+    let fx = Fixture::start_with(1, "  max_message_size: 1\n").await;
+    let mut other = Client::connect(fx.greet).await;
+    other.hello().await;
+    // Under the limit, delimiter included: one message.
+    let near = format!("{}\n", "n".repeat(MB - 1));
+    other.send(&near).await;
+    assert_eq!(other.line().await.len(), MB);
+
+    // 3 MB without a delimiter, then the client hangs up: the server closes on the way (so a
+    // write may meet a reset), and no DATA reaches a worker.
+    let mut hog = Client::connect(fx.greet).await;
+    let uuid = hog.hello().await;
+    let stream = hog.reader.get_mut();
+    let _ = stream.write_all(&vec![b'x'; 3 * MB]).await;
+    let _ = stream.shutdown().await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), hog.reader.read_to_end(&mut rest)).await.expect("closed within 20 s");
+    fx.server_events_until(&uuid, "CLOSE").await;
+    assert_eq!(fx.events_of(&uuid), ["CONNECTED", "CLOSE"]);
+
+    other.send("still here\n").await;
+    assert_eq!(other.line().await, "still here\n", "other connections keep working");
+    let log = fx.stop().await;
+    let largest = log.events().iter().filter(|e| e["event"] == "DATA").map(|e| e["body"].as_str().unwrap().len()).max();
+    assert_eq!(largest, Some(MB), "no DATA over the limit");
+}
+
 /// The metrics plugin's `/metrics` text.
 async fn metrics(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -395,6 +430,8 @@ fn config_errors_name_the_key() {
     assert!(err("  servers:\n    smtp: {delimiter: \"\\n\"}\n").contains("`tcp.servers.smtp.addr`: empty address for the server: smtp"));
     let unknown = err("  servers:\n    smtp: {addr: \"127.0.0.1:1\", delimeter: \"\\n\"}\n");
     assert!(unknown.contains("delimeter"), "{unknown}");
+    let udp = err("  servers:\n    syslog: {addr: \"udp://127.0.0.1:514\"}\n");
+    assert!(udp.contains("`tcp.servers.syslog.addr`: unsupported scheme `udp://` in `udp://127.0.0.1:514`"), "{udp}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
