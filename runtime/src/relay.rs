@@ -100,6 +100,19 @@ impl Relay {
         }
     }
 
+    /// Resolves when the peer closes its side (or the connection fails), for a server that waits
+    /// on something else meanwhile; cancel-safe. Bytes the peer sends first stay for
+    /// [`Relay::receive`]; past `WATCH_BUFFER` of them the watch gives up (never resolves)
+    /// rather than buffer more.
+    pub async fn closed(&mut self) {
+        while self.rbuf.len() < WATCH_BUFFER {
+            if matches!(self.reader.read_buf(&mut self.rbuf).await, Ok(0) | Err(_)) {
+                return;
+            }
+        }
+        std::future::pending().await
+    }
+
     async fn garbage(&mut self) -> RelayError {
         let _ = tokio::time::timeout(Duration::from_millis(100), async {
             while self.rbuf.len() < 4096 {
@@ -112,6 +125,9 @@ impl Relay {
         RelayError::Frame(frame::unfinished(&self.rbuf))
     }
 }
+
+/// What [`Relay::closed`] buffers of a peer that sends while it waits.
+const WATCH_BUFFER: usize = 64 * 1024;
 
 /// The largest pid reply a connecting peer may announce.
 const HANDSHAKE_MAX_PAYLOAD: usize = 4096;

@@ -3,7 +3,8 @@
 //!
 //! Wire semantics (PLUGINS-MORE.md §B): `ttl` and `wait` are microseconds; `ttl` 0 means one year,
 //! `wait` 0 means 1 ms; a lock not obtained in time is `ok: false`, not an error; an empty id is
-//! the error `empty ID is not allowed`.
+//! the error `empty ID is not allowed`, an empty resource (Lock, LockRead) `empty resource is not
+//! allowed`. A caller that disconnects while it waits stops waiting.
 
 pub mod proto;
 pub mod table;
@@ -66,6 +67,10 @@ fn with_id(req: &proto::Request) -> Result<(), RpcError> {
     if req.id.is_empty() { Err(RpcError::new("empty ID is not allowed")) } else { Ok(()) }
 }
 
+fn with_resource(req: &proto::Request) -> Result<(), RpcError> {
+    if req.resource.is_empty() { Err(RpcError::new("empty resource is not allowed")) } else { Ok(()) }
+}
+
 fn method<F, Fut>(rpc: &RpcRegistry, name: &'static str, locks: &Locks, f: F)
 where
     F: Fn(Locks, proto::Request) -> Fut + Send + Sync + 'static,
@@ -82,6 +87,7 @@ where
 fn register_rpc(rpc: &RpcRegistry, locks: &Locks) {
     let take = |mode| {
         move |l: Locks, r: proto::Request| async move {
+            with_resource(&r)?;
             with_id(&r)?;
             let (ttl, wait) = (ttl(&r)?, wait(&r)?);
             Ok(l.lock(&r.resource, &r.id, mode, ttl, wait).await)
@@ -89,6 +95,10 @@ fn register_rpc(rpc: &RpcRegistry, locks: &Locks) {
     };
     method(rpc, "lock.Lock", locks, take(Mode::Exclusive));
     method(rpc, "lock.LockRead", locks, take(Mode::Shared));
+    // A waiter whose caller is gone (a killed PHP process) stops waiting: it must not get a
+    // lock nobody will release.
+    rpc.drop_on_disconnect("lock.Lock");
+    rpc.drop_on_disconnect("lock.LockRead");
     method(rpc, "lock.Release", locks, |l, r| async move { with_id(&r).map(|()| l.release(&r.resource, &r.id)) });
     // roadrunner-php/lock sends no id here.
     method(rpc, "lock.ForceRelease", locks, |l, r| async move { Ok(l.force_release(&r.resource)) });

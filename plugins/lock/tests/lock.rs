@@ -131,6 +131,12 @@ async fn every_method_and_error_through_php() {
         assert!(r[5]["error"].as_str().unwrap().contains("ttl must not be negative, got -1000000 microseconds"), "{}", r[5]);
         assert!(r[6]["error"].as_str().unwrap().contains("wait must not be negative, got -500000 microseconds"), "{}", r[6]);
         assert_eq!(r[7], json!({"ok": false}), "failed calls leave nothing behind");
+
+        let r = calls(&rpc, json!([["lock", ["", "n", 1, 0]], ["lockRead", ["", "n", 1, 0]], ["exists", [""]]]));
+        for e in &r[..2] {
+            assert!(e["error"].as_str().unwrap().starts_with("Error 'empty resource is not allowed' on tcp://"), "{e}");
+        }
+        assert_eq!(r[2], json!({"ok": false}), "no lock on an empty resource");
     })
     .await;
     server.stop().await.unwrap();
@@ -208,6 +214,33 @@ async fn waits_time_out_and_expiring_ttls_hand_over_to_waiters() {
         // The last TTL runs out too: a lock with a long wait is granted, then nothing is held.
         let r = calls(&rpc, json!([["lock", ["abandoned", "last", 10, 30]], ["release", ["abandoned", "last"]], ["exists", ["abandoned"]]]));
         assert_eq!(oks(&r), [json!("last"), json!(true), json!(false)]);
+    })
+    .await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_killed_while_waiting_never_get_the_lock() {
+    let (server, rpc) = server().await;
+    blocking(move || {
+        assert_eq!(oks(&calls(&rpc, json!([["lock", ["res", "holder", 100, 0]]]))), [json!("holder")]);
+        // Writers and readers with a long TTL and a long wait, killed while they wait.
+        let mut dead: Vec<_> = (0..10)
+            .map(|i| spawn_calls(&rpc, json!([[if i % 2 == 0 { "lock" } else { "lockRead" }, ["res", format!("dead{i}"), 100, 1000]]])))
+            .collect();
+        // Long enough for PHP to start and call (no outcome depends on it: a process killed
+        // before it called simply never waits).
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        for d in &mut dead {
+            d.kill().unwrap();
+            d.wait().unwrap();
+        }
+        let r = calls(&rpc, json!([["release", ["res", "holder"]], ["lock", ["res", "live", 10, 5]], ["exists", ["res", "live"]]]));
+        assert_eq!(oks(&r), [json!(true), json!("live"), json!(true)], "a live client gets the lock");
+        let probes: Vec<_> = (0..10).map(|i| json!(["exists", ["res", format!("dead{i}")]])).collect();
+        assert!(oks(&calls(&rpc, json!(probes))).iter().all(|held| held == &json!(false)), "no killed waiter holds the lock");
+        let r = calls(&rpc, json!([["release", ["res", "live"]], ["exists", ["res"]]]));
+        assert_eq!(oks(&r), [json!(true), json!(false)]);
     })
     .await;
     server.stop().await.unwrap();

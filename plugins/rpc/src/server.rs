@@ -108,7 +108,20 @@ async fn serve_connection(mut relay: Relay, services: Arc<Services>, shutdown: C
         let method = String::from_utf8_lossy(&request.payload[..method_len]).into_owned();
         let body = request.payload.slice(method_len..);
         let codec = Codec::from_flags(request.flags);
-        let (flags, reply) = match services.rpc.call(&method, codec, body).await {
+        let call = services.rpc.call(&method, codec, body);
+        let result = if services.rpc.drops_on_disconnect(&method) {
+            // A caller that went away (a killed PHP process) must not get what it waited for.
+            tokio::select! {
+                result = call => result,
+                () = relay.closed() => {
+                    tracing::debug!(target: "rpc", %method, "the caller disconnected; its call is dropped");
+                    return;
+                }
+            }
+        } else {
+            call.await
+        };
+        let (flags, reply) = match result {
             Ok(reply) => (codec.flag(), reply),
             Err(e) => (codec.flag() | frame::ERROR, bytes::Bytes::from(e.0)),
         };

@@ -4,7 +4,7 @@
 
 pub mod client;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 
@@ -66,12 +66,25 @@ pub type Handler = Arc<dyn Fn(Codec, Bytes) -> BoxFuture<'static, Result<Bytes, 
 #[derive(Default)]
 pub struct RpcRegistry {
     methods: RwLock<HashMap<String, Handler>>,
+    /// Methods whose running call the server drops when the caller disconnects.
+    droppable: RwLock<HashSet<String>>,
 }
 
 impl RpcRegistry {
     /// Register a handler that sees the codec and the encoded argument.
     pub fn register_raw(&self, method: &str, handler: Handler) {
         self.methods.write().unwrap().insert(method.to_string(), handler);
+    }
+
+    /// Let the RPC server drop a running call of `method` when its caller's connection closes.
+    /// For methods that only wait on the caller's behalf (a lock wait), never for ones that
+    /// would stop halfway through a change.
+    pub fn drop_on_disconnect(&self, method: &str) {
+        self.droppable.write().unwrap().insert(method.to_string());
+    }
+
+    pub fn drops_on_disconnect(&self, method: &str) -> bool {
+        self.droppable.read().unwrap().contains(method)
     }
 
     /// Register a method whose argument and reply travel as JSON (the PHP default codec).
