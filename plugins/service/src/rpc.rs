@@ -15,6 +15,13 @@ fn missing(name: &str) -> RpcError {
 }
 
 fn service(c: proto::Create) -> Result<Service, RpcError> {
+    if c.name.trim().is_empty() {
+        return Err(RpcError::new("the service name is empty; give the service a name"));
+    }
+    // The name is a key of `service.*` calls and shows in logs; a path in it is a mistake or an attack.
+    if c.name.contains('/') || c.name.contains("..") {
+        return Err(RpcError::new(format!("the service name `{}` must not contain `/` or `..`", c.name)));
+    }
     if c.process_num <= 0 {
         return Err(RpcError::new(format!("the service with {} name should have at least 1 process", c.name)));
     }

@@ -117,6 +117,11 @@ async fn rpc_creates_probes_restarts_and_terminates_services() {
         assert_eq!(error(&r[3]), format!("Error 'the service with none name should have at least 1 process' on {rpc}"));
         assert!(error(&r[4]).contains("cannot start `/nonexistent/binary --flag`: No such file or directory"), "{}", r[4]);
         assert_eq!(r[5], json!({"ok": ["configured", "worker"]}), "a service that could not start is not kept");
+        let r = calls(rpc, json!([["create", ["", command, 1]], ["create", ["a/b", command, 1]], ["create", ["..", command, 1]], ["list", []]]));
+        assert_eq!(error(&r[0]), format!("Error 'the service name is empty; give the service a name' on {rpc}"));
+        assert_eq!(error(&r[1]), format!("Error 'the service name `a/b` must not contain `/` or `..`' on {rpc}"));
+        assert_eq!(error(&r[2]), format!("Error 'the service name `..` must not contain `/` or `..`' on {rpc}"));
+        assert_eq!(r[3], json!({"ok": ["configured", "worker"]}), "no service with a bad name is created");
 
         let created = poll(|| running_pids(rpc, "worker"));
         assert_eq!(created.len(), 2);
