@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -38,6 +38,16 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: Peer) -> 
         return resp;
     }
     let log = CallLog { shared: shared.clone(), method: path.clone(), started, span: None };
+    // Checked before routing, as grpc-go's transport does: HTTP 400 with INTERNAL.
+    let deadline = match req.headers().get(wire::GRPC_TIMEOUT).map(|v| wire::parse_timeout(&String::from_utf8_lossy(v.as_bytes()))) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            let mut resp = trailers_only(&Status::new(status::INTERNAL, format!("malformed grpc-timeout: {e}")), &[]);
+            *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+            return log.finish(resp);
+        }
+    };
     let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path.trim_start_matches('/'), ""));
     let (service, method) = (service.to_string(), method.to_string());
     match service.as_str() {
@@ -46,17 +56,17 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: Peer) -> 
         _ => match shared.protos.method(&service, &method) {
             Ok(m) => {
                 let streaming = m.server_streaming;
-                php_call(shared, req, &service, &method, streaming, &peer, log).await
+                php_call(shared, req, &service, &method, streaming, deadline, &peer, log).await
             }
             Err(text) => log.finish(trailers_only(&Status::new(status::UNIMPLEMENTED, text), &[])),
         },
     }
 }
 
-async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, method: &str, streaming: bool, peer: &Peer, mut log: CallLog) -> Response<Body> {
+#[allow(clippy::too_many_arguments)]
+async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, method: &str, streaming: bool, deadline: Option<Duration>, peer: &Peer, mut log: CallLog) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let traced = log.trace(&parts.headers, service, method);
-    let deadline = parts.headers.get(wire::GRPC_TIMEOUT).and_then(|v| v.to_str().ok()).and_then(wire::parse_timeout);
     let gzip = match request_gzip(&parts.headers) {
         Ok(gzip) => gzip,
         Err(st) => return log.finish(trailers_only(&st, &[])),

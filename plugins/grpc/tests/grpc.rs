@@ -327,10 +327,15 @@ async fn raw_call(port: u16, path: &str, headers: &[(&str, &str)], message: &[u8
 }
 
 async fn raw_call_on(send: &mut Sender, path: &str, headers: &[(&str, &str)], message: &[u8]) -> (http::response::Parts, Vec<u8>, Option<http::HeaderMap>) {
-    use http_body_util::BodyExt;
     let mut body = vec![0u8];
     body.extend_from_slice(&(message.len() as u32).to_be_bytes());
     body.extend_from_slice(message);
+    raw_exchange(send, path, headers, body).await
+}
+
+/// One call whose request body is `body` as it stands (framing included).
+async fn raw_exchange(send: &mut Sender, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (http::response::Parts, Vec<u8>, Option<http::HeaderMap>) {
+    use http_body_util::BodyExt;
     let mut req = http::Request::post(format!("http://127.0.0.1{path}")).header("content-type", "application/grpc").header("te", "trailers");
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -750,5 +755,35 @@ async fn old_connections_close_after_their_calls_finish() {
     assert_eq!(grpc_status(&head, &trailers).0, "0");
     assert_eq!(&data[5..], &msg("sleep:1200")[..]);
     server.server.until("the old connection to close", || async { conn.is_finished().then_some(()) }).await;
+    server.server.stop().await.unwrap();
+}
+
+/// A malformed `grpc-timeout` and a compressed-flag byte other than 0 or 1 get INTERNAL with
+/// grpc-go's texts (the timeout, as grpc-go, with HTTP 400), not a call without a deadline or a
+/// message read as uncompressed (issue 31).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_timeout_and_payload_format_are_internal() {
+    let server = serve("").await;
+    let (mut send, _conn) = raw_connection(server.port).await;
+    for (value, message) in [
+        ("abc", r#"malformed grpc-timeout: transport: timeout unit is not recognized: "abc""#),
+        ("-1S", r#"malformed grpc-timeout: strconv.ParseUint: parsing "-1": invalid syntax"#),
+        ("99999999999H", r#"malformed grpc-timeout: transport: timeout string is too long: "99999999999H""#),
+    ] {
+        let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[("grpc-timeout", value)], &msg("x")).await;
+        assert_eq!(head.status, 400, "{value}");
+        assert!(data.is_empty() && trailers.is_none(), "{value}: trailers-only");
+        assert_eq!(grpc_status(&head, &trailers), ("13".to_string(), message.to_string()));
+    }
+    for flag in [2u8, 0xff] {
+        let mut body = vec![flag, 0, 0, 0, 3];
+        body.extend_from_slice(&msg("x"));
+        let (head, _, trailers) = raw_exchange(&mut send, "/service.Echo/Ping", &[], body).await;
+        assert_eq!(grpc_status(&head, &trailers), ("13".to_string(), format!("grpc: received unexpected payload format {flag}")));
+    }
+    // The connection serves on, and a valid timeout still works.
+    let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[("grpc-timeout", "5S")], &msg("ok")).await;
+    assert_eq!(grpc_status(&head, &trailers).0, "0");
+    assert_eq!(&data[5..], &msg("OK")[..]);
     server.server.stop().await.unwrap();
 }
