@@ -8,6 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::HeaderName;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
 
 use crate::status::{self, Status};
 
@@ -18,17 +19,23 @@ pub const GRPC_STATUS_DETAILS_BIN: HeaderName = HeaderName::from_static("grpc-st
 pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 pub const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 
+/// The status message of calls the server's stop ends.
+pub const SERVER_STOPPING: &str = "the server is stopping";
+
 /// The messages of a request body, decompressed and size-checked.
 pub struct Messages {
     body: Incoming,
     buf: BytesMut,
     gzip: bool,
     max: usize,
+    /// The server's stop: a request still being sent then ends at once (a client that never
+    /// finishes its message must not hold the stop for the whole grace period).
+    stop: CancellationToken,
 }
 
 impl Messages {
-    pub fn new(body: Incoming, gzip: bool, max: usize) -> Messages {
-        Messages { body, buf: BytesMut::new(), gzip, max }
+    pub fn new(body: Incoming, gzip: bool, max: usize, stop: CancellationToken) -> Messages {
+        Messages { body, buf: BytesMut::new(), gzip, max, stop }
     }
 
     /// The next message; `None` at the end of the request. A unary call reads only the first
@@ -57,7 +64,13 @@ impl Messages {
                     };
                 }
             }
-            match self.body.frame().await {
+            // Biased: what has arrived is read before the stop is looked at.
+            let frame = tokio::select! {
+                biased;
+                frame = self.body.frame() => frame,
+                _ = self.stop.cancelled() => return Err(Status::new(status::UNAVAILABLE, SERVER_STOPPING)),
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.buf.extend_from_slice(&data);

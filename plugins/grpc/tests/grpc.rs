@@ -787,3 +787,80 @@ async fn malformed_timeout_and_payload_format_are_internal() {
     assert_eq!(&data[5..], &msg("OK")[..]);
     server.server.stop().await.unwrap();
 }
+
+type Piece = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>;
+type Upload = http_body_util::StreamBody<futures::channel::mpsc::UnboundedReceiver<Piece>>;
+
+/// A call whose request body is sent piece by piece through the returned sender; the request
+/// ends when the sender is dropped. The task yields the response head.
+fn upload(send: &mut hyper::client::conn::http2::SendRequest<Upload>, path: &str) -> (futures::channel::mpsc::UnboundedSender<Piece>, tokio::task::JoinHandle<http::response::Parts>) {
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let req = http::Request::post(format!("http://127.0.0.1{path}")).header("content-type", "application/grpc").header("te", "trailers").body(http_body_util::StreamBody::new(rx)).unwrap();
+    let resp = send.send_request(req);
+    (tx, tokio::spawn(async move { resp.await.unwrap().into_parts().0 }))
+}
+
+fn framed(message: &[u8], claimed: u32) -> Piece {
+    let mut body = vec![0u8];
+    body.extend_from_slice(&claimed.to_be_bytes());
+    body.extend_from_slice(message);
+    Ok(hyper::body::Frame::data(Bytes::from(body)))
+}
+
+/// Clients do not hold a graceful stop (issue 31): 20 requests still being sent (HEADERS and
+/// part of a message, no END_STREAM) end at once with UNAVAILABLE, a running server stream is
+/// told to stop (the worker sees STOP) and ends UNAVAILABLE, and a call whose request is
+/// complete finishes with its answer. Before, the stop waited out the grace period (20 s here,
+/// an error from `stop`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_uploads_and_running_streams_and_finishes_complete_calls() {
+    let server = serve("  max_concurrent_streams: 30").await;
+    let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap());
+    let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, Upload>(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+    tokio::spawn(conn);
+    let mut uploads = Vec::new();
+    for _ in 0..20 {
+        send.ready().await.unwrap();
+        let (tx, head) = upload(&mut send, "/service.Echo/Ping");
+        tx.unbounded_send(framed(b"\x0a\x62partial", 100)).unwrap();
+        uploads.push((tx, head));
+    }
+    // A complete call after them on the same connection: its answer means the server has them.
+    send.ready().await.unwrap();
+    let (tx, head) = upload(&mut send, "/service.Echo/Ping");
+    tx.unbounded_send(framed(&msg("a"), msg("a").len() as u32)).unwrap();
+    drop(tx);
+    assert_eq!(head.await.unwrap().status, 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("stopped");
+    let mut c = server.client().await;
+    c.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/service.Echo/Stream");
+    let mut stream = c.server_streaming(Request::new(msg(&format!("endless:{}", flag.display()))), path, Raw).await.unwrap().into_inner();
+    for i in 0..3 {
+        assert_eq!(text(&stream.message().await.unwrap().unwrap()), i.to_string());
+    }
+    let mut slow = server.client().await;
+    let running = tokio::spawn(async move { ping(&mut slow, "sleep:1500").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stopping = tokio::spawn(server.server.stop());
+    // A bound on behaviour, far from the grace period (20 s): nothing waits it out.
+    let stopped = tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("the stop waited for the clients");
+    stopped.unwrap().unwrap();
+    for (_tx, head) in uploads {
+        let head = head.await.unwrap();
+        assert_eq!(grpc_status(&head, &None), ("14".to_string(), "the server is stopping".to_string()));
+    }
+    let st = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended OK"),
+            Err(st) => break st,
+        }
+    };
+    assert_eq!((st.code(), st.message()), (Code::Unavailable, "the server is stopping"));
+    assert_eq!(std::fs::read_to_string(&flag).unwrap(), "stopped\n", "the worker was told to stop");
+    assert_eq!(text(running.await.unwrap().unwrap().get_ref()), "sleep:1500");
+}
