@@ -38,6 +38,11 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: Peer) -> 
         return resp;
     }
     let log = CallLog { shared: shared.clone(), method: path.clone(), started, span: None };
+    let (size, max) = (header_list_size(&req), shared.cfg.max_header_list_size());
+    if size > max {
+        let st = Status::new(status::RESOURCE_EXHAUSTED, format!("grpc: received header list larger than max ({size} vs. {max})"));
+        return log.finish(trailers_only(&st, &[]));
+    }
     // Checked before routing, as grpc-go's transport does: HTTP 400 with INTERNAL.
     let deadline = match req.headers().get(wire::GRPC_TIMEOUT).map(|v| wire::parse_timeout(&String::from_utf8_lossy(v.as_bytes()))) {
         None => None,
@@ -61,6 +66,16 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: Peer) -> 
             Err(text) => log.finish(trailers_only(&Status::new(status::UNIMPLEMENTED, text), &[])),
         },
     }
+}
+
+/// A request's header list size as HTTP/2 counts it (RFC 9113 §6.5.2): name + value + 32 per
+/// field, pseudo-headers included.
+fn header_list_size(req: &Request<Incoming>) -> usize {
+    let uri = req.uri();
+    let pseudo = [(":method", req.method().as_str().len()), (":scheme", uri.scheme_str().map_or(0, str::len)), (":path", uri.path_and_query().map_or(0, |p| p.as_str().len()))];
+    let authority = uri.authority().map_or(0, |a| ":authority".len() + a.as_str().len() + 32);
+    let fields: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
+    pseudo.iter().map(|(k, v)| k.len() + v + 32).sum::<usize>() + authority + fields
 }
 
 #[allow(clippy::too_many_arguments)]

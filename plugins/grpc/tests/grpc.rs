@@ -534,6 +534,7 @@ fn bad_configurations_are_one_clear_error_each() {
         ("  listen: :9001\n  interceptors: [otel]", "interceptor otel is not registered"),
         ("  listen: :9001\n  tls:\n    key: /nope.key\n    cert: /nope.crt", "key file '/nope.key' does not exists"),
         ("  listen: :9001\n  max_concurrent_streams: many", "grpc.max_concurrent_streams"),
+        ("  listen: :9001\n  max_header_list_size: 5000000000", "grpc.max_header_list_size"),
     ];
     for (grpc, expected) in cases {
         let err = init_error(grpc);
@@ -863,4 +864,39 @@ async fn stop_ends_uploads_and_running_streams_and_finishes_complete_calls() {
     assert_eq!((st.code(), st.message()), (Code::Unavailable, "the server is stopping"));
     assert_eq!(std::fs::read_to_string(&flag).unwrap(), "stopped\n", "the worker was told to stop");
     assert_eq!(text(running.await.unwrap().unwrap().get_ref()), "sleep:1500");
+}
+
+/// Request metadata up to grpc-go's `MaxHeaderListSize` (16 MiB; `max_header_list_size`)
+/// reaches PHP; over the limit, that call alone is RESOURCE_EXHAUSTED and the connection serves
+/// on (issue 31). Before, hyper's 16 KiB applied: a 16.5 KB value got HTTP 431 (UNKNOWN to the
+/// client) and a 55 KB block (CONTINUATION frames) a GOAWAY that failed the whole connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_metadata_up_to_the_header_list_limit() {
+    let server = serve("").await;
+    let (mut send, conn) = raw_connection(server.port).await;
+    let auth = format!("Bearer {}", "t".repeat(16_500));
+    let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[("authorization", &auth)], &msg("ctx")).await;
+    assert_eq!(grpc_status(&head, &trailers).0, "0");
+    let ctx: Value = serde_json::from_str(&text(&Bytes::copy_from_slice(&data[5..]))).unwrap();
+    assert_eq!(ctx["context"]["authorization"][0], auth.as_str());
+    let big: Vec<(String, String)> = (0..11).map(|i| (format!("x-big-{i}"), format!("{i}").repeat(5000))).collect();
+    let big: Vec<(&str, &str)> = big.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &big, &msg("ctx")).await;
+    assert_eq!(grpc_status(&head, &trailers).0, "0");
+    let ctx: Value = serde_json::from_str(&text(&Bytes::copy_from_slice(&data[5..]))).unwrap();
+    assert_eq!(ctx["context"]["x-big-10"][0].as_str().unwrap().len(), 10_000);
+    assert!(!conn.is_finished());
+    server.server.stop().await.unwrap();
+
+    let server = serve("  max_header_list_size: 8192").await;
+    let (mut send, conn) = raw_connection(server.port).await;
+    let (head, _, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[("authorization", &auth[..10_000])], &msg("x")).await;
+    let (code, message) = grpc_status(&head, &trailers);
+    assert_eq!((head.status.as_u16(), code.as_str()), (200, "8"));
+    assert!(message.starts_with("grpc: received header list larger than max (") && message.ends_with(" vs. 8192)"), "{message}");
+    let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[("authorization", &auth[..1000])], &msg("after")).await;
+    assert_eq!(grpc_status(&head, &trailers).0, "0", "the connection serves on");
+    assert_eq!(&data[5..], &msg("AFTER")[..]);
+    assert!(!conn.is_finished());
+    server.server.stop().await.unwrap();
 }
