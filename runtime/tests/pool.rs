@@ -289,6 +289,26 @@ async fn dropped_stream_is_stopped_and_the_worker_returns() {
     assert_eq!(call(&pool, "pid").await.unwrap(), pid);
 }
 
+/// `ReplyStream::stop`: the worker gets STOP and its frames still come, up to its final one
+/// (how a stopping server lets a stream end the worker's way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_stream_is_forwarded_to_its_final_frame() {
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    let pid = call(&pool, "pid").await.unwrap();
+    let reply = pool.exec(Payload::new(0, "c", "stream:500")).await.unwrap();
+    let mut stream = reply.stream.unwrap();
+    stream.next().await.unwrap().unwrap();
+    stream.stop();
+    stream.stop();
+    let mut bodies = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bodies.push(String::from_utf8(chunk.unwrap().body.to_vec()).unwrap());
+    }
+    assert_eq!(bodies.last().map(String::as_str), Some(""), "the worker's final frame after STOP");
+    assert!(bodies.len() < 499, "the worker stopped early: {} frames", bodies.len());
+    assert_eq!(call(&pool, "pid").await.unwrap(), pid);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_that_goes_away_does_not_take_the_worker() {
     let (_s, pool) = start("pipes", "  num_workers: 1").await;

@@ -29,6 +29,9 @@ pub struct Config {
     pub max_connection_age_grace: Duration,
     /// Per connection; 0 means 10.
     pub max_concurrent_streams: u32,
+    /// Bytes of request metadata per call (grpc-go's `MaxHeaderListSize`, counted as HTTP/2
+    /// does: name + value + 32 per field); 0 means grpc-go's 16 MiB.
+    pub max_header_list_size: u32,
     /// Keepalive ping interval; 0 means 2h.
     #[serde(with = "duration")]
     pub ping_time: Duration,
@@ -56,6 +59,7 @@ impl Default for Config {
             max_connection_age: Duration::ZERO,
             max_connection_age_grace: Duration::ZERO,
             max_concurrent_streams: 0,
+            max_header_list_size: 0,
             ping_time: Duration::ZERO,
             timeout: Duration::ZERO,
             pool: PoolConfig::default(),
@@ -128,6 +132,18 @@ impl Config {
 
     pub fn max_concurrent_streams(&self) -> u32 {
         if self.max_concurrent_streams == 0 { 10 } else { self.max_concurrent_streams }
+    }
+
+    pub fn max_header_list_size(&self) -> usize {
+        if self.max_header_list_size == 0 { 16 * MB } else { self.max_header_list_size as usize }
+    }
+
+    /// What HTTP/2 itself accepts: twice the limit, so that a call over it still reaches the
+    /// handler, which answers RESOURCE_EXHAUSTED for that call alone (HTTP/2's own answer is a
+    /// 431 the client reads as UNKNOWN, or, for a block spread over CONTINUATION frames, a
+    /// GOAWAY that fails every call on the connection).
+    pub fn http2_header_list_size(&self) -> u32 {
+        (self.max_header_list_size() as u64 * 2).min(u64::from(u32::MAX)) as u32
     }
 
     pub fn ping_time(&self) -> Duration {

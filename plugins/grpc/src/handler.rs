@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -38,6 +38,21 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: Peer) -> 
         return resp;
     }
     let log = CallLog { shared: shared.clone(), method: path.clone(), started, span: None };
+    let (size, max) = (header_list_size(&req), shared.cfg.max_header_list_size());
+    if size > max {
+        let st = Status::new(status::RESOURCE_EXHAUSTED, format!("grpc: received header list larger than max ({size} vs. {max})"));
+        return log.finish(trailers_only(&st, &[]));
+    }
+    // Checked before routing, as grpc-go's transport does: HTTP 400 with INTERNAL.
+    let deadline = match req.headers().get(wire::GRPC_TIMEOUT).map(|v| wire::parse_timeout(&String::from_utf8_lossy(v.as_bytes()))) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            let mut resp = trailers_only(&Status::new(status::INTERNAL, format!("malformed grpc-timeout: {e}")), &[]);
+            *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+            return log.finish(resp);
+        }
+    };
     let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path.trim_start_matches('/'), ""));
     let (service, method) = (service.to_string(), method.to_string());
     match service.as_str() {
@@ -46,23 +61,33 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: Peer) -> 
         _ => match shared.protos.method(&service, &method) {
             Ok(m) => {
                 let streaming = m.server_streaming;
-                php_call(shared, req, &service, &method, streaming, &peer, log).await
+                php_call(shared, req, &service, &method, streaming, deadline, &peer, log).await
             }
             Err(text) => log.finish(trailers_only(&Status::new(status::UNIMPLEMENTED, text), &[])),
         },
     }
 }
 
-async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, method: &str, streaming: bool, peer: &Peer, mut log: CallLog) -> Response<Body> {
+/// A request's header list size as HTTP/2 counts it (RFC 9113 §6.5.2): name + value + 32 per
+/// field, pseudo-headers included.
+fn header_list_size(req: &Request<Incoming>) -> usize {
+    let uri = req.uri();
+    let pseudo = [(":method", req.method().as_str().len()), (":scheme", uri.scheme_str().map_or(0, str::len)), (":path", uri.path_and_query().map_or(0, |p| p.as_str().len()))];
+    let authority = uri.authority().map_or(0, |a| ":authority".len() + a.as_str().len() + 32);
+    let fields: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
+    pseudo.iter().map(|(k, v)| k.len() + v + 32).sum::<usize>() + authority + fields
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, method: &str, streaming: bool, deadline: Option<Duration>, peer: &Peer, mut log: CallLog) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let traced = log.trace(&parts.headers, service, method);
-    let deadline = parts.headers.get(wire::GRPC_TIMEOUT).and_then(|v| v.to_str().ok()).and_then(wire::parse_timeout);
     let gzip = match request_gzip(&parts.headers) {
         Ok(gzip) => gzip,
         Err(st) => return log.finish(trailers_only(&st, &[])),
     };
     let max_recv = shared.cfg.max_recv_bytes();
-    let message = match Messages::new(body, gzip, max_recv).next().await {
+    let message = match Messages::new(body, gzip, max_recv, shared.shutdown.clone()).next().await {
         Ok(Some(m)) => m,
         Ok(None) => return log.finish(trailers_only(&Status::new(status::INTERNAL, "grpc: the request has no message"), &[])),
         Err(st) => return log.finish(trailers_only(&st, &[])),
@@ -87,7 +112,7 @@ async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, me
     let max_send = shared.cfg.max_send_bytes();
     match reply.stream {
         Some(_) if !streaming => log.finish(trailers_only(&Status::new(status::UNKNOWN, "streaming is not supported"), &first.headers)),
-        Some(stream) => stream_reply(first, reply.payload.body, stream, gzip, max_send, log),
+        Some(stream) => stream_reply(first, reply.payload.body, stream, gzip, max_send, shared.shutdown.clone(), log),
         None => {
             if let Some(st) = &first.error {
                 // Trailers-only: PHP's headers and trailers travel together with the status.
@@ -111,23 +136,80 @@ fn request_gzip(headers: &HeaderMap) -> Result<bool, Status> {
     }
 }
 
+/// How long a server stream may take to end once the server stops and the worker was told.
+const STREAM_DRAIN: Duration = Duration::from_secs(5);
+
 /// Server streaming: every worker frame with a body is one message; the final frame's `error`
 /// or `trailers` end the call. A client that goes away drops the stream: the pool sends STOP.
-fn stream_reply(first: call::Reply, body: Bytes, mut stream: rr_runtime::pool::ReplyStream, gzip: bool, max: usize, log: CallLog) -> Response<Body> {
+/// When the server stops, the worker is told (STOP) and its stream, still forwarded, gets
+/// [`STREAM_DRAIN`] to end; a stream that ends without an error then is UNAVAILABLE, so the
+/// client knows it was cut short.
+#[allow(clippy::too_many_arguments)]
+fn stream_reply(first: call::Reply, body: Bytes, mut stream: rr_runtime::pool::ReplyStream, gzip: bool, max: usize, shutdown: tokio_util::sync::CancellationToken, log: CallLog) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Frame<Bytes>>(4);
     let resp = streaming_response(&first.headers, gzip, rx);
     let mut trailers = first.trailers;
-    let mut chunk = match first.error {
+    let mut pending = Some(match first.error {
         Some(st) => Err(st),
         None => Ok(body),
-    };
+    });
     tokio::spawn(async move {
         let mut end = None;
+        // Set when the server stops: the stream's time to end.
+        let mut drain: Option<tokio::time::Instant> = None;
+        let drained = |drain: Option<tokio::time::Instant>| async move {
+            match drain {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stopped = || Status::new(status::UNAVAILABLE, wire::SERVER_STOPPING);
         loop {
+            let chunk = match pending.take() {
+                Some(chunk) => chunk,
+                None => {
+                    let next = tokio::select! {
+                        next = stream.next() => next,
+                        _ = tx.closed() => {
+                            end = Some(Status::new(status::CANCELLED, "the client cancelled the call"));
+                            break;
+                        }
+                        _ = shutdown.cancelled(), if drain.is_none() => {
+                            stream.stop();
+                            drain = Some(tokio::time::Instant::now() + STREAM_DRAIN);
+                            continue;
+                        }
+                        _ = drained(drain) => {
+                            end = Some(stopped());
+                            break;
+                        }
+                    };
+                    match next {
+                        None => break,
+                        Some(Err(e)) => Err(call::pool_error(&e)),
+                        Some(Ok(p)) => {
+                            let md = call::reply_metadata(&p.context);
+                            trailers.extend(md.trailers);
+                            match md.error {
+                                Some(st) => Err(st),
+                                None => Ok(p.body),
+                            }
+                        }
+                    }
+                }
+            };
             match chunk {
                 Ok(body) if !body.is_empty() => match wire::encode_message(&body, gzip, max) {
                     Ok(data) => {
-                        if tx.send(Frame::data(data)).await.is_err() {
+                        // A client that stops reading holds this send: bounded by the drain too.
+                        let sent = tokio::select! {
+                            sent = tx.send(Frame::data(data)) => sent.is_ok(),
+                            _ = drained(drain) => {
+                                end = Some(stopped());
+                                break;
+                            }
+                        };
+                        if !sent {
                             end = Some(Status::new(status::CANCELLED, "the client cancelled the call"));
                             break;
                         }
@@ -143,32 +225,20 @@ fn stream_reply(first: call::Reply, body: Bytes, mut stream: rr_runtime::pool::R
                     break;
                 }
             }
-            let next = tokio::select! {
-                next = stream.next() => next,
-                _ = tx.closed() => {
-                    end = Some(Status::new(status::CANCELLED, "the client cancelled the call"));
-                    break;
-                }
-            };
-            chunk = match next {
-                None => break,
-                Some(Err(e)) => Err(call::pool_error(&e)),
-                Some(Ok(p)) => {
-                    let md = call::reply_metadata(&p.context);
-                    trailers.extend(md.trailers);
-                    match md.error {
-                        Some(st) => Err(st),
-                        None => Ok(p.body),
-                    }
-                }
-            };
+        }
+        if drain.is_some() && end.is_none() {
+            end = Some(stopped());
         }
         drop(stream);
         let mut map = HeaderMap::new();
         put_metadata(&mut map, &trailers);
         put_status(&mut map, end.as_ref());
         log.record(end.as_ref().map_or(status::OK, |s| s.code));
-        let _ = tx.send(Frame::trailers(map)).await;
+        let last = tx.send(Frame::trailers(map));
+        let _ = match drain {
+            Some(at) => tokio::time::timeout_at(at + Duration::from_secs(1), last).await.ok(),
+            None => Some(last.await),
+        };
     });
     resp
 }

@@ -183,7 +183,7 @@ impl Reflection {
 pub fn serve(shared: Arc<Shared>, req: Request<Incoming>, log: CallLog) -> http::Response<Body> {
     let (tx, rx) = mpsc::channel::<Frame<Bytes>>(4);
     let resp = streaming_response(&[], false, rx);
-    let mut messages = Messages::new(req.into_body(), false, shared.cfg.max_recv_bytes());
+    let mut messages = Messages::new(req.into_body(), false, shared.cfg.max_recv_bytes(), shared.shutdown.clone());
     tokio::spawn(async move {
         let reflection = shared.reflection.as_ref().expect("routed here only when on");
         let end = loop {

@@ -56,6 +56,7 @@ pub async fn run(listener: Listener, homes: Vec<Handle>, tls: Option<tokio_rustl
         // grpc-go sends no `date`; formatting and HPACK-encoding one costs every call.
         .auto_date_header(false)
         .max_concurrent_streams(cfg.max_concurrent_streams())
+        .max_header_list_size(cfg.http2_header_list_size())
         .keep_alive_interval(cfg.ping_time())
         .keep_alive_timeout(cfg.ping_timeout());
     let builder = Arc::new(builder);

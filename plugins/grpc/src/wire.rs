@@ -8,6 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::HeaderName;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
 
 use crate::status::{self, Status};
 
@@ -18,17 +19,23 @@ pub const GRPC_STATUS_DETAILS_BIN: HeaderName = HeaderName::from_static("grpc-st
 pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 pub const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 
+/// The status message of calls the server's stop ends.
+pub const SERVER_STOPPING: &str = "the server is stopping";
+
 /// The messages of a request body, decompressed and size-checked.
 pub struct Messages {
     body: Incoming,
     buf: BytesMut,
     gzip: bool,
     max: usize,
+    /// The server's stop: a request still being sent then ends at once (a client that never
+    /// finishes its message must not hold the stop for the whole grace period).
+    stop: CancellationToken,
 }
 
 impl Messages {
-    pub fn new(body: Incoming, gzip: bool, max: usize) -> Messages {
-        Messages { body, buf: BytesMut::new(), gzip, max }
+    pub fn new(body: Incoming, gzip: bool, max: usize, stop: CancellationToken) -> Messages {
+        Messages { body, buf: BytesMut::new(), gzip, max, stop }
     }
 
     /// The next message; `None` at the end of the request. A unary call reads only the first
@@ -40,8 +47,14 @@ impl Messages {
                 if len > self.max {
                     return Err(Status::new(status::RESOURCE_EXHAUSTED, format!("grpc: received message larger than max ({len} vs. {})", self.max)));
                 }
+                // grpc-go's `checkRecvPayload`: 0 plain, 1 compressed, anything else an error
+                // (told at once, not after the rest of the message).
+                let compressed = match self.buf[0] {
+                    0 => false,
+                    1 => true,
+                    other => return Err(Status::new(status::INTERNAL, format!("grpc: received unexpected payload format {other}"))),
+                };
                 if self.buf.len() >= 5 + len {
-                    let compressed = self.buf[0] == 1;
                     self.buf.advance(5);
                     let message = self.buf.split_to(len).freeze();
                     return match (compressed, self.gzip) {
@@ -51,7 +64,13 @@ impl Messages {
                     };
                 }
             }
-            match self.body.frame().await {
+            // Biased: what has arrived is read before the stop is looked at.
+            let frame = tokio::select! {
+                biased;
+                frame = self.body.frame() => frame,
+                _ = self.stop.cancelled() => return Err(Status::new(status::UNAVAILABLE, SERVER_STOPPING)),
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.buf.extend_from_slice(&data);
@@ -96,22 +115,30 @@ pub fn encode_message(message: &[u8], gzip: bool, max: usize) -> Result<Bytes, S
     Ok(out.freeze())
 }
 
-/// `grpc-timeout`: `<at most 8 digits><H|M|S|m|u|n>`.
-pub fn parse_timeout(text: &str) -> Option<Duration> {
-    if text.len() < 2 || text.len() > 9 {
-        return None;
+/// `grpc-timeout`: `<at most 8 digits><H|M|S|m|u|n>`; what is wrong with it in grpc-go's words
+/// (its `decodeTimeout`), which the call's INTERNAL status carries.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    if text.len() < 2 {
+        return Err(format!("transport: timeout string is too short: {text:?}"));
+    }
+    if text.len() > 9 {
+        return Err(format!("transport: timeout string is too long: {text:?}"));
     }
     let (digits, unit) = text.split_at(text.len() - 1);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
+    let unit: fn(u64) -> Duration = match unit {
+        "H" => |n| Duration::from_secs(n * 3600),
+        "M" => |n| Duration::from_secs(n * 60),
+        "S" => Duration::from_secs,
+        "m" => Duration::from_millis,
+        "u" => Duration::from_micros,
+        "n" => Duration::from_nanos,
+        _ => return Err(format!("transport: timeout unit is not recognized: {text:?}")),
+    };
+    // Digits only, as Go's `ParseUint` (Rust's `parse` would take a `+`).
+    match digits.bytes().all(|b| b.is_ascii_digit()).then(|| digits.parse::<u64>().ok()).flatten() {
+        Some(n) => Ok(unit(n)),
+        None => Err(format!("strconv.ParseUint: parsing {digits:?}: invalid syntax")),
+    }
 }
 
 #[cfg(test)]
@@ -130,9 +157,13 @@ mod tests {
 
     #[test]
     fn timeouts() {
-        assert_eq!(parse_timeout("100m"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_timeout("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_timeout("S"), None);
-        assert_eq!(parse_timeout("123456789S"), None);
+        assert_eq!(parse_timeout("100m"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_timeout("2S"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("99999999H"), Ok(Duration::from_secs(99_999_999 * 3600)));
+        assert_eq!(parse_timeout("S").unwrap_err(), r#"transport: timeout string is too short: "S""#);
+        assert_eq!(parse_timeout("123456789S").unwrap_err(), r#"transport: timeout string is too long: "123456789S""#);
+        assert_eq!(parse_timeout("abc").unwrap_err(), r#"transport: timeout unit is not recognized: "abc""#);
+        assert_eq!(parse_timeout("-1S").unwrap_err(), r#"strconv.ParseUint: parsing "-1": invalid syntax"#);
+        assert_eq!(parse_timeout("+1S").unwrap_err(), r#"strconv.ParseUint: parsing "+1": invalid syntax"#);
     }
 }

@@ -327,10 +327,15 @@ async fn raw_call(port: u16, path: &str, headers: &[(&str, &str)], message: &[u8
 }
 
 async fn raw_call_on(send: &mut Sender, path: &str, headers: &[(&str, &str)], message: &[u8]) -> (http::response::Parts, Vec<u8>, Option<http::HeaderMap>) {
-    use http_body_util::BodyExt;
     let mut body = vec![0u8];
     body.extend_from_slice(&(message.len() as u32).to_be_bytes());
     body.extend_from_slice(message);
+    raw_exchange(send, path, headers, body).await
+}
+
+/// One call whose request body is `body` as it stands (framing included).
+async fn raw_exchange(send: &mut Sender, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (http::response::Parts, Vec<u8>, Option<http::HeaderMap>) {
+    use http_body_util::BodyExt;
     let mut req = http::Request::post(format!("http://127.0.0.1{path}")).header("content-type", "application/grpc").header("te", "trailers");
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -529,6 +534,7 @@ fn bad_configurations_are_one_clear_error_each() {
         ("  listen: :9001\n  interceptors: [otel]", "interceptor otel is not registered"),
         ("  listen: :9001\n  tls:\n    key: /nope.key\n    cert: /nope.crt", "key file '/nope.key' does not exists"),
         ("  listen: :9001\n  max_concurrent_streams: many", "grpc.max_concurrent_streams"),
+        ("  listen: :9001\n  max_header_list_size: 5000000000", "grpc.max_header_list_size"),
     ];
     for (grpc, expected) in cases {
         let err = init_error(grpc);
@@ -750,5 +756,147 @@ async fn old_connections_close_after_their_calls_finish() {
     assert_eq!(grpc_status(&head, &trailers).0, "0");
     assert_eq!(&data[5..], &msg("sleep:1200")[..]);
     server.server.until("the old connection to close", || async { conn.is_finished().then_some(()) }).await;
+    server.server.stop().await.unwrap();
+}
+
+/// A malformed `grpc-timeout` and a compressed-flag byte other than 0 or 1 get INTERNAL with
+/// grpc-go's texts (the timeout, as grpc-go, with HTTP 400), not a call without a deadline or a
+/// message read as uncompressed (issue 31).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_timeout_and_payload_format_are_internal() {
+    let server = serve("").await;
+    let (mut send, _conn) = raw_connection(server.port).await;
+    for (value, message) in [
+        ("abc", r#"malformed grpc-timeout: transport: timeout unit is not recognized: "abc""#),
+        ("-1S", r#"malformed grpc-timeout: strconv.ParseUint: parsing "-1": invalid syntax"#),
+        ("99999999999H", r#"malformed grpc-timeout: transport: timeout string is too long: "99999999999H""#),
+    ] {
+        let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[("grpc-timeout", value)], &msg("x")).await;
+        assert_eq!(head.status, 400, "{value}");
+        assert!(data.is_empty() && trailers.is_none(), "{value}: trailers-only");
+        assert_eq!(grpc_status(&head, &trailers), ("13".to_string(), message.to_string()));
+    }
+    for flag in [2u8, 0xff] {
+        let mut body = vec![flag, 0, 0, 0, 3];
+        body.extend_from_slice(&msg("x"));
+        let (head, _, trailers) = raw_exchange(&mut send, "/service.Echo/Ping", &[], body).await;
+        assert_eq!(grpc_status(&head, &trailers), ("13".to_string(), format!("grpc: received unexpected payload format {flag}")));
+    }
+    // The connection serves on, and a valid timeout still works.
+    let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[("grpc-timeout", "5S")], &msg("ok")).await;
+    assert_eq!(grpc_status(&head, &trailers).0, "0");
+    assert_eq!(&data[5..], &msg("OK")[..]);
+    server.server.stop().await.unwrap();
+}
+
+type Piece = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>;
+type Upload = http_body_util::StreamBody<futures::channel::mpsc::UnboundedReceiver<Piece>>;
+
+/// A call whose request body is sent piece by piece through the returned sender; the request
+/// ends when the sender is dropped. The task yields the response head.
+fn upload(send: &mut hyper::client::conn::http2::SendRequest<Upload>, path: &str) -> (futures::channel::mpsc::UnboundedSender<Piece>, tokio::task::JoinHandle<http::response::Parts>) {
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let req = http::Request::post(format!("http://127.0.0.1{path}")).header("content-type", "application/grpc").header("te", "trailers").body(http_body_util::StreamBody::new(rx)).unwrap();
+    let resp = send.send_request(req);
+    (tx, tokio::spawn(async move { resp.await.unwrap().into_parts().0 }))
+}
+
+fn framed(message: &[u8], claimed: u32) -> Piece {
+    let mut body = vec![0u8];
+    body.extend_from_slice(&claimed.to_be_bytes());
+    body.extend_from_slice(message);
+    Ok(hyper::body::Frame::data(Bytes::from(body)))
+}
+
+/// Clients do not hold a graceful stop (issue 31): 20 requests still being sent (HEADERS and
+/// part of a message, no END_STREAM) end at once with UNAVAILABLE, a running server stream is
+/// told to stop (the worker sees STOP) and ends UNAVAILABLE, and a call whose request is
+/// complete finishes with its answer. Before, the stop waited out the grace period (20 s here,
+/// an error from `stop`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_uploads_and_running_streams_and_finishes_complete_calls() {
+    let server = serve("  max_concurrent_streams: 30").await;
+    let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap());
+    let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, Upload>(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+    tokio::spawn(conn);
+    let mut uploads = Vec::new();
+    for _ in 0..20 {
+        send.ready().await.unwrap();
+        let (tx, head) = upload(&mut send, "/service.Echo/Ping");
+        tx.unbounded_send(framed(b"\x0a\x62partial", 100)).unwrap();
+        uploads.push((tx, head));
+    }
+    // A complete call after them on the same connection: its answer means the server has them.
+    send.ready().await.unwrap();
+    let (tx, head) = upload(&mut send, "/service.Echo/Ping");
+    tx.unbounded_send(framed(&msg("a"), msg("a").len() as u32)).unwrap();
+    drop(tx);
+    assert_eq!(head.await.unwrap().status, 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("stopped");
+    let mut c = server.client().await;
+    c.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/service.Echo/Stream");
+    let mut stream = c.server_streaming(Request::new(msg(&format!("endless:{}", flag.display()))), path, Raw).await.unwrap().into_inner();
+    for i in 0..3 {
+        assert_eq!(text(&stream.message().await.unwrap().unwrap()), i.to_string());
+    }
+    let mut slow = server.client().await;
+    let running = tokio::spawn(async move { ping(&mut slow, "sleep:1500").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stopping = tokio::spawn(server.server.stop());
+    // A bound on behaviour, far from the grace period (20 s): nothing waits it out.
+    let stopped = tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("the stop waited for the clients");
+    stopped.unwrap().unwrap();
+    for (_tx, head) in uploads {
+        let head = head.await.unwrap();
+        assert_eq!(grpc_status(&head, &None), ("14".to_string(), "the server is stopping".to_string()));
+    }
+    let st = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended OK"),
+            Err(st) => break st,
+        }
+    };
+    assert_eq!((st.code(), st.message()), (Code::Unavailable, "the server is stopping"));
+    assert_eq!(std::fs::read_to_string(&flag).unwrap(), "stopped\n", "the worker was told to stop");
+    assert_eq!(text(running.await.unwrap().unwrap().get_ref()), "sleep:1500");
+}
+
+/// Request metadata up to grpc-go's `MaxHeaderListSize` (16 MiB; `max_header_list_size`)
+/// reaches PHP; over the limit, that call alone is RESOURCE_EXHAUSTED and the connection serves
+/// on (issue 31). Before, hyper's 16 KiB applied: a 16.5 KB value got HTTP 431 (UNKNOWN to the
+/// client) and a 55 KB block (CONTINUATION frames) a GOAWAY that failed the whole connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_metadata_up_to_the_header_list_limit() {
+    let server = serve("").await;
+    let (mut send, conn) = raw_connection(server.port).await;
+    let auth = format!("Bearer {}", "t".repeat(16_500));
+    let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[("authorization", &auth)], &msg("ctx")).await;
+    assert_eq!(grpc_status(&head, &trailers).0, "0");
+    let ctx: Value = serde_json::from_str(&text(&Bytes::copy_from_slice(&data[5..]))).unwrap();
+    assert_eq!(ctx["context"]["authorization"][0], auth.as_str());
+    let big: Vec<(String, String)> = (0..11).map(|i| (format!("x-big-{i}"), format!("{i}").repeat(5000))).collect();
+    let big: Vec<(&str, &str)> = big.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &big, &msg("ctx")).await;
+    assert_eq!(grpc_status(&head, &trailers).0, "0");
+    let ctx: Value = serde_json::from_str(&text(&Bytes::copy_from_slice(&data[5..]))).unwrap();
+    assert_eq!(ctx["context"]["x-big-10"][0].as_str().unwrap().len(), 10_000);
+    assert!(!conn.is_finished());
+    server.server.stop().await.unwrap();
+
+    let server = serve("  max_header_list_size: 8192").await;
+    let (mut send, conn) = raw_connection(server.port).await;
+    let (head, _, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[("authorization", &auth[..10_000])], &msg("x")).await;
+    let (code, message) = grpc_status(&head, &trailers);
+    assert_eq!((head.status.as_u16(), code.as_str()), (200, "8"));
+    assert!(message.starts_with("grpc: received header list larger than max (") && message.ends_with(" vs. 8192)"), "{message}");
+    let (head, data, trailers) = raw_call_on(&mut send, "/service.Echo/Ping", &[("authorization", &auth[..1000])], &msg("after")).await;
+    assert_eq!(grpc_status(&head, &trailers).0, "0", "the connection serves on");
+    assert_eq!(&data[5..], &msg("AFTER")[..]);
+    assert!(!conn.is_finished());
     server.server.stop().await.unwrap();
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::handle::ReplyStream;
@@ -176,9 +176,10 @@ impl Inner {
                 }
                 First::Stream(payload) => {
                     let (stx, srx) = mpsc::channel(8);
+                    let (stop, stop_rx) = oneshot::channel();
                     drop(queued);
-                    tokio::spawn(self.clone().pump(worker, stx, deadline));
-                    Ok(Reply { payload, stream: Some(ReplyStream { rx: srx }) })
+                    tokio::spawn(self.clone().pump(worker, stx, Some(stop_rx), deadline));
+                    Ok(Reply { payload, stream: Some(ReplyStream { rx: srx, stop: Some(stop) }) })
                 }
             };
         }
@@ -191,7 +192,7 @@ impl Inner {
             Read::Data { more: true, .. } => {
                 let (stx, srx) = mpsc::channel(1);
                 drop(srx);
-                self.pump(worker, stx, deadline).await
+                self.pump(worker, stx, None, deadline).await
             }
             Read::StopRequest => {
                 self.busy.fetch_sub(1, Ordering::SeqCst);
@@ -205,12 +206,21 @@ impl Inner {
     }
 
     /// Forward stream frames to the consumer; if it goes away, send STOP and drain (§2.10).
-    async fn pump(self: Arc<Self>, mut worker: Worker, stx: mpsc::Sender<Result<Payload, PoolError>>, deadline: Option<Instant>) {
+    /// `stop` (the consumer's [`ReplyStream::stop`]) sends STOP and keeps forwarding.
+    async fn pump(self: Arc<Self>, mut worker: Worker, stx: mpsc::Sender<Result<Payload, PoolError>>, mut stop: Option<oneshot::Receiver<()>>, deadline: Option<Instant>) {
         let pid = worker.pid();
         loop {
             let read = tokio::select! {
                 read = read_frame(&mut worker, deadline) => read,
                 _ = stx.closed() => break,
+                asked = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => {
+                    stop = None;
+                    // A relay that fails here fails the next read, which ends the stream.
+                    if asked.is_ok() {
+                        let _ = worker.relay.send(&Frame::signal(frame::STOP)).await;
+                    }
+                    continue;
+                }
             };
             let (item, done) = match read {
                 Read::Data { payload, more } => (Ok(payload), !more),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::exec::QueueSlot;
@@ -23,12 +23,22 @@ pub struct Pool {
 /// worker and drains the stream in the background; the worker then returns to the pool.
 pub struct ReplyStream {
     pub(super) rx: mpsc::Receiver<Result<Payload, PoolError>>,
+    pub(super) stop: Option<oneshot::Sender<()>>,
 }
 
 impl ReplyStream {
     /// The next chunk; `None` after the final (non-STREAM) frame was returned.
     pub async fn next(&mut self) -> Option<Result<Payload, PoolError>> {
         self.rx.recv().await
+    }
+
+    /// Ask the worker to end its stream (STOP, PROTOCOL.md §2.10) while its remaining frames,
+    /// up to the final one, still come through [`ReplyStream::next`]: a server that stops lets
+    /// the stream end the worker's way. Once only; later calls do nothing.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
