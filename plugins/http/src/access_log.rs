@@ -26,7 +26,6 @@ use crate::request::{PeerAddr, ViaFastCgi};
 
 /// What the record says of the request, taken before the request is handed on.
 pub struct Record {
-    access: bool,
     started: Instant,
     /// Unix nanoseconds: zap's time encoding in RoadRunner's production logger.
     start: u64,
@@ -70,7 +69,6 @@ impl Record {
             })
         });
         let record = Record {
-            access,
             started,
             start,
             method: req.method().to_string(),

@@ -241,7 +241,8 @@ async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
     let resp = match prepared {
         Err(request::RequestError::TooLarge) => response::error_response(413, None),
         Err(request::RequestError::BadBody(text)) => {
-            tracing::debug!(target: "http", error = %text, %method, %uri, "bad request body");
+            // The parser's text may quote the body (a form key): one event, one line.
+            tracing::debug!(target: "http", error = %one_line(&text), %method, %uri, "bad request body");
             response::error_response(400, debug.then_some(text))
         }
         Ok(prepared) => match pool.exec(prepared.payload).await {
@@ -259,6 +260,11 @@ async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
         },
     };
     record.finish(resp)
+}
+
+/// `text` with CR and LF escaped (`\r`, `\n`), for log fields that quote what a client sent.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\r', '\n']) { text.replace('\r', "\\r").replace('\n', "\\n").into() } else { text.into() }
 }
 
 /// `ssl.redirect`: the plain listener answers 308 to the https URL.
@@ -283,6 +289,12 @@ fn redirect_handler(port: String) -> Handler {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_fields_stay_on_one_line() {
+        assert_eq!(super::one_line("key 'a\r\nforged'"), r"key 'a\r\nforged'");
+        assert!(matches!(super::one_line("plain"), std::borrow::Cow::Borrowed("plain")));
+    }
+
     #[test]
     fn a_missing_middleware_section_is_named() {
         let compiled = ["http", "static"];
