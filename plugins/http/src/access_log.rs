@@ -24,15 +24,21 @@ use rr_runtime::http::{Body, ClientAddr, Request, Response};
 
 use crate::request::{PeerAddr, ViaFastCgi};
 
-/// What the record says of the request, taken before the request is handed on.
+/// What the record says of the request, taken before the request is handed on (cheap copies:
+/// the text is made only when the record is written at a level the logs let through).
 pub struct Record {
     started: Instant,
     /// Unix nanoseconds: zap's time encoding in RoadRunner's production logger.
     start: u64,
-    method: String,
-    uri: String,
-    url: String,
-    remote_address: String,
+    method: http::Method,
+    uri: http::Uri,
+    /// Go's `RequestURI` is the target as sent: HTTP/2 and 3 send only the path, HTTP/1 a proxy's
+    /// absolute form too. Go's FastCGI leaves it empty: ours gives `REQUEST_URI`.
+    path_only: bool,
+    /// Go's `URL` is absolute over FastCGI (built from `HTTP_HOST`), else the target.
+    fcgi: bool,
+    client: Option<IpAddr>,
+    peer: Option<std::net::SocketAddr>,
     read: Arc<AtomicU64>,
     /// Only for `access_logs`.
     extra: Option<Box<Extra>>,
@@ -52,12 +58,6 @@ impl Record {
         let started = Instant::now();
         let start = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let fcgi = req.extensions().get::<ViaFastCgi>().is_some();
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        // Go's `RequestURI` is the target as sent: HTTP/2 and 3 send only the path, HTTP/1 a
-        // proxy's absolute form too. Go's FastCGI leaves it empty: ours gives `REQUEST_URI`.
-        let uri = if fcgi || req.version() >= http::Version::HTTP_2 { path.to_string() } else { req.uri().to_string() };
-        // Go's `URL`: absolute over FastCGI (built from `HTTP_HOST`), else the target.
-        let url = if fcgi { req.uri().to_string() } else { uri.clone() };
         let extra = access.then(|| {
             let header = |name: http::header::HeaderName| req.headers().get(name).map(|v| strip_crlf(&String::from_utf8_lossy(v.as_bytes()))).unwrap_or_default();
             Box::new(Extra {
@@ -71,10 +71,12 @@ impl Record {
         let record = Record {
             started,
             start,
-            method: req.method().to_string(),
-            uri,
-            url,
-            remote_address: remote_address(req.extensions().get::<ClientAddr>().map(|c| c.0), req.extensions().get::<PeerAddr>().map(|p| p.0)),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            path_only: fcgi || req.version() >= http::Version::HTTP_2,
+            fcgi,
+            client: req.extensions().get::<ClientAddr>().map(|c| c.0),
+            peer: req.extensions().get::<PeerAddr>().map(|p| p.0),
             read: Arc::new(AtomicU64::new(0)),
             extra,
         };
@@ -90,9 +92,16 @@ impl Record {
     }
 
     fn write(&self, status: u16, written: u64) {
+        if !tracing::enabled!(target: "http", tracing::Level::INFO) {
+            return;
+        }
         let read = self.read.load(Ordering::Relaxed);
         let elapsed = self.started.elapsed().as_millis() as u64;
-        let (method, uri, url, remote) = (self.method.as_str(), self.uri.as_str(), self.url.as_str(), self.remote_address.as_str());
+        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = if self.path_only { path.to_string() } else { self.uri.to_string() };
+        let url = if self.fcgi { self.uri.to_string() } else { uri.clone() };
+        let remote = remote_address(self.client, self.peer);
+        let (method, uri, url, remote) = (self.method.as_str(), uri.as_str(), url.as_str(), remote.as_str());
         match &self.extra {
             None => tracing::info!(target: "http", status, method, URI = uri, URL = url, remote_address = remote, read_bytes = read, write_bytes = written, start = self.start, elapsed, "http log"),
             Some(x) => {

@@ -18,7 +18,7 @@ pub fn capture(logs: &str) -> &'static Path {
             let path = dir.path().join("rr.log");
             let yaml = format!("version: '3'\nlogs:\n{logs}\n  output: {}\n", path.display());
             let config = rr_runtime::config::Config::from_str(&yaml).unwrap_or_else(|e| panic!("logs config: {e}"));
-            std::mem::forget(rr_runtime::logging::init(&config).expect("logging"));
+            rr_runtime::logging::init(&config).expect("logging");
             (dir, path)
         })
         .1
