@@ -66,6 +66,11 @@ impl Invocation {
     /// `bin/console`), else only a `.php` argument if there is one.
     fn of(command: &[String], cwd: &Path) -> Invocation {
         let Some(program) = command.first() else { return Invocation::default() };
+        // `env [-i] [VAR=value…] php …` runs what follows.
+        if Path::new(program).file_name().is_some_and(|n| n == "env") {
+            let rest = command[1..].iter().position(|a| !a.starts_with('-') && !a.contains('=')).map_or(&[][..], |i| &command[1 + i..]);
+            return Invocation::of(rest, cwd);
+        }
         if is_php(program) {
             return php_args(program, &command[1..]);
         }
@@ -262,6 +267,7 @@ mod tests {
         assert_eq!(of(&["php", "-nd", "x=y", "-e", "-f", "bin/worker", "--", "arg"]), run(&["php", "-n", "-d", "x=y"], "bin/worker"));
         assert_eq!(of(&["php-zts", "-zxdebug.so", "--", "-weird-name"]), run(&["php-zts", "-z", "xdebug.so"], "-weird-name"));
         // Code instead of a script; programs that are not PHP.
+        assert_eq!(of(&["/usr/bin/env", "-i", "APP_ENV=prod", "php8.2", "-n", "app.php", "serve"]), run(&["php8.2", "-n"], "app.php"));
         assert_eq!(of(&["php", "-r", "echo 1;", "x.php"]), Invocation { php: Some(argv(&["php"])), script: None });
         assert_eq!(of(&["phpunit", "x.php"]), Invocation { php: None, script: Some("x.php".into()) });
         assert_eq!(of(&["/bin/sh", "run-worker"]), Invocation::default());
