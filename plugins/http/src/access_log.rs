@@ -39,7 +39,8 @@ pub struct Record {
     fcgi: bool,
     client: Option<IpAddr>,
     peer: Option<std::net::SocketAddr>,
-    read: Arc<AtomicU64>,
+    /// `None` for a request without a body (nothing to count).
+    read: Option<Arc<AtomicU64>>,
     /// Only for `access_logs`.
     extra: Option<Box<Extra>>,
 }
@@ -77,11 +78,13 @@ impl Record {
             fcgi,
             client: req.extensions().get::<ClientAddr>().map(|c| c.0),
             peer: req.extensions().get::<PeerAddr>().map(|p| p.0),
-            read: Arc::new(AtomicU64::new(0)),
+            read: (req.body().size_hint().exact() != Some(0)).then(|| Arc::new(AtomicU64::new(0))),
             extra,
         };
-        let read = record.read.clone();
-        let req = req.map(|body| Counted { inner: body, read }.boxed_unsync());
+        let req = match record.read.clone() {
+            Some(read) => req.map(|body| Counted { inner: body, read }.boxed_unsync()),
+            None => req,
+        };
         (record, req)
     }
 
@@ -95,7 +98,7 @@ impl Record {
         if !tracing::enabled!(target: "http", tracing::Level::INFO) {
             return;
         }
-        let read = self.read.load(Ordering::Relaxed);
+        let read = self.read.as_ref().map_or(0, |r| r.load(Ordering::Relaxed));
         let elapsed = self.started.elapsed().as_millis() as u64;
         let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
         let uri = if self.path_only { path.to_string() } else { self.uri.to_string() };
