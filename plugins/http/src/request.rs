@@ -215,7 +215,7 @@ fn ip_text(ip: std::net::IpAddr) -> String {
 
 /// The URI PHP sees. `Host` was checked by the server (crate::host); without one (HTTP/1.0)
 /// it is `localhost`.
-pub(crate) fn absolute_uri(uri: &http::Uri, headers: &HeaderMap, tls: bool) -> String {
+fn absolute_uri(uri: &http::Uri, headers: &HeaderMap, tls: bool) -> String {
     let text = if uri.scheme().is_some() && uri.authority().is_some() {
         uri.to_string()
     } else {
