@@ -5,6 +5,7 @@
 //! (RoadRunner v6 order) → `handler`: encode (`request`) → pool exec → decode (`response`).
 
 pub mod acme;
+mod access_log;
 mod codec_choice;
 pub mod config;
 #[doc(hidden)]
@@ -22,7 +23,6 @@ pub mod response;
 mod server;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use rr_runtime::http::{Handler, Request, Response};
 use rr_runtime::pool::Pool;
@@ -125,7 +125,7 @@ impl rr_runtime::Plugin for Plugin {
         if let Some(fcgi) = &self.cfg.fcgi {
             let listener = fcgi::Listener::bind(&fcgi.address).await?;
             tracing::info!(target: "http", address = %listener.describe(), "fcgi server listening");
-            let limits = fcgi::Limits { body: cfg.max_body_bytes(), params: cfg.max_header_bytes };
+            let limits = fcgi::Limits { body: cfg.max_body_bytes(), params: cfg.max_header_bytes, stall: Some(cfg.read_header_timeout).filter(|t| !t.is_zero()) };
             servers.push(tokio::spawn(fcgi::run(listener, handler.clone(), limits, shutdown.clone(), drain)));
         }
         for (address, key, tls, handler) in listeners {
@@ -227,9 +227,8 @@ fn php_handler(cfg: Arc<Config>, pool: Pool) -> Handler {
 }
 
 async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
-    let started = Instant::now();
+    let (record, req) = access_log::Record::begin(req, cfg.access_logs);
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let remote = req.extensions().get::<rr_runtime::http::ClientAddr>().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0);
     let debug = pool.config().debug;
     // 1xx may go to HTTP/1.1 clients only (RFC 9110 §15.2); hyper's HTTP/2 server cannot send them.
     let hints = req.extensions().get::<early_hints::EarlyHints>().filter(|_| req.version() == http::Version::HTTP_11).cloned();
@@ -242,7 +241,8 @@ async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
     let resp = match prepared {
         Err(request::RequestError::TooLarge) => response::error_response(413, None),
         Err(request::RequestError::BadBody(text)) => {
-            tracing::debug!(target: "http", error = %text, %method, %uri, "bad request body");
+            // The parser's text may quote the body (a form key): one event, one line.
+            tracing::debug!(target: "http", error = %one_line(&text), %method, %uri, "bad request body");
             response::error_response(400, debug.then_some(text))
         }
         Ok(prepared) => match pool.exec(prepared.payload).await {
@@ -259,12 +259,12 @@ async fn handle(req: Request, cfg: &Config, pool: &Pool) -> Response {
             }
         },
     };
-    // RoadRunner's line (info, these field names, `elapsed` in ms): Laravel Octane prints a
-    // request from each `http log` line it reads on rr's stdout.
-    let (status, elapsed) = (resp.status().as_u16(), started.elapsed().as_millis() as u64);
-    let message = if cfg.access_logs { "http access log" } else { "http log" };
-    tracing::info!(target: "http", status, %method, URI = %uri, remote_address = %remote, elapsed, "{message}");
-    resp
+    record.finish(resp)
+}
+
+/// `text` with CR and LF escaped (`\r`, `\n`), for log fields that quote what a client sent.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\r', '\n']) { text.replace('\r', "\\r").replace('\n', "\\n").into() } else { text.into() }
 }
 
 /// `ssl.redirect`: the plain listener answers 308 to the https URL.
@@ -289,6 +289,12 @@ fn redirect_handler(port: String) -> Handler {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_fields_stay_on_one_line() {
+        assert_eq!(super::one_line("key 'a\r\nforged'"), r"key 'a\r\nforged'");
+        assert!(matches!(super::one_line("plain"), std::borrow::Cow::Borrowed("plain")));
+    }
+
     #[test]
     fn a_missing_middleware_section_is_named() {
         let compiled = ["http", "static"];

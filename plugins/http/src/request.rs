@@ -25,6 +25,15 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
+/// The peer's address with its port, for the access log's `remote_address` (Go's `RemoteAddr`):
+/// the TCP peer, or FastCGI's `REMOTE_ADDR` and `REMOTE_PORT`.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// Marks a request that came over FastCGI (its URI is absolute, built from `HTTP_HOST`).
+#[derive(Debug, Clone, Copy)]
+pub struct ViaFastCgi;
+
 /// A request the client got wrong: both are 4xx, never a worker's time.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::early_hints::{EarlyHints, HintsIo};
 use crate::h2c_upgrade;
 use crate::linger::{Linger, UnreadBody};
-use crate::request::ConnInfo;
+use crate::request::{ConnInfo, PeerAddr};
 
 pub struct Listener {
     pub listener: TcpListener,
@@ -66,6 +66,7 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
             head_bytes,
             info: ConnInfo { tls: l.tls.is_some() },
             client: ClientAddr(remote.ip()),
+            peer: PeerAddr(remote),
             hints,
             unread: unread.clone(),
             upgrade: upgrade.clone(),
@@ -126,6 +127,7 @@ struct ConnService {
     head_bytes: usize,
     info: ConnInfo,
     client: ClientAddr,
+    peer: PeerAddr,
     hints: EarlyHints,
     unread: UnreadBody,
     upgrade: Option<Upgrade>,
@@ -154,6 +156,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
         } else {
             req.extensions_mut().insert(self.info);
             req.extensions_mut().insert(self.client);
+            req.extensions_mut().insert(self.peer);
             req.extensions_mut().insert(self.hints.clone());
             req.extensions_mut().insert(self.unread.clone());
             future::Either::Left((self.handler)(req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync())))

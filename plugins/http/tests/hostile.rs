@@ -1,7 +1,11 @@
 //! Hostile input against the http plugin and real PHP workers (tests/php/workers/http.php), sent
 //! as an attacker would, over raw sockets: bytes that are not UTF-8, bad `Host` values, broken
 //! bodies, oversized heads and bodies, a worker that lies about its `Content-Length`, and static
-//! paths and ranges. Each test ends by checking that no worker died.
+//! paths and ranges. Each test ends by checking that no worker died. The process logs as
+//! `logs.mode: production` does (zap's JSON), read back to check the request records.
+
+#[path = "support/logs.rs"]
+mod logs;
 
 use std::time::Duration;
 
@@ -353,3 +357,48 @@ async fn malformed_requests_are_400_and_cost_no_worker() {
     server.server.stop().await.unwrap();
 }
 
+
+/// Issue 29 item 3: each request leaves RoadRunner's record (its http plugin's log middleware,
+/// RoadRunner 2025.1), here in zap's JSON: `http log`, or `http access log` with `access_logs`
+/// and the request's details; `remote_address` is the client's `host:port`, `read_bytes` and
+/// `write_bytes` the bodies as read and as the app sent them, `start` (Unix ns) and `elapsed` (ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_record_has_roadrunners_fields() {
+    logs::capture("  mode: production\n  level: debug");
+    for access in [false, true] {
+        let server = serve(if access { "  access_logs: true" } else { "" }).await;
+        let mut conn = server.connect().await;
+        let client = conn.local_addr().unwrap();
+        let target = format!("/echo?record={access}");
+        let sent = "x".repeat(1234);
+        let request = format!(
+            "POST {target} HTTP/1.1\r\nHost: rec.test:8080\r\nUser-Agent: agent/1.0\r\nReferer: http://ref.test/a\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sent}",
+            sent.len()
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let resp = read_to_close(&mut conn).await;
+        assert_eq!(status(&resp), "HTTP/1.1 200");
+        let line = logs::wait_for(&[&format!("\"URI\":\"{target}\"")]).await.remove(0);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let msg = if access { "http access log" } else { "http log" };
+        assert_eq!((v["level"].as_str(), v["logger"].as_str(), v["msg"].as_str()), (Some("info"), Some("http"), Some(msg)), "{line}");
+        assert_eq!(v["status"], 200, "{line}");
+        assert_eq!((v["method"].as_str(), v["URL"].as_str()), (Some("POST"), Some(target.as_str())), "{line}");
+        assert_eq!(v["remote_address"], client.to_string(), "{line}");
+        assert_eq!(v["read_bytes"], sent.len(), "{line}");
+        assert_eq!(v["write_bytes"], body(&resp).len(), "{line}");
+        assert!(v["start"].as_u64().is_some_and(|ns| ns > 1_700_000_000_000_000_000) && v["elapsed"].as_u64().is_some(), "{line}");
+        if access {
+            assert_eq!((v["query"].as_str(), v["host"].as_str()), (Some("record=true"), Some("rec.test:8080")), "{line}");
+            assert_eq!((v["user_agent"].as_str(), v["referer"].as_str()), (Some("agent/1.0"), Some("http://ref.test/a")), "{line}");
+            assert_eq!(v["content_len"], sent.len(), "{line}");
+            // Go's layout `02/Jan/06:15:04:05 -0700`.
+            let local = v["time_local"].as_str().unwrap_or_default();
+            assert!(local.len() == 24 && local.as_bytes()[2] == b'/' && local.as_bytes()[18] == b' ', "{line}");
+            assert!(v["request_time"].as_i64().is_some(), "{line}");
+        } else {
+            assert!(v.get("user_agent").is_none() && v.get("time_local").is_none(), "{line}");
+        }
+        server.server.stop().await.unwrap();
+    }
+}

@@ -206,6 +206,31 @@ async fn codec_auto_sends_protobuf_where_unsure_or_fast() {
     assert_eq!(auto_codec(Some("3.5.1"), &php.display().to_string(), "").await, "proto", "3.5 with ext-protobuf");
 }
 
+/// Issue 29 item 1: Laravel Octane starts `-o server.command=/usr/bin/php8.2,BASE/vendor/bin/roadrunner-worker`,
+/// a script without the `.php` suffix; on spiral/roadrunner-http 3.5 without ext-protobuf its
+/// app gets JSON whether the command is comma-joined (as `-o` gives it), a string or a list.
+/// (The other frameworks' commands: `codec_choice`'s unit tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_auto_finds_octanes_script_in_every_command_form() {
+    let app = app(Some("3.5.1"));
+    std::fs::create_dir_all(app.path().join("vendor/bin")).unwrap();
+    let script = app.path().join("vendor/bin/roadrunner-worker");
+    std::fs::write(&script, "#!/usr/bin/env php\n<?php\nrequire __DIR__ . '/../../public/worker.php';\n").unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let php = std::env::split_paths(&path).map(|d| d.join("php")).find(|p| p.is_file()).expect("php on PATH");
+    let (php, script) = (std::fs::canonicalize(php).unwrap().display().to_string(), script.display().to_string());
+    for command in [format!("\"{php},{script}\""), format!("\"{php} -d opcache.enable_cli=0 {script}\""), format!("[\"{php}\", \"-dopcache.enable_cli=0\", \"{script}\"]")] {
+        let port = free_port();
+        let yaml = format!("version: '3'\nserver:\n  command: {command}\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 1\n");
+        let build = rr_runtime::Build::new("rr", "test").plugin::<rr_http::Plugin>();
+        let mut server = TestServer::start(&build, &yaml);
+        server.until("the http listener", || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok() }).await;
+        let answer = client().get(format!("http://127.0.0.1:{port}/")).send().await.unwrap().text().await.unwrap();
+        assert_eq!(answer, "json", "command: {command}");
+        server.stop().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urlencoded_nested_form_is_parsed() {
     let server = serve("  pool:\n    num_workers: 1").await;

@@ -8,7 +8,7 @@
 mod record;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::request::ConnInfo;
+use crate::request::{ConnInfo, PeerAddr, ViaFastCgi};
 
 /// A bound `fcgi.address`.
 pub enum Listener {
@@ -94,11 +94,13 @@ pub async fn run(listener: Listener, handler: Handler, limits: Limits, shutdown:
 }
 
 /// What one request may bring: `http.max_request_size` for the body, `http.max_header_bytes` for
-/// the CGI variables.
+/// the CGI variables; `http.read_header_timeout` for how long a connection with a request partly
+/// received may send nothing (`None`: no limit).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub body: usize,
     pub params: usize,
+    pub stall: Option<Duration>,
 }
 
 enum Stream {
@@ -170,9 +172,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                     tokio::spawn(async move {
                         let resp = match request(&r.params, r.body.freeze(), peer) {
                             Ok(req) => handler(req).await,
+                            // The text quotes what the web server sent, escaped (`{:?}`): it
+                            // stays in the log, on one line, and out of the answer.
                             Err(e) => {
                                 tracing::warn!(target: "http", error = %e, "fcgi: bad request from the web server");
-                                crate::response::error_response(500, Some(e))
+                                bad_request()
                             }
                         };
                         respond(resp, rec.id, &out).await;
@@ -193,11 +197,18 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                 kind => send(&out, |b| record::encode(b, record::UNKNOWN_TYPE, 0, &[kind, 0, 0, 0, 0, 0, 0, 0])).await,
             }
         }
+        // A request partly received must keep arriving (as an HTTP/1 head must within the
+        // same time); idle kept connections between requests are the web server's to close.
+        let stall = limits.stall.filter(|_| !requests.is_empty() || !buf.is_empty());
         tokio::select! {
             read = rd.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             },
+            _ = async { tokio::time::sleep(stall.unwrap_or_default()).await }, if stall.is_some() => {
+                tracing::debug!(target: "http", timeout = ?stall.unwrap_or_default(), "fcgi: a request stopped arriving for http.read_header_timeout; connection closed");
+                break;
+            }
             _ = shutdown.cancelled() => break,
         }
     }
@@ -221,7 +232,9 @@ async fn write_all<W: AsyncWrite>(mut wr: tokio::io::WriteHalf<W>, mut rx: mpsc:
     let _ = wr.shutdown().await;
 }
 
-/// The request in CGI variables (RFC 3875), read as Go's `cgi.RequestFromMap` reads them.
+/// The request in CGI variables (RFC 3875), read as Go's `cgi.RequestFromMap` reads them: the
+/// URI is absolute, `http://` (`https://` when `HTTPS` is `on`, `ON` or `1`) with `HTTP_HOST` (its
+/// port kept) and `REQUEST_URI`. Errors quote the variables escaped (`{:?}`): they go to the log.
 fn request(params: &[u8], body: Bytes, peer: Option<IpAddr>) -> Result<rr_runtime::http::Request, String> {
     let params: HashMap<Bytes, Bytes> = record::pairs(params)?.into_iter().collect();
     let param = |name: &str| params.get(name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned());
@@ -236,12 +249,17 @@ fn request(params: &[u8], body: Bytes, peer: Option<IpAddr>) -> Result<rr_runtim
         Some("HTTP/3.0") => Version::HTTP_3,
         _ => Version::HTTP_11,
     };
+    let tls = matches!(param("HTTPS").as_deref(), Some("on" | "ON" | "1"));
+    let relative = target.parse::<Uri>().map_err(|e| format!("REQUEST_URI {target:?}: {e}"))?;
+    // A host that makes no URI with the target leaves it relative, as Go falls back.
+    let host = param("HTTP_HOST").filter(|h| !h.is_empty() && target.starts_with('/'));
+    let uri = host.and_then(|h| format!("{}://{h}{target}", if tls { "https" } else { "http" }).parse::<Uri>().ok()).unwrap_or(relative);
     let mut req = http::Request::builder()
         .method(method.as_str())
-        .uri(target.parse::<Uri>().map_err(|e| format!("REQUEST_URI `{target}`: {e}"))?)
+        .uri(uri)
         .version(version)
         .body(Full::new(body).map_err(|never| match never {}).boxed_unsync())
-        .map_err(|e| format!("REQUEST_METHOD `{method}`: {e}"))?;
+        .map_err(|e| format!("REQUEST_METHOD {method:?}: {e}"))?;
     for (name, value) in &params {
         if let Some(name) = header_name(name)
             && let Ok(value) = HeaderValue::from_bytes(value)
@@ -250,11 +268,20 @@ fn request(params: &[u8], body: Bytes, peer: Option<IpAddr>) -> Result<rr_runtim
             req.headers_mut().append(name, value);
         }
     }
-    let tls = param("HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on"));
     let client = param("REMOTE_ADDR").and_then(|a| a.parse().ok()).or(peer).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let port = param("REMOTE_PORT").and_then(|p| p.parse().ok()).unwrap_or(0);
     req.extensions_mut().insert(ConnInfo { tls });
     req.extensions_mut().insert(ClientAddr(client));
+    req.extensions_mut().insert(PeerAddr(SocketAddr::new(client, port)));
+    req.extensions_mut().insert(ViaFastCgi);
     Ok(req)
+}
+
+/// A request the web server passed on that is not one: a plain 400 that repeats nothing of it.
+fn bad_request() -> Response {
+    let mut resp = crate::response::error_response(400, Some("400 Bad Request".into()));
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
 }
 
 /// The header a CGI variable carries: `HTTP_X_FOO` is `x-foo`.
@@ -335,7 +362,7 @@ mod tests {
             ("HTTPS", "on"),
         ]);
         let req = request(&p, Bytes::from_static(b"hi"), None).unwrap();
-        assert_eq!((req.method().as_str(), req.uri().to_string(), req.version()), ("POST", "/a?b=1".to_string(), Version::HTTP_10));
+        assert_eq!((req.method().as_str(), req.uri().to_string(), req.version()), ("POST", "https://example.com/a?b=1".to_string(), Version::HTTP_10));
         assert_eq!(req.headers()["host"], "example.com");
         assert_eq!(req.headers()["x-multi-word"], "v");
         assert_eq!(req.headers()["content-type"], "text/plain");
@@ -346,5 +373,15 @@ mod tests {
         assert_eq!(req.uri(), "/s/p?q=1");
         assert!(request(&params(&[("REQUEST_URI", "/")]), Bytes::new(), None).unwrap_err().contains("REQUEST_METHOD"));
         assert!(request(&params(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/a b")]), Bytes::new(), None).unwrap_err().contains("REQUEST_URI"));
+        // The URI as Go builds it: the host with its port, the scheme by `HTTPS`.
+        let uri = |pairs: &[(&str, &str)]| request(&params(&[&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/p?q=1")], pairs].concat()), Bytes::new(), None).unwrap().uri().to_string();
+        assert_eq!(uri(&[("HTTP_HOST", "127.0.0.1:18095")]), "http://127.0.0.1:18095/p?q=1");
+        assert_eq!(uri(&[("HTTP_HOST", "h:8443"), ("HTTPS", "1")]), "https://h:8443/p?q=1");
+        assert_eq!(uri(&[("HTTP_HOST", "h"), ("HTTPS", "off")]), "http://h/p?q=1");
+        assert_eq!(uri(&[("HTTP_HOST", "bad host")]), "/p?q=1", "kept relative when the host makes no URI");
+        assert_eq!(uri(&[]), "/p?q=1");
+        // What the web server sent is quoted escaped, never raw.
+        let e = request(&params(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/a\r\nforged")]), Bytes::new(), None).unwrap_err();
+        assert!(e.contains(r"/a\r\nforged") && !e.contains('\n'), "{e}");
     }
 }
