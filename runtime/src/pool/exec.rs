@@ -99,7 +99,7 @@ impl Inner {
     /// away without reading the request (docs/WORKERS.md). Runs in the caller's
     /// task; if the caller goes away mid-exec, [`InFlight`] finishes the exchange in the
     /// background so the worker is never left mid-frame.
-    pub(super) async fn run(self: &Arc<Self>, payload: Payload, queued: QueueSlot) -> Result<Reply, PoolError> {
+    pub(super) async fn run(self: &Arc<Self>, payload: Payload, queued: QueueSlot, answer_by: Option<Instant>) -> Result<Reply, PoolError> {
         let request = Frame::data(payload.codec, &payload.context, &payload.body);
         let request_len = request.encoded_len();
         // Retries share one allocation deadline, so workers that keep dying cannot hold a
@@ -107,7 +107,10 @@ impl Inner {
         let allocate_by = Instant::now() + self.cfg.allocate_timeout;
         loop {
             let worker = self.allocate(allocate_by).await?;
-            let deadline = self.cfg.exec_ttl().map(|ttl| Instant::now() + ttl);
+            let deadline = match (self.cfg.exec_ttl().map(|ttl| Instant::now() + ttl), answer_by) {
+                (Some(ttl), Some(by)) => Some(ttl.min(by)),
+                (ttl, by) => ttl.or(by),
+            };
             worker.shared.execs.fetch_add(1, Ordering::Relaxed);
             let mut flight = InFlight { inner: self.clone(), worker: Some(worker), phase: Phase::Writing, deadline };
             let w = flight.worker.as_mut().expect("worker in flight");
