@@ -135,8 +135,9 @@ async fn every_proxy_method_reaches_php_with_roadrunners_payload() {
     // An incoming `type` key gets RoadRunner's appended value after it (PHP reads `[0]`).
     let mut req = Request::new(request("Connect", "echo"));
     req.metadata_mut().insert("type", "mine".parse().unwrap());
-    let e = echo("Connect", &unary(&mut c, "Connect", req).await.unwrap());
-    assert_eq!(e["headers"]["type"], serde_json::json!(["mine", "connect"]));
+    let err = unary(&mut c, "Connect", req).await.unwrap_err();
+    assert!(err.message().starts_with("unknown request type mine: "), "PHP reads the first value: {err:?}");
+    assert!(err.message().contains(r#""type":["mine","connect"]"#), "{err:?}");
     // NotifyChannelState's usual answer: an empty result.
     let reply = unary(&mut c, "NotifyChannelState", Request::new(request("NotifyChannelState", "chat"))).await.unwrap();
     assert_eq!(pb::NotifyChannelStateResponse::decode(reply).unwrap(), pb::NotifyChannelStateResponse { result: Some(pb::NotifyChannelStateResult {}), error: None });
@@ -326,4 +327,39 @@ async fn an_address_in_use_fails_the_start_with_its_key() {
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_centrifuge::Plugin>();
     let err = TestServer::start(&build, &yaml).stop().await.unwrap_err().to_string();
     assert!(err.contains("`centrifuge.proxy_address`: cannot listen on `127.0.0.1"), "{err}");
+}
+
+/// grpcio (C core) as a second Centrifugo stand-in; skipped where tests/run.sh has not
+/// installed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_client_gets_the_same_answers() {
+    if !Command::new("python3").args(["-c", "import grpc"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("skipped: python3 grpcio is not installed (tests/run.sh installs it)");
+        return;
+    }
+    let server = serve(1, "").await;
+    let calls = serde_json::json!([
+        ["Connect", b64(&request("Connect", "echo")), {"x-test": "py"}],
+        ["Subscribe", b64(&request("Subscribe", "error")), {}],
+        ["RPC", b64(&request("RPC", "throw")), {}],
+        ["SubscribeUnidirectional", "", {}],
+    ]);
+    let address = format!("127.0.0.1:{}", server.port);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpcio_client.py");
+    let out = tokio::process::Command::new("python3").arg(script).arg(&address).arg(calls.to_string()).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let reply = |v: &Value| {
+        use base64::Engine;
+        Bytes::from(base64::engine::general_purpose::STANDARD.decode(v["ok"].as_str().unwrap_or_else(|| panic!("{v}"))).unwrap())
+    };
+    let e = echo("Connect", &reply(&lines[0]));
+    assert_eq!(e["headers"]["x-test"], serde_json::json!(["py"]));
+    assert_eq!(e["headers"]["type"], serde_json::json!(["connect"]));
+    assert!(e["headers"]["user-agent"][0].as_str().unwrap().contains("grpc-python"), "{e}");
+    let sub = pb::SubscribeResponse::decode(reply(&lines[1])).unwrap();
+    assert_eq!(sub.error, Some(pb::Error { code: 4001, message: "nope".into(), temporary: true }));
+    assert_eq!((lines[2]["code"].as_str(), lines[2]["details"].as_str()), (Some("UNKNOWN"), Some("boom")));
+    assert_eq!((lines[3]["code"].as_str(), lines[3]["details"].as_str()), (Some("UNKNOWN"), Some("not supported")));
+    server.server.stop().await.unwrap();
 }

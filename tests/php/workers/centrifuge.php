@@ -81,6 +81,6 @@ while ($req = $c->waitRequest()) {
             }
             break;
         default:
-            $c->worker->error("unknown request type {$req->type}");
+            $c->worker->error("unknown request type {$req->type}: {$req->context}");
     }
 }
