@@ -363,3 +363,22 @@ async fn grpcio_client_gets_the_same_answers() {
     assert_eq!((lines[3]["code"].as_str(), lines[3]["details"].as_str()), (Some("UNKNOWN"), Some("not supported")));
     server.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_lets_a_running_call_finish_and_then_refuses_calls() {
+    let server = serve(1, "").await;
+    let mut c = server.client().await;
+    let running = tokio::spawn(async move { unary(&mut c, "RPC", Request::new(request("RPC", "slow"))).await });
+    let metrics = server.metrics;
+    loop {
+        if http_get(metrics, "/metrics").await.contains("rr_centrifugo_workers_working 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let port = server.port;
+    server.server.stop().await.unwrap();
+    let reply = running.await.unwrap().expect("the running call finished");
+    assert_eq!(echo("RPC", &reply)["type"], "rpc");
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "the proxy listener is closed");
+}

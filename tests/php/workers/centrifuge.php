@@ -8,6 +8,7 @@
 //   "empty"      -> an empty body
 //   "stream"     -> a streamed answer (two frames)
 //   "hang"       -> never answers
+//   "slow"       -> answers (the echo) after a second
 //   "crash"      -> exits mid-call
 //   anything else -> result whose data (info for refresh / subrefresh; user "42" on connect;
 //                    error.message for notifychannelstate "echo") is the JSON echo
@@ -55,6 +56,9 @@ while ($req = $c->waitRequest()) {
         case 'hang':
             sleep(3600);
             continue 2;
+        case 'slow':
+            sleep(1);
+            break;
         case 'crash':
             exit(3);
     }
