@@ -84,7 +84,7 @@ impl Api {
             client = client.send_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Gzip);
         }
         let path = http::uri::PathAndQuery::try_from(format!("/{SERVICE}/{method}")).map_err(RpcError::new)?;
-        client.ready().await.map_err(|e| RpcError::new(go_status(&tonic::Status::unavailable(e.to_string()))))?;
+        client.ready().await.map_err(|e| RpcError::new(go_status(&tonic::Status::from_error(e.into()))))?;
         match client.unary(tonic::Request::new(request), path, Raw).await {
             Ok(reply) => Ok(reply.into_inner()),
             Err(status) => Err(RpcError::new(go_status(&status))),
@@ -114,7 +114,17 @@ pub fn go_status(status: &tonic::Status) -> String {
         DataLoss => "DataLoss",
         Unauthenticated => "Unauthenticated",
     };
-    format!("rpc error: code = {code} desc = {}", status.message())
+    // A connection failure's reason (refused, a certificate not trusted) is in the sources.
+    let mut desc = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !desc.contains(&text) {
+            desc = if desc.is_empty() { text } else { format!("{desc}: {text}") };
+        }
+        source = e.source();
+    }
+    format!("rpc error: code = {code} desc = {desc}")
 }
 
 /// Register `centrifuge.<Method>` for every API method; `api` is empty until the plugin serves.
