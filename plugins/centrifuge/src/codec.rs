@@ -106,7 +106,7 @@ impl Metadata {
         }
         for (name, value) in headers {
             let key = name.as_str();
-            if matches!(key, "te" | "grpc-timeout" | "grpc-encoding" | "grpc-message") || key.starts_with("grpc-status") {
+            if matches!(key, "te" | "connection" | "grpc-timeout" | "grpc-encoding" | "grpc-message" | "grpc-message-type") || key.starts_with("grpc-status") {
                 continue;
             }
             let text = if key.ends_with("-bin") {
