@@ -13,7 +13,7 @@ use rr_runtime::rpc::{Codec, RpcError};
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::config::Config;
+use crate::config::{ApiTarget, Config};
 use crate::raw::{self, Raw};
 
 /// The API methods, as roadrunner-server/centrifuge v5.1.9 registers them.
@@ -66,15 +66,24 @@ pub struct Api {
 
 impl Api {
     pub fn connect(cfg: &Config) -> Result<Api, String> {
-        let uri = cfg.api_uri();
-        let mut endpoint = Endpoint::from_shared(uri.clone()).map_err(|e| format!("config key `centrifuge.grpc_api_address`: `{}` is not a valid address: {e}", cfg.grpc_api_address))?;
+        let target = cfg.api_target()?;
+        let uri = match &target {
+            ApiTarget::Tcp(uri) => uri.clone(),
+            // The authority is not dialled: the connector below opens the socket.
+            ApiTarget::Unix(_) => "http://localhost".to_string(),
+        };
+        let mut endpoint = Endpoint::from_shared(uri).map_err(|e| format!("config key `centrifuge.grpc_api_address`: `{}` is not a valid address: {e}", cfg.grpc_api_address))?;
         if let Some(tls) = &cfg.tls {
             let read = |path: &std::path::Path, key: &str| std::fs::read(path).map_err(|e| format!("config key `centrifuge.tls.{key}`: cannot read '{}': {e}", path.display()));
             let identity = Identity::from_pem(read(&tls.cert, "cert")?, read(&tls.key, "key")?);
             let tls = ClientTlsConfig::new().identity(identity).with_native_roots();
             endpoint = endpoint.tls_config(tls).map_err(|e| format!("config key `centrifuge.tls`: {e}"))?;
         }
-        Ok(Api { channel: endpoint.connect_lazy(), gzip: cfg.use_compressor })
+        let channel = match target {
+            ApiTarget::Tcp(_) => endpoint.connect_lazy(),
+            ApiTarget::Unix(path) => endpoint.connect_with_connector_lazy(UnixConnector(Arc::new(path))),
+        };
+        Ok(Api { channel, gzip: cfg.use_compressor })
     }
 
     /// One API call; a gRPC failure reads as grpc-go prints it.
@@ -89,6 +98,25 @@ impl Api {
             Ok(reply) => Ok(reply.into_inner()),
             Err(status) => Err(RpcError::new(go_status(&status))),
         }
+    }
+}
+
+/// Dials Centrifugo's API on a unix socket.
+#[derive(Clone)]
+struct UnixConnector(Arc<std::path::PathBuf>);
+
+impl tonic::codegen::Service<http::Uri> for UnixConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = futures::future::BoxFuture<'static, std::io::Result<Self::Response>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let path = self.0.clone();
+        Box::pin(async move { Ok(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(&*path).await?)) })
     }
 }
 

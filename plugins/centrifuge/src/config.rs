@@ -80,6 +80,7 @@ impl Config {
             }
         }
         self.listen()?;
+        self.api_target()?;
         Ok(self)
     }
 
@@ -97,12 +98,44 @@ impl Config {
         }
     }
 
-    /// The API endpoint as an `http://` URI for the gRPC channel (`tcp://` dropped as RoadRunner
-    /// does; `https://` when a client certificate is configured).
-    pub fn api_uri(&self) -> String {
-        let address = self.grpc_api_address.strip_prefix("tcp://").unwrap_or(&self.grpc_api_address);
+    /// `grpc_api_address` as a grpc-go target: `host:port` (a leading `tcp://` is dropped, as
+    /// RoadRunner does), `dns:///host:port`, or `unix:///path` / `unix:path`.
+    pub fn api_target(&self) -> Result<ApiTarget, String> {
+        let address = self.grpc_api_address.trim();
+        let address = address.strip_prefix("tcp://").unwrap_or(address);
+        if let Some(path) = address.strip_prefix("unix://").or_else(|| address.strip_prefix("unix:")) {
+            return Ok(ApiTarget::Unix(PathBuf::from(path)));
+        }
+        // `dns:///host:port` or `dns://resolver/host:port`: the system resolver is used.
+        let address = match address.strip_prefix("dns:") {
+            Some(rest) => rest.strip_prefix("//").map_or(rest, |r| r.split_once('/').map_or(r, |(_, host)| host)),
+            None => address,
+        };
+        if address.contains("://") || !address.contains(':') {
+            return Err(format!(
+                "config key `centrifuge.grpc_api_address`: `{}` is not an address of Centrifugo's gRPC API; use `host:port`, `tcp://host:port`, `dns:///host:port` or `unix:///path`",
+                self.grpc_api_address
+            ));
+        }
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        if address.contains("://") { address.to_string() } else { format!("{scheme}://{address}") }
+        Ok(ApiTarget::Tcp(format!("{scheme}://{address}")))
+    }
+}
+
+/// Where Centrifugo's API is dialled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiTarget {
+    /// An `http://` or `https://` (with `tls`) URI.
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ApiTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiTarget::Tcp(uri) => f.write_str(uri),
+            ApiTarget::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
     }
 }
 
@@ -121,9 +154,16 @@ mod tests {
         assert_eq!(c.grpc_api_address, "127.0.0.1:10000");
         assert_eq!((c.version.as_str(), c.name.as_str(), c.use_compressor), ("1.0.0", "roadrunner", false));
         assert_eq!(c.listen().unwrap(), Listen::Tcp("127.0.0.1:30000".into()));
-        assert_eq!(c.api_uri(), "http://127.0.0.1:10000");
+        assert_eq!(c.api_target().unwrap(), ApiTarget::Tcp("http://127.0.0.1:10000".into()));
         let c = parse("proxy_address: ''\ngrpc_api_address: tcp://127.0.0.1:1\n").unwrap();
-        assert_eq!((c.proxy_address.as_str(), c.api_uri().as_str()), ("tcp://127.0.0.1:30000", "http://127.0.0.1:1"));
+        assert_eq!((c.proxy_address.as_str(), c.api_target().unwrap()), ("tcp://127.0.0.1:30000", ApiTarget::Tcp("http://127.0.0.1:1".into())));
+        let target = |a: &str| parse(&format!("grpc_api_address: '{a}'")).map(|c| c.api_target().unwrap());
+        assert_eq!(target("dns:///centrifugo:10000").unwrap(), ApiTarget::Tcp("http://centrifugo:10000".into()));
+        assert_eq!(target("dns://8.8.8.8/centrifugo:10000").unwrap(), ApiTarget::Tcp("http://centrifugo:10000".into()));
+        assert_eq!(target("unix:///run/c.sock").unwrap(), ApiTarget::Unix("/run/c.sock".into()));
+        assert_eq!(target("unix:c.sock").unwrap(), ApiTarget::Unix("c.sock".into()));
+        assert!(target("http://x:1").unwrap_err().starts_with("config key `centrifuge.grpc_api_address`: `http://x:1` is not an address"));
+        assert!(target("centrifugo").is_err());
         assert_eq!(parse("proxy_address: unix:///tmp/c.sock").unwrap().listen().unwrap(), Listen::Unix("/tmp/c.sock".into()));
         assert_eq!(parse("proxy_address: tcp://:30001").unwrap().listen().unwrap(), Listen::Tcp("0.0.0.0:30001".into()));
     }

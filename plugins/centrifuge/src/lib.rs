@@ -51,7 +51,7 @@ impl rr_runtime::Plugin for Plugin {
         let pool = self.services.new_pool("centrifuge", "centrifuge", self.cfg.pool.clone()).await?;
         let _ = self.pool.set(pool.clone());
         let listener = server::Listener::bind(&self.cfg).await?;
-        tracing::info!(target: "centrifuge", address = %listener.address(), api = %self.cfg.api_uri(), "centrifugo proxy server listening");
+        tracing::info!(target: "centrifuge", address = %listener.address(), api = %self.cfg.api_target()?, "centrifugo proxy server listening");
         let _ = self.api.set(api::Api::connect(&self.cfg)?);
         self.serving.serving();
         server::run(listener, proxy::ProxyService { pool: pool.clone() }, shutdown, pool.config().destroy_timeout).await

@@ -22,9 +22,13 @@ fn root() -> PathBuf {
 }
 
 async fn serve(api_port: u16, extra: &str) -> (TestServer, String) {
+    serve_api(&format!("tcp://127.0.0.1:{api_port}"), extra).await
+}
+
+async fn serve_api(api_address: &str, extra: &str) -> (TestServer, String) {
     let (rpc, proxy) = (free_port(), free_port());
     let yaml = format!(
-        "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nserver:\n  command: \"php {}\"\ncentrifuge:\n  proxy_address: tcp://127.0.0.1:{proxy}\n  grpc_api_address: tcp://127.0.0.1:{api_port}\n  pool: {{num_workers: 1}}\n{extra}\n",
+        "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nserver:\n  command: \"php {}\"\ncentrifuge:\n  proxy_address: tcp://127.0.0.1:{proxy}\n  grpc_api_address: {api_address}\n  pool: {{num_workers: 1}}\n{extra}\n",
         root().join("tests/php/workers/centrifuge.php").display()
     );
     let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_centrifuge::Plugin>();
@@ -131,4 +135,17 @@ async fn centrifugo_down_is_an_rpc_error_with_grpc_gos_text() {
     let err = r[0]["error"].as_str().unwrap();
     assert!(err.contains("rpc error: code = Unavailable desc = "), "{err}");
     server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centrifugo_api_on_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let (received, fake) = fake::fake_centrifugo_unix(&socket).await;
+    let (server, rpc) = serve_api(&format!("unix://{}", socket.display()), "").await;
+    let r = php(&rpc, json!([["centrifuge.Publish", b64(&api::PublishRequest { channel: "chat".into(), ..Default::default() })]]));
+    assert_eq!(api::PublishResponse::decode(ok(&r[0])).unwrap().result.unwrap().offset, 7);
+    assert_eq!(received.lock().unwrap().len(), 1);
+    server.stop().await.unwrap();
+    fake.abort();
 }

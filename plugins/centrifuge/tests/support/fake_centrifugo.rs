@@ -99,3 +99,16 @@ pub async fn fake_centrifugo(tls: Option<tonic::transport::ServerTlsConfig>) -> 
     (port, received, task)
 }
 
+
+/// The fake Centrifugo on a unix socket.
+#[allow(dead_code)]
+pub async fn fake_centrifugo_unix(path: &std::path::Path) -> (Received, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    let received = Received::default();
+    let service = FakeCentrifugo { received: received.clone() };
+    let incoming = futures::stream::unfold(listener, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
+    let task = tokio::spawn(async move {
+        tonic::transport::Server::builder().add_service(service).serve_with_incoming(Box::pin(incoming)).await.unwrap();
+    });
+    (received, task)
+}
