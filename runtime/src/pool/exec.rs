@@ -107,10 +107,10 @@ impl Inner {
         let allocate_by = Instant::now() + self.cfg.allocate_timeout;
         loop {
             let worker = self.allocate(allocate_by).await?;
-            let deadline = match (self.cfg.exec_ttl().map(|ttl| Instant::now() + ttl), answer_by) {
-                (Some(ttl), Some(by)) => Some(ttl.min(by)),
-                (ttl, by) => ttl.or(by),
-            };
+            let ttl = self.cfg.exec_ttl().map(|ttl| Instant::now() + ttl);
+            // Whose limit ends a silent exec: the caller's deadline or the pool's execTTL.
+            let callers = answer_by.is_some_and(|by| ttl.is_none_or(|ttl| by < ttl));
+            let deadline = if callers { answer_by } else { ttl };
             worker.shared.execs.fetch_add(1, Ordering::Relaxed);
             let mut flight = InFlight { inner: self.clone(), worker: Some(worker), phase: Phase::Writing, deadline };
             let w = flight.worker.as_mut().expect("worker in flight");
@@ -174,7 +174,11 @@ impl Inner {
                 First::ExecTtl => {
                     self.busy.fetch_sub(1, Ordering::SeqCst);
                     self.retire(worker, WorkerState::ExecTtlReached, true, false);
-                    tracing::warn!(pool = %self.name, pid, "execTTL timeout elapsed; worker killed");
+                    if callers {
+                        tracing::warn!(pool = %self.name, pid, "no answer by the caller's deadline; worker killed");
+                    } else {
+                        tracing::warn!(pool = %self.name, pid, "execTTL timeout elapsed; worker killed");
+                    }
                     Err(PoolError::ExecTtl { pid })
                 }
                 First::Stream(payload) => {
