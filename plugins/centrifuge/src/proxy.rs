@@ -37,7 +37,10 @@ impl tonic::codegen::Service<http::Request<Body>> for ProxyService {
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_string();
+        let Some(method) = req.uri().path().strip_prefix("/centrifugal.centrifugo.proxy.CentrifugoProxy/").map(str::to_string) else {
+            let status = Status::unimplemented(format!("unknown service {}", req.uri().path().trim_start_matches('/').split('/').next().unwrap_or_default()));
+            return Box::pin(async move { Ok(status.into_http()) });
+        };
         let Some(kind) = Kind::from_method(&method) else {
             // RoadRunner's streaming methods answer Go's `errors.New("not supported")`; methods
             // of newer Centrifugo protos are not in its service at all.

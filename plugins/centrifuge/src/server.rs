@@ -38,7 +38,9 @@ impl Listener {
 
 /// Serve until `shutdown`, then stop gracefully: running calls get `drain` to finish.
 pub async fn run(listener: Listener, service: ProxyService, shutdown: CancellationToken, drain: Duration) -> Result<(), BoxError> {
-    let router = tonic::transport::Server::builder().add_service(service);
+    // One service, so no router: every path reaches ProxyService, which answers UNIMPLEMENTED
+    // for other services.
+    let server = tonic::transport::Server::builder();
     let stopped = shutdown.clone();
     let signal = async move { stopped.cancelled().await };
     let served = async move {
@@ -51,11 +53,11 @@ pub async fn run(listener: Listener, service: ProxyService, shutdown: Cancellati
                     });
                     Some((accepted, l))
                 });
-                router.serve_with_incoming_shutdown(incoming.boxed(), signal).await
+                server.serve_with_incoming_shutdown(service, incoming.boxed(), signal).await
             }
             Listener::Unix(l, _) => {
                 let incoming = futures::stream::unfold(l, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
-                router.serve_with_incoming_shutdown(incoming.boxed(), signal).await
+                server.serve_with_incoming_shutdown(service, incoming.boxed(), signal).await
             }
         }
     };

@@ -200,6 +200,9 @@ async fn failures_are_grpc_errors_as_roadrunner_returns_them() {
         assert_eq!((err.code(), err.message()), (Code::Unknown, "not supported"), "{method}");
     }
     assert_eq!(unary(&mut c, "MapPublish", Request::new(Bytes::new())).await.unwrap_err().code(), Code::Unimplemented);
+    c.ready().await.unwrap();
+    let other = c.unary(Request::new(Bytes::new()), http::uri::PathAndQuery::from_static("/grpc.health.v1.Health/Check"), Raw).await.unwrap_err();
+    assert_eq!(other.code(), Code::Unimplemented, "no other service is served: {other:?}");
     // The crashed worker was replaced; the server still answers.
     let e = echo("RPC", &unary(&mut c, "RPC", call("echo")).await.unwrap());
     assert_eq!(e["type"], "rpc");

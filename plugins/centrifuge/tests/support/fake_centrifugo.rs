@@ -94,7 +94,7 @@ pub async fn fake_centrifugo(tls: Option<tonic::transport::ServerTlsConfig>) -> 
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).unwrap();
         }
-        builder.add_service(service).serve_with_incoming(Box::pin(incoming)).await.unwrap();
+        builder.serve_with_incoming_shutdown(service, Box::pin(incoming), std::future::pending::<()>()).await.unwrap();
     });
     (port, received, task)
 }
@@ -108,7 +108,7 @@ pub async fn fake_centrifugo_unix(path: &std::path::Path) -> (Received, tokio::t
     let service = FakeCentrifugo { received: received.clone() };
     let incoming = futures::stream::unfold(listener, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
     let task = tokio::spawn(async move {
-        tonic::transport::Server::builder().add_service(service).serve_with_incoming(Box::pin(incoming)).await.unwrap();
+        tonic::transport::Server::builder().serve_with_incoming_shutdown(service, Box::pin(incoming), std::future::pending::<()>()).await.unwrap();
     });
     (received, task)
 }
