@@ -149,3 +149,13 @@ async fn centrifugo_api_on_a_unix_socket() {
     server.stop().await.unwrap();
     fake.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_the_plugin_serves_the_methods_say_not_ready() {
+    let config = rr_runtime::config::Config::from_str("version: '3'\n").unwrap();
+    let services = rr_runtime::host::services(&rr_runtime::Build::new("rr", "test"), &config).unwrap();
+    rr_centrifuge::api::register(&services, std::sync::Arc::new(std::sync::OnceLock::new()));
+    let err = services.rpc.call("centrifuge.Broadcast", rr_runtime::rpc::Codec::Proto, Bytes::new()).await.unwrap_err();
+    assert_eq!(err.0, "RoadRunner is not ready yet, try in a few seconds");
+    assert_eq!(services.rpc.methods().iter().filter(|m| m.starts_with("centrifuge.")).count(), 34);
+}
