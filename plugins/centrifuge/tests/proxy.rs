@@ -346,6 +346,7 @@ async fn grpcio_client_gets_the_same_answers() {
         ["Subscribe", b64(&request("Subscribe", "error")), {}],
         ["RPC", b64(&request("RPC", "throw")), {}],
         ["SubscribeUnidirectional", "", {}],
+        ["Publish", b64(&request("Publish", "echo")), {}, true],
     ]);
     let address = format!("127.0.0.1:{}", server.port);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpcio_client.py");
@@ -364,6 +365,8 @@ async fn grpcio_client_gets_the_same_answers() {
     assert_eq!(sub.error, Some(pb::Error { code: 4001, message: "nope".into(), temporary: true }));
     assert_eq!((lines[2]["code"].as_str(), lines[2]["details"].as_str()), (Some("UNKNOWN"), Some("boom")));
     assert_eq!((lines[3]["code"].as_str(), lines[3]["details"].as_str()), (Some("UNKNOWN"), Some("not supported")));
+    let e = echo("Publish", &reply(&lines[4]));
+    assert_eq!(e["body"], b64(&request("Publish", "echo")), "a gzip-compressed request reaches PHP decompressed");
     server.server.stop().await.unwrap();
 }
 
