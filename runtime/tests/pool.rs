@@ -164,6 +164,20 @@ async fn exec_ttl_kills_the_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_until_kills_a_worker_silent_at_the_deadline() {
+    let (_s, pool) = start("pipes", "  num_workers: 1").await;
+    let before = pids(&pool);
+    let by = tokio::time::Instant::now() + Duration::from_millis(300);
+    assert!(matches!(pool.exec_until(Payload::new(0, "ctx", "sleep:60000"), by).await, Err(PoolError::ExecTtl { .. })));
+    // The only worker was asleep for a minute: an answer now comes from its replacement.
+    assert_eq!(call(&pool, "quick").await.unwrap(), "quick");
+    assert_ne!(pids(&pool), before);
+    let by = tokio::time::Instant::now() + Duration::from_secs(30);
+    let reply = pool.exec_until(Payload::new(0, "ctx", "in time"), by).await.unwrap();
+    assert_eq!(&reply.payload.body[..], b"in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allocate_timeout_gives_no_free_workers() {
     let (_s, pool) = start("pipes", "  num_workers: 1\n  allocate_timeout: 200ms").await;
     let busy = tokio::spawn({

@@ -241,7 +241,9 @@ impl Collector for Pools {
                 if plugin == "http" { ("HTTP plugin", "HTTP workers", "HTTP workers") } else { ("plugin", "workers", "Workers") };
             let workers = pool.workers();
             let count = |pred: &dyn Fn(WorkerState) -> bool| workers.iter().filter(|w| pred(w.state)).count() as f64;
-            let gauge = |name: &str, help: String, value: f64| Family::single(format!("rr_{plugin}_{name}"), help, Kind::Gauge, value);
+            // RoadRunner's centrifuge plugin names its metrics after Centrifugo.
+            let prefix = if plugin == "centrifuge" { "centrifugo" } else { plugin.as_str() };
+            let gauge = |name: &str, help: String, value: f64| Family::single(format!("rr_{prefix}_{name}"), help, Kind::Gauge, value);
             out.extend([
                 gauge("total_workers", format!("Total number of workers used by the {of_plugin}"), workers.len() as f64),
                 gauge("workers_memory_bytes", format!("Memory usage by {workers_lc}."), workers.iter().map(|w| w.memory as f64).sum()),
@@ -253,8 +255,8 @@ impl Collector for Pools {
                     count(&|s| s != WorkerState::Ready && s != WorkerState::Working),
                 ),
             ]);
-            let mut memory = Family::new(format!("rr_{plugin}_worker_memory_bytes"), "Worker current memory usage", Kind::Gauge);
-            let mut state = Family::new(format!("rr_{plugin}_worker_state"), "Worker current state", Kind::Gauge);
+            let mut memory = Family::new(format!("rr_{prefix}_worker_memory_bytes"), "Worker current memory usage", Kind::Gauge);
+            let mut state = Family::new(format!("rr_{prefix}_worker_state"), "Worker current state", Kind::Gauge);
             for w in &workers {
                 let pid = ("pid".to_string(), w.pid.to_string());
                 memory = memory.with(vec![pid.clone()], Value::Single(w.memory as f64));

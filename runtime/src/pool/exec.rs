@@ -99,7 +99,7 @@ impl Inner {
     /// away without reading the request (docs/WORKERS.md). Runs in the caller's
     /// task; if the caller goes away mid-exec, [`InFlight`] finishes the exchange in the
     /// background so the worker is never left mid-frame.
-    pub(super) async fn run(self: &Arc<Self>, payload: Payload, queued: QueueSlot) -> Result<Reply, PoolError> {
+    pub(super) async fn run(self: &Arc<Self>, payload: Payload, queued: QueueSlot, answer_by: Option<Instant>) -> Result<Reply, PoolError> {
         let request = Frame::data(payload.codec, &payload.context, &payload.body);
         let request_len = request.encoded_len();
         // Retries share one allocation deadline, so workers that keep dying cannot hold a
@@ -107,7 +107,10 @@ impl Inner {
         let allocate_by = Instant::now() + self.cfg.allocate_timeout;
         loop {
             let worker = self.allocate(allocate_by).await?;
-            let deadline = self.cfg.exec_ttl().map(|ttl| Instant::now() + ttl);
+            let ttl = self.cfg.exec_ttl().map(|ttl| Instant::now() + ttl);
+            // Whose limit ends a silent exec: the caller's deadline or the pool's execTTL.
+            let callers = answer_by.is_some_and(|by| ttl.is_none_or(|ttl| by < ttl));
+            let deadline = if callers { answer_by } else { ttl };
             worker.shared.execs.fetch_add(1, Ordering::Relaxed);
             let mut flight = InFlight { inner: self.clone(), worker: Some(worker), phase: Phase::Writing, deadline };
             let w = flight.worker.as_mut().expect("worker in flight");
@@ -171,7 +174,11 @@ impl Inner {
                 First::ExecTtl => {
                     self.busy.fetch_sub(1, Ordering::SeqCst);
                     self.retire(worker, WorkerState::ExecTtlReached, true, false);
-                    tracing::warn!(pool = %self.name, pid, "execTTL timeout elapsed; worker killed");
+                    if callers {
+                        tracing::warn!(pool = %self.name, pid, "no answer by the caller's deadline; worker killed");
+                    } else {
+                        tracing::warn!(pool = %self.name, pid, "execTTL timeout elapsed; worker killed");
+                    }
                     Err(PoolError::ExecTtl { pid })
                 }
                 First::Stream(payload) => {

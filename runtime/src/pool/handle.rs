@@ -68,7 +68,22 @@ impl Pool {
         if max > 0 && queued.depth > max {
             return Err(PoolError::QueueFull);
         }
-        self.inner.run(payload, queued).await
+        self.inner.run(payload, queued, None).await
+    }
+
+    /// [`Pool::exec`] whose answer must arrive by `deadline` (a gRPC call's deadline): a worker
+    /// still silent then is killed and replaced, and the call ends in [`PoolError::ExecTtl`].
+    /// Bound the wait for a free worker by dropping the future (cancellation-safe, as `exec`).
+    pub async fn exec_until(&self, payload: Payload, deadline: Instant) -> Result<Reply, PoolError> {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(PoolError::Stopped);
+        }
+        let queued = QueueSlot::enter(&self.inner);
+        let max = self.inner.cfg.max_queue_size;
+        if max > 0 && queued.depth > max {
+            return Err(PoolError::QueueFull);
+        }
+        self.inner.run(payload, queued, Some(deadline)).await
     }
 
     /// Replace every worker gracefully: in-flight requests finish, new ones wait.

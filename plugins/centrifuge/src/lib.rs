@@ -1,0 +1,66 @@
+//! The `centrifuge` plugin in proxy mode, RoadRunner-compatible (shared/CENTRIFUGE.md,
+//! docs/CENTRIFUGE.md): Centrifugo calls `centrifugal.centrifugo.proxy.CentrifugoProxy` on
+//! `proxy_address` and PHP workers (`RR_MODE=centrifuge`) answer each connect, refresh,
+//! subscribe, publish, rpc, sub-refresh and channel-state event; PHP's `centrifuge.*` RPC calls
+//! go on to Centrifugo's gRPC API at `grpc_api_address`.
+//!
+//! `config` reads the section; `codec` is the pure event ↔ worker-payload mapping (shared with
+//! anything else that produces proxy events); `proxy` serves the gRPC service; `api` forwards
+//! the RPC methods; `proxy_proto` / `api_proto` are the protobuf messages.
+
+pub mod api;
+pub mod api_proto;
+pub mod codec;
+pub mod config;
+pub mod proxy;
+pub mod proxy_proto;
+pub mod raw;
+mod server;
+
+use std::sync::{Arc, OnceLock};
+
+use rr_runtime::pool::Pool;
+use rr_runtime::{BoxError, InitContext, Services};
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+pub struct Plugin {
+    cfg: Config,
+    services: Arc<Services>,
+    pool: tokio::sync::OnceCell<Pool>,
+    /// Set once serving; the RPC methods answer "not ready" until then.
+    api: Arc<OnceLock<api::Api>>,
+    /// Said once the proxy listener is bound (systemd `READY=1` waits for it).
+    serving: rr_runtime::services::Starting,
+}
+
+impl rr_runtime::Plugin for Plugin {
+    const NAME: &'static str = "centrifuge";
+
+    fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
+        let Some(cfg) = ctx.section::<Config>("centrifuge")? else { return Ok(None) };
+        let cfg = cfg.resolve()?;
+        let api = Arc::new(OnceLock::new());
+        api::register(ctx.services, api.clone());
+        Ok(Some(Plugin { cfg, services: ctx.services.clone(), pool: Default::default(), api, serving: ctx.services.lifecycle.starting() }))
+    }
+
+    async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
+        // RoadRunner's order: workers, listener, service, then the API client.
+        let pool = self.services.new_pool("centrifuge", "centrifuge", self.cfg.pool.clone()).await?;
+        let _ = self.pool.set(pool.clone());
+        let listener = server::Listener::bind(&self.cfg).await?;
+        tracing::info!(target: "centrifuge", address = %listener.address(), api = %self.cfg.api_target()?, "centrifugo proxy server listening");
+        let _ = self.api.set(api::Api::connect(&self.cfg)?);
+        self.serving.serving();
+        server::run(listener, proxy::ProxyService { pool: pool.clone() }, shutdown, pool.config().destroy_timeout).await
+    }
+
+    async fn stop(&self) -> Result<(), BoxError> {
+        if let Some(pool) = self.pool.get() {
+            pool.destroy().await;
+        }
+        Ok(())
+    }
+}

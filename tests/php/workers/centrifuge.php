@@ -1,0 +1,90 @@
+<?php
+// The centrifuge proxy test worker (RR_MODE=centrifuge). The request's `client` field (1) picks
+// the behaviour (NotifyChannelState: the first event's channel):
+//   "error"      -> <X>Response{error{4001, "nope", temporary}}
+//   "disconnect" -> <X>Response{disconnect{4500, "bye"}}
+//   "throw"      -> a worker error frame "boom"
+//   "garbage"    -> a body that is not protobuf
+//   "empty"      -> an empty body
+//   "stream"     -> a streamed answer (two frames)
+//   "hang"       -> never answers
+//   "slow"       -> answers (the echo) after a second
+//   "crash"      -> exits mid-call
+//   anything else -> result whose data (info for refresh / subrefresh; user "42" on connect;
+//                    error.message for notifychannelstate "echo") is the JSON echo
+//                    {type, headers, context, flags, body (base64), pid, mode}
+// NotifyChannelState with any other channel -> result {}.
+require __DIR__ . '/../lib/Centrifuge.php';
+
+use RrTest\Centrifuge;
+use RrTest\Proto;
+
+$c = Centrifuge::create();
+while ($req = $c->waitRequest()) {
+    $fields = $req->fields();
+    $cmd = $req->type === 'notifychannelstate'
+        ? (Proto::fields($fields[1][0] ?? '')[2][0] ?? '')
+        : (string)($fields[1][0] ?? '');
+    $echo = json_encode([
+        'type' => $req->type,
+        'headers' => $req->headers,
+        'context' => $req->context,
+        'body' => base64_encode($req->body),
+        'pid' => getmypid(),
+        'mode' => getenv('RR_MODE'),
+    ]);
+    switch ($cmd) {
+        case 'error':
+            $req->error(4001, 'nope', true);
+            continue 2;
+        case 'disconnect':
+            $req->disconnect(4500, 'bye');
+            continue 2;
+        case 'throw':
+            $c->worker->error('boom');
+            continue 2;
+        case 'garbage':
+            $req->respond("\xff\xff\xff");
+            continue 2;
+        case 'empty':
+            $req->respond('');
+            continue 2;
+        case 'stream':
+            $c->worker->respond(new RrTest\Payload("\x0a\x00"), 0, false);
+            $c->worker->respond(new RrTest\Payload("\x0a\x00"));
+            continue 2;
+        case 'hang':
+            sleep(3600);
+            continue 2;
+        case 'slow':
+            sleep(1);
+            break;
+        case 'crash':
+            exit(3);
+    }
+    switch ($req->type) {
+        case 'connect':
+            $req->result(Proto::bytes(1, '42') . Proto::bytes(5, $echo));
+            break;
+        case 'refresh':
+        case 'subrefresh':
+            $req->result(Proto::bytes(3, $echo));
+            break;
+        case 'subscribe':
+            $req->result(Proto::bytes(4, $echo));
+            break;
+        case 'publish':
+        case 'rpc':
+            $req->result(Proto::bytes(1, $echo));
+            break;
+        case 'notifychannelstate':
+            if ($cmd === 'echo') {
+                $req->error(1000, $echo);
+            } else {
+                $req->result('');
+            }
+            break;
+        default:
+            $c->worker->error("unknown request type {$req->type}: {$req->context}");
+    }
+}
