@@ -298,8 +298,11 @@ impl Tls {
 mod tests {
     use super::*;
 
+    /// Through the runtime's loader, as the plugin reads it (weak typing: a command string).
     fn parse(yaml: &str) -> Config {
-        serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
+        let yaml = format!("version: '3'\ntemporal:\n{}", yaml.lines().map(|l| format!("  {l}\n")).collect::<String>());
+        let config = rr_runtime::config::Config::from_str(&yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        config.section::<Config>("temporal").unwrap_or_else(|e| panic!("{yaml}: {e}")).expect("the section")
     }
 
     fn error(yaml: &str) -> String {

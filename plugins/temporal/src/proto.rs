@@ -1,6 +1,6 @@
 //! The protobuf messages of the PHP protocol (TEMPORAL.md §3.1), as prost structs written after
 //! `proto/**.proto` (the workspace has no protoc and compiles no .proto at build time: its
-//! messages are hand-written prost structs). `tests/proto_schema.rs` compiles the .proto files
+//! messages are hand-written prost structs). the `schema` test below compiles the .proto files
 //! with protox and checks every field here against them.
 //!
 //! Maps are `BTreeMap`s so that encoding is deterministic (golden bytes in tests).
@@ -288,5 +288,133 @@ impl Failure {
             failure_info: Some(FailureInfo::CanceledFailureInfo(CanceledFailureInfo::default())),
             ..Default::default()
         }
+    }
+}
+
+/// The prost structs against `proto/**.proto` compiled with protox: every field of every message
+/// set, encoded by prost, must decode under the .proto with no unknown field, and read back.
+#[cfg(test)]
+mod schema {
+    use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage, Value};
+
+    use super::*;
+
+    fn pool() -> DescriptorPool {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+        let set = protox::compile(["temporal/v1/temporal.proto"], [&dir]).expect("the .proto files compile");
+        DescriptorPool::from_file_descriptor_set(set).expect("descriptor pool")
+    }
+
+    /// Every field outside a oneof is present (so the sample covers the schema) and nothing is unknown.
+    fn assert_covered(m: &DynamicMessage, path: &str) {
+        assert_eq!(m.unknown_fields().count(), 0, "{path}: fields the .proto does not have");
+        for field in m.descriptor().fields() {
+            let name = format!("{path}.{}", field.name());
+            // A recursive field (Failure.cause) ends somewhere.
+            let recursive = field.kind().as_message() == Some(&m.descriptor());
+            if field.containing_oneof().is_none() && !recursive {
+                assert!(m.has_field(&field), "{name}: not set by the sample or not in the prost struct");
+            }
+            match &*m.get_field(&field) {
+                Value::Message(inner) if m.has_field(&field) => assert_covered(inner, &name),
+                Value::List(items) => items.iter().filter_map(Value::as_message).for_each(|i| assert_covered(i, &name)),
+                Value::Map(map) => map.values().filter_map(Value::as_message).for_each(|i| assert_covered(i, &name)),
+                _ => {}
+            }
+        }
+    }
+
+    fn check<T: prost::Message + Default + PartialEq + std::fmt::Debug>(pool: &DescriptorPool, name: &str, sample: &T) {
+        let desc = pool.get_message_by_name(name).unwrap_or_else(|| panic!("{name} is not in the .proto files"));
+        let dynamic = DynamicMessage::decode(desc, &sample.encode_to_vec()[..]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_covered(&dynamic, name);
+        let back = T::decode(&prost::Message::encode_to_vec(&dynamic)[..]).unwrap();
+        assert_eq!(&back, sample, "{name} reads back");
+    }
+
+    fn payload(s: &str) -> Payload {
+        Payload { metadata: BTreeMap::from([("encoding".into(), b"json/plain".to_vec())]), data: s.as_bytes().to_vec() }
+    }
+
+    fn payloads() -> Payloads {
+        Payloads::of([payload("1")])
+    }
+
+    fn failure(info: FailureInfo) -> Failure {
+        Failure {
+            message: "m".into(),
+            source: "PHP_SDK".into(),
+            stack_trace: "#0".into(),
+            encoded_attributes: Some(payload("{}")),
+            cause: Some(Box::new(Failure { message: "cause".into(), source: "s".into(), stack_trace: "t".into(), encoded_attributes: Some(payload("2")), cause: None, failure_info: None })),
+            failure_info: Some(info),
+        }
+    }
+
+    fn infos() -> Vec<FailureInfo> {
+        let execution = WorkflowExecution { workflow_id: "w".into(), run_id: "r".into() };
+        vec![
+            FailureInfo::ApplicationFailureInfo(ApplicationFailureInfo {
+                r#type: "T".into(),
+                non_retryable: true,
+                details: Some(payloads()),
+                next_retry_delay: Some(prost_types::Duration { seconds: 1, nanos: 2 }),
+                category: 1,
+            }),
+            FailureInfo::TimeoutFailureInfo(TimeoutFailureInfo { timeout_type: 2, last_heartbeat_details: Some(payloads()) }),
+            FailureInfo::CanceledFailureInfo(CanceledFailureInfo { details: Some(payloads()) }),
+            FailureInfo::TerminatedFailureInfo(TerminatedFailureInfo {}),
+            FailureInfo::ServerFailureInfo(ServerFailureInfo { non_retryable: true }),
+            FailureInfo::ResetWorkflowFailureInfo(ResetWorkflowFailureInfo { last_heartbeat_details: Some(payloads()) }),
+            FailureInfo::ActivityFailureInfo(ActivityFailureInfo {
+                scheduled_event_id: 1,
+                started_event_id: 2,
+                identity: "i".into(),
+                activity_type: Some(ActivityType { name: "A".into() }),
+                activity_id: "1".into(),
+                retry_state: 3,
+            }),
+            FailureInfo::ChildWorkflowExecutionFailureInfo(ChildWorkflowExecutionFailureInfo {
+                namespace: "default".into(),
+                workflow_execution: Some(execution),
+                workflow_type: Some(WorkflowType { name: "W".into() }),
+                initiated_event_id: 1,
+                started_event_id: 2,
+                retry_state: 3,
+            }),
+        ]
+    }
+
+    #[test]
+    fn prost_structs_match_the_proto_files() {
+        let pool = pool();
+        let message = Message {
+            id: 1,
+            command: "ExecuteActivity".into(),
+            options: b"{}".to_vec(),
+            failure: Some(failure(infos().remove(0))),
+            payloads: Some(payloads()),
+            header: Some(Header { fields: BTreeMap::from([("k".into(), payload("3"))]) }),
+            history_length: 2,
+            run_id: "rr".into(),
+            task_queue: "q".into(),
+            tick_time: "t".into(),
+            replay: true,
+            continue_as_new_suggested: true,
+            history_size: 3,
+            wwpid: 4,
+        };
+        check(&pool, "temporal.v1.Frame", &Frame { messages: vec![message] });
+        for info in infos() {
+            check(&pool, "temporal.api.failure.v1.Failure", &failure(info));
+        }
+        let execution = WorkflowExecution { workflow_id: "w".into(), run_id: "r".into() };
+        check(
+            &pool,
+            "temporal.v1.ReplayRequest",
+            &ReplayRequest { workflow_execution: Some(execution), workflow_type: Some(WorkflowType { name: "W".into() }), save_path: "/tmp/h.json".into(), last_event_id: 9 },
+        );
+        let any = prost_types::Any { type_url: "type.googleapis.com/x".into(), value: vec![1] };
+        check(&pool, "temporal.v1.ReplayResponse", &ReplayResponse { status: Some(Status { code: 3, message: "bad".into(), details: vec![any] }) });
     }
 }

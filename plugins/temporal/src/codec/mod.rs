@@ -9,6 +9,8 @@
 pub mod commands;
 pub mod context;
 pub mod json;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
