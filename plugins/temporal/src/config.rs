@@ -228,11 +228,16 @@ impl Config {
             tracing::warn!(target: "temporal", "config key `temporal.debug_level` is ignored (a roadrunner-temporal v1.0 key); use `logs` to set the log level; remove the key");
         }
         let address = self.address();
-        if address.contains("://") {
-            return Err(format!("config key `temporal.address`: `{address}` has a scheme; write `host:port`, e.g. `127.0.0.1:7233` (TLS comes from `temporal.tls`)"));
-        }
-        if address.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
-            return Err(format!("config key `temporal.address`: `{address}` is not `host:port`; write e.g. `127.0.0.1:7233`"));
+        match address.split_once("://") {
+            // gRPC target schemes (`dns:///host:port`) are left to the client; a URL is a mistake.
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+                return Err(format!("config key `temporal.address`: `{address}` is a URL; write `host:port`, e.g. `127.0.0.1:7233` (TLS comes from `temporal.tls`)"));
+            }
+            Some(_) => {}
+            None if address.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) => {
+                return Err(format!("config key `temporal.address`: `{address}` is not `host:port`; write e.g. `127.0.0.1:7233`"));
+            }
+            None => {}
         }
         self.metrics()?;
         if let Some(tls) = &self.tls {
@@ -364,7 +369,8 @@ mod tests {
     fn each_error_names_the_key() {
         assert!(error("metrics: {driver: influx}").contains("`temporal.metrics.driver`: unknown metrics driver `influx`"));
         assert!(error("metrics: {type: gauge}").contains("`temporal.metrics.prometheus.type`: unknown metrics type `gauge`"));
-        assert!(error("address: 'http://127.0.0.1:7233'").contains("has a scheme"));
+        assert!(error("address: 'http://127.0.0.1:7233'").contains("is a URL"));
+        parse("address: 'dns:///temporal.internal:7233'").validate().unwrap();
         assert!(error("address: '127.0.0.1'").contains("is not `host:port`"));
         assert!(error("address: '127.0.0.1:99999'").contains("is not `host:port`"));
         assert!(error("tls: {key: /nonexistent/k.pem, cert: /nonexistent/c.pem}").contains("key file '/nonexistent/k.pem' does not exists"));
