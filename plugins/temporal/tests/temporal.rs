@@ -12,9 +12,9 @@ use base64::Engine;
 use rr_runtime::config::Config;
 use rr_runtime::pool::PoolError;
 use rr_runtime::{Build, Services};
-use rr_temporal::codec::ActivityOutcome;
-use rr_temporal::codec::commands::{InvokeActivity, InvokeLocalActivity};
-use rr_temporal::codec::json::{ActivityInfo, TypeName};
+use rr_temporal::codec::commands::{Empty, InvokeActivity, InvokeLocalActivity, RunRef, StartWorkflow};
+use rr_temporal::codec::json::{ActivityInfo, Execution, TypeName, WorkflowInfo};
+use rr_temporal::codec::{ActivityOutcome, Batch, Context, Envelope, Kind, PhpCommand, Request, ServerCommand};
 use rr_temporal::proto::{FailureInfo, Payload, Payloads};
 use rr_temporal::workers::{PhpWorkers, WorkersError};
 use serde_json::{Value, json};
@@ -68,7 +68,7 @@ async fn get_worker_info_lists_the_task_queues() {
     let infos = workers.worker_info().await.unwrap();
     assert_eq!(infos.iter().map(|i| i.task_queue()).collect::<Vec<_>>(), ["default", "orders"]);
     let default = &infos[0];
-    assert_eq!(default.workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["SimpleWorkflow", "TimerWorkflow"]);
+    assert_eq!(default.workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["SimpleWorkflow", "FailingWorkflow"]);
     assert_eq!((default.workflows[0].signals.clone(), default.workflows[0].queries.clone()), (vec!["add".to_string()], vec!["get".to_string()]));
     assert_eq!(default.activities.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["echo", "fail", "async", "env", "sum"]);
     assert_eq!(default.options.max_concurrent_activity_execution_size, 4);
@@ -134,6 +134,46 @@ async fn activities_round_trip_through_the_codec() {
     }
     let out = workers.invoke_activity("default", invoke("echo", b"t8"), args(&[json!("again")]), None).await.unwrap();
     assert_eq!(value(out), json!("AGAIN"));
+    workers.destroy().await;
+}
+
+fn start_workflow(workers: &PhpWorkers, workflow_type: &str, rr_id: &str, args: Payloads) -> Batch<ServerCommand> {
+    let info = WorkflowInfo {
+        workflow_execution: Execution { id: "wf-1".into(), run_id: "run-1".into() },
+        workflow_type: TypeName { name: workflow_type.into() },
+        task_queue_name: "default".into(),
+        namespace: "default".into(),
+        attempt: 1,
+        ..Default::default()
+    };
+    let start = StartWorkflow { info, last_completion: None, search_attributes: None };
+    let request = Request::new(ServerCommand::StartWorkflow(start)).with_payloads(args);
+    Batch::new(Context::workflow("default", rr_id, std::time::SystemTime::now()), vec![Envelope::command(workers.next_id(), request)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_batch_round_trips_on_the_workflow_process() {
+    let (_services, workers) = start("  activities:\n    num_workers: 1\n").await;
+    let rr_id = Context::new_rr_id();
+    let reply = workers.workflow_exec(start_workflow(&workers, "SimpleWorkflow", &rr_id, args(&[json!("hello")]))).await.unwrap();
+    assert_eq!(reply.len(), 1, "{reply:?}");
+    let Kind::Command(request) = &reply[0].kind else { panic!("expected a command, got {reply:?}") };
+    assert_eq!(request.command, PhpCommand::CompleteWorkflow(Empty {}));
+    assert!(reply[0].id > 0, "PHP numbers its own commands");
+    let result: Value = request.payloads.as_ref().unwrap().payloads[0].decode_json().unwrap();
+    // PHP found the instance id on the message and the WorkflowInfo in the options.
+    assert_eq!(result, json!({"result": "HELLO", "rr_id": rr_id, "workflow_id": "wf-1"}));
+
+    let failing = workers.workflow_exec(start_workflow(&workers, "FailingWorkflow", &Context::new_rr_id(), Payloads::default())).await.unwrap();
+    let Kind::Command(request) = &failing[0].kind else { panic!("{failing:?}") };
+    assert_eq!(request.failure.as_ref().map(|f| f.message.as_str()), Some("workflow failed on purpose"));
+
+    // DestroyWorkflow is answered with id 0; the PHP side forgot the instance (one left running).
+    let destroy = Envelope::command(workers.next_id(), Request::new(ServerCommand::DestroyWorkflow(RunRef { run_id: rr_id.clone() })));
+    let mut batch = Batch::new(Context::workflow("default", rr_id.clone(), std::time::SystemTime::now()), vec![destroy]);
+    batch.context.replay = true;
+    let reply = workers.workflow_exec(batch).await.unwrap();
+    assert_eq!(reply, vec![Envelope::response(0, Some(args(&[json!(1)])))]);
     workers.destroy().await;
 }
 

@@ -116,6 +116,19 @@ final class Codec
         return $m;
     }
 
+    /** A command message: id (PHP's own counter), name, JSON options, payloads, failure. */
+    public static function command(int $id, string $name, array $options, ?string $payloads = null, ?string $failure = null): string
+    {
+        $m = Proto::int(1, $id) . Proto::bytes(2, $name) . Proto::bytes(3, json_encode((object)$options, JSON_THROW_ON_ERROR));
+        if ($failure !== null) {
+            $m .= Proto::bytes(4, $failure);
+        }
+        if ($payloads !== null) {
+            $m .= Proto::bytes(5, $payloads);
+        }
+        return $m;
+    }
+
     /** @param list<string> $messages encoded Message bodies */
     public static function frame(array $messages): string
     {
@@ -135,7 +148,7 @@ final class Codec
 /** One task queue's registrations. */
 final class TaskQueue
 {
-    /** @var array<string, array{queries: list<string>, signals: list<string>}> */
+    /** @var array<string, array{queries: list<string>, signals: list<string>, run: ?callable}> */
     public array $workflows = [];
     /** @var array<string, callable> */
     public array $activities = [];
@@ -144,9 +157,13 @@ final class TaskQueue
     {
     }
 
-    public function workflow(string $name, array $signals = [], array $queries = []): self
+    /**
+     * A workflow; `$run(array $info, string $rrId, ...$args)` completes it at once with its return
+     * value (a thrown exception fails it). No timers, activities or signals: enough for the codec.
+     */
+    public function workflow(string $name, array $signals = [], array $queries = [], ?callable $run = null): self
     {
-        $this->workflows[$name] = ['signals' => $signals, 'queries' => $queries];
+        $this->workflows[$name] = ['signals' => $signals, 'queries' => $queries, 'run' => $run];
         return $this;
     }
 
@@ -163,6 +180,10 @@ final class Factory
 
     /** @var array<string, TaskQueue> */
     private array $queues = [];
+    /** The ids of the commands this worker sends. */
+    private int $nextId = 0;
+    /** Running workflow instances: rr_id => workflow type. */
+    private array $running = [];
 
     public function __construct(private GoridgeWorker $worker)
     {
@@ -216,6 +237,8 @@ final class Factory
                 $queue === null && $m->command === 'GetWorkerInfo' => $this->workerInfo($m),
                 $queue === null => throw new \LogicException("command {$m->command} needs a task queue"),
                 $m->command === 'InvokeActivity', $m->command === 'InvokeLocalActivity' => $this->activity($this->queues[$queue], $m),
+                $m->command === 'StartWorkflow' => $this->startWorkflow($this->queues[$queue], $m, $context),
+                $m->command === 'DestroyWorkflow' => $this->destroyWorkflow($m),
                 default => throw new \LogicException("command {$m->command} is not supported by this test worker"),
             };
         }
@@ -242,6 +265,30 @@ final class Factory
             ];
         }
         return Codec::response(0, Codec::payloads($infos));
+    }
+
+    private function startWorkflow(TaskQueue $q, Message $m, array $context): string
+    {
+        // Newer SDKs read the instance id from the message, older ones from the context.
+        $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
+        $type = $m->options['info']['WorkflowType']['Name'] ?? '';
+        $run = $q->workflows[$type]['run'] ?? null;
+        if ($run === null) {
+            throw new \LogicException("workflow `$type` is not registered on task queue `{$q->name}` or has no body");
+        }
+        $this->running[$rrId] = $type;
+        try {
+            $result = $run($m->options['info'], $rrId, ...array_map([Codec::class, 'value'], $m->payloads));
+            return Codec::command(++$this->nextId, 'CompleteWorkflow', [], Codec::payloads([$result]));
+        } catch (\Throwable $e) {
+            return Codec::command(++$this->nextId, 'CompleteWorkflow', [], null, Codec::failure($e->getMessage(), (new \ReflectionClass($e))->getShortName()));
+        }
+    }
+
+    private function destroyWorkflow(Message $m): string
+    {
+        unset($this->running[$m->runId]);
+        return Codec::response(0, Codec::payloads([count($this->running)]));
     }
 
     private function activity(TaskQueue $q, Message $m): string

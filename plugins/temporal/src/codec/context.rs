@@ -38,6 +38,16 @@ impl Context {
         Context { task_queue: task_queue.into(), ..Context::default() }
     }
 
+    /// A workflow instance's: task queue, its rr_id, the workflow clock (`tickTime`).
+    pub fn workflow(task_queue: impl Into<String>, rr_id: impl Into<String>, now: std::time::SystemTime) -> Context {
+        Context { task_queue: task_queue.into(), rr_id: rr_id.into(), tick_time: super::json::rfc3339_seconds(now), ..Context::default() }
+    }
+
+    /// A fresh rr_id: one per workflow instance, new again after an eviction.
+    pub fn new_rr_id() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("the context always serializes")
     }
