@@ -253,11 +253,11 @@ impl Config {
                 if !seen.insert(name.as_str()) {
                     return Err(format!("config key `temporal.{key}`: `{name}` is listed twice; list each plugin once"));
                 }
-                // RoadRunner's are Go plugins compiled into rr; this server has none to name.
-                return Err(format!(
-                    "config key `temporal.{key}`: plugin `{name}` is not registered: this server has no Go {} plugins; remove the key",
-                    if key == "interceptors" { "interceptor" } else { "data converter" }
-                ));
+            }
+            // RoadRunner's are Go plugins compiled into rr; this server has none to name.
+            if let Some(name) = list.first() {
+                let kind = if key == "interceptors" { "interceptor" } else { "data converter" };
+                return Err(format!("config key `temporal.{key}`: plugin `{name}` is not registered: this server has no Go {kind} plugins; remove the key"));
             }
         }
         let hb = self.worker_heartbeat_interval;
@@ -379,6 +379,7 @@ mod tests {
         assert!(error("interceptors: [logging]").contains("`temporal.interceptors`: plugin `logging` is not registered"));
         assert!(error("data_converters: [custom]").contains("`temporal.data_converters`: plugin `custom` is not registered"));
         assert!(error("interceptors: ['']").contains("empty name"));
+        assert!(error("interceptors: [a, a]").contains("`a` is listed twice"));
         assert!(error("activities: {command: ''}").contains("`temporal.activities.command`"));
     }
 

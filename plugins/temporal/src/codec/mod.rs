@@ -226,7 +226,7 @@ impl Ids {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActivityOutcome {
     Completed(Payloads),
-    Failed(Failure),
+    Failed(Box<Failure>),
     /// PHP will complete it later through the client (`doNotCompleteOnReturn`).
     Pending,
 }
@@ -244,7 +244,7 @@ impl ActivityOutcome {
         match messages.remove(0).kind {
             Kind::Response(p) => Ok(ActivityOutcome::Completed(p.unwrap_or_default())),
             Kind::Failure(f) if f.message == DO_NOT_COMPLETE => Ok(ActivityOutcome::Pending),
-            Kind::Failure(f) => Ok(ActivityOutcome::Failed(f)),
+            Kind::Failure(f) => Ok(ActivityOutcome::Failed(Box::new(f))),
             Kind::Command(r) => Err(CodecError::Protocol(format!("an activity reply must be a result, got command `{}`", r.command.name()))),
         }
     }

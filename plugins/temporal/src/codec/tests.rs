@@ -101,7 +101,7 @@ fn failure_bytes() {
     let expected = [ld(0x0a, b"boom"), ld(0x12, b"GoSDK"), ld(0x2a, &info)].concat();
     assert_eq!(failure.encode_to_vec(), expected);
     let body = ld(0x0a, &ld(0x22, &expected));
-    assert_eq!(ActivityOutcome::from_reply(&body).unwrap(), ActivityOutcome::Failed(failure));
+    assert_eq!(ActivityOutcome::from_reply(&body).unwrap(), ActivityOutcome::Failed(Box::new(failure)));
     let pending = ld(0x0a, &ld(0x22, &ld(0x0a, DO_NOT_COMPLETE.as_bytes())));
     assert_eq!(ActivityOutcome::from_reply(&pending).unwrap(), ActivityOutcome::Pending);
 }
