@@ -204,12 +204,25 @@ async fn reset_replaces_every_process() {
 async fn an_enabled_plugin_says_the_connection_is_not_implemented() {
     let config = Config::from_str(&yaml("  activities:\n    num_workers: 1\n")).unwrap();
     let host = rr_runtime::host::Host::init(&build(), &config).unwrap();
+    let services = host.services.clone();
     let result = tokio::time::timeout(Duration::from_secs(60), host.run_until(std::future::pending(), Duration::from_secs(10))).await.expect("the server stops by itself");
     let message = result.expect_err("the plugin must not pretend to serve").to_string();
     assert!(message.contains(rr_temporal::driver::NOT_IMPLEMENTED), "{message}");
     // It checked the PHP side first and says what it found and where it would have connected.
     assert!(message.contains("`default` (2 workflows, 5 activities)") && message.contains("`orders` (1 workflows, 1 activities)"), "{message}");
     assert!(message.contains("127.0.0.1:7233") && message.contains("namespace `default`"), "{message}");
+
+    // The RPC names come from that handshake.
+    let call = |method: &'static str, arg: &'static str| {
+        let services = services.clone();
+        async move {
+            let reply = services.rpc.call(method, rr_runtime::rpc::Codec::Json, bytes::Bytes::from(arg)).await.unwrap();
+            serde_json::from_slice::<Value>(&reply).unwrap()
+        }
+    };
+    assert_eq!(call("temporal.GetWorkflowNames", "true").await, json!(["SimpleWorkflow", "FailingWorkflow", "OrderWorkflow"]));
+    assert_eq!(call("temporal.GetActivityNames", "true").await, json!(["echo", "fail", "async", "env", "sum", "charge"]));
+    assert_eq!(call("temporal.UpdateAPIKey", r#""key-1""#).await, json!(true));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
