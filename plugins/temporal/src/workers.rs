@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rr_runtime::Services;
 use rr_runtime::pool::{Pool, PoolError};
@@ -28,6 +29,10 @@ pub enum WorkersError {
     Codec(#[from] CodecError),
     #[error("temporal: activity workers are disabled (`temporal.disable_activity_workers: true`)")]
     NoActivityWorkers,
+    /// The workflow process is not the one that answered `GetWorkerInfo`: every workflow
+    /// instance it held is gone, and an answer from the new one belongs to no request of ours.
+    #[error("temporal: the workflow process was replaced (pid {old} -> {new}); every cached workflow run must be evicted and GetWorkerInfo asked again")]
+    WorkflowProcessReplaced { old: u32, new: u32 },
 }
 
 /// The activity pool and the workflow process.
@@ -37,6 +42,8 @@ pub struct PhpWorkers {
     workflow: Pool,
     ids: Ids,
     rr_version: String,
+    /// The workflow process that answered the last `GetWorkerInfo` (0: none yet).
+    handshaken: AtomicU32,
 }
 
 impl PhpWorkers {
@@ -59,7 +66,7 @@ impl PhpWorkers {
             }
         };
         services.pools.register(OWNER, activities.clone().unwrap_or_else(|| workflow.clone()));
-        Ok(PhpWorkers { activities, workflow, ids: Ids::default(), rr_version: services.version.to_string() })
+        Ok(PhpWorkers { activities, workflow, ids: Ids::default(), rr_version: services.version.to_string(), handshaken: AtomicU32::new(0) })
     }
 
     pub fn activities(&self) -> Option<&Pool> {
@@ -87,14 +94,25 @@ impl PhpWorkers {
         let mut batch = Batch::new(Context::handshake(), vec![Envelope::command(self.next_id(), request)]);
         batch.wwpid = ww_pid;
         let reply = self.workflow.exec(batch.encode()).await?;
-        Ok(codec::worker_infos(&reply.payload.body)?)
+        let infos = codec::worker_infos(&reply.payload.body)?;
+        self.handshaken.store(self.workflow_pid(), Ordering::SeqCst);
+        Ok(infos)
     }
 
     /// One batch on the workflow process; the messages it answers with, in order.
+    ///
+    /// Only on the process that answered `GetWorkerInfo`: if it died and the pool replaced it
+    /// (before or during this exec), the answer is dropped and [`WorkersError::WorkflowProcessReplaced`]
+    /// tells the driver to evict every run and shake hands again (RoadRunner resets the plugin).
     pub async fn workflow_exec(&self, mut batch: Batch<ServerCommand>) -> Result<Vec<Envelope<PhpCommand>>, WorkersError> {
-        batch.wwpid = u64::from(self.workflow_pid());
-        let reply = self.workflow.exec(batch.encode()).await?;
-        Ok(codec::decode_frame(&reply.payload.body)?)
+        let known = self.handshaken.load(Ordering::SeqCst);
+        batch.wwpid = u64::from(known);
+        let reply = self.workflow.exec(batch.encode()).await;
+        let now = self.workflow_pid();
+        if known == 0 || now != known {
+            return Err(WorkersError::WorkflowProcessReplaced { old: known, new: now });
+        }
+        Ok(codec::decode_frame(&reply?.payload.body)?)
     }
 
     /// `InvokeActivity` on a free activity worker (`args` ‖ last heartbeat details).

@@ -154,6 +154,7 @@ fn start_workflow(workers: &PhpWorkers, workflow_type: &str, rr_id: &str, args: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_batch_round_trips_on_the_workflow_process() {
     let (_services, workers) = start("  activities:\n    num_workers: 1\n").await;
+    workers.worker_info().await.unwrap();
     let rr_id = Context::new_rr_id();
     let reply = workers.workflow_exec(start_workflow(&workers, "SimpleWorkflow", &rr_id, args(&[json!("hello")]))).await.unwrap();
     assert_eq!(reply.len(), 1, "{reply:?}");
@@ -174,6 +175,35 @@ async fn a_workflow_batch_round_trips_on_the_workflow_process() {
     batch.context.replay = true;
     let reply = workers.workflow_exec(batch).await.unwrap();
     assert_eq!(reply, vec![Envelope::response(0, Some(args(&[json!(1)])))]);
+    workers.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_workflow_process_is_reported_not_used_silently() {
+    let (_services, workers) = start("  activities:\n    num_workers: 1\n").await;
+    let batch = || start_workflow(&workers, "SimpleWorkflow", "rr-1", args(&[json!("x")]));
+    // No handshake yet: no process is known to hold anything.
+    assert!(matches!(workers.workflow_exec(batch()).await, Err(WorkersError::WorkflowProcessReplaced { old: 0, .. })));
+    workers.worker_info().await.unwrap();
+    workers.workflow_exec(batch()).await.unwrap();
+
+    let old = workers.workflow_pid();
+    let killed = std::process::Command::new("kill").args(["-9", &old.to_string()]).status().unwrap();
+    assert!(killed.success());
+    // The pool replaces it (no supervisor, but a dead worker is always replaced).
+    let started = std::time::Instant::now();
+    while workers.workflow_pid() == old || workers.workflow_pid() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the workflow process was not replaced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let new = workers.workflow_pid();
+    match workers.workflow_exec(batch()).await {
+        Err(WorkersError::WorkflowProcessReplaced { old: o, new: n }) => assert_eq!((o, n), (old, new)),
+        other => panic!("expected the replacement to be reported, got {other:?}"),
+    }
+    // A new handshake adopts the new process.
+    workers.worker_info().await.unwrap();
+    workers.workflow_exec(batch()).await.unwrap();
     workers.destroy().await;
 }
 
