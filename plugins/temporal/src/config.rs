@@ -402,6 +402,21 @@ mod tests {
     }
 
     #[test]
+    fn only_misspelt_keys_are_unknown() {
+        let yaml = "version: '3'\ntemporal:\n  cache_sise: 5\n  codec: proto\n  metrics: {address: '127.0.0.1:9095', type: histogram, prefix: p}\n  tls: {server_name: x}\n";
+        let config = rr_runtime::config::Config::from_str(yaml).unwrap();
+        config.section::<Config>("temporal").unwrap().unwrap().validate().unwrap();
+        let unknown = config.unknown_keys();
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+        assert!(unknown[0].contains("temporal.cache_sise") && unknown[0].contains("cache_size"), "{unknown:?}");
+        let yaml = "version: '3'\ntemporal:\n  metrics: {driver: statsd, host_port: 'h:1', flush_bytes: 10, tag_separator: ','}\n";
+        let config = rr_runtime::config::Config::from_str(yaml).unwrap();
+        let Metrics::Statsd(s) = config.section::<Config>("temporal").unwrap().unwrap().metrics().unwrap().unwrap() else { panic!("statsd") };
+        assert_eq!((s.host_port.as_str(), s.flush_bytes, s.tag_separator.as_str()), ("h:1", 10, ","));
+        assert_eq!(config.unknown_keys(), Vec::<String>::new());
+    }
+
+    #[test]
     fn heartbeat_interval_is_clamped() {
         assert_eq!(parse("worker_heartbeat_interval: 500ms").worker_heartbeat_interval(), Some(Duration::from_secs(1)));
         assert_eq!(parse("worker_heartbeat_interval: 5m").worker_heartbeat_interval(), Some(Duration::from_secs(60)));
