@@ -3,6 +3,8 @@
 
 #[path = "support/h3_client.rs"]
 mod h3_client;
+#[path = "support/logs.rs"]
+mod logs;
 
 use std::time::Duration;
 
@@ -345,4 +347,18 @@ async fn bodies_over_the_limit_get_413_every_time_without_a_panic() {
     assert_eq!((status.as_u16(), &body[..]), (200, &b"Hello, World!"[..]), "the connection serves on");
     server.server.stop().await.unwrap();
     assert_eq!(*panics.lock().unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_record_has_the_peers_port() {
+    logs::capture("  mode: production\n  level: info");
+    let server = serve("").await;
+    let client = server.client().await;
+    let (status, _) = client.get("/echo?record=h3").await.unwrap();
+    assert_eq!(status, 200);
+    let line = logs::wait_for(&["\"URI\":\"/echo?record=h3\"", "\"msg\":\"http log\""]).await.remove(0);
+    let v: Value = serde_json::from_str(&line).unwrap();
+    // Go's RemoteAddr: host:port, the port of the client's QUIC endpoint.
+    assert_eq!(v["remote_address"], client.local_addr().to_string(), "{line}");
+    server.server.stop().await.unwrap();
 }

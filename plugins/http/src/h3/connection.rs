@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::body::{self, RequestBody};
-use crate::request::ConnInfo;
+use crate::request::{ConnInfo, PeerAddr};
 
 pub const H3_NO_ERROR: u32 = 0x100;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,7 +33,10 @@ pub async fn serve(incoming: quinn::Incoming, handler: Handler, head_bytes: usiz
         Ok(Err(e)) => return tracing::debug!(error = %e, "http3: handshake failed"),
         Err(_) => return tracing::debug!("http3: handshake timed out"),
     };
-    let client = ClientAddr(conn.remote_address().ip().to_canonical());
+    let remote = conn.remote_address();
+    let client = ClientAddr(remote.ip().to_canonical());
+    // The access log's remote_address is host:port, as Go's RemoteAddr.
+    let peer = PeerAddr(std::net::SocketAddr::new(client.0, remote.port()));
     let quic = conn.clone();
     let mut h3 = match h3::server::builder().max_field_section_size(head_bytes as u64).build(Connection::new(conn)).await {
         Ok(h3) => h3,
@@ -45,7 +48,7 @@ pub async fn serve(incoming: quinn::Incoming, handler: Handler, head_bytes: usiz
         tokio::select! {
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
-                    requests.spawn(guarded(request(resolver, handler.clone(), client, head_bytes)));
+                    requests.spawn(guarded(request(resolver, handler.clone(), (client, peer), head_bytes)));
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -79,7 +82,7 @@ async fn guarded(request: impl std::future::Future<Output = ()>) {
     }
 }
 
-async fn request(resolver: RequestResolver<Connection, Bytes>, handler: Handler, client: ClientAddr, head_bytes: usize) {
+async fn request(resolver: RequestResolver<Connection, Bytes>, handler: Handler, (client, peer): (ClientAddr, PeerAddr), head_bytes: usize) {
     let (req, stream) = match resolver.resolve_request().await {
         Ok(accepted) => accepted,
         Err(e) => return tracing::debug!(error = %e, "http3: bad request stream"),
@@ -96,6 +99,7 @@ async fn request(resolver: RequestResolver<Connection, Bytes>, handler: Handler,
             let mut req = req.map(|()| RequestBody::new(recv, unread_tx).boxed_unsync());
             req.extensions_mut().insert(ConnInfo { tls: true });
             req.extensions_mut().insert(client);
+            req.extensions_mut().insert(peer);
             handler(req).await
         }
     };

@@ -44,6 +44,12 @@ impl H3Client {
         Ok(H3Client { send, port, _endpoint: endpoint })
     }
 
+    /// The client's own UDP address (what the server sees as its peer).
+    #[allow(dead_code)]
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self._endpoint.local_addr().expect("client endpoint address")
+    }
+
     /// `https://localhost:port{path}`.
     pub fn uri(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.port)
