@@ -26,5 +26,5 @@ command -v cargo >/dev/null 2>&1 || {
   exit 1
 }
 
-cargo run -p velox-cli --release -- build -c examples/hello/velox.toml -o dist/hello
+cargo run -p velox-cli -- build -c examples/hello/velox.toml -o dist/hello
 exec ./dist/hello/rr serve -c examples/hello/.rr.yaml "$@"
