@@ -33,6 +33,7 @@ pub mod shards;
 pub mod testing;
 pub mod trace;
 pub mod worker;
+mod worker_boot;
 
 pub use error::BoxError;
 pub use plugin::{Build, InitContext, Plugin};

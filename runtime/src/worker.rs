@@ -145,20 +145,44 @@ pub struct Worker {
     pub home: usize,
 }
 
+/// Why a worker did not start; each names the cause and the fix (`worker_boot`).
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("cannot start `{command}`: {source}")]
-    Start { command: String, source: std::io::Error },
-    #[error("worker {pid} exited during the handshake{}", stderr_note(.stderr))]
-    Exited { pid: u32, stderr: String },
-    #[error("worker {pid}: handshake failed: {error}{}", stderr_note(.stderr))]
-    Handshake { pid: u32, error: RelayError, stderr: String },
-    #[error("worker {pid} did not complete the pid handshake within {timeout:?}")]
-    Timeout { pid: u32, timeout: Duration },
+    #[error("cannot start `{command}`: {why}")]
+    Start { command: String, why: String },
+    #[error("worker {pid} (`{command}`) exited before the pid handshake{}", boot_note(.stderr))]
+    Exited { pid: u32, command: String, stderr: String },
+    #[error("worker {pid} (`{command}`): handshake failed: {}{}", handshake_cause(.command, .error), stderr_lines(.stderr))]
+    Handshake { pid: u32, command: String, error: RelayError, stderr: String },
+    #[error(
+        "worker {pid} (`{command}`) did not complete the pid handshake within {timeout:?} (`pool.allocate_timeout`), possible reasons: https://docs.roadrunner.dev/error-codes/allocate-timeout"
+    )]
+    Timeout { pid: u32, command: String, timeout: Duration },
 }
 
-fn stderr_note(stderr: &str) -> String {
-    if stderr.is_empty() { String::new() } else { format!("; its stderr:\n{stderr}") }
+/// PHP's own stderr lines, with the error among them named first.
+fn boot_note(stderr: &str) -> String {
+    match crate::worker_boot::php_error(stderr) {
+        Some(cause) => format!(": {cause}; fix it in the worker script. PHP's last stderr lines:\n{stderr}"),
+        None if stderr.is_empty() => {
+            "; it wrote nothing to stderr: a worker script must start a RoadRunner worker (spiral/roadrunner-worker) and keep serving; run the command by hand to see what it does".into()
+        }
+        None => format!("; its last stderr lines:\n{stderr}"),
+    }
+}
+
+fn stderr_lines(stderr: &str) -> String {
+    if stderr.is_empty() { String::new() } else { boot_note(stderr) }
+}
+
+/// A missing worker script shows up as PHP's "Could not open input file" on the relay.
+fn handshake_cause(command: &str, error: &RelayError) -> String {
+    match error {
+        RelayError::Frame(frame::FrameError::CouldNotOpen(seen)) => {
+            crate::worker_boot::missing_script(command, seen).unwrap_or_else(|| error.to_string())
+        }
+        other => other.to_string(),
+    }
 }
 
 impl Spawner {
@@ -176,7 +200,10 @@ impl Spawner {
         if let Some((uid, gid)) = self.uid_gid {
             cmd.uid(uid).gid(gid);
         }
-        let mut child = cmd.spawn().map_err(|source| SpawnError::Start { command: command_text.clone(), source })?;
+        let mut child = cmd.spawn().map_err(|e| SpawnError::Start {
+            command: command_text.clone(),
+            why: crate::worker_boot::start_failure(&self.args, &self.env, &e),
+        })?;
         let pid = child.id().unwrap_or(0);
         crate::reaper::track(pid);
         let (exit_tx, exit_rx) = watch::channel(false);
@@ -191,7 +218,7 @@ impl Spawner {
             exited: exit_rx,
             stderr_tail: Mutex::new(VecDeque::new()),
             stderr_closed,
-            command: command_text,
+            command: command_text.clone(),
             killed: AtomicBool::new(false),
         });
         if let Some(stderr) = child.stderr.take() {
@@ -227,20 +254,20 @@ impl Spawner {
                         Some(relay) => return Ok(relay),
                         None => {
                             listener.abandon(pid);
-                            return Err(SpawnError::Exited { pid, stderr: String::new() });
+                            return Err(SpawnError::Exited { pid, command: String::new(), stderr: String::new() });
                         }
                     }
                 }
             };
             match pid_handshake(&mut relay, std::process::id()).await {
                 Ok(_) => Ok(relay),
-                Err(RelayError::Closed) => Err(SpawnError::Exited { pid, stderr: String::new() }),
-                Err(error) => Err(SpawnError::Handshake { pid, error, stderr: String::new() }),
+                Err(RelayError::Closed) => Err(SpawnError::Exited { pid, command: String::new(), stderr: String::new() }),
+                Err(error) => Err(SpawnError::Handshake { pid, command: String::new(), error, stderr: String::new() }),
             }
         };
         let result = match tokio::time::timeout(timeout, handshake).await {
             Ok(r) => r,
-            Err(_) => Err(SpawnError::Timeout { pid, timeout }),
+            Err(_) => Err(SpawnError::Timeout { pid, command: String::new(), timeout }),
         };
         match result {
             Ok(relay) => {
@@ -251,9 +278,11 @@ impl Spawner {
                 shared.kill();
                 shared.wait_exit().await;
                 let tail = shared.final_stderr_tail().await;
+                let command = command_text;
                 Err(match err {
-                    SpawnError::Exited { pid, .. } => SpawnError::Exited { pid, stderr: tail },
-                    SpawnError::Handshake { pid, error, .. } => SpawnError::Handshake { pid, error, stderr: tail },
+                    SpawnError::Exited { pid, .. } => SpawnError::Exited { pid, command, stderr: tail },
+                    SpawnError::Handshake { pid, error, .. } => SpawnError::Handshake { pid, command, error, stderr: tail },
+                    SpawnError::Timeout { pid, timeout, .. } => SpawnError::Timeout { pid, command, timeout },
                     other => other,
                 })
             }

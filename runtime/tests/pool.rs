@@ -144,14 +144,68 @@ async fn garbage_on_stdout_is_reported_with_the_bytes() {
     assert_eq!(call(&pool, "fine").await.unwrap(), "fine");
 }
 
+/// The error of a pool that cannot start its one worker with `command`.
+async fn spawn_error(command: &str) -> String {
+    let yaml = format!("version: '3'\nserver:\n  command: \"{command}\"\npool:\n  num_workers: 1\n  allocate_timeout: 5s\n");
+    let config = Config::from_str(&yaml).unwrap();
+    let services = rr_runtime::host::services(&Build::new("rr", "test"), &config).unwrap();
+    let err = services.new_pool("test", "test", config.section("pool").unwrap().unwrap()).await.err().expect("spawn fails");
+    err.to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_script_fails_to_spawn_with_a_clear_error() {
-    let yaml = "version: '3'\nserver:\n  command: \"php /nonexistent/worker.php\"\npool:\n  num_workers: 1\n  allocate_timeout: 5s\n";
+async fn missing_script_names_the_file_and_the_directory() {
+    let text = spawn_error("php /nonexistent/worker.php").await;
+    assert!(text.contains("PHP cannot open the worker script `/nonexistent/worker.php`"), "{text}");
+    assert!(text.contains("fix the script path in `server.command`"), "{text}");
+    assert!(!text.contains("allocate-timeout"), "the link is for allocate timeouts only: {text}");
+
+    let cwd = std::env::current_dir().unwrap();
+    let text = spawn_error("php no-such-worker.php").await;
+    assert!(text.contains(&format!("there is no `{}`", cwd.join("no-such-worker.php").display())), "{text}");
+    assert!(text.contains(&format!("relative to `{}`", cwd.display())), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_program_names_it_and_the_path_searched() {
+    let text = spawn_error("no-such-program-rr worker.php").await;
+    let path = std::env::var("PATH").unwrap();
+    assert!(text.contains(&format!("program `no-such-program-rr` not found in PATH ({path})")), "{text}");
+    assert!(text.contains("set `server.command` to the program's full path"), "{text}");
+    assert!(!text.contains("allocate-timeout"), "{text}");
+
+    // PHP itself missing: the Debian package to install (PATH emptied for this worker only).
+    let yaml = "version: '3'\nserver:\n  command: \"php worker.php\"\n  env:\n    PATH: /nonexistent-bin\npool:\n  num_workers: 1\n";
     let config = Config::from_str(yaml).unwrap();
     let services = rr_runtime::host::services(&Build::new("rr", "test"), &config).unwrap();
     let err = services.new_pool("test", "test", config.section("pool").unwrap().unwrap()).await.err().expect("spawn fails");
     let text = err.to_string();
-    assert!(text.contains("Could not open input file"), "{text}");
+    assert!(text.contains("program `php` not found in PATH (/nonexistent-bin)"), "{text}");
+    assert!(text.contains("apt-get install php-cli"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_fatal_at_boot_shows_phps_own_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fatal.php");
+    std::fs::write(&script, "<?php\nfwrite(STDERR, \"booting\\n\");\nthrow new RuntimeException('no database at boot');\n").unwrap();
+    let text = spawn_error(&format!("php -d display_errors=stderr {}", script.display())).await;
+    let cause = text.split("exited before the pid handshake: ").nth(1).unwrap_or_else(|| panic!("{text}"));
+    assert!(cause.contains("Fatal error:  Uncaught RuntimeException: no database at boot"), "{text}");
+    assert!(text.contains("fix it in the worker script"), "{text}");
+    assert!(text.contains("booting"), "PHP's earlier lines are shown too: {text}");
+    assert!(!text.contains("allocate-timeout"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_timeout_links_the_allocate_timeout_page() {
+    let yaml = "version: '3'\nserver:\n  command: \"sleep 30\"\npool:\n  num_workers: 1\n  allocate_timeout: 300ms\n";
+    let config = Config::from_str(yaml).unwrap();
+    let services = rr_runtime::host::services(&Build::new("rr", "test"), &config).unwrap();
+    let err = services.new_pool("test", "test", config.section("pool").unwrap().unwrap()).await.err().expect("spawn fails");
+    let text = err.to_string();
+    assert!(text.contains("did not complete the pid handshake within"), "{text}");
+    assert!(text.contains("https://docs.roadrunner.dev/error-codes/allocate-timeout"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! velox: build a tailored RoadRunner-compatible server binary from velox.toml.
 //! Commands are thin; the work is in `ops/` (see `ops::build` for the pipeline outline).
 
+mod git;
 mod ops;
 mod plan;
 mod report;
@@ -107,7 +108,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    ops::resolve::init_git_timeouts();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build { config, out, offline, locked, debug, target, jobs, target_dir, json } => {

@@ -283,9 +283,10 @@ fn check_git_url(url: &str) -> Result<(), String> {
 
 /// A tarball URL: http or https.
 fn check_url(url: &str) -> Result<(), String> {
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        Ok(u) => Err(format!("`{}`: only http and https downloads are supported, not `{}`", redact(url), u.scheme())),
+    match url.parse::<ureq::http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(u) if u.scheme_str().is_none() => Err(format!("`{}` is not a URL; write it as `https://host/path/crate-1.0.0.tar.gz`", redact(url))),
+        Ok(u) => Err(format!("`{}`: only http and https downloads are supported, not `{}`", redact(url), u.scheme_str().unwrap_or_default())),
         Err(e) => Err(format!("`{}` is not a URL ({e}); write it as `https://host/path/crate-1.0.0.tar.gz`", redact(url))),
     }
 }

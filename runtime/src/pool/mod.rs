@@ -95,7 +95,9 @@ pub enum PoolError {
     Network { pid: u32, message: String },
     #[error("worker {pid}: execTTL timeout elapsed")]
     ExecTtl { pid: u32 },
-    #[error("failed to spawn a worker, possible reasons: https://docs.roadrunner.dev/error-codes/allocate-timeout: {0}")]
+    /// The cause and its fix are in the text (`worker::SpawnError`); the allocate-timeout link
+    /// only where the handshake timed out.
+    #[error("failed to spawn a worker: {0}")]
     Spawn(String),
     #[error("the worker pool is stopped")]
     Stopped,

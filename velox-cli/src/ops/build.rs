@@ -1,7 +1,7 @@
 //! `velox build` / `velox generate`:
 //!
 //! 1. `plan::load`: parse and validate velox.toml (errors name file, line and key).
-//! 2. `resolve`: path, git (git2, cached), registry, tarball (sha256 checked before use).
+//! 2. `resolve`: path, git (the `git` command, cached), registry, tarball (sha256 checked before use).
 //! 3. `inspect`: each plugin's entry metadata and runtime requirement, no duplicate names.
 //! 4. `render`: the generated project from `plugin-templates/` (deterministic), then cargo
 //!    metadata on it (registry plugins, a single runtime), and the `--locked` check.

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use cargo_metadata::Message;
 
-use crate::report::Reporter;
+use crate::report::{self, Reporter};
 
 pub struct CompileOptions<'a> {
     pub project: &'a Path,
@@ -83,24 +83,51 @@ pub fn compile(opts: &CompileOptions, report: &Reporter) -> anyhow::Result<PathB
     if opts.offline {
         cmd.arg("--offline");
     }
+    // Cargo's progress line even into a pipe: `report` takes the done/total counts from it.
+    cmd.env("CARGO_TERM_PROGRESS_WHEN", "always").env("CARGO_TERM_PROGRESS_WIDTH", "200");
     let mut child = cmd.spawn().context("cannot run cargo; is it installed and on PATH?")?;
     let stderr = child.stderr.take().unwrap();
-    let stderr_thread = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            lines.push(line);
+    let stdout = child.stdout.take().unwrap();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    report.compile_started();
+    let (binary, diagnostics, stderr) = std::thread::scope(|scope| {
+        let stderr_thread = scope.spawn(|| read_stderr(stderr, report));
+        scope.spawn(move || {
+            let interval = report.tick_interval();
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                report.tick();
+            }
+        });
+        let read = read_messages(stdout, opts.bin, report);
+        drop(stop_tx);
+        read.map(|(binary, diagnostics)| (binary, diagnostics, stderr_thread.join().unwrap_or_default()))
+    })?;
+    let status = child.wait()?;
+    if !status.success() {
+        let mut text = diagnostics.join("\n");
+        let tail: Vec<&String> = stderr.iter().filter(|l| !l.trim_start().starts_with("Compiling")).collect();
+        let tail: Vec<String> = tail.iter().rev().take(40).rev().map(|s| s.to_string()).collect();
+        if !tail.is_empty() {
+            text.push('\n');
+            text.push_str(&tail.join("\n"));
         }
-        lines
-    });
+        bail!("cargo build failed ({status}):\n{}", text.trim());
+    }
+    report.compile_finished();
+    binary.ok_or_else(|| anyhow::anyhow!("cargo finished but produced no `{}` binary", opts.bin))
+}
+
+/// Cargo's JSON messages: progress per artifact, the binary's path, the error diagnostics.
+fn read_messages(stdout: impl std::io::Read, bin: &str, report: &Reporter) -> anyhow::Result<(Option<PathBuf>, Vec<String>)> {
     let mut binary = None;
     let mut diagnostics = Vec::new();
     let mut compiled = 0usize;
-    for message in Message::parse_stream(BufReader::new(child.stdout.take().unwrap())) {
+    for message in Message::parse_stream(BufReader::new(stdout)) {
         match message.context("reading cargo's output")? {
             Message::CompilerArtifact(artifact) => {
                 compiled += 1;
                 report.compiled(compiled, artifact.target.name.as_str(), artifact.fresh);
-                if artifact.target.name.as_str() == opts.bin && artifact.target.is_bin() {
+                if artifact.target.name.as_str() == bin && artifact.target.is_bin() {
                     binary = artifact.executable.map(PathBuf::from);
                 }
             }
@@ -114,17 +141,49 @@ pub fn compile(opts: &CompileOptions, report: &Reporter) -> anyhow::Result<PathB
             _ => {}
         }
     }
-    let status = child.wait()?;
-    let stderr = stderr_thread.join().unwrap_or_default();
-    if !status.success() {
-        let mut text = diagnostics.join("\n");
-        let tail: Vec<&String> = stderr.iter().filter(|l| !l.trim_start().starts_with("Compiling") && !l.trim().is_empty()).collect();
-        let tail: Vec<String> = tail.iter().rev().take(40).rev().map(|s| s.to_string()).collect();
-        if !tail.is_empty() {
-            text.push('\n');
-            text.push_str(&tail.join("\n"));
+    Ok((binary, diagnostics))
+}
+
+/// Cargo's stderr: its progress line (ended by `\r`) goes to `report`, the other lines are
+/// kept for the error text.
+fn read_stderr(stderr: impl std::io::Read, report: &Reporter) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match read_until_any(&mut reader, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
-        bail!("cargo build failed ({status}):\n{}", text.trim());
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\r', '\n']);
+        if let Some((done, total, building)) = report::parse_cargo_progress(line) {
+            report.cargo_progress(done, total, &building);
+        } else if !line.trim().is_empty() {
+            report.cargo_status(line);
+            lines.push(line.to_string());
+        }
     }
-    binary.ok_or_else(|| anyhow::anyhow!("cargo finished but produced no `{}` binary", opts.bin))
+    lines
+}
+
+/// One line ended by `\n` or `\r` (cargo redraws its progress line with `\r`).
+fn read_until_any(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok(read);
+        }
+        if let Some(i) = available.iter().position(|&b| b == b'\n' || b == b'\r') {
+            buf.extend_from_slice(&available[..=i]);
+            reader.consume(i + 1);
+            return Ok(read + i + 1);
+        }
+        let n = available.len();
+        buf.extend_from_slice(available);
+        reader.consume(n);
+        read += n;
+    }
 }

@@ -1,5 +1,5 @@
 //! Step 2: resolve every source to something cargo can use. Path sources are used in place; git
-//! sources are fetched with git2 into `$VELOX_CACHE` and checked out at the pinned commit;
+//! sources are fetched with the `git` command into `$VELOX_CACHE` and checked out at the pinned commit;
 //! tarballs are downloaded once, verified against their sha256 before use, and unpacked;
 //! registry versions are left to cargo (their resolution is read back after `cargo metadata`).
 
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use sha2::{Digest, Sha256};
 
+use crate::git;
 use crate::plan::{GitRef, Source, redact};
 
 /// How the generated Cargo.toml refers to a crate, and what it was pinned to.
@@ -76,47 +77,33 @@ impl Resolver {
         }
     }
 
-    /// Fetch (unless offline) into a bare cache repo, pin the reference, check it out.
+    /// Fetch (unless offline) into a bare cache repo, pin the reference, check it out. With the
+    /// `git` command (`git::Git`), so velox itself builds no C library and needs no OpenSSL.
     fn git(&self, what: &str, url: &str, reference: &GitRef) -> anyhow::Result<(PathBuf, String)> {
-        let real_url = expand_env(url)?;
         let key = short_hash(url);
-        let repo_dir = self.cache.join("git").join(&key);
-        let repo = match git2::Repository::open_bare(&repo_dir) {
-            Ok(r) => r,
-            Err(_) if self.offline => bail!("{what}: `{}` is not in the cache and --offline forbids fetching it", redact(url)),
-            Err(_) => git2::Repository::init_bare(&repo_dir).with_context(|| format!("cannot create `{}`", repo_dir.display()))?,
-        };
-        if !self.offline {
-            let mut callbacks = git2::RemoteCallbacks::new();
-            callbacks.credentials(|u, username, _| credentials(u, username));
-            let mut options = git2::FetchOptions::new();
-            options.remote_callbacks(callbacks).download_tags(git2::AutotagOption::All);
-            let fetched = repo
-                .remote_anonymous(&real_url)
-                .and_then(|mut remote| remote.fetch(&["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], Some(&mut options), None));
-            if let Err(e) = fetched {
-                let shown = redact(url);
-                if e.code() == git2::ErrorCode::Timeout || e.message().contains("timed out") {
-                    bail!("{what}: fetching `{shown}` timed out: {}", timeout_hint());
-                }
-                bail!("{what}: cannot fetch `{shown}`: {}", e.message().replace(&real_url, &shown));
+        let repo = git::Git::bare(self.cache.join("git").join(&key));
+        if !repo.exists() {
+            if self.offline {
+                bail!("{what}: `{}` is not in the cache and --offline forbids fetching it", redact(url));
             }
+            repo.init().with_context(|| what.to_string())?;
         }
-        let object = match reference {
-            GitRef::Tag(t) => repo.revparse_single(&format!("refs/tags/{t}")),
-            GitRef::Branch(b) => repo.revparse_single(&format!("refs/heads/{b}")),
-            GitRef::Rev(r) => repo.revparse_single(r),
+        if !self.offline {
+            repo.fetch(what, &expand_env(url)?, &redact(url))?;
         }
-        .map_err(|_| anyhow!("{what}: {} not found in `{}`{}", reference.describe(), redact(url), if self.offline { " (offline: only the cache was searched)" } else { "" }))?;
-        let commit = object.peel_to_commit().with_context(|| format!("{what}: {} is not a commit", reference.describe()))?;
-        let id = commit.id().to_string();
+        let name = match reference {
+            GitRef::Tag(t) => format!("refs/tags/{t}"),
+            GitRef::Branch(b) => format!("refs/heads/{b}"),
+            GitRef::Rev(r) => r.clone(),
+        };
+        let not_found = || anyhow!("{what}: {} not found in `{}`{}", reference.describe(), redact(url), if self.offline { " (offline: only the cache was searched)" } else { "" });
+        repo.rev_parse(&name).ok_or_else(not_found)?;
+        let id = repo.rev_parse(&format!("{name}^{{commit}}")).ok_or_else(|| anyhow!("{what}: {} is not a commit", reference.describe()))?;
         let checkout = self.cache.join("checkouts").join(&key).join(&id);
         if !checkout.join(".velox-complete").exists() {
             let _ = std::fs::remove_dir_all(&checkout);
             std::fs::create_dir_all(&checkout)?;
-            let mut co = git2::build::CheckoutBuilder::new();
-            co.target_dir(&checkout).force();
-            repo.checkout_tree(commit.as_object(), Some(&mut co)).with_context(|| format!("{what}: cannot check out {id}"))?;
+            repo.checkout(&id, &checkout, &self.cache.join("git").join(format!("{key}.index"))).with_context(|| format!("{what}: cannot check out {id}"))?;
             std::fs::write(checkout.join(".velox-complete"), &id)?;
         }
         Ok((checkout, id))
@@ -131,13 +118,10 @@ impl Resolver {
                 if self.offline {
                     bail!("{what}: `{}` is not in the cache and --offline forbids downloading it", redact(url));
                 }
-                let client = reqwest::blocking::Client::builder().connect_timeout(net_timeout()).timeout(net_timeout()).build()?;
-                let bytes = client.get(expand_env(url)?).send().and_then(|r| r.error_for_status()).and_then(|r| r.bytes()).map_err(|e| {
-                    if e.is_timeout() {
-                        return anyhow!("{what}: downloading `{}` timed out: {}", redact(url), timeout_hint());
-                    }
-                    // The error's own URL may carry the expanded token; its causes say what failed.
-                    anyhow!("{what}: cannot download `{}`: {:#}", redact(url), anyhow::Error::from(e.without_url()))
+                let bytes = download(&expand_env(url)?).map_err(|e| match e {
+                    ureq::Error::Timeout(_) => anyhow!("{what}: downloading `{}` timed out: {}", redact(url), timeout_hint()),
+                    // ureq's errors do not carry the URL, so no expanded token can show.
+                    e => anyhow!("{what}: cannot download `{}`: {e}", redact(url)),
                 })?;
                 let actual = hex::encode(Sha256::digest(&bytes));
                 if actual != sha256 {
@@ -164,6 +148,16 @@ impl Resolver {
     }
 }
 
+/// GET `url` whole; each network wait (connect, answer, next body bytes) within `net_timeout()`.
+fn download(url: &str) -> Result<Vec<u8>, ureq::Error> {
+    let t = Some(net_timeout());
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_connect(t).timeout_recv_response(t).timeout_per_read(t).build().into();
+    agent.get(url).call()?.body_mut().with_config().limit(MAX_TARBALL).read_to_vec()
+}
+
+/// The largest tarball velox downloads (a crate tarball is a few MB).
+const MAX_TARBALL: u64 = 1 << 30;
+
 /// Unpack regular files and directories only: a link could point anywhere on the machine.
 fn unpack(bytes: &[u8], dir: &Path) -> anyhow::Result<()> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
@@ -188,18 +182,8 @@ pub fn net_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(secs)
 }
 
-fn timeout_hint() -> String {
+pub fn timeout_hint() -> String {
     format!("no answer within {}s; check the address and the network, or raise VELOX_NET_TIMEOUT", net_timeout().as_secs())
-}
-
-/// Timeouts for libgit2's connections (process-wide C settings, so set once at startup).
-pub fn init_git_timeouts() {
-    let ms = i32::try_from(net_timeout().as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: called first thing in main, before any other thread exists.
-    unsafe {
-        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
-        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
-    }
 }
 
 fn crate_root(dir: &Path) -> Option<PathBuf> {
@@ -210,18 +194,6 @@ fn crate_root(dir: &Path) -> Option<PathBuf> {
     match entries.as_slice() {
         [one] if one.path().join("Cargo.toml").is_file() => Some(one.path()),
         _ => None,
-    }
-}
-
-/// Credentials from the URL's userinfo (`https://user:${TOKEN}@host/...`).
-fn credentials(url: &str, username: Option<&str>) -> Result<git2::Cred, git2::Error> {
-    let creds = url.split_once("://").and_then(|(_, rest)| rest.split_once('@')).map(|(c, _)| c);
-    match creds.and_then(|c| c.split_once(':')) {
-        Some((user, pass)) => git2::Cred::userpass_plaintext(user, pass),
-        None => match creds {
-            Some(token) => git2::Cred::userpass_plaintext(token, ""),
-            None => git2::Cred::default().or_else(|_| git2::Cred::username(username.unwrap_or("git"))),
-        },
     }
 }
 
