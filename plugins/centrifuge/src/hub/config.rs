@@ -1,0 +1,157 @@
+//! `centrifuge.hub`: the embedded hub's keys, named after Centrifugo's options (CENTRIFUGE.md §7).
+
+use std::time::Duration;
+
+use rr_runtime::config::duration;
+use serde::Deserialize;
+
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Centrifuge's defaults: a 1 MiB send queue per client, 64 KiB per message.
+pub const DEFAULT_CLIENT_QUEUE_MAX_SIZE: usize = 1024 * 1024;
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 65536;
+/// The WebSocket endpoint, as Centrifugo serves it.
+pub const WEBSOCKET_PATH: &str = "/connection/websocket";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// The hub's own listener, `host:port`.
+    pub address: String,
+    /// Serving the endpoint on the http plugin's listener (not yet; must stay empty).
+    pub http_path: String,
+    /// `Origin` values accepted on the upgrade; empty or `*` accepts any.
+    pub allowed_origins: Vec<String>,
+    #[serde(with = "duration")]
+    pub ping_interval: Duration,
+    #[serde(with = "duration")]
+    pub pong_timeout: Duration,
+    /// Connection JWTs (HS256) signed with this key skip the connect call to PHP.
+    pub token_hmac_secret_key: String,
+    /// Publications kept per channel (0: no history).
+    pub history_size: usize,
+    #[serde(with = "duration")]
+    pub history_ttl: Duration,
+    pub presence: bool,
+    pub join_leave: bool,
+    /// Bytes waiting to be written to one client; more and it is disconnected with 3008.
+    pub client_queue_max_size: usize,
+    /// The largest frame a client may send, in bytes.
+    pub max_message_size: usize,
+    /// How long one PHP call may take; a silent worker is then replaced.
+    #[serde(with = "duration")]
+    pub proxy_timeout: Duration,
+    pub broker: Broker,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            address: DEFAULT_ADDRESS.into(),
+            http_path: String::new(),
+            allowed_origins: Vec::new(),
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            token_hmac_secret_key: String::new(),
+            history_size: 0,
+            history_ttl: Duration::ZERO,
+            presence: false,
+            join_leave: false,
+            client_queue_max_size: DEFAULT_CLIENT_QUEUE_MAX_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            proxy_timeout: DEFAULT_PROXY_TIMEOUT,
+            broker: Broker::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Broker {
+    pub driver: Driver,
+    /// The driver's own keys (redis: the kv plugin's `addrs`, `master_name`, ...).
+    pub config: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    #[default]
+    Memory,
+    Redis,
+}
+
+impl HubConfig {
+    /// Defaults for empty values, then the checks, each naming its key.
+    pub fn resolve(mut self) -> Result<HubConfig, String> {
+        if self.address.trim().is_empty() {
+            self.address = DEFAULT_ADDRESS.into();
+        }
+        if self.ping_interval.is_zero() {
+            self.ping_interval = DEFAULT_PING_INTERVAL;
+        }
+        if self.pong_timeout.is_zero() {
+            self.pong_timeout = DEFAULT_PONG_TIMEOUT;
+        }
+        if self.proxy_timeout.is_zero() {
+            self.proxy_timeout = DEFAULT_PROXY_TIMEOUT;
+        }
+        if self.client_queue_max_size == 0 {
+            self.client_queue_max_size = DEFAULT_CLIENT_QUEUE_MAX_SIZE;
+        }
+        if self.max_message_size == 0 {
+            self.max_message_size = DEFAULT_MAX_MESSAGE_SIZE;
+        }
+        if self.pong_timeout >= self.ping_interval {
+            return Err(format!(
+                "config key `centrifuge.hub.pong_timeout` ({:?}) must be shorter than `centrifuge.hub.ping_interval` ({:?})",
+                self.pong_timeout, self.ping_interval
+            ));
+        }
+        if !self.http_path.is_empty() {
+            return Err("config key `centrifuge.hub.http_path`: serving the hub on the http plugin's listener is not supported yet; remove the key and use `centrifuge.hub.address`".into());
+        }
+        if self.broker.driver == Driver::Redis {
+            return Err("config key `centrifuge.hub.broker.driver`: `redis` is not supported yet; use `memory` (one rr process)".into());
+        }
+        Ok(self)
+    }
+
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        self.allowed_origins.is_empty() || self.allowed_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<HubConfig, String> {
+        serde_yaml_ng::from_str::<HubConfig>(yaml).map_err(|e| e.to_string())?.resolve()
+    }
+
+    #[test]
+    fn defaults_are_centrifugos() {
+        let c = parse("{}").unwrap();
+        assert_eq!(c.address, "127.0.0.1:8000");
+        assert_eq!((c.ping_interval, c.pong_timeout, c.proxy_timeout), (Duration::from_secs(25), Duration::from_secs(10), Duration::from_secs(10)));
+        assert_eq!((c.client_queue_max_size, c.max_message_size, c.history_size), (1048576, 65536, 0));
+        assert_eq!((c.presence, c.join_leave, c.broker.driver), (false, false, Driver::Memory));
+        assert!(c.origin_allowed(Some("http://x")) && c.origin_allowed(None));
+        let c = parse("address: 127.0.0.1:1\nping_interval: 2s\npong_timeout: 1s\nhistory_size: 10\nhistory_ttl: 1m\nallowed_origins: [http://a.test]\ntoken_hmac_secret_key: k\nbroker: {driver: memory}").unwrap();
+        assert_eq!((c.ping_interval, c.history_ttl, c.history_size), (Duration::from_secs(2), Duration::from_secs(60), 10));
+        assert!(c.origin_allowed(Some("HTTP://A.test")) && !c.origin_allowed(Some("http://b.test")));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(parse("adress: x").unwrap_err().contains("unknown field `adress`"));
+        assert!(parse("broker: {driver: kafka}").unwrap_err().contains("unknown variant `kafka`"));
+        assert!(parse("broker: {driver: redis}").unwrap_err().starts_with("config key `centrifuge.hub.broker.driver`"));
+        assert!(parse("ping_interval: 1s\npong_timeout: 2s").unwrap_err().starts_with("config key `centrifuge.hub.pong_timeout`"));
+        assert!(parse("http_path: /ws").unwrap_err().starts_with("config key `centrifuge.hub.http_path`"));
+    }
+}

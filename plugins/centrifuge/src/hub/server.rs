@@ -1,0 +1,41 @@
+//! The hub's listener on `hub.address`: every accepted connection is one session.
+
+use std::sync::Arc;
+
+use rr_runtime::BoxError;
+use tokio_util::sync::CancellationToken;
+
+use super::{Hub, conn};
+
+pub async fn bind(hub: &Hub) -> Result<tokio::net::TcpListener, String> {
+    let address = &hub.cfg.address;
+    tokio::net::TcpListener::bind(address).await.map_err(|e| format!("config key `centrifuge.hub.address`: cannot listen on `{address}`: {e}"))
+}
+
+/// Accept until `shutdown`; then every session is closed with 3001 "shutdown".
+pub async fn run(hub: Arc<Hub>, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), BoxError> {
+    let mut sessions = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    sessions.spawn(conn::serve(hub.clone(), stream));
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: keep serving the open sessions.
+                    tracing::warn!(target: "centrifuge", error = %e, "hub: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    hub.shutdown.cancel();
+    let drain = async { while sessions.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(6), drain).await.is_err() {
+        tracing::warn!(target: "centrifuge", "hub: sessions still closing at shutdown; dropped");
+    }
+    Ok(())
+}
