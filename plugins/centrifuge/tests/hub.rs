@@ -142,6 +142,8 @@ async fn centrifuge_js_talks_to_php_and_receives_what_php_publishes() {
         assert_eq!(rpc["data"]["type"], "rpc");
         let rpc_body = pb::RpcRequest::decode(STANDARD.decode(rpc["data"]["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
         assert_eq!((rpc_body.method.as_str(), rpc_body.data.as_slice()), ("echo", &br#"{"n":1}"#[..]));
+        let (error, _) = node.until("rpc_error").await;
+        assert_eq!(error, json!({"event": "rpc_error", "code": 4001, "message": "nope", "temporary": true}), "PHP's error reaches the client");
         // The client's own publish went through PHP (whose result data replaced it) and came back.
         let (_, seen) = node.until("ready").await;
         let (own, _) = if seen.iter().any(|e| e["event"] == "publication") { (seen.into_iter().find(|e| e["event"] == "publication").unwrap(), vec![]) } else { node.until("publication").await };
@@ -153,6 +155,10 @@ async fn centrifuge_js_talks_to_php_and_receives_what_php_publishes() {
         assert_eq!(publication["data"], json!({"from": "php", "framing": framing}));
         node.quit().await;
     }
+    // PHP's disconnect on connect closes the socket with its code; 4500 is terminal for the client.
+    let mut node = Node::start(&hub.url(), "json", "cmd:disconnect");
+    let (gone, _) = node.until("disconnected").await;
+    assert_eq!((gone["code"].as_u64(), gone["reason"].as_str()), (Some(4500), Some("bye")));
     hub.server.stop().await.unwrap();
 }
 

@@ -18,6 +18,7 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 const opts = { websocket: WebSocket, name: 'node', minReconnectDelay: 100, maxReconnectDelay: 200 };
 if (scenario.startsWith('token:')) opts.token = scenario.slice(6);
+else if (scenario.startsWith('cmd:')) opts.data = enc({ cmd: scenario.slice(4) });
 else opts.data = enc({ token: 't' });
 const c = new Centrifuge(url, opts);
 c.on('connected', (ctx) => out({ event: 'connected', client: ctx.client, transport: ctx.transport, data: dec(ctx.data) }));
@@ -34,6 +35,11 @@ if (scenario === 'chat') {
     try {
       const r = await c.rpc('echo', enc({ n: 1 }));
       out({ event: 'rpc', data: dec(r.data) });
+      try {
+        await c.rpc('echo', enc({ cmd: 'error' }));
+      } catch (e) {
+        out({ event: 'rpc_error', code: e.code, message: e.message, temporary: !!e.temporary });
+      }
       await sub.publish(enc({ text: 'hi' }));
       out({ event: 'ready' });
     } catch (e) {
