@@ -306,3 +306,69 @@ async fn a_slow_reader_is_disconnected_with_3008() {
     assert_eq!(text(&mut publisher).await, json!({"id": 999, "ping": {}}));
     hub.server.stop().await.unwrap();
 }
+
+fn decode<M: prost::Message + Default>(r: &Value) -> M {
+    M::decode(STANDARD.decode(r["ok"].as_str().unwrap_or_else(|| panic!("{r}"))).unwrap().as_slice()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_recovery_and_the_api_on_the_hub() {
+    let hub = serve("    history_size: 3\n    history_ttl: 60s\n    presence: true").await;
+    let b64 = |m: &dyn Fn() -> Vec<u8>| STANDARD.encode(m());
+    let mut calls = Vec::new();
+    for n in 1..=5 {
+        calls.push(json!(["centrifuge.Publish", b64(&|| api::PublishRequest { channel: "h".into(), data: json!({"n": n}).to_string().into_bytes(), ..Default::default() }.encode_to_vec())]));
+    }
+    calls.push(json!(["centrifuge.History", b64(&|| api::HistoryRequest { channel: "h".into(), limit: -1, ..Default::default() }.encode_to_vec())]));
+    calls.push(json!(["centrifuge.Publish", b64(&|| api::PublishRequest::default().encode_to_vec())]));
+    let r = hub.php(Value::Array(calls)).await;
+    let last: api::PublishResponse = decode(&r[4]);
+    let position = last.result.unwrap();
+    assert_eq!(position.offset, 5);
+    let history: api::HistoryResponse = decode(&r[5]);
+    let history = history.result.unwrap();
+    assert_eq!(history.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [3, 4, 5], "history_size keeps the newest 3");
+    assert_eq!((history.offset, &history.epoch), (5, &position.epoch));
+    assert_eq!(decode::<api::PublishResponse>(&r[6]).error, Some(api::Error { code: 107, message: "bad request".into() }), "no channel");
+
+    // A client that saw offset 3 recovers 4 and 5; one that saw 1 cannot (2 fell out of history).
+    let mut ws = raw(&hub.url(), None).await;
+    let subscribe = |id: u32, channel: &str, offset: u64| json!({"id": id, "subscribe": {"channel": channel, "recover": true, "offset": offset, "epoch": position.epoch}}).to_string();
+    ws.send(Message::text(format!("{}\n{}", json!({"id": 1, "connect": {}}), subscribe(2, "h", 3)))).await.unwrap();
+    assert_eq!(text(&mut ws).await["id"], 1);
+    let sub = text(&mut ws).await;
+    let result = &sub["subscribe"];
+    assert_eq!((result["recovered"].as_bool(), result["was_recovering"].as_bool(), result["offset"].as_u64()), (Some(true), Some(true), Some(5)), "{sub}");
+    assert_eq!(result["publications"].as_array().unwrap().iter().map(|p| p["data"]["n"].as_u64().unwrap()).collect::<Vec<_>>(), [4, 5]);
+    ws.send(Message::text(subscribe(3, "h2", 0))).await.unwrap();
+    text(&mut ws).await;
+    let mut other = raw(&hub.url(), None).await;
+    other.send(Message::text(format!("{}\n{}", json!({"id": 1, "connect": {}}), subscribe(2, "h", 1)))).await.unwrap();
+    text(&mut other).await;
+    assert_eq!(text(&mut other).await["subscribe"]["recovered"], Value::Null, "not recovered (false is left out)");
+    // Client-side history and presence.
+    ws.send(Message::text(json!({"id": 4, "history": {"channel": "h", "limit": 1, "reverse": true}}).to_string())).await.unwrap();
+    let h = text(&mut ws).await;
+    assert_eq!((h["history"]["publications"][0]["offset"].as_u64(), h["history"]["offset"].as_u64()), (Some(5), Some(5)), "{h}");
+    ws.send(Message::text(json!({"id": 5, "presence_stats": {"channel": "h"}}).to_string())).await.unwrap();
+    assert_eq!(text(&mut ws).await["presence_stats"], json!({"num_clients": 2, "num_users": 1}));
+
+    // Broadcast, then Unsubscribe and Subscribe of user 42's connections from PHP.
+    let calls = json!([
+        ["centrifuge.Broadcast", b64(&|| api::BroadcastRequest { channels: vec!["h".into(), "nobody".into()], data: br#"{"b":1}"#.to_vec(), ..Default::default() }.encode_to_vec())],
+        ["centrifuge.Unsubscribe", b64(&|| api::UnsubscribeRequest { channel: "h2".into(), user: "42".into(), ..Default::default() }.encode_to_vec())],
+        ["centrifuge.History", b64(&|| api::HistoryRequest { channel: "h".into(), since: Some(api::StreamPosition { offset: 1, epoch: "other".into() }), ..Default::default() }.encode_to_vec())],
+        ["centrifuge.Channels", b64(&|| api::ChannelsRequest::default().encode_to_vec())],
+    ]);
+    let r = hub.php(calls).await;
+    let broadcast: api::BroadcastResponse = decode(&r[0]);
+    assert_eq!(broadcast.result.unwrap().responses.iter().map(|p| p.result.as_ref().unwrap().offset).collect::<Vec<_>>(), [6, 1]);
+    let publication = text(&mut ws).await;
+    assert_eq!((publication["push"]["channel"].as_str(), &publication["push"]["pub"]["data"]), (Some("h"), &json!({"b": 1})), "{publication}");
+    let unsubscribed = text(&mut ws).await;
+    assert_eq!(unsubscribed["push"], json!({"channel": "h2", "unsubscribe": {"code": 2000, "reason": "server unsubscribe"}}));
+    assert_eq!(decode::<api::HistoryResponse>(&r[2]).error.map(|e| e.code), Some(112), "a position from another epoch");
+    let channels = decode::<api::ChannelsResponse>(&r[3]).result.unwrap().channels;
+    assert_eq!((channels.len(), channels["h"].num_clients), (1, 2), "{channels:?}");
+    hub.server.stop().await.unwrap();
+}
