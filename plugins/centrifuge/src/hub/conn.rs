@@ -36,6 +36,8 @@ fn closed(d: cp::Disconnect) -> Closed {
 pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
     let mut handshake: Option<(Protocol, Metadata)> = None;
     let cfg = hub.cfg.clone();
+    // tungstenite's callback signature: its error type is the HTTP response itself.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != WEBSOCKET_PATH {
             return Err(refuse(http::StatusCode::NOT_FOUND, "not found"));

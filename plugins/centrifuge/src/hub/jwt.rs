@@ -38,7 +38,7 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Claims, TokenError
     }
     let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Invalid("bad signature encoding"))?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(token[..header_and_payload_len(token)].as_bytes());
+    mac.update(&token.as_bytes()[..header_and_payload_len(token)]);
     mac.verify_slice(&signature).map_err(|_| TokenError::Invalid("signature mismatch"))?;
     let claims: Claims = URL_SAFE_NO_PAD.decode(payload).ok().and_then(|p| serde_json::from_slice(&p).ok()).ok_or(TokenError::Invalid("bad claims"))?;
     if claims.exp.is_some_and(|exp| exp > 0 && exp <= now) {
