@@ -372,3 +372,34 @@ async fn history_recovery_and_the_api_on_the_hub() {
     assert_eq!((channels.len(), channels["h"].num_clients), (1, 2), "{channels:?}");
     hub.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_and_leave_reach_subscribers_that_asked() {
+    let hub = serve("    join_leave: true").await;
+    let join = |channel: &str, join_leave: bool| format!("{}\n{}", json!({"id": 1, "connect": {}}), json!({"id": 2, "subscribe": {"channel": channel, "join_leave": join_leave}}));
+    let mut a = raw(&hub.url(), None).await;
+    a.send(Message::text(join("room", true))).await.unwrap();
+    text(&mut a).await;
+    text(&mut a).await;
+    let mut quiet = raw(&hub.url(), None).await;
+    quiet.send(Message::text(join("room", false))).await.unwrap();
+    let quiet_id = text(&mut quiet).await["connect"]["client"].as_str().unwrap().to_string();
+    text(&mut quiet).await;
+    let joined = text(&mut a).await;
+    assert_eq!(joined["push"]["channel"], "room");
+    assert_eq!((joined["push"]["join"]["info"]["user"].as_str(), joined["push"]["join"]["info"]["client"].as_str()), (Some("42"), Some(quiet_id.as_str())), "{joined}");
+    quiet.close(None).await.unwrap();
+    let left = text(&mut a).await;
+    assert_eq!(left["push"]["leave"]["info"]["client"].as_str(), Some(quiet_id.as_str()), "{left}");
+    // The quiet one asked for none: a publication is the next thing it would see, so check with
+    // a third subscriber that did not ask, then publish.
+    let mut b = raw(&hub.url(), None).await;
+    b.send(Message::text(join("room", false))).await.unwrap();
+    text(&mut b).await;
+    text(&mut b).await;
+    a.close(None).await.unwrap();
+    hub.publish("room", &json!({"after": "leave"})).await;
+    let next = text(&mut b).await;
+    assert_eq!(next["push"]["pub"]["data"], json!({"after": "leave"}), "no join/leave for a subscriber that did not ask: {next}");
+    hub.server.stop().await.unwrap();
+}

@@ -101,7 +101,7 @@ pub fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcError> {
                 return Ok(error(cp::ERROR_BAD_REQUEST));
             }
             for client in hub.clients_of(&r.user, &r.client) {
-                if broker.subscribe(&r.channel, &client, r.info.clone()) {
+                if broker.subscribe(&r.channel, &client, r.info.clone(), false) {
                     let position = if broker.history_enabled() { broker.position(&r.channel) } else { Default::default() };
                     let push = SubscribePush { recoverable: broker.history_enabled(), epoch: position.epoch, offset: position.offset, positioned: broker.history_enabled(), data: r.data.clone() };
                     client.send_replies(&[Reply::push(Push { channel: r.channel.clone(), subscribe: Some(push), ..Default::default() })]);

@@ -5,19 +5,27 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::protocol::{ClientInfo, Protocol, Publication, Push, Reply, Unsubscribe, encode_replies};
+use super::protocol::{ClientInfo, Join, Protocol, Publication, Push, Reply, Unsubscribe, encode_replies};
 use super::{Client, HubConfig, Mutex};
 
 pub struct Broker {
     channels: Mutex<HashMap<String, Channel>>,
+    join_leave: bool,
     history_size: usize,
     history_ttl: Duration,
 }
 
+struct Subscriber {
+    client: Arc<Client>,
+    chan_info: Vec<u8>,
+    /// Asked for join/leave pushes (`join_leave` in its subscribe request).
+    join_leave: bool,
+}
+
 #[derive(Default)]
 struct Channel {
-    /// Client id → (client, `chan_info`).
-    subscribers: HashMap<String, (Arc<Client>, Vec<u8>)>,
+    /// Client id → the subscriber.
+    subscribers: HashMap<String, Subscriber>,
     history: VecDeque<(Publication, Instant)>,
     offset: u64,
     epoch: String,
@@ -32,7 +40,7 @@ pub struct Position {
 
 impl Broker {
     pub fn new(cfg: &HubConfig) -> Broker {
-        Broker { channels: Mutex::new(HashMap::new()), history_size: cfg.history_size, history_ttl: cfg.history_ttl }
+        Broker { channels: Mutex::new(HashMap::new()), join_leave: cfg.join_leave, history_size: cfg.history_size, history_ttl: cfg.history_ttl }
     }
 
     pub fn history_enabled(&self) -> bool {
@@ -43,14 +51,19 @@ impl Broker {
         channels.entry(name.to_string()).or_insert_with(|| Channel { epoch: new_epoch(), ..Default::default() })
     }
 
-    /// Subscribe; false if the client already is.
-    pub fn subscribe(&self, channel: &str, client: &Arc<Client>, chan_info: Vec<u8>) -> bool {
+    /// Subscribe; false if the client already is. With `join_leave` on, the channel's
+    /// subscribers that asked for it get a `join` push.
+    pub fn subscribe(&self, channel: &str, client: &Arc<Client>, chan_info: Vec<u8>, join_leave: bool) -> bool {
         let mut channels = self.channels.lock();
         let ch = Self::channel(&mut channels, channel);
         if ch.subscribers.contains_key(&client.id) {
             return false;
         }
-        ch.subscribers.insert(client.id.clone(), (client.clone(), chan_info));
+        if self.join_leave {
+            let info = info_of(client, &chan_info);
+            fan_out(ch, Push { channel: channel.into(), join: Some(Join { info: Some(info) }), ..Default::default() }, |s| s.join_leave);
+        }
+        ch.subscribers.insert(client.id.clone(), Subscriber { client: client.clone(), chan_info, join_leave });
         true
     }
 
@@ -59,16 +72,26 @@ impl Broker {
     }
 
     pub fn chan_info(&self, channel: &str, client: &str) -> Vec<u8> {
-        self.channels.lock().get(channel).and_then(|c| c.subscribers.get(client)).map(|s| s.1.clone()).unwrap_or_default()
+        self.channels.lock().get(channel).and_then(|c| c.subscribers.get(client)).map(|s| s.chan_info.clone()).unwrap_or_default()
     }
 
     /// Remove a subscription; true if there was one.
     pub fn unsubscribe(&self, channel: &str, client: &str) -> bool {
         let mut channels = self.channels.lock();
-        let Some(ch) = channels.get_mut(channel) else { return false };
-        let removed = ch.subscribers.remove(client).is_some();
+        let removed = self.remove(&mut channels, channel, client);
         self.forget_if_idle(&mut channels, channel);
         removed
+    }
+
+    /// With `join_leave` on, the remaining subscribers that asked for it get a `leave` push.
+    fn remove(&self, channels: &mut HashMap<String, Channel>, channel: &str, client: &str) -> bool {
+        let Some(ch) = channels.get_mut(channel) else { return false };
+        let Some(gone) = ch.subscribers.remove(client) else { return false };
+        if self.join_leave {
+            let info = info_of(&gone.client, &gone.chan_info);
+            fan_out(ch, Push { channel: channel.into(), leave: Some(Join { info: Some(info) }), ..Default::default() }, |s| s.join_leave);
+        }
+        true
     }
 
     /// Server-side unsubscribe: the client gets an `unsubscribe` push (code 2000).
@@ -85,9 +108,7 @@ impl Broker {
         let mut channels = self.channels.lock();
         let names: Vec<String> = channels.iter().filter(|(_, c)| c.subscribers.contains_key(&client.id)).map(|(n, _)| n.clone()).collect();
         for name in names {
-            if let Some(ch) = channels.get_mut(&name) {
-                ch.subscribers.remove(&client.id);
-            }
+            self.remove(&mut channels, &name, &client.id);
             self.forget_if_idle(&mut channels, &name);
         }
     }
@@ -119,15 +140,7 @@ impl Broker {
             }
         }
         let position = Position { offset: ch.offset, epoch: ch.epoch.clone() };
-        let reply = [Reply::push(Push { channel: channel.into(), r#pub: Some(publication), ..Default::default() })];
-        let (mut json, mut proto) = (None, None);
-        for (client, _) in ch.subscribers.values() {
-            let frame = match client.protocol {
-                Protocol::Json => json.get_or_insert_with(|| encode_replies(Protocol::Json, &reply)),
-                Protocol::Protobuf => proto.get_or_insert_with(|| encode_replies(Protocol::Protobuf, &reply)),
-            };
-            client.send(frame.clone());
-        }
+        fan_out(ch, Push { channel: channel.into(), r#pub: Some(publication), ..Default::default() }, |_| true);
         if ch.subscribers.is_empty() && history_size == 0 {
             channels.remove(channel);
         }
@@ -179,10 +192,7 @@ impl Broker {
         let Some(ch) = channels.get(channel) else { return HashMap::new() };
         ch.subscribers
             .iter()
-            .map(|(id, (c, chan_info))| {
-                let who = c.identity();
-                (id.clone(), ClientInfo { user: who.user, client: id.clone(), conn_info: who.info, chan_info: chan_info.clone() })
-            })
+            .map(|(id, s)| (id.clone(), info_of(&s.client, &s.chan_info)))
             .collect()
     }
 
@@ -190,6 +200,24 @@ impl Broker {
     pub fn channels(&self) -> Vec<(String, usize)> {
         self.channels.lock().iter().filter(|(_, c)| !c.subscribers.is_empty()).map(|(n, c)| (n.clone(), c.subscribers.len())).collect()
     }
+}
+
+/// Push to the subscribers `to` selects, each frame encoded once per framing.
+fn fan_out(ch: &Channel, push: Push, to: impl Fn(&Subscriber) -> bool) {
+    let reply = [Reply::push(push)];
+    let (mut json, mut proto) = (None, None);
+    for s in ch.subscribers.values().filter(|s| to(s)) {
+        let frame = match s.client.protocol {
+            Protocol::Json => json.get_or_insert_with(|| encode_replies(Protocol::Json, &reply)),
+            Protocol::Protobuf => proto.get_or_insert_with(|| encode_replies(Protocol::Protobuf, &reply)),
+        };
+        s.client.send(frame.clone());
+    }
+}
+
+fn info_of(client: &Client, chan_info: &[u8]) -> ClientInfo {
+    let who = client.identity();
+    ClientInfo { user: who.user, client: client.id.clone(), conn_info: who.info, chan_info: chan_info.to_vec() }
 }
 
 fn new_epoch() -> String {

@@ -360,7 +360,7 @@ impl Session {
         // The reply goes first: publications of the server-side channels follow it.
         self.reply(Reply { id, connect: Some(connect), ..Default::default() });
         for (channel, opts) in subs {
-            hub.broker.subscribe(&channel, &self.client, opts.info);
+            hub.broker.subscribe(&channel, &self.client, opts.info, false);
         }
         Ok(None)
     }
@@ -414,7 +414,7 @@ impl Session {
         let result = resp.result.unwrap_or_default();
         let subscribed = self.subscribe_result(&req.channel, result.data, Some(&req));
         self.reply(Reply { id, subscribe: Some(subscribed), ..Default::default() });
-        self.hub.broker.subscribe(&req.channel, &self.client, result.info);
+        self.hub.broker.subscribe(&req.channel, &self.client, result.info, req.join_leave);
         Ok(None)
     }
 
