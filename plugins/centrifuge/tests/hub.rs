@@ -403,3 +403,29 @@ async fn join_and_leave_reach_subscribers_that_asked() {
     assert_eq!(next["push"]["pub"]["data"], json!({"after": "leave"}), "no join/leave for a subscriber that did not ask: {next}");
     hub.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_is_bounded_by_proxy_timeout_and_limits_hold() {
+    let hub = serve("    proxy_timeout: 1s\n    client_channel_limit: 1").await;
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(Message::text(json!({"id": 1, "connect": {}}).to_string())).await.unwrap();
+    text(&mut ws).await;
+    ws.send(Message::text(json!({"id": 2, "rpc": {"method": "m", "data": {"cmd": "hang"}}}).to_string())).await.unwrap();
+    assert_eq!(text(&mut ws).await, json!({"id": 2, "error": {"code": 100, "message": "internal server error", "temporary": true}}));
+    // Still served: the next calls reach a worker.
+    for id in 3..6 {
+        ws.send(Message::text(json!({"id": id, "rpc": {"method": "m", "data": {"n": id}}}).to_string())).await.unwrap();
+        let reply = text(&mut ws).await;
+        assert_eq!((reply["id"].as_u64(), reply["rpc"]["data"]["type"].as_str()), (Some(id), Some("rpc")), "{reply}");
+    }
+    let subscribe = |id: u32, channel: &str| Message::text(json!({"id": id, "subscribe": {"channel": channel}}).to_string());
+    ws.send(subscribe(6, &"x".repeat(256))).await.unwrap();
+    assert_eq!(text(&mut ws).await["error"]["code"], 106, "channel_max_length");
+    ws.send(subscribe(7, "a")).await.unwrap();
+    assert!(text(&mut ws).await["subscribe"].is_object());
+    ws.send(subscribe(8, "a")).await.unwrap();
+    assert_eq!(text(&mut ws).await["error"]["code"], 105, "already subscribed");
+    ws.send(subscribe(9, "b")).await.unwrap();
+    assert_eq!(text(&mut ws).await["error"], json!({"code": 106, "message": "limit exceeded"}), "client_channel_limit");
+    hub.server.stop().await.unwrap();
+}

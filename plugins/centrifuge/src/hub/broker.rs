@@ -178,6 +178,21 @@ impl Broker {
         (pubs, position)
     }
 
+    /// Drop publications older than `history_ttl` and channels left with nothing; run
+    /// periodically so that channels nobody reads again do not stay in memory.
+    pub fn sweep(&self) {
+        let mut channels = self.channels.lock();
+        let ttl = self.history_ttl;
+        if !ttl.is_zero() {
+            for ch in channels.values_mut() {
+                while ch.history.front().is_some_and(|(_, at)| at.elapsed() >= ttl) {
+                    ch.history.pop_front();
+                }
+            }
+        }
+        channels.retain(|_, c| !c.subscribers.is_empty() || !c.history.is_empty());
+    }
+
     pub fn remove_history(&self, channel: &str) {
         let mut channels = self.channels.lock();
         if let Some(ch) = channels.get_mut(channel) {

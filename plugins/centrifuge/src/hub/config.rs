@@ -12,6 +12,8 @@ pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Centrifuge's defaults: a 1 MiB send queue per client, 64 KiB per message.
 pub const DEFAULT_CLIENT_QUEUE_MAX_SIZE: usize = 1024 * 1024;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 65536;
+pub const DEFAULT_CLIENT_CHANNEL_LIMIT: usize = 128;
+pub const DEFAULT_CHANNEL_MAX_LENGTH: usize = 255;
 /// The WebSocket endpoint, as Centrifugo serves it.
 pub const WEBSOCKET_PATH: &str = "/connection/websocket";
 
@@ -43,6 +45,10 @@ pub struct HubConfig {
     /// How long one PHP call may take; a silent worker is then replaced.
     #[serde(with = "duration")]
     pub proxy_timeout: Duration,
+    /// Channels one client may be subscribed to; more: error 106 "limit exceeded".
+    pub client_channel_limit: usize,
+    /// The longest channel name; longer: error 106.
+    pub channel_max_length: usize,
     pub broker: Broker,
 }
 
@@ -62,6 +68,8 @@ impl Default for HubConfig {
             client_queue_max_size: DEFAULT_CLIENT_QUEUE_MAX_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             proxy_timeout: DEFAULT_PROXY_TIMEOUT,
+            client_channel_limit: DEFAULT_CLIENT_CHANNEL_LIMIT,
+            channel_max_length: DEFAULT_CHANNEL_MAX_LENGTH,
             broker: Broker::default(),
         }
     }
@@ -104,6 +112,16 @@ impl HubConfig {
         if self.max_message_size == 0 {
             self.max_message_size = DEFAULT_MAX_MESSAGE_SIZE;
         }
+        if self.client_channel_limit == 0 {
+            self.client_channel_limit = DEFAULT_CLIENT_CHANNEL_LIMIT;
+        }
+        if self.channel_max_length == 0 {
+            self.channel_max_length = DEFAULT_CHANNEL_MAX_LENGTH;
+        }
+        // As Centrifugo: history needs both, so that a channel's history is bounded in time too.
+        if self.history_size > 0 && self.history_ttl.is_zero() {
+            return Err("config key `centrifuge.hub.history_ttl` must be set when `centrifuge.hub.history_size` is (e.g. `history_ttl: 5m`)".into());
+        }
         if self.pong_timeout >= self.ping_interval {
             return Err(format!(
                 "config key `centrifuge.hub.pong_timeout` ({:?}) must be shorter than `centrifuge.hub.ping_interval` ({:?})",
@@ -140,6 +158,7 @@ mod tests {
         assert_eq!((c.ping_interval, c.pong_timeout, c.proxy_timeout), (Duration::from_secs(25), Duration::from_secs(10), Duration::from_secs(10)));
         assert_eq!((c.client_queue_max_size, c.max_message_size, c.history_size), (1048576, 65536, 0));
         assert_eq!((c.presence, c.join_leave, c.broker.driver), (false, false, Driver::Memory));
+        assert_eq!((c.client_channel_limit, c.channel_max_length), (128, 255));
         assert!(c.origin_allowed(Some("http://x")) && c.origin_allowed(None));
         let c = parse("address: 127.0.0.1:1\nping_interval: 2s\npong_timeout: 1s\nhistory_size: 10\nhistory_ttl: 1m\nallowed_origins: [http://a.test]\ntoken_hmac_secret_key: k\nbroker: {driver: memory}").unwrap();
         assert_eq!((c.ping_interval, c.history_ttl, c.history_size), (Duration::from_secs(2), Duration::from_secs(60), 10));
@@ -152,6 +171,7 @@ mod tests {
         assert!(parse("broker: {driver: kafka}").unwrap_err().contains("unknown variant `kafka`"));
         assert!(parse("broker: {driver: redis}").unwrap_err().starts_with("config key `centrifuge.hub.broker.driver`"));
         assert!(parse("ping_interval: 1s\npong_timeout: 2s").unwrap_err().starts_with("config key `centrifuge.hub.pong_timeout`"));
+        assert!(parse("history_size: 10").unwrap_err().starts_with("config key `centrifuge.hub.history_ttl` must be set"));
         assert!(parse("http_path: /ws").unwrap_err().starts_with("config key `centrifuge.hub.http_path`"));
     }
 }

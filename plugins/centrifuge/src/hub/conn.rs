@@ -400,6 +400,9 @@ impl Session {
         if self.hub.broker.is_subscribed(&req.channel, &self.client.id) {
             return Ok(Some(Reply::error(id, Error::new(cp::ERROR_ALREADY_SUBSCRIBED))));
         }
+        if req.channel.len() > self.hub.cfg.channel_max_length || self.hub.broker.channels_of(&self.client.id).len() >= self.hub.cfg.client_channel_limit {
+            return Ok(Some(Reply::error(id, Error::new(cp::ERROR_LIMIT_EXCEEDED))));
+        }
         let (client, transport, protocol, encoding) = self.common();
         let who = self.client.identity();
         let request = pb::SubscribeRequest { client, transport, protocol, encoding, user: who.user, channel: req.channel.clone(), token: req.token.clone(), meta: who.meta, data: req.data.clone(), ..Default::default() };

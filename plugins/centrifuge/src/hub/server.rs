@@ -15,9 +15,12 @@ pub async fn bind(hub: &Hub) -> Result<tokio::net::TcpListener, String> {
 /// Accept until `shutdown`; then every session is closed with 3001 "shutdown".
 pub async fn run(hub: Arc<Hub>, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), BoxError> {
     let mut sessions = tokio::task::JoinSet::new();
+    let every = if hub.cfg.history_ttl.is_zero() { std::time::Duration::from_secs(60) } else { hub.cfg.history_ttl.min(std::time::Duration::from_secs(60)) };
+    let mut sweep = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = sweep.tick() => hub.broker.sweep(),
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
