@@ -429,3 +429,66 @@ async fn a_silent_worker_is_bounded_by_proxy_timeout_and_limits_hold() {
     assert_eq!(text(&mut ws).await["error"], json!({"code": 106, "message": "limit exceeded"}), "client_channel_limit");
     hub.server.stop().await.unwrap();
 }
+
+/// `curl -N` reading the hub's SSE endpoint; the JSON of each `data:` line.
+struct Sse {
+    _child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Sse {
+    fn start(hub: &Hub, connect: &Value) -> Sse {
+        let query: String = url_encode(&connect.to_string());
+        let mut child = tokio::process::Command::new("curl")
+            .args(["-sN", &format!("http://127.0.0.1:{}/connection/uni_sse?cf_connect={query}", hub.port)])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Sse { _child: child, lines }
+    }
+
+    /// The next event that is not a ping; None when the stream ended.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await.expect("an SSE event").unwrap()?;
+            if let Some(json) = line.strip_prefix("data: ") {
+                let v: Value = serde_json::from_str(json).unwrap();
+                if v != json!({}) {
+                    return Some(v);
+                }
+            }
+        }
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uni_sse_streams_connect_publications_and_disconnect_to_curl() {
+    let hub = serve("    token_hmac_secret_key: k").await;
+    // Connect through PHP: transport "uni_sse" in its request.
+    let mut sse = Sse::start(&hub, &json!({"data": {"token": "t"}}));
+    let connected = sse.next().await.unwrap();
+    let echo = &connected["connect"]["data"];
+    let body = pb::ConnectRequest::decode(STANDARD.decode(echo["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+    assert_eq!((body.transport.as_str(), body.protocol.as_str(), body.data.as_slice()), ("uni_sse", "json", &br#"{"token":"t"}"#[..]), "{connected}");
+    assert_eq!(connected["connect"]["client"].as_str(), Some(body.client.as_str()));
+    // A token with channels: publications on them arrive as events; PHP's disconnect ends it.
+    let token = jwt::sign(&json!({"sub": "9", "channels": ["feed"]}), b"k");
+    let mut sse = Sse::start(&hub, &json!({"token": token}));
+    assert!(sse.next().await.unwrap()["connect"]["subs"]["feed"].is_object());
+    hub.publish("feed", &json!({"n": 1})).await;
+    let publication = sse.next().await.unwrap();
+    assert_eq!((&publication["channel"], &publication["pub"]["data"]), (&json!("feed"), &json!({"n": 1})), "{publication}");
+    let disconnect = api::DisconnectRequest { user: "9".into(), ..Default::default() };
+    hub.php(json!([["centrifuge.Disconnect", STANDARD.encode(disconnect.encode_to_vec())]])).await;
+    assert_eq!(sse.next().await.unwrap(), json!({"disconnect": {"code": 3503, "reason": "force disconnect"}}));
+    // A bad token: the disconnect event at once.
+    let mut sse = Sse::start(&hub, &json!({"token": "x.y.z"}));
+    assert_eq!(sse.next().await.unwrap()["disconnect"]["code"], 3500);
+    hub.server.stop().await.unwrap();
+}

@@ -220,11 +220,12 @@ impl Broker {
 /// Push to the subscribers `to` selects, each frame encoded once per framing.
 fn fan_out(ch: &Channel, push: Push, to: impl Fn(&Subscriber) -> bool) {
     let reply = [Reply::push(push)];
-    let (mut json, mut proto) = (None, None);
+    let (mut json, mut proto, mut uni) = (None, None, None);
     for s in ch.subscribers.values().filter(|s| to(s)) {
         let frame = match s.client.protocol {
             Protocol::Json => json.get_or_insert_with(|| encode_replies(Protocol::Json, &reply)),
             Protocol::Protobuf => proto.get_or_insert_with(|| encode_replies(Protocol::Protobuf, &reply)),
+            Protocol::UniJson => uni.get_or_insert_with(|| encode_replies(Protocol::UniJson, &reply)),
         };
         s.client.send(frame.clone());
     }

@@ -73,22 +73,11 @@ pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
         }
     };
     let Some((protocol, metadata)) = handshake else { return };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let client = Arc::new(Client {
-        id: uuid::Uuid::new_v4().to_string(),
-        protocol,
-        identity: Mutex::new(Identity::default()),
-        connected: AtomicBool::new(false),
-        queue: tx,
-        queued: AtomicUsize::new(0),
-        queue_max: hub.cfg.client_queue_max_size,
-        close: Mutex::new(None),
-        closing: Default::default(),
-    });
+    let (client, rx) = new_client(&hub, protocol);
     let (sink, mut stream) = ws.split();
     let pong_pending = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(write(client.clone(), sink, rx, hub.cfg.ping_interval, hub.cfg.pong_timeout, pong_pending.clone()));
-    let mut session = Session { hub: hub.clone(), client: client.clone(), metadata, pong_pending };
+    let mut session = Session { hub: hub.clone(), client: client.clone(), metadata, pong_pending, transport: "websocket" };
     let stale = tokio::time::sleep(STALE_DELAY);
     tokio::pin!(stale);
     loop {
@@ -123,6 +112,23 @@ pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
     let _ = writer.await;
 }
 
+/// A client and the receiving end of its send queue.
+pub(super) fn new_client(hub: &Hub, protocol: Protocol) -> (Arc<Client>, mpsc::UnboundedReceiver<Out>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = Arc::new(Client {
+        id: uuid::Uuid::new_v4().to_string(),
+        protocol,
+        identity: Mutex::new(Identity::default()),
+        connected: AtomicBool::new(false),
+        queue: tx,
+        queued: AtomicUsize::new(0),
+        queue_max: hub.cfg.client_queue_max_size,
+        close: Mutex::new(None),
+        closing: Default::default(),
+    });
+    (client, rx)
+}
+
 fn refuse(status: http::StatusCode, text: &str) -> ErrorResponse {
     let mut resp = ErrorResponse::new(Some(text.to_string()));
     *resp.status_mut() = status;
@@ -138,7 +144,7 @@ where
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + ping, ping);
     let mut pong_deadline: Option<tokio::time::Instant> = None;
     let message = |b: Bytes| match client.protocol {
-        Protocol::Json => Message::Text(tungstenite::Utf8Bytes::try_from(b).unwrap_or_default()),
+        Protocol::Json | Protocol::UniJson => Message::Text(tungstenite::Utf8Bytes::try_from(b).unwrap_or_default()),
         Protocol::Protobuf => Message::Binary(b),
     };
     loop {
@@ -183,11 +189,13 @@ where
     let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.close()).await;
 }
 
-struct Session {
-    hub: Arc<Hub>,
-    client: Arc<Client>,
-    metadata: Metadata,
-    pong_pending: Arc<AtomicBool>,
+pub(super) struct Session {
+    pub hub: Arc<Hub>,
+    pub client: Arc<Client>,
+    pub metadata: Metadata,
+    pub pong_pending: Arc<AtomicBool>,
+    /// `transport` in PHP's requests: "websocket" or "uni_sse".
+    pub transport: &'static str,
 }
 
 impl Session {
@@ -306,10 +314,10 @@ impl Session {
     }
 
     fn common(&self) -> (String, String, String, String) {
-        (self.client.id.clone(), "websocket".into(), self.client.protocol.name().into(), "json".into())
+        (self.client.id.clone(), self.transport.into(), self.client.protocol.name().into(), "json".into())
     }
 
-    async fn connect(&mut self, id: u32, req: cp::ConnectRequest) -> Result<Option<Reply>, Closed> {
+    pub async fn connect(&mut self, id: u32, req: cp::ConnectRequest) -> Result<Option<Reply>, Closed> {
         let hub = self.hub.clone();
         let (user, info, data, mut subs): (String, Vec<u8>, Vec<u8>, HashMap<String, pb::SubscribeOptions>);
         let mut meta = Vec::new();
@@ -356,7 +364,7 @@ impl Session {
         for (channel, opts) in &subs {
             results.insert(channel.clone(), self.subscribe_result(channel, opts.data.clone(), None));
         }
-        let connect = cp::ConnectResult { client: self.client.id.clone(), version: String::new(), data, subs: results, ping: hub.cfg.ping_interval.as_secs().max(1) as u32, pong: true, ..Default::default() };
+        let connect = cp::ConnectResult { client: self.client.id.clone(), version: String::new(), data, subs: results, ping: hub.cfg.ping_interval.as_secs().max(1) as u32, pong: self.transport == "websocket", ..Default::default() };
         // The reply goes first: publications of the server-side channels follow it.
         self.reply(Reply { id, connect: Some(connect), ..Default::default() });
         for (channel, opts) in subs {

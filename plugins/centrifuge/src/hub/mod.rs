@@ -13,6 +13,7 @@ pub mod conn;
 pub mod jwt;
 pub mod protocol;
 pub mod server;
+pub mod sse;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -137,11 +138,11 @@ impl Client {
         }
     }
 
-    fn written(&self, n: usize) {
+    pub(crate) fn written(&self, n: usize) {
         self.queued.fetch_sub(n, Ordering::AcqRel);
     }
 
-    fn close_reason(&self) -> Option<(u16, String)> {
+    pub(crate) fn close_reason(&self) -> Option<(u16, String)> {
         self.close.lock().clone()
     }
 }

@@ -456,12 +456,14 @@ pub struct SubRefreshResult {
 pub enum Protocol {
     Json,
     Protobuf,
+    /// Unidirectional JSON (SSE): pushes without the reply wrapper, `{"connect": ...}` first.
+    UniJson,
 }
 
 impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
-            Protocol::Json => "json",
+            Protocol::Json | Protocol::UniJson => "json",
             Protocol::Protobuf => "protobuf",
         }
     }
@@ -483,7 +485,7 @@ pub fn decode_commands(protocol: Protocol, frame: &[u8]) -> Result<Vec<Command>,
             }
             Ok(out)
         }
-        Protocol::Json => {
+        Protocol::Json | Protocol::UniJson => {
             let text = std::str::from_utf8(frame).map_err(|e| FrameError(e.to_string()))?;
             text.split('\n').filter(|l| !l.trim().is_empty()).map(|line| serde_json::from_str::<Value>(line).map_err(|e| FrameError(e.to_string())).and_then(|v| command_from_json(&v))).collect()
         }
@@ -502,6 +504,10 @@ pub fn encode_replies(protocol: Protocol, replies: &[Reply]) -> Bytes {
         }
         Protocol::Json => {
             let lines: Vec<String> = replies.iter().map(|r| reply_to_json(r).to_string()).collect();
+            lines.join("\n").into()
+        }
+        Protocol::UniJson => {
+            let lines: Vec<String> = replies.iter().map(|r| uni_json(r).to_string()).collect();
             lines.join("\n").into()
         }
     }
@@ -699,6 +705,19 @@ fn push_json(p: &Push) -> Value {
         .done()
 }
 
+/// What a unidirectional client reads: a push as it is, the connect result as
+/// `{"connect": ...}`, the ping as `{}`.
+fn uni_json(r: &Reply) -> Value {
+    if let Some(p) = &r.push {
+        return push_json(p);
+    }
+    let mut v = reply_to_json(r);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("id");
+    }
+    v
+}
+
 pub fn reply_to_json(r: &Reply) -> Value {
     let empty = |e: &Option<Empty>| e.as_ref().map(|_| Value::Object(Map::new()));
     let connect = r.connect.as_ref().map(|c| {
@@ -798,5 +817,13 @@ mod tests {
         let b = Reply::decode_length_delimited(&mut buf).unwrap();
         assert_eq!([a, b], replies);
         assert!(replies[1].error.as_ref().unwrap().temporary);
+    }
+
+    #[test]
+    fn unidirectional_json_drops_the_reply_wrapper() {
+        let connect = Reply { id: 1, connect: Some(ConnectResult { client: "c".into(), ping: 25, ..Default::default() }), ..Default::default() };
+        let publication = Reply::push(Push { channel: "a".into(), r#pub: Some(Publication { data: b"1".to_vec(), ..Default::default() }), ..Default::default() });
+        let frame = encode_replies(Protocol::UniJson, &[connect, publication, Reply::default()]);
+        assert_eq!(std::str::from_utf8(&frame).unwrap(), "{\"connect\":{\"client\":\"c\",\"ping\":25}}\n{\"channel\":\"a\",\"pub\":{\"data\":1}}\n{}");
     }
 }

@@ -24,7 +24,7 @@ pub async fn run(hub: Arc<Hub>, listener: tokio::net::TcpListener, shutdown: Can
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    sessions.spawn(conn::serve(hub.clone(), stream));
+                    sessions.spawn(dispatch(hub.clone(), stream));
                 }
                 Err(e) => {
                     // Out of descriptors and the like: keep serving the open sessions.
@@ -41,4 +41,23 @@ pub async fn run(hub: Arc<Hub>, listener: tokio::net::TcpListener, shutdown: Can
         tracing::warn!(target: "centrifuge", "hub: sessions still closing at shutdown; dropped");
     }
     Ok(())
+}
+
+/// WebSocket or SSE: the request line decides (peeked, so the handshake reads it again).
+async fn dispatch(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
+    let mut buf = [0u8; 64];
+    let mut seen = 0;
+    for _ in 0..50 {
+        seen = match tokio::time::timeout(std::time::Duration::from_secs(10), stream.peek(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        if seen == buf.len() || buf[..seen].contains(&b'\n') {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let line = &buf[..seen];
+    let sse = [&b"GET "[..], b"POST "].iter().any(|m| line.starts_with(m) && line[m.len()..].starts_with(super::sse::UNI_SSE_PATH.as_bytes()));
+    if sse { super::sse::serve(hub, stream).await } else { conn::serve(hub, stream).await }
 }
