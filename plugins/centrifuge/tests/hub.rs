@@ -155,6 +155,12 @@ async fn centrifuge_js_talks_to_php_and_receives_what_php_publishes() {
         assert_eq!(publication["data"], json!({"from": "php", "framing": framing}));
         node.quit().await;
     }
+    // A connection PHP lets expire: its refresh says `expired`, the client is closed with 3005.
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(Message::text(json!({"id": 1, "connect": {"data": {"cmd": "expire"}}}).to_string())).await.unwrap();
+    let connected = text(&mut ws).await;
+    assert_eq!(connected["connect"]["expires"], Value::Null, "server-side expiry is not the client's business: {connected}");
+    assert_eq!(close_code(&mut ws).await, 3005);
     // PHP's disconnect on connect closes the socket with its code; 4500 is terminal for the client.
     let mut node = Node::start(&hub.url(), "json", "cmd:disconnect");
     let (gone, _) = node.until("disconnected").await;

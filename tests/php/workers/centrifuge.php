@@ -15,7 +15,8 @@
 //                    {type, headers, context, flags, body (base64), pid, mode}
 // NotifyChannelState with any other channel -> result {}.
 // Connect, subscribe, publish and rpc whose data is a JSON object with `cmd` use that instead
-// (the hub's tests: there `client` is the hub's own id).
+// (the hub's tests: there `client` is the hub's own id). Connect with `cmd` "expire" expires in
+// a second as user "expire-me", whose refresh answers `expired`.
 require __DIR__ . '/../lib/Centrifuge.php';
 
 use RrTest\Centrifuge;
@@ -69,6 +70,15 @@ while ($req = $c->waitRequest()) {
             break;
         case 'crash':
             exit(3);
+    }
+    if ($cmd === 'expire' && $req->type === 'connect') {
+        // A connection that expires in a second; its refresh (user "expire-me") says expired.
+        $req->result(Proto::bytes(1, 'expire-me') . Proto::int(2, time() + 1));
+        continue;
+    }
+    if ($req->type === 'refresh' && ($fields[10][0] ?? '') === 'expire-me') {
+        $req->result(Proto::int(1, 1));
+        continue;
     }
     switch ($req->type) {
         case 'connect':

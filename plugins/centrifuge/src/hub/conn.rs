@@ -77,7 +77,7 @@ pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
     let (sink, mut stream) = ws.split();
     let pong_pending = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(write(client.clone(), sink, rx, hub.cfg.ping_interval, hub.cfg.pong_timeout, pong_pending.clone()));
-    let mut session = Session { hub: hub.clone(), client: client.clone(), metadata, pong_pending, transport: "websocket" };
+    let mut session = Session { hub: hub.clone(), client: client.clone(), metadata: Arc::new(metadata), pong_pending, transport: "websocket" };
     let stale = tokio::time::sleep(STALE_DELAY);
     tokio::pin!(stale);
     loop {
@@ -189,10 +189,11 @@ where
     let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.close()).await;
 }
 
+#[derive(Clone)]
 pub(super) struct Session {
     pub hub: Arc<Hub>,
     pub client: Arc<Client>,
-    pub metadata: Metadata,
+    pub metadata: Arc<Metadata>,
     pub pong_pending: Arc<AtomicBool>,
     /// `transport` in PHP's requests: "websocket" or "uni_sse".
     pub transport: &'static str,
@@ -321,6 +322,7 @@ impl Session {
         let hub = self.hub.clone();
         let (user, info, data, mut subs): (String, Vec<u8>, Vec<u8>, HashMap<String, pb::SubscribeOptions>);
         let mut meta = Vec::new();
+        let mut expire_at = 0;
         if !req.token.is_empty() && !hub.cfg.token_hmac_secret_key.is_empty() {
             let claims = match jwt::verify(&req.token, hub.cfg.token_hmac_secret_key.as_bytes(), super::broker::now_ms() / 1000) {
                 Ok(c) => c,
@@ -351,6 +353,7 @@ impl Session {
             if result.expire_at > 0 && result.expire_at <= super::broker::now_ms() / 1000 {
                 return Ok(Some(Reply::error(id, Error::new(cp::ERROR_EXPIRED))));
             }
+            expire_at = result.expire_at;
             (user, info, data, meta) = (result.user, result.info, result.data, result.meta);
             subs = result.subs;
             for c in result.channels {
@@ -360,6 +363,10 @@ impl Session {
         *self.client.identity.lock() = Identity { user, info, meta: std::mem::take(&mut meta) };
         self.client.connected.store(true, Ordering::Release);
         hub.add(self.client.clone());
+        if expire_at > 0 {
+            // Server-side expiry: the client is not told; PHP's refresh decides at expire_at.
+            tokio::spawn(self.clone().expire(expire_at));
+        }
         let mut results = HashMap::new();
         for (channel, opts) in &subs {
             results.insert(channel.clone(), self.subscribe_result(channel, opts.data.clone(), None));
@@ -371,6 +378,50 @@ impl Session {
             hub.broker.subscribe(&channel, &self.client, opts.info, false);
         }
         Ok(None)
+    }
+
+    /// At `at` (Unix seconds) ask PHP's refresh whether the connection lives on: `expired`
+    /// closes it with 3005, a new `expire_at` waits again, none ends expiry. A failed call is
+    /// retried 10 s later.
+    async fn expire(self, mut at: i64) {
+        loop {
+            let wait = Duration::from_secs(u64::try_from(at - super::broker::now_ms() / 1000).unwrap_or(0));
+            tokio::select! {
+                _ = self.client.closing.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let (client, transport, protocol, encoding) = self.common();
+            let who = self.client.identity();
+            let request = pb::RefreshRequest { client, transport, protocol, encoding, user: who.user, meta: who.meta };
+            let Ok(body) = self.call(Kind::Refresh, request.encode_to_vec()).await else {
+                at = super::broker::now_ms() / 1000 + 10;
+                continue;
+            };
+            let resp = pb::RefreshResponse::decode(body).unwrap_or_default();
+            if let Some(d) = resp.disconnect {
+                let (code, reason) = close_code(d.code, d.reason);
+                self.client.disconnect(code, &reason);
+                return;
+            }
+            let result = resp.result.unwrap_or_default();
+            if result.expired || (result.expire_at > 0 && result.expire_at <= super::broker::now_ms() / 1000) {
+                self.end(closed(cp::DISCONNECT_EXPIRED));
+                return;
+            }
+            {
+                let mut identity = self.client.identity.lock();
+                if !result.info.is_empty() {
+                    identity.info = result.info;
+                }
+                if !result.meta.is_empty() {
+                    identity.meta = result.meta;
+                }
+            }
+            if result.expire_at <= 0 {
+                return;
+            }
+            at = result.expire_at;
+        }
     }
 
     /// The stream position (with history) and, for a client recovering from `since`, what it

@@ -29,6 +29,7 @@ pub const ERROR_EXPIRED: u32 = 110;
 pub struct Disconnect(pub u16, pub &'static str);
 pub const DISCONNECT_SHUTDOWN: Disconnect = Disconnect(3001, "shutdown");
 pub const DISCONNECT_INTERNAL: Disconnect = Disconnect(3004, "internal server error");
+pub const DISCONNECT_EXPIRED: Disconnect = Disconnect(3005, "connection expired");
 pub const DISCONNECT_SLOW: Disconnect = Disconnect(3008, "slow");
 pub const DISCONNECT_NO_PONG: Disconnect = Disconnect(3012, "no pong");
 pub const DISCONNECT_INVALID_TOKEN: Disconnect = Disconnect(3500, "invalid token");

@@ -66,7 +66,7 @@ async fn handle(hub: Arc<Hub>, req: http::Request<hyper::body::Incoming>) -> htt
         return plain(http::StatusCode::BAD_REQUEST, "cf_connect is not a JSON connect request");
     };
     let (client, rx) = new_client(&hub, Protocol::UniJson);
-    let mut session = Session { hub: hub.clone(), client: client.clone(), metadata, pong_pending: Arc::new(AtomicBool::new(false)), transport: "uni_sse" };
+    let mut session = Session { hub: hub.clone(), client: client.clone(), metadata: Arc::new(metadata), pong_pending: Arc::new(AtomicBool::new(false)), transport: "uni_sse" };
     let (tx, body_rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
     match session.connect(1, connect).await {
         Ok(None) => {}
