@@ -183,7 +183,7 @@ pub fn register(services: &Arc<Services>, api: Arc<OnceLock<Backend>>) {
                     let api = match api {
                         Backend::Centrifugo(api) => api,
                         Backend::Hub(hub) => {
-                            let result = crate::hub::api::call(&hub, method, body);
+                            let result = crate::hub::api::call(&hub, method, body).await;
                             if let Err(e) = &result {
                                 tracing::error!(target: "centrifuge", method, error = %e, "hub: api call failed");
                             }

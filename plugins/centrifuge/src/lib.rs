@@ -56,6 +56,10 @@ impl rr_runtime::Plugin for Plugin {
         let hub = match &self.cfg.hub {
             Some(cfg) => {
                 let hub = hub::Hub::new(cfg.clone(), pool.clone());
+                if cfg.broker.driver == hub::config::Driver::Redis {
+                    let remote = hub::redis::Remote::start(&hub, &cfg.broker.redis()?).await?;
+                    let _ = hub.remote.set(remote);
+                }
                 let listener = hub::server::bind(&hub).await?;
                 tracing::info!(target: "centrifuge", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "centrifuge hub listening (websocket at {})", hub::config::WEBSOCKET_PATH);
                 let _ = self.api.set(api::Backend::Hub(hub.clone()));

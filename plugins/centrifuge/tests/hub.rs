@@ -498,3 +498,29 @@ async fn uni_sse_streams_connect_publications_and_disconnect_to_curl() {
     assert_eq!(sse.next().await.unwrap()["disconnect"]["code"], 3500);
     hub.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_publications_over_redis() {
+    let prefix = format!("rr-test-{}", std::process::id());
+    let broker = format!("    broker:\n      driver: redis\n      config:\n        addrs: [127.0.0.1:6379]\n        prefix: {prefix}");
+    let (a, b) = (serve(&broker).await, serve(&broker).await);
+    let join = json!({"id": 1, "connect": {}}).to_string() + "\n" + &json!({"id": 2, "subscribe": {"channel": "x"}}).to_string();
+    let mut on_a = raw(&a.url(), None).await;
+    let mut on_b = raw(&b.url(), None).await;
+    for ws in [&mut on_a, &mut on_b] {
+        ws.send(Message::text(join.clone())).await.unwrap();
+        text(ws).await;
+        assert_eq!(text(ws).await["id"], 2);
+    }
+    // PHP publishes on server A: the client on B receives it too.
+    a.publish("x", &json!({"from": "a"})).await;
+    for ws in [&mut on_a, &mut on_b] {
+        assert_eq!(text(ws).await["push"]["pub"]["data"], json!({"from": "a"}));
+    }
+    // A client publishes on B (through B's PHP): the client on A receives it with its info.
+    on_b.send(Message::text(json!({"id": 3, "publish": {"channel": "x", "data": {"from": "b"}}}).to_string())).await.unwrap();
+    let on_a_pub = text(&mut on_a).await;
+    assert_eq!((on_a_pub["push"]["pub"]["data"]["type"].as_str(), on_a_pub["push"]["pub"]["info"]["user"].as_str()), (Some("publish"), Some("42")), "{on_a_pub}");
+    a.server.stop().await.unwrap();
+    b.server.stop().await.unwrap();
+}

@@ -77,7 +77,7 @@ fn decode<M: Message + Default>(method: &str, body: Bytes) -> Result<M, RpcError
 const EMPTY: fn() -> Bytes = || api::EmptyResponse { error: None, result: Some(api::Empty {}) }.encode_to_vec().into();
 
 /// Serve one API method on the hub.
-pub fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcError> {
+pub async fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcError> {
     let broker = &hub.broker;
     Ok(match method {
         "Publish" => {
@@ -85,14 +85,17 @@ pub fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcError> {
             if r.channel.is_empty() {
                 return Ok(error(cp::ERROR_BAD_REQUEST));
             }
-            publish_response(hub, &r.channel, r.data, r.tags, r.skip_history).encode_to_vec().into()
+            publish_response(hub, &r.channel, r.data, r.tags, r.skip_history).await.encode_to_vec().into()
         }
         "Broadcast" => {
             let r: api::BroadcastRequest = decode(method, body)?;
             if r.channels.is_empty() {
                 return Ok(error(cp::ERROR_BAD_REQUEST));
             }
-            let responses = r.channels.iter().map(|c| publish_response(hub, c, r.data.clone(), r.tags.clone(), r.skip_history)).collect();
+            let mut responses = Vec::new();
+            for c in &r.channels {
+                responses.push(publish_response(hub, c, r.data.clone(), r.tags.clone(), r.skip_history).await);
+            }
             api::BroadcastResponse { error: None, result: Some(api::BroadcastResult { responses }) }.encode_to_vec().into()
         }
         "Subscribe" => {
@@ -213,11 +216,18 @@ pub fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcError> {
     })
 }
 
-fn publish_response(hub: &Hub, channel: &str, data: Vec<u8>, tags: HashMap<String, String>, skip_history: bool) -> api::PublishResponse {
+async fn publish_response(hub: &Hub, channel: &str, data: Vec<u8>, tags: HashMap<String, String>, skip_history: bool) -> api::PublishResponse {
+    let failed = |code: u32| api::PublishResponse { error: Some(api::Error { code, message: cp::error_text(code).into() }), result: None };
     if channel.is_empty() {
-        return api::PublishResponse { error: Some(api::Error { code: cp::ERROR_BAD_REQUEST, message: cp::error_text(cp::ERROR_BAD_REQUEST).into() }), result: None };
+        return failed(cp::ERROR_BAD_REQUEST);
     }
-    let position = hub.broker.publish(channel, data, None, tags, skip_history);
+    let position = match hub.publish(channel, data, None, tags, skip_history).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(target: "centrifuge", channel, error = %e, "hub: publish failed");
+            return failed(cp::ERROR_INTERNAL);
+        }
+    };
     let result = if hub.broker.history_enabled() && !skip_history { api::PublishResult { offset: position.offset, epoch: position.epoch } } else { api::PublishResult::default() };
     api::PublishResponse { error: None, result: Some(result) }
 }

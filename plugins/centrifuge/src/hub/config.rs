@@ -91,6 +91,49 @@ pub enum Driver {
     Redis,
 }
 
+/// `broker.config` for redis: the kv plugin's keys for one node, and the key prefix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    pub addrs: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: i64,
+    pub master_name: Option<String>,
+    /// Names the Redis channel the hubs share; hubs with the same prefix are one cluster.
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig { addrs: vec!["127.0.0.1:6379".into()], username: None, password: None, db: 0, master_name: None, prefix: "rr-centrifuge".into() }
+    }
+}
+
+impl RedisConfig {
+    pub fn url(&self) -> String {
+        let auth = match (&self.username, &self.password) {
+            (Some(u), Some(p)) => format!("{u}:{p}@"),
+            (None, Some(p)) => format!(":{p}@"),
+            _ => String::new(),
+        };
+        format!("redis://{auth}{}/{}", self.addrs[0], self.db)
+    }
+}
+
+impl Broker {
+    pub fn redis(&self) -> Result<RedisConfig, String> {
+        let cfg: RedisConfig = match &self.config {
+            None | Some(serde_json::Value::Null) => RedisConfig::default(),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("config key `centrifuge.hub.broker.config`: {e}"))?,
+        };
+        if cfg.master_name.is_some() || cfg.addrs.len() != 1 {
+            return Err("config key `centrifuge.hub.broker.config`: the hub's redis broker takes one node in `addrs` (Sentinel and cluster are not supported yet)".into());
+        }
+        Ok(cfg)
+    }
+}
+
 impl HubConfig {
     /// Defaults for empty values, then the checks, each naming its key.
     pub fn resolve(mut self) -> Result<HubConfig, String> {
@@ -132,7 +175,7 @@ impl HubConfig {
             return Err("config key `centrifuge.hub.http_path`: serving the hub on the http plugin's listener is not supported yet; remove the key and use `centrifuge.hub.address`".into());
         }
         if self.broker.driver == Driver::Redis {
-            return Err("config key `centrifuge.hub.broker.driver`: `redis` is not supported yet; use `memory` (one rr process)".into());
+            self.broker.redis()?;
         }
         Ok(self)
     }
@@ -169,7 +212,9 @@ mod tests {
     fn errors_name_the_key() {
         assert!(parse("adress: x").unwrap_err().contains("unknown field `adress`"));
         assert!(parse("broker: {driver: kafka}").unwrap_err().contains("unknown variant `kafka`"));
-        assert!(parse("broker: {driver: redis}").unwrap_err().starts_with("config key `centrifuge.hub.broker.driver`"));
+        assert_eq!(parse("broker: {driver: redis}").unwrap().broker.redis().unwrap().url(), "redis://127.0.0.1:6379/0");
+        assert!(parse("broker: {driver: redis, config: {addrs: [a:1, b:2]}}").unwrap_err().contains("one node"));
+        assert!(parse("broker: {driver: redis, config: {adrs: [a:1]}}").unwrap_err().contains("unknown field `adrs`"));
         assert!(parse("ping_interval: 1s\npong_timeout: 2s").unwrap_err().starts_with("config key `centrifuge.hub.pong_timeout`"));
         assert!(parse("history_size: 10").unwrap_err().starts_with("config key `centrifuge.hub.history_ttl` must be set"));
         assert!(parse("http_path: /ws").unwrap_err().starts_with("config key `centrifuge.hub.http_path`"));

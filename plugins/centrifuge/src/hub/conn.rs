@@ -498,7 +498,10 @@ impl Session {
         let result = resp.result.unwrap_or_default();
         let data = if result.data.is_empty() { req.data } else { result.data };
         let info = cp::ClientInfo { user: who.user, client: self.client.id.clone(), conn_info: who.info, chan_info: self.hub.broker.chan_info(&req.channel, &self.client.id) };
-        self.hub.broker.publish(&req.channel, data, Some(info), HashMap::new(), result.skip_history);
+        if let Err(e) = self.hub.publish(&req.channel, data, Some(info), HashMap::new(), result.skip_history).await {
+            tracing::error!(target: "centrifuge", client = %self.client.id, error = %e, "hub: publish failed");
+            return Ok(Some(Reply::error(id, Error::new(cp::ERROR_INTERNAL))));
+        }
         Ok(Some(Reply { id, publish: Some(cp::Empty {}), ..Default::default() }))
     }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod conn;
 pub mod jwt;
 pub mod protocol;
+pub mod redis;
 pub mod server;
 pub mod sse;
 
@@ -36,11 +37,25 @@ pub struct Hub {
     pub shutdown: CancellationToken,
     pub node_id: String,
     pub started: std::time::Instant,
+    /// Set with the redis broker: publications go through Redis.
+    pub remote: std::sync::OnceLock<redis::Remote>,
 }
 
 impl Hub {
     pub fn new(cfg: HubConfig, pool: Pool) -> Arc<Hub> {
-        Arc::new(Hub { broker: broker::Broker::new(&cfg), cfg, pool, clients: Mutex::new(HashMap::new()), shutdown: CancellationToken::new(), node_id: uuid::Uuid::new_v4().to_string(), started: std::time::Instant::now() })
+        Arc::new(Hub { broker: broker::Broker::new(&cfg), cfg, pool, clients: Mutex::new(HashMap::new()), shutdown: CancellationToken::new(), node_id: uuid::Uuid::new_v4().to_string(), started: std::time::Instant::now(), remote: Default::default() })
+    }
+
+    /// Publish to a channel: through Redis when that is the broker (the position is then
+    /// unknown here), else straight to the memory broker.
+    pub async fn publish(&self, channel: &str, data: Vec<u8>, info: Option<protocol::ClientInfo>, tags: HashMap<String, String>, skip_history: bool) -> Result<broker::Position, String> {
+        match self.remote.get() {
+            Some(remote) => {
+                remote.publish(redis::Wire { channel: channel.into(), data, info, tags, skip_history }).await?;
+                Ok(broker::Position::default())
+            }
+            None => Ok(self.broker.publish(channel, data, info, tags, skip_history)),
+        }
     }
 
     fn add(&self, client: Arc<Client>) {
