@@ -4,9 +4,13 @@
 //! subscribe, publish, rpc, sub-refresh and channel-state event; PHP's `centrifuge.*` RPC calls
 //! go on to Centrifugo's gRPC API at `grpc_api_address`.
 //!
-//! `config` reads the section; `codec` is the pure event ↔ worker-payload mapping (shared with
-//! anything else that produces proxy events); `proxy` serves the gRPC service; `api` forwards
-//! the RPC methods; `proxy_proto` / `api_proto` are the protobuf messages.
+//! With `centrifuge.hub`, `rr` also serves the Centrifuge client protocol itself (`hub`): the
+//! official clients connect to it, their events reach PHP as the same proxy requests, and the
+//! RPC methods act on the hub instead of Centrifugo.
+//!
+//! `config` reads the section; `codec` is the pure event ↔ worker-payload mapping (shared by
+//! proxy mode and the hub); `proxy` serves the gRPC service; `api` forwards the RPC methods;
+//! `proxy_proto` / `api_proto` are the protobuf messages.
 
 pub mod api;
 pub mod api_proto;
