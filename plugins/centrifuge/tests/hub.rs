@@ -77,6 +77,17 @@ fn centrifuge_js() -> PathBuf {
     dir
 }
 
+/// The centrifuge-python install: `$CENTRIFUGE_PYTHON`, else the cache tests/run.sh fills
+/// (installed here when missing).
+fn centrifuge_python() -> PathBuf {
+    let dir = std::env::var_os("CENTRIFUGE_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rr-tests/centrifuge-python"));
+    if !dir.join("centrifuge/client.py").exists() {
+        let ok = std::process::Command::new("pip").args(["install", "-q", "--target"]).arg(&dir).arg("centrifuge-python==0.7.0").status().unwrap();
+        assert!(ok.success(), "pip install centrifuge-python into {}", dir.display());
+    }
+    dir
+}
+
 /// A running Node client; its events, one JSON line each.
 struct Node {
     child: tokio::process::Child,
@@ -84,6 +95,21 @@ struct Node {
 }
 
 impl Node {
+    /// centrifuge-python instead of centrifuge-js (the `chat` scenario).
+    fn python(url: &str, framing: &str) -> Node {
+        let mut child = tokio::process::Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub_client.py"))
+            .args([url, framing])
+            .env("PYTHONPATH", centrifuge_python())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Node { child, lines }
+    }
+
     fn start(url: &str, framing: &str, scenario: &str) -> Node {
         let mut child = tokio::process::Command::new("node")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub_client.js"))
@@ -523,4 +549,25 @@ async fn two_servers_share_publications_over_redis() {
     assert_eq!((on_a_pub["push"]["pub"]["data"]["type"].as_str(), on_a_pub["push"]["pub"]["info"]["user"].as_str()), (Some("publish"), Some("42")), "{on_a_pub}");
     a.server.stop().await.unwrap();
     b.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centrifuge_python_talks_to_php_and_receives_what_php_publishes() {
+    let hub = serve("").await;
+    for framing in ["json", "protobuf"] {
+        let mut py = Node::python(&hub.url(), framing);
+        let (connected, _) = py.until("connected").await;
+        let body = pb::ConnectRequest::decode(STANDARD.decode(connected["data"]["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+        assert_eq!((body.protocol.as_str(), body.name.as_str()), (framing, "python"), "{connected}");
+        // Protobuf data comes as the client sent it; JSON data as compact JSON (see docs).
+        let sent: &[u8] = if framing == "json" { br#"{"token":"t"}"# } else { br#"{"token": "t"}"# };
+        assert_eq!(body.data, sent);
+        assert_eq!(py.until("subscribed").await.0["data"]["type"], "subscribe");
+        assert_eq!(py.until("rpc").await.0["data"]["type"], "rpc");
+        py.until("ready").await;
+        hub.publish("chat", &json!({"from": "php"})).await;
+        assert_eq!(py.until("publication").await.0["data"], json!({"from": "php"}));
+        py.quit().await;
+    }
+    hub.server.stop().await.unwrap();
 }
