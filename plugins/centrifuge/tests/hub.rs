@@ -146,7 +146,8 @@ impl Node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn centrifuge_js_talks_to_php_and_receives_what_php_publishes() {
-    let hub = serve("").await;
+    // Pings every second: the client's pongs keep it connected across several.
+    let hub = serve("    ping_interval: 1s\n    pong_timeout: 900ms").await;
     for framing in ["json", "protobuf"] {
         let mut node = Node::start(&hub.url(), framing, "chat");
         let (connected, _) = node.until("connected").await;
@@ -175,10 +176,12 @@ async fn centrifuge_js_talks_to_php_and_receives_what_php_publishes() {
         let (own, _) = if seen.iter().any(|e| e["event"] == "publication") { (seen.into_iter().find(|e| e["event"] == "publication").unwrap(), vec![]) } else { node.until("publication").await };
         assert_eq!((own["data"]["type"].as_str(), own["user"].as_str()), (Some("publish"), Some("42")), "{own}");
 
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         let reply = hub.publish("chat", &json!({"from": "php", "framing": framing})).await;
         assert_eq!(reply.error, None);
-        let (publication, _) = node.until("publication").await;
+        let (publication, seen) = node.until("publication").await;
         assert_eq!(publication["data"], json!({"from": "php", "framing": framing}));
+        assert!(seen.is_empty(), "still connected after the pings: {seen:?}");
         node.quit().await;
     }
     // A connection PHP lets expire: its refresh says `expired`, the client is closed with 3005.
