@@ -220,6 +220,11 @@ async fn connection_jwt_skips_php_and_subscribes_its_channels() {
     assert_eq!(channels.get("news").map(|c| c.num_clients), Some(1));
     let history = api::HistoryResponse::decode(STANDARD.decode(r[2]["ok"].as_str().unwrap()).unwrap().as_slice()).unwrap();
     assert_eq!(history.error, Some(api::Error { code: 108, message: "not available".into() }), "history_size is 0");
+    let r = hub.php(json!([["centrifuge.Info", ""], ["centrifuge.RevokeToken", ""]])).await;
+    let info = rr_centrifuge::hub::api::InfoResponse::decode(STANDARD.decode(r[0]["ok"].as_str().unwrap()).unwrap().as_slice()).unwrap().result.unwrap();
+    let n = &info.nodes[0];
+    assert_eq!((info.nodes.len(), n.num_clients, n.num_users, n.num_channels), (1, 1, 1, 1), "{n:?}");
+    assert_eq!(decode::<api::EmptyResponse>(&r[1]).error.map(|e| e.code), Some(108), "PRO methods are not available");
 
     // Disconnect from PHP reaches the client with its code.
     let disconnect = api::DisconnectRequest { user: "7".into(), disconnect: Some(api::Disconnect { code: 4501, reason: "go away".into() }), ..Default::default() };
