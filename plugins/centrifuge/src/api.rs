@@ -155,8 +155,15 @@ pub fn go_status(status: &tonic::Status) -> String {
     format!("rpc error: code = {code} desc = {desc}")
 }
 
+/// Who answers the API methods: Centrifugo, or the embedded hub.
+#[derive(Clone)]
+pub enum Backend {
+    Centrifugo(Api),
+    Hub(Arc<crate::hub::Hub>),
+}
+
 /// Register `centrifuge.<Method>` for every API method; `api` is empty until the plugin serves.
-pub fn register(services: &Arc<Services>, api: Arc<OnceLock<Api>>) {
+pub fn register(services: &Arc<Services>, api: Arc<OnceLock<Backend>>) {
     for method in METHODS {
         let api = api.clone();
         services.rpc.register_raw(
@@ -172,6 +179,16 @@ pub fn register(services: &Arc<Services>, api: Arc<OnceLock<Api>>) {
                     }
                     let Some(api) = api else {
                         return Err(RpcError::new("RoadRunner is not ready yet, try in a few seconds"));
+                    };
+                    let api = match api {
+                        Backend::Centrifugo(api) => api,
+                        Backend::Hub(hub) => {
+                            let result = crate::hub::api::call(&hub, method, body).await;
+                            if let Err(e) = &result {
+                                tracing::error!(target: "centrifuge", method, error = %e, "hub: api call failed");
+                            }
+                            return result;
+                        }
                     };
                     let started = std::time::Instant::now();
                     let result = api.call(method, body).await;

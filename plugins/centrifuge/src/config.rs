@@ -27,6 +27,8 @@ pub struct Config {
     /// Client certificate for the API connection (not for `proxy_address`).
     pub tls: Option<Tls>,
     pub pool: PoolConfig,
+    /// The embedded hub: `rr` serves the Centrifuge client protocol itself.
+    pub hub: Option<crate::hub::HubConfig>,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             name: DEFAULT_NAME.into(),
             tls: None,
             pool: PoolConfig::default(),
+            hub: None,
         }
     }
 }
@@ -81,6 +84,7 @@ impl Config {
         }
         self.listen()?;
         self.api_target()?;
+        self.hub = self.hub.take().map(|h| h.resolve()).transpose()?;
         Ok(self)
     }
 

@@ -4,14 +4,19 @@
 //! subscribe, publish, rpc, sub-refresh and channel-state event; PHP's `centrifuge.*` RPC calls
 //! go on to Centrifugo's gRPC API at `grpc_api_address`.
 //!
-//! `config` reads the section; `codec` is the pure event ↔ worker-payload mapping (shared with
-//! anything else that produces proxy events); `proxy` serves the gRPC service; `api` forwards
-//! the RPC methods; `proxy_proto` / `api_proto` are the protobuf messages.
+//! With `centrifuge.hub`, `rr` also serves the Centrifuge client protocol itself (`hub`): the
+//! official clients connect to it, their events reach PHP as the same proxy requests, and the
+//! RPC methods act on the hub instead of Centrifugo.
+//!
+//! `config` reads the section; `codec` is the pure event ↔ worker-payload mapping (shared by
+//! proxy mode and the hub); `proxy` serves the gRPC service; `api` forwards the RPC methods;
+//! `proxy_proto` / `api_proto` are the protobuf messages.
 
 pub mod api;
 pub mod api_proto;
 pub mod codec;
 pub mod config;
+pub mod hub;
 pub mod proxy;
 pub mod proxy_proto;
 pub mod raw;
@@ -30,7 +35,7 @@ pub struct Plugin {
     services: Arc<Services>,
     pool: tokio::sync::OnceCell<Pool>,
     /// Set once serving; the RPC methods answer "not ready" until then.
-    api: Arc<OnceLock<api::Api>>,
+    api: Arc<OnceLock<api::Backend>>,
     /// Said once the proxy listener is bound (systemd `READY=1` waits for it).
     serving: rr_runtime::services::Starting,
 }
@@ -52,9 +57,29 @@ impl rr_runtime::Plugin for Plugin {
         let _ = self.pool.set(pool.clone());
         let listener = server::Listener::bind(&self.cfg).await?;
         tracing::info!(target: "centrifuge", address = %listener.address(), api = %self.cfg.api_target()?, "centrifugo proxy server listening");
-        let _ = self.api.set(api::Api::connect(&self.cfg)?);
+        let hub = match &self.cfg.hub {
+            Some(cfg) => {
+                let hub = hub::Hub::new(cfg.clone(), pool.clone());
+                if cfg.broker.driver == hub::config::Driver::Redis {
+                    let remote = hub::redis::Remote::start(&hub, &cfg.broker.redis()?).await?;
+                    let _ = hub.remote.set(remote);
+                }
+                let listener = hub::server::bind(&hub).await?;
+                tracing::info!(target: "centrifuge", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "centrifuge hub listening (websocket at {})", hub::config::WEBSOCKET_PATH);
+                let _ = self.api.set(api::Backend::Hub(hub.clone()));
+                Some(tokio::spawn(hub::server::run(hub, listener, shutdown.clone())))
+            }
+            None => {
+                let _ = self.api.set(api::Backend::Centrifugo(api::Api::connect(&self.cfg)?));
+                None
+            }
+        };
         self.serving.serving();
-        server::run(listener, proxy::ProxyService { pool: pool.clone() }, shutdown, pool.config().destroy_timeout).await
+        let served = server::run(listener, proxy::ProxyService { pool: pool.clone() }, shutdown, pool.config().destroy_timeout).await;
+        if let Some(hub) = hub {
+            hub.await.map_err(|e| format!("centrifuge hub: {e}"))??;
+        }
+        served
     }
 
     async fn stop(&self) -> Result<(), BoxError> {

@@ -14,6 +14,9 @@
 //                    error.message for notifychannelstate "echo") is the JSON echo
 //                    {type, headers, context, flags, body (base64), pid, mode}
 // NotifyChannelState with any other channel -> result {}.
+// Connect, subscribe, publish and rpc whose data is a JSON object with `cmd` use that instead
+// (the hub's tests: there `client` is the hub's own id). Connect with `cmd` "expire" expires in
+// a second as user "expire-me", whose refresh answers `expired`.
 require __DIR__ . '/../lib/Centrifuge.php';
 
 use RrTest\Centrifuge;
@@ -25,6 +28,12 @@ while ($req = $c->waitRequest()) {
     $cmd = $req->type === 'notifychannelstate'
         ? (Proto::fields($fields[1][0] ?? '')[2][0] ?? '')
         : (string)($fields[1][0] ?? '');
+    // The embedded hub names the client itself: there the request's JSON data may carry `cmd`.
+    $dataField = ['connect' => 10, 'subscribe' => 14, 'publish' => 12, 'rpc' => 12][$req->type] ?? null;
+    $data = $dataField ? json_decode((string)($fields[$dataField][0] ?? ''), true) : null;
+    if (is_array($data) && isset($data['cmd'])) {
+        $cmd = (string)$data['cmd'];
+    }
     $echo = json_encode([
         'type' => $req->type,
         'headers' => $req->headers,
@@ -61,6 +70,15 @@ while ($req = $c->waitRequest()) {
             break;
         case 'crash':
             exit(3);
+    }
+    if ($cmd === 'expire' && $req->type === 'connect') {
+        // A connection that expires in a second; its refresh (user "expire-me") says expired.
+        $req->result(Proto::bytes(1, 'expire-me') . Proto::int(2, time() + 1));
+        continue;
+    }
+    if ($req->type === 'refresh' && ($fields[10][0] ?? '') === 'expire-me') {
+        $req->result(Proto::int(1, 1));
+        continue;
     }
     switch ($req->type) {
         case 'connect':

@@ -1,0 +1,581 @@
+//! The embedded hub (`centrifuge.hub`) against real PHP workers (tests/php/workers/centrifuge.php)
+//! and real clients: the official centrifuge-js client in Node (npm `centrifuge` + `ws`, JSON
+//! and protobuf framing) and raw tokio-tungstenite sockets for bad input and slow readers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use rr_centrifuge::api_proto as api;
+use rr_centrifuge::hub::{jwt, protocol as cp};
+use rr_centrifuge::proxy_proto as pb;
+use rr_runtime::testing::{TestServer, free_port};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn build() -> rr_runtime::Build {
+    rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_centrifuge::Plugin>()
+}
+
+struct Hub {
+    server: TestServer,
+    port: u16,
+    rpc: String,
+}
+
+/// A server with the hub on a free port; `hub` adds keys under `centrifuge.hub:`.
+async fn serve(hub: &str) -> Hub {
+    let (port, proxy, rpc) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nserver:\n  command: \"php {}\"\ncentrifuge:\n  proxy_address: tcp://127.0.0.1:{proxy}\n  pool:\n    num_workers: 2\n  hub:\n    address: 127.0.0.1:{port}\n{hub}\n",
+        root().join("tests/php/workers/centrifuge.php").display()
+    );
+    let mut server = TestServer::start(&build(), &yaml);
+    server.until("the hub listener", || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok() }).await;
+    let rpc = format!("tcp://127.0.0.1:{rpc}");
+    server.rpc(&rpc).await;
+    Hub { server, port, rpc }
+}
+
+impl Hub {
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/connection/websocket", self.port)
+    }
+
+    /// `centrifuge.<method>` from PHP (roadrunner-php/centrifugo's RPCCentrifugoApi way).
+    async fn php(&self, calls: Value) -> Vec<Value> {
+        let out = tokio::process::Command::new("php").arg(root().join("tests/php/centrifuge_api_client.php")).arg(calls.to_string()).env("RR_RPC", &self.rpc).output().await.unwrap();
+        assert!(out.status.success(), "php failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    async fn publish(&self, channel: &str, data: &Value) -> api::PublishResponse {
+        let req = api::PublishRequest { channel: channel.into(), data: data.to_string().into_bytes(), ..Default::default() };
+        let r = self.php(json!([["centrifuge.Publish", STANDARD.encode(req.encode_to_vec())]])).await;
+        api::PublishResponse::decode(STANDARD.decode(r[0]["ok"].as_str().unwrap_or_else(|| panic!("{r:?}"))).unwrap().as_slice()).unwrap()
+    }
+}
+
+/// The centrifuge-js install: `$CENTRIFUGE_JS`, else the cache tests/run.sh fills (installed
+/// here when missing).
+fn centrifuge_js() -> PathBuf {
+    let dir = std::env::var_os("CENTRIFUGE_JS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rr-tests/centrifuge-js"));
+    if !dir.join("node_modules/centrifuge/package.json").exists() {
+        let ok = std::process::Command::new("npm").args(["install", "--prefix"]).arg(&dir).args(["--no-audit", "--no-fund", "--silent", "centrifuge@5.7.4", "ws@8.18.3"]).status().unwrap();
+        assert!(ok.success(), "npm install centrifuge ws into {}", dir.display());
+    }
+    dir
+}
+
+/// The centrifuge-python install: `$CENTRIFUGE_PYTHON`, else the cache tests/run.sh fills
+/// (installed here when missing).
+fn centrifuge_python() -> PathBuf {
+    let dir = std::env::var_os("CENTRIFUGE_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rr-tests/centrifuge-python"));
+    if !dir.join("centrifuge/client.py").exists() {
+        let ok = std::process::Command::new("pip").args(["install", "-q", "--target"]).arg(&dir).arg("centrifuge-python==0.7.0").status().unwrap();
+        assert!(ok.success(), "pip install centrifuge-python into {}", dir.display());
+    }
+    dir
+}
+
+/// A running Node client; its events, one JSON line each.
+struct Node {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Node {
+    /// centrifuge-python instead of centrifuge-js (the `chat` scenario).
+    fn python(url: &str, framing: &str) -> Node {
+        let mut child = tokio::process::Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub_client.py"))
+            .args([url, framing])
+            .env("PYTHONPATH", centrifuge_python())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Node { child, lines }
+    }
+
+    fn start(url: &str, framing: &str, scenario: &str) -> Node {
+        let mut child = tokio::process::Command::new("node")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub_client.js"))
+            .args([url, framing, scenario])
+            .env("CENTRIFUGE_JS", centrifuge_js())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Node { child, lines }
+    }
+
+    /// The next event named `name` (earlier ones are collected and returned too).
+    async fn until(&mut self, name: &str) -> (Value, Vec<Value>) {
+        let mut seen = Vec::new();
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await.unwrap_or_else(|_| panic!("no `{name}` event; saw {seen:?}"));
+            let line = line.unwrap().unwrap_or_else(|| panic!("node exited before `{name}`; saw {seen:?}"));
+            let event: Value = serde_json::from_str(&line).unwrap();
+            if event["event"] == name {
+                return (event, seen);
+            }
+            seen.push(event);
+        }
+    }
+
+    async fn quit(mut self) {
+        let _ = self.child.stdin.as_mut().unwrap().write_all(b"quit\n").await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centrifuge_js_talks_to_php_and_receives_what_php_publishes() {
+    // Pings every second: the client's pongs keep it connected across several.
+    let hub = serve("    ping_interval: 1s\n    pong_timeout: 900ms").await;
+    for framing in ["json", "protobuf"] {
+        let mut node = Node::start(&hub.url(), framing, "chat");
+        let (connected, _) = node.until("connected").await;
+        // Connect reached PHP as proxy mode's request: the context names the type and carries
+        // the upgrade request's headers; the body is a proxy ConnectRequest.
+        let echo = &connected["data"];
+        assert_eq!((echo["type"].as_str(), echo["mode"].as_str()), (Some("connect"), Some("centrifuge")), "{framing}: {connected}");
+        let context = echo["context"].as_str().unwrap();
+        assert!(context.contains(r#""sec-websocket-key":["#) && context.contains(r#""type":["connect"]"#), "{context}");
+        let body = pb::ConnectRequest::decode(STANDARD.decode(echo["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+        assert_eq!((body.client.as_str(), body.transport.as_str(), body.protocol.as_str(), body.encoding.as_str()), (connected["client"].as_str().unwrap(), "websocket", framing, "json"));
+        assert_eq!((body.data.as_slice(), body.name.as_str()), (&br#"{"token":"t"}"#[..], "node"));
+
+        let (subscribed, _) = node.until("subscribed").await;
+        assert_eq!(subscribed["data"]["type"], "subscribe", "{subscribed}");
+        let sub = pb::SubscribeRequest::decode(STANDARD.decode(subscribed["data"]["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+        assert_eq!((sub.user.as_str(), sub.channel.as_str()), ("42", "chat"), "the user PHP's connect result named");
+        let (rpc, _) = node.until("rpc").await;
+        assert_eq!(rpc["data"]["type"], "rpc");
+        let rpc_body = pb::RpcRequest::decode(STANDARD.decode(rpc["data"]["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+        assert_eq!((rpc_body.method.as_str(), rpc_body.data.as_slice()), ("echo", &br#"{"n":1}"#[..]));
+        let (error, _) = node.until("rpc_error").await;
+        assert_eq!(error, json!({"event": "rpc_error", "code": 4001, "message": "nope", "temporary": true}), "PHP's error reaches the client");
+        // The client's own publish went through PHP (whose result data replaced it) and came back.
+        let (_, seen) = node.until("ready").await;
+        let (own, _) = if seen.iter().any(|e| e["event"] == "publication") { (seen.into_iter().find(|e| e["event"] == "publication").unwrap(), vec![]) } else { node.until("publication").await };
+        assert_eq!((own["data"]["type"].as_str(), own["user"].as_str()), (Some("publish"), Some("42")), "{own}");
+
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let reply = hub.publish("chat", &json!({"from": "php", "framing": framing})).await;
+        assert_eq!(reply.error, None);
+        let (publication, seen) = node.until("publication").await;
+        assert_eq!(publication["data"], json!({"from": "php", "framing": framing}));
+        assert!(seen.is_empty(), "still connected after the pings: {seen:?}");
+        node.quit().await;
+    }
+    // A connection PHP lets expire: its refresh says `expired`, the client is closed with 3005.
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(Message::text(json!({"id": 1, "connect": {"data": {"cmd": "expire"}}}).to_string())).await.unwrap();
+    let connected = text(&mut ws).await;
+    assert_eq!(connected["connect"]["expires"], Value::Null, "server-side expiry is not the client's business: {connected}");
+    assert_eq!(close_code(&mut ws).await, 3005);
+    // PHP's disconnect on connect closes the socket with its code; 4500 is terminal for the client.
+    let mut node = Node::start(&hub.url(), "json", "cmd:disconnect");
+    let (gone, _) = node.until("disconnected").await;
+    assert_eq!((gone["code"].as_u64(), gone["reason"].as_str()), (Some(4500), Some("bye")));
+    hub.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_jwt_skips_php_and_subscribes_its_channels() {
+    let hub = serve("    token_hmac_secret_key: s3cret\n    presence: true").await;
+    let token = jwt::sign(&json!({"sub": "7", "channels": ["news"], "info": {"name": "ann"}}), b"s3cret");
+    let mut node = Node::start(&hub.url(), "json", &format!("token:{token}"));
+    let (connected, _) = node.until("connected").await;
+    assert_eq!(connected["data"], Value::Null, "no connect call to PHP, so no data: {connected}");
+    node.until("server_subscribed").await;
+    hub.publish("news", &json!({"n": 1})).await;
+    let (publication, _) = node.until("server_publication").await;
+    assert_eq!((publication["channel"].as_str(), &publication["data"]), (Some("news"), &json!({"n": 1})));
+
+    // The API sees the hub: presence with the token's user and info, channels, info.
+    let presence = api::PresenceRequest { channel: "news".into() };
+    let channels = api::ChannelsRequest { pattern: "n*".into() };
+    let r = hub.php(json!([["centrifuge.Presence", STANDARD.encode(presence.encode_to_vec())], ["centrifuge.Channels", STANDARD.encode(channels.encode_to_vec())], ["centrifuge.History", STANDARD.encode(api::HistoryRequest { channel: "news".into(), ..Default::default() }.encode_to_vec())]])).await;
+    let presence = api::PresenceResponse::decode(STANDARD.decode(r[0]["ok"].as_str().unwrap()).unwrap().as_slice()).unwrap().result.unwrap().presence;
+    let me = presence.values().next().unwrap();
+    assert_eq!((presence.len(), me.user.as_str(), me.conn_info.as_slice()), (1, "7", &br#"{"name":"ann"}"#[..]));
+    let channels = api::ChannelsResponse::decode(STANDARD.decode(r[1]["ok"].as_str().unwrap()).unwrap().as_slice()).unwrap().result.unwrap().channels;
+    assert_eq!(channels.get("news").map(|c| c.num_clients), Some(1));
+    let history = api::HistoryResponse::decode(STANDARD.decode(r[2]["ok"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+    assert_eq!(history.error, Some(api::Error { code: 108, message: "not available".into() }), "history_size is 0");
+    let r = hub.php(json!([["centrifuge.Info", ""], ["centrifuge.RevokeToken", ""]])).await;
+    let info = rr_centrifuge::hub::api::InfoResponse::decode(STANDARD.decode(r[0]["ok"].as_str().unwrap()).unwrap().as_slice()).unwrap().result.unwrap();
+    let n = &info.nodes[0];
+    assert_eq!((info.nodes.len(), n.num_clients, n.num_users, n.num_channels), (1, 1, 1, 1), "{n:?}");
+    assert_eq!(decode::<api::EmptyResponse>(&r[1]).error.map(|e| e.code), Some(108), "PRO methods are not available");
+
+    // Disconnect from PHP reaches the client with its code.
+    let disconnect = api::DisconnectRequest { user: "7".into(), disconnect: Some(api::Disconnect { code: 4501, reason: "go away".into() }), ..Default::default() };
+    hub.php(json!([["centrifuge.Disconnect", STANDARD.encode(disconnect.encode_to_vec())]])).await;
+    let (gone, _) = node.until("disconnected").await;
+    assert_eq!((gone["code"].as_u64(), gone["reason"].as_str()), (Some(4501), Some("go away")));
+    // A token signed with another key is refused with 3500.
+    let bad = jwt::sign(&json!({"sub": "7"}), b"other");
+    let mut node = Node::start(&hub.url(), "json", &format!("token:{bad}"));
+    let (gone, _) = node.until("disconnected").await;
+    assert_eq!(gone["code"].as_u64(), Some(3500), "{gone}");
+    hub.server.stop().await.unwrap();
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn raw(url: &str, protocol: Option<&str>) -> Ws {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(p) = protocol {
+        req.headers_mut().insert("sec-websocket-protocol", p.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Read until the close frame; its code.
+async fn close_code(ws: &mut Ws) -> u16 {
+    let read = async {
+        while let Some(msg) = ws.next().await {
+            if let Message::Close(Some(frame)) = msg.unwrap() {
+                return u16::from(frame.code);
+            }
+        }
+        panic!("closed without a close frame");
+    };
+    tokio::time::timeout(Duration::from_secs(30), read).await.expect("a close frame")
+}
+
+async fn text(ws: &mut Ws) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.unwrap().unwrap().unwrap() {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Binary(_) => panic!("binary frame on a JSON session"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_closed_with_centrifuges_codes() {
+    let hub = serve("    allowed_origins: [http://app.test]\n    max_message_size: 1000\n    ping_interval: 2s\n    pong_timeout: 1s").await;
+    // A command before connect, a frame that is not JSON, a command without id: 3501.
+    for frame in [r#"{"id":1,"subscribe":{"channel":"chat"}}"#, "{nope", r#"{"publish":{"channel":"a"}}"#] {
+        let mut ws = raw(&hub.url(), None).await;
+        ws.send(Message::text(frame)).await.unwrap();
+        assert_eq!(close_code(&mut ws).await, 3501, "{frame}");
+    }
+    let mut ws = raw(&hub.url(), Some("centrifuge-protobuf")).await;
+    ws.send(Message::binary(b"\x05\x08".to_vec())).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, 3501, "a truncated protobuf frame");
+    // Over max_message_size: WebSocket's 1009.
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(Message::text(format!(r#"{{"id":1,"connect":{{"data":"{}"}}}}"#, "x".repeat(2000)))).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, 1009);
+    // An origin not allowed: the upgrade is refused.
+    let mut req = hub.url().into_client_request().unwrap();
+    req.headers_mut().insert("origin", "http://evil.test".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(matches!(&err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 403), "{err:?}");
+    // The protobuf subprotocol is echoed; the connect reply carries the client id and ping.
+    let (mut ws, resp) = {
+        let mut req = hub.url().into_client_request().unwrap();
+        req.headers_mut().insert("sec-websocket-protocol", "centrifuge-protobuf".parse().unwrap());
+        req.headers_mut().insert("origin", "http://app.test".parse().unwrap());
+        tokio_tungstenite::connect_async(req).await.unwrap()
+    };
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "centrifuge-protobuf");
+    let connect = cp::Command { id: 1, connect: Some(cp::ConnectRequest { data: b"{}".to_vec(), ..Default::default() }), ..Default::default() };
+    ws.send(Message::binary(connect.encode_length_delimited_to_vec())).await.unwrap();
+    let reply = loop {
+        if let Message::Binary(b) = ws.next().await.unwrap().unwrap() {
+            break cp::Reply::decode_length_delimited(b).unwrap();
+        }
+    };
+    let result = reply.connect.unwrap();
+    assert_eq!((reply.id, result.ping, result.pong, result.client.len()), (1, 2, true, 36));
+    // The server pings (a single 0 byte); a client that never answers is closed with 3012.
+    let ping = loop {
+        if let Message::Binary(b) = ws.next().await.unwrap().unwrap() {
+            break b;
+        }
+    };
+    assert_eq!(&ping[..], b"\x00");
+    assert_eq!(close_code(&mut ws).await, 3012);
+    hub.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_disconnected_with_3008() {
+    let hub = serve("    client_queue_max_size: 200000\n    max_message_size: 1000000").await;
+    let connect = |id: u32| json!({"id": id, "connect": {"data": {}}}).to_string();
+    let mut slow = raw(&hub.url(), None).await;
+    slow.send(Message::text(format!("{}\n{}", connect(1), json!({"id": 2, "subscribe": {"channel": "big"}})))).await.unwrap();
+    assert!(text(&mut slow).await["connect"]["client"].is_string());
+    assert_eq!(text(&mut slow).await["id"], 2, "subscribed");
+    // The slow client stops reading; another publishes far more than socket buffers and the
+    // queue hold.
+    let mut publisher = raw(&hub.url(), None).await;
+    publisher.send(Message::text(connect(1))).await.unwrap();
+    text(&mut publisher).await;
+    let payload = json!({"text": "x".repeat(50_000)});
+    for id in 2..300u32 {
+        publisher.send(Message::text(json!({"id": id, "publish": {"channel": "big", "data": payload}}).to_string())).await.unwrap();
+        let reply = text(&mut publisher).await;
+        assert_eq!(reply["id"], id, "{reply}");
+    }
+    assert_eq!(close_code(&mut slow).await, 3008);
+    // The publisher is unaffected.
+    publisher.send(Message::text(json!({"id": 999, "ping": {}}).to_string())).await.unwrap();
+    assert_eq!(text(&mut publisher).await, json!({"id": 999, "ping": {}}));
+    hub.server.stop().await.unwrap();
+}
+
+fn decode<M: prost::Message + Default>(r: &Value) -> M {
+    M::decode(STANDARD.decode(r["ok"].as_str().unwrap_or_else(|| panic!("{r}"))).unwrap().as_slice()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_recovery_and_the_api_on_the_hub() {
+    let hub = serve("    history_size: 3\n    history_ttl: 60s\n    presence: true").await;
+    let b64 = |m: &dyn Fn() -> Vec<u8>| STANDARD.encode(m());
+    let mut calls = Vec::new();
+    for n in 1..=5 {
+        calls.push(json!(["centrifuge.Publish", b64(&|| api::PublishRequest { channel: "h".into(), data: json!({"n": n}).to_string().into_bytes(), ..Default::default() }.encode_to_vec())]));
+    }
+    calls.push(json!(["centrifuge.History", b64(&|| api::HistoryRequest { channel: "h".into(), limit: -1, ..Default::default() }.encode_to_vec())]));
+    calls.push(json!(["centrifuge.Publish", b64(&|| api::PublishRequest::default().encode_to_vec())]));
+    let r = hub.php(Value::Array(calls)).await;
+    let last: api::PublishResponse = decode(&r[4]);
+    let position = last.result.unwrap();
+    assert_eq!(position.offset, 5);
+    let history: api::HistoryResponse = decode(&r[5]);
+    let history = history.result.unwrap();
+    assert_eq!(history.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [3, 4, 5], "history_size keeps the newest 3");
+    assert_eq!((history.offset, &history.epoch), (5, &position.epoch));
+    assert_eq!(decode::<api::PublishResponse>(&r[6]).error, Some(api::Error { code: 107, message: "bad request".into() }), "no channel");
+
+    // A client that saw offset 3 recovers 4 and 5; one that saw 1 cannot (2 fell out of history).
+    let mut ws = raw(&hub.url(), None).await;
+    let subscribe = |id: u32, channel: &str, offset: u64| json!({"id": id, "subscribe": {"channel": channel, "recover": true, "offset": offset, "epoch": position.epoch}}).to_string();
+    ws.send(Message::text(format!("{}\n{}", json!({"id": 1, "connect": {}}), subscribe(2, "h", 3)))).await.unwrap();
+    assert_eq!(text(&mut ws).await["id"], 1);
+    let sub = text(&mut ws).await;
+    let result = &sub["subscribe"];
+    assert_eq!((result["recovered"].as_bool(), result["was_recovering"].as_bool(), result["offset"].as_u64()), (Some(true), Some(true), Some(5)), "{sub}");
+    assert_eq!(result["publications"].as_array().unwrap().iter().map(|p| p["data"]["n"].as_u64().unwrap()).collect::<Vec<_>>(), [4, 5]);
+    ws.send(Message::text(subscribe(3, "h2", 0))).await.unwrap();
+    text(&mut ws).await;
+    let mut other = raw(&hub.url(), None).await;
+    other.send(Message::text(format!("{}\n{}", json!({"id": 1, "connect": {}}), subscribe(2, "h", 1)))).await.unwrap();
+    text(&mut other).await;
+    assert_eq!(text(&mut other).await["subscribe"]["recovered"], Value::Null, "not recovered (false is left out)");
+    // Client-side history and presence.
+    ws.send(Message::text(json!({"id": 4, "history": {"channel": "h", "limit": 1, "reverse": true}}).to_string())).await.unwrap();
+    let h = text(&mut ws).await;
+    assert_eq!((h["history"]["publications"][0]["offset"].as_u64(), h["history"]["offset"].as_u64()), (Some(5), Some(5)), "{h}");
+    ws.send(Message::text(json!({"id": 5, "presence_stats": {"channel": "h"}}).to_string())).await.unwrap();
+    assert_eq!(text(&mut ws).await["presence_stats"], json!({"num_clients": 2, "num_users": 1}));
+
+    // Broadcast, then Unsubscribe and Subscribe of user 42's connections from PHP.
+    let calls = json!([
+        ["centrifuge.Broadcast", b64(&|| api::BroadcastRequest { channels: vec!["h".into(), "nobody".into()], data: br#"{"b":1}"#.to_vec(), ..Default::default() }.encode_to_vec())],
+        ["centrifuge.Unsubscribe", b64(&|| api::UnsubscribeRequest { channel: "h2".into(), user: "42".into(), ..Default::default() }.encode_to_vec())],
+        ["centrifuge.History", b64(&|| api::HistoryRequest { channel: "h".into(), since: Some(api::StreamPosition { offset: 1, epoch: "other".into() }), ..Default::default() }.encode_to_vec())],
+        ["centrifuge.Channels", b64(&|| api::ChannelsRequest::default().encode_to_vec())],
+    ]);
+    let r = hub.php(calls).await;
+    let broadcast: api::BroadcastResponse = decode(&r[0]);
+    assert_eq!(broadcast.result.unwrap().responses.iter().map(|p| p.result.as_ref().unwrap().offset).collect::<Vec<_>>(), [6, 1]);
+    let publication = text(&mut ws).await;
+    assert_eq!((publication["push"]["channel"].as_str(), &publication["push"]["pub"]["data"]), (Some("h"), &json!({"b": 1})), "{publication}");
+    let unsubscribed = text(&mut ws).await;
+    assert_eq!(unsubscribed["push"], json!({"channel": "h2", "unsubscribe": {"code": 2000, "reason": "server unsubscribe"}}));
+    assert_eq!(decode::<api::HistoryResponse>(&r[2]).error.map(|e| e.code), Some(112), "a position from another epoch");
+    let channels = decode::<api::ChannelsResponse>(&r[3]).result.unwrap().channels;
+    assert_eq!((channels.len(), channels["h"].num_clients), (1, 2), "{channels:?}");
+    hub.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_and_leave_reach_subscribers_that_asked() {
+    let hub = serve("    join_leave: true").await;
+    let join = |channel: &str, join_leave: bool| format!("{}\n{}", json!({"id": 1, "connect": {}}), json!({"id": 2, "subscribe": {"channel": channel, "join_leave": join_leave}}));
+    let mut a = raw(&hub.url(), None).await;
+    a.send(Message::text(join("room", true))).await.unwrap();
+    text(&mut a).await;
+    text(&mut a).await;
+    let mut quiet = raw(&hub.url(), None).await;
+    quiet.send(Message::text(join("room", false))).await.unwrap();
+    let quiet_id = text(&mut quiet).await["connect"]["client"].as_str().unwrap().to_string();
+    text(&mut quiet).await;
+    let joined = text(&mut a).await;
+    assert_eq!(joined["push"]["channel"], "room");
+    assert_eq!((joined["push"]["join"]["info"]["user"].as_str(), joined["push"]["join"]["info"]["client"].as_str()), (Some("42"), Some(quiet_id.as_str())), "{joined}");
+    quiet.close(None).await.unwrap();
+    let left = text(&mut a).await;
+    assert_eq!(left["push"]["leave"]["info"]["client"].as_str(), Some(quiet_id.as_str()), "{left}");
+    // The quiet one asked for none: a publication is the next thing it would see, so check with
+    // a third subscriber that did not ask, then publish.
+    let mut b = raw(&hub.url(), None).await;
+    b.send(Message::text(join("room", false))).await.unwrap();
+    text(&mut b).await;
+    text(&mut b).await;
+    a.close(None).await.unwrap();
+    hub.publish("room", &json!({"after": "leave"})).await;
+    let next = text(&mut b).await;
+    assert_eq!(next["push"]["pub"]["data"], json!({"after": "leave"}), "no join/leave for a subscriber that did not ask: {next}");
+    hub.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_is_bounded_by_proxy_timeout_and_limits_hold() {
+    let hub = serve("    proxy_timeout: 1s\n    client_channel_limit: 1").await;
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(Message::text(json!({"id": 1, "connect": {}}).to_string())).await.unwrap();
+    text(&mut ws).await;
+    ws.send(Message::text(json!({"id": 2, "rpc": {"method": "m", "data": {"cmd": "hang"}}}).to_string())).await.unwrap();
+    assert_eq!(text(&mut ws).await, json!({"id": 2, "error": {"code": 100, "message": "internal server error", "temporary": true}}));
+    // Still served: the next calls reach a worker.
+    for id in 3..6 {
+        ws.send(Message::text(json!({"id": id, "rpc": {"method": "m", "data": {"n": id}}}).to_string())).await.unwrap();
+        let reply = text(&mut ws).await;
+        assert_eq!((reply["id"].as_u64(), reply["rpc"]["data"]["type"].as_str()), (Some(id), Some("rpc")), "{reply}");
+    }
+    let subscribe = |id: u32, channel: &str| Message::text(json!({"id": id, "subscribe": {"channel": channel}}).to_string());
+    ws.send(subscribe(6, &"x".repeat(256))).await.unwrap();
+    assert_eq!(text(&mut ws).await["error"]["code"], 106, "channel_max_length");
+    ws.send(subscribe(7, "a")).await.unwrap();
+    assert!(text(&mut ws).await["subscribe"].is_object());
+    ws.send(subscribe(8, "a")).await.unwrap();
+    assert_eq!(text(&mut ws).await["error"]["code"], 105, "already subscribed");
+    ws.send(subscribe(9, "b")).await.unwrap();
+    assert_eq!(text(&mut ws).await["error"], json!({"code": 106, "message": "limit exceeded"}), "client_channel_limit");
+    hub.server.stop().await.unwrap();
+}
+
+/// `curl -N` reading the hub's SSE endpoint; the JSON of each `data:` line.
+struct Sse {
+    _child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Sse {
+    fn start(hub: &Hub, connect: &Value) -> Sse {
+        let query: String = url_encode(&connect.to_string());
+        let mut child = tokio::process::Command::new("curl")
+            .args(["-sN", &format!("http://127.0.0.1:{}/connection/uni_sse?cf_connect={query}", hub.port)])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Sse { _child: child, lines }
+    }
+
+    /// The next event that is not a ping; None when the stream ended.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await.expect("an SSE event").unwrap()?;
+            if let Some(json) = line.strip_prefix("data: ") {
+                let v: Value = serde_json::from_str(json).unwrap();
+                if v != json!({}) {
+                    return Some(v);
+                }
+            }
+        }
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uni_sse_streams_connect_publications_and_disconnect_to_curl() {
+    let hub = serve("    token_hmac_secret_key: k").await;
+    // Connect through PHP: transport "uni_sse" in its request.
+    let mut sse = Sse::start(&hub, &json!({"data": {"token": "t"}}));
+    let connected = sse.next().await.unwrap();
+    let echo = &connected["connect"]["data"];
+    let body = pb::ConnectRequest::decode(STANDARD.decode(echo["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+    assert_eq!((body.transport.as_str(), body.protocol.as_str(), body.data.as_slice()), ("uni_sse", "json", &br#"{"token":"t"}"#[..]), "{connected}");
+    assert_eq!(connected["connect"]["client"].as_str(), Some(body.client.as_str()));
+    // A token with channels: publications on them arrive as events; PHP's disconnect ends it.
+    let token = jwt::sign(&json!({"sub": "9", "channels": ["feed"]}), b"k");
+    let mut sse = Sse::start(&hub, &json!({"token": token}));
+    assert!(sse.next().await.unwrap()["connect"]["subs"]["feed"].is_object());
+    hub.publish("feed", &json!({"n": 1})).await;
+    let publication = sse.next().await.unwrap();
+    assert_eq!((&publication["channel"], &publication["pub"]["data"]), (&json!("feed"), &json!({"n": 1})), "{publication}");
+    let disconnect = api::DisconnectRequest { user: "9".into(), ..Default::default() };
+    hub.php(json!([["centrifuge.Disconnect", STANDARD.encode(disconnect.encode_to_vec())]])).await;
+    assert_eq!(sse.next().await.unwrap(), json!({"disconnect": {"code": 3503, "reason": "force disconnect"}}));
+    // A bad token: the disconnect event at once.
+    let mut sse = Sse::start(&hub, &json!({"token": "x.y.z"}));
+    assert_eq!(sse.next().await.unwrap()["disconnect"]["code"], 3500);
+    hub.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_publications_over_redis() {
+    let prefix = format!("rr-test-{}", std::process::id());
+    let broker = format!("    broker:\n      driver: redis\n      config:\n        addrs: [127.0.0.1:6379]\n        prefix: {prefix}");
+    let (a, b) = (serve(&broker).await, serve(&broker).await);
+    let join = json!({"id": 1, "connect": {}}).to_string() + "\n" + &json!({"id": 2, "subscribe": {"channel": "x"}}).to_string();
+    let mut on_a = raw(&a.url(), None).await;
+    let mut on_b = raw(&b.url(), None).await;
+    for ws in [&mut on_a, &mut on_b] {
+        ws.send(Message::text(join.clone())).await.unwrap();
+        text(ws).await;
+        assert_eq!(text(ws).await["id"], 2);
+    }
+    // PHP publishes on server A: the client on B receives it too.
+    a.publish("x", &json!({"from": "a"})).await;
+    for ws in [&mut on_a, &mut on_b] {
+        assert_eq!(text(ws).await["push"]["pub"]["data"], json!({"from": "a"}));
+    }
+    // A client publishes on B (through B's PHP): the client on A receives it with its info.
+    on_b.send(Message::text(json!({"id": 3, "publish": {"channel": "x", "data": {"from": "b"}}}).to_string())).await.unwrap();
+    let on_a_pub = text(&mut on_a).await;
+    assert_eq!((on_a_pub["push"]["pub"]["data"]["type"].as_str(), on_a_pub["push"]["pub"]["info"]["user"].as_str()), (Some("publish"), Some("42")), "{on_a_pub}");
+    a.server.stop().await.unwrap();
+    b.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centrifuge_python_talks_to_php_and_receives_what_php_publishes() {
+    let hub = serve("").await;
+    for framing in ["json", "protobuf"] {
+        let mut py = Node::python(&hub.url(), framing);
+        let (connected, _) = py.until("connected").await;
+        let body = pb::ConnectRequest::decode(STANDARD.decode(connected["data"]["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+        assert_eq!((body.protocol.as_str(), body.name.as_str()), (framing, "python"), "{connected}");
+        // Protobuf data comes as the client sent it; JSON data as compact JSON (see docs).
+        let sent: &[u8] = if framing == "json" { br#"{"token":"t"}"# } else { br#"{"token": "t"}"# };
+        assert_eq!(body.data, sent);
+        assert_eq!(py.until("subscribed").await.0["data"]["type"], "subscribe");
+        assert_eq!(py.until("rpc").await.0["data"]["type"], "rpc");
+        py.until("ready").await;
+        hub.publish("chat", &json!({"from": "php"})).await;
+        assert_eq!(py.until("publication").await.0["data"], json!({"from": "php"}));
+        py.quit().await;
+    }
+    hub.server.stop().await.unwrap();
+}
