@@ -63,13 +63,21 @@ final class Codec
                 command: $f[2][0] ?? '',
                 options: $options,
                 payloads: $payloads,
-                failure: isset($f[4]) ? ['message' => Proto::fields($f[4][0])[1][0] ?? ''] : null,
+                failure: isset($f[4]) ? self::decodeFailure($f[4][0]) : null,
                 runId: $f[8][0] ?? '',
                 taskQueue: $f[9][0] ?? '',
                 hasPayloads: isset($f[5]),
             );
         }
         return $out;
+    }
+
+    /** A Failure's message and its cause's (an activity failure carries the activity's error there). */
+    public static function decodeFailure(string $raw): array
+    {
+        $f = Proto::fields($raw);
+        $cause = isset($f[4]) ? self::decodeFailure($f[4][0]) : null;
+        return ['message' => $f[1][0] ?? '', 'cause' => $cause];
     }
 
     /** @return array{metadata: array<string,string>, data: string} */
@@ -158,8 +166,13 @@ final class TaskQueue
     }
 
     /**
-     * A workflow; `$run(array $info, string $rrId, ...$args)` completes it at once with its return
-     * value (a thrown exception fails it). No timers, activities or signals: enough for the codec.
+     * A workflow; `$run(array $info, string $rrId, ...$args)` completes it with its return value
+     * (a thrown exception fails it). A run that is a generator yields commands and gets their
+     * results back (a failure is thrown into it):
+     * `['ExecuteActivity', ['name' => 'echo', 'options' => [...]], [$arg]]`, `['NewTimer', ['ms' => 100]]`,
+     * `['GetVersion', ['changeID' => 'c', 'minSupported' => -1, 'maxSupported' => 2]]`,
+     * `['SideEffect', [], [$value]]`; and two local ones: `['state', $value]` sets what every
+     * query answers, `['signal', $name]` waits for that signal and gets its arguments.
      */
     public function workflow(string $name, array $signals = [], array $queries = [], ?callable $run = null): self
     {
@@ -184,6 +197,10 @@ final class Factory
     private int $nextId = 0;
     /** Running workflow instances: rr_id => workflow type. */
     private array $running = [];
+    /** Generator workflows: rr_id => {gen, state, signals, awaiting}. */
+    private array $instances = [];
+    /** Our command id => the rr_id waiting for its result. */
+    private array $waits = [];
 
     public function __construct(private GoridgeWorker $worker)
     {
@@ -231,16 +248,21 @@ final class Factory
         $replies = [];
         foreach ($messages as $m) {
             if ($m->command === '') {
+                // The result of one of our commands.
+                array_push($replies, ...$this->resume($m));
                 continue;
             }
-            $replies[] = match (true) {
-                $queue === null && $m->command === 'GetWorkerInfo' => $this->workerInfo($m),
+            array_push($replies, ...match (true) {
+                $queue === null && $m->command === 'GetWorkerInfo' => [$this->workerInfo($m)],
                 $queue === null => throw new \LogicException("command {$m->command} needs a task queue"),
-                $m->command === 'InvokeActivity', $m->command === 'InvokeLocalActivity' => $this->activity($this->queues[$queue], $m),
+                $m->command === 'InvokeActivity', $m->command === 'InvokeLocalActivity' => [$this->activity($this->queues[$queue], $m)],
                 $m->command === 'StartWorkflow' => $this->startWorkflow($this->queues[$queue], $m, $context),
-                $m->command === 'DestroyWorkflow' => $this->destroyWorkflow($m),
+                $m->command === 'DestroyWorkflow' => [$this->destroyWorkflow($m)],
+                $m->command === 'InvokeSignal' => $this->signal($m, $context),
+                $m->command === 'InvokeQuery' => [$this->query($m, $context)],
+                $m->command === 'CancelWorkflow' => [Codec::response($m->id, Codec::payloads([]))],
                 default => throw new \LogicException("command {$m->command} is not supported by this test worker"),
-            };
+            });
         }
         return $replies;
     }
@@ -267,7 +289,8 @@ final class Factory
         return Codec::response(0, Codec::payloads($infos));
     }
 
-    private function startWorkflow(TaskQueue $q, Message $m, array $context): string
+    /** @return list<string> */
+    private function startWorkflow(TaskQueue $q, Message $m, array $context): array
     {
         // Newer SDKs read the instance id from the message, older ones from the context.
         $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
@@ -277,17 +300,106 @@ final class Factory
             throw new \LogicException("workflow `$type` is not registered on task queue `{$q->name}` or has no body");
         }
         $this->running[$rrId] = $type;
+        $this->instances[$rrId] = ['gen' => null, 'state' => null, 'signals' => [], 'awaiting' => null];
         try {
             $result = $run($m->options['info'], $rrId, ...array_map([Codec::class, 'value'], $m->payloads));
-            return Codec::command(++$this->nextId, 'CompleteWorkflow', [], Codec::payloads([$result]));
         } catch (\Throwable $e) {
-            return Codec::command(++$this->nextId, 'CompleteWorkflow', [], null, Codec::failure($e->getMessage(), (new \ReflectionClass($e))->getShortName()));
+            return [$this->fail($e)];
         }
+        if (!$result instanceof \Generator) {
+            return [Codec::command(++$this->nextId, 'CompleteWorkflow', [], Codec::payloads([$result]))];
+        }
+        $this->instances[$rrId]['gen'] = $result;
+        return $this->advance($rrId, fn(\Generator $g) => $g->current());
+    }
+
+    private function fail(\Throwable $e): string
+    {
+        return Codec::command(++$this->nextId, 'CompleteWorkflow', [], null, Codec::failure($e->getMessage(), (new \ReflectionClass($e))->getShortName()));
+    }
+
+    /**
+     * Run a generator workflow until it waits: `$step` sends it a result (or throws a failure
+     * into it), then its yielded commands are sent or, for the local ones, answered here.
+     * @return list<string>
+     */
+    private function advance(string $rrId, callable $step): array
+    {
+        $i = &$this->instances[$rrId];
+        $gen = $i['gen'];
+        try {
+            $step($gen);
+            while ($gen->valid()) {
+                $cmd = $gen->current();
+                if ($cmd[0] === 'state') {
+                    $i['state'] = $cmd[1];
+                    $gen->send(null);
+                } elseif ($cmd[0] === 'signal') {
+                    if (isset($i['signals'][$cmd[1]]) && $i['signals'][$cmd[1]] !== []) {
+                        $gen->send(array_shift($i['signals'][$cmd[1]]));
+                    } else {
+                        $i['awaiting'] = $cmd[1];
+                        return [];
+                    }
+                } else {
+                    $id = ++$this->nextId;
+                    $this->waits[$id] = $rrId;
+                    return [Codec::command($id, $cmd[0], $cmd[1], isset($cmd[2]) ? Codec::payloads($cmd[2]) : null)];
+                }
+            }
+            return [Codec::command(++$this->nextId, 'CompleteWorkflow', [], Codec::payloads([$gen->getReturn()]))];
+        } catch (\Throwable $e) {
+            return [$this->fail($e)];
+        }
+    }
+
+    /** @return list<string> */
+    private function resume(Message $m): array
+    {
+        $rrId = $this->waits[$m->id] ?? null;
+        if ($rrId === null || !isset($this->instances[$rrId])) {
+            return [];
+        }
+        unset($this->waits[$m->id]);
+        if ($m->failure !== null) {
+            $message = $m->failure['message'];
+            for ($c = $m->failure['cause']; $c !== null; $c = $c['cause']) {
+                $message .= ': ' . $c['message'];
+            }
+            return $this->advance($rrId, fn(\Generator $g) => $g->throw(new \RuntimeException($message)));
+        }
+        $value = $m->payloads === [] ? null : Codec::value($m->payloads[0]);
+        return $this->advance($rrId, fn(\Generator $g) => $g->send($value));
+    }
+
+    /** @return list<string> */
+    private function signal(Message $m, array $context): array
+    {
+        $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
+        $name = $m->options['name'] ?? '';
+        $args = array_map([Codec::class, 'value'], $m->payloads);
+        $replies = [Codec::response($m->id, Codec::payloads([]))];
+        if (!isset($this->instances[$rrId])) {
+            return $replies;
+        }
+        $i = &$this->instances[$rrId];
+        $i['signals'][$name][] = $args;
+        if ($i['awaiting'] === $name && $i['gen'] !== null) {
+            $i['awaiting'] = null;
+            array_push($replies, ...$this->advance($rrId, fn(\Generator $g) => $g->send(array_shift($this->instances[$rrId]['signals'][$name]))));
+        }
+        return $replies;
+    }
+
+    private function query(Message $m, array $context): string
+    {
+        $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
+        return Codec::response($m->id, Codec::payloads([$this->instances[$rrId]['state'] ?? null]));
     }
 
     private function destroyWorkflow(Message $m): string
     {
-        unset($this->running[$m->runId]);
+        unset($this->running[$m->runId], $this->instances[$m->runId]);
         return Codec::response(0, Codec::payloads([count($this->running)]));
     }
 

@@ -3,20 +3,43 @@
 // Activities on `default`: echo (upper-cases its argument), fail (throws), async (completes
 // later: doNotCompleteOnReturn), env (the worker's RR_MODE/RR_CODEC and what it was invoked with),
 // sum (adds its arguments). Workflow SimpleWorkflow completes at once with its argument
-// upper-cased and the rr_id it ran under; FailingWorkflow fails.
+// upper-cased and the rr_id it ran under; FailingWorkflow fails; the generator workflows below
+// run activities, timers, GetVersion, SideEffect, signals and queries through a server.
 require __DIR__ . '/../lib/Temporal.php';
 
 use RrTest\Temporal\DoNotComplete;
 use RrTest\Temporal\Factory;
 
 $factory = Factory::create();
-$factory->newWorker('default', ['MaxConcurrentActivityExecutionSize' => 4])
+// Tests against one shared Temporal server keep apart by a task queue prefix.
+$prefix = getenv('TEMPORAL_TQ_PREFIX') ?: '';
+$factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' => 4])
     ->workflow('SimpleWorkflow', signals: ['add'], queries: ['get'], run: fn(array $info, string $rrId, string $s) => [
         'result' => strtoupper($s),
         'rr_id' => $rrId,
         'workflow_id' => $info['WorkflowExecution']['ID'] ?? '',
     ])
     ->workflow('FailingWorkflow', run: fn(array $info, string $rrId) => throw new \RuntimeException('workflow failed on purpose'))
+    // One activity, then done.
+    ->workflow('ActivityWorkflow', run: function (array $info, string $rrId, string $s) {
+        return yield ['ExecuteActivity', ['name' => 'echo', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], [$s]];
+    })
+    // The end-to-end of TEMPORAL.md §10: GetVersion, SideEffect, a timer, an activity, then it
+    // waits for signal `go`; query `state` answers what it has so far.
+    ->workflow('E2EWorkflow', signals: ['go'], queries: ['state'], run: function (array $info, string $rrId, string $name) {
+        $version = yield ['GetVersion', ['changeID' => 'chg', 'minSupported' => -1, 'maxSupported' => 2]];
+        $random = yield ['SideEffect', [], [random_int(1, 1_000_000_000)]];
+        yield ['NewTimer', ['ms' => 100]];
+        $echo = yield ['ExecuteActivity', ['name' => 'echo', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], [$name]];
+        yield ['state', [$version, $random, $echo]];
+        [$suffix] = yield ['signal', 'go'];
+        return [$version, $random, $echo . $suffix];
+    })
+    // An activity that fails: the failure reaches the workflow, which fails with it.
+    ->workflow('ActivityFailureWorkflow', run: function (array $info, string $rrId) {
+        yield ['ExecuteActivity', ['name' => 'fail', 'options' => ['StartToCloseTimeout' => 10_000_000_000, 'RetryPolicy' => ['MaximumAttempts' => 1]]], []];
+        return 'unreachable';
+    })
     ->activity('echo', fn(array $info, string $s) => strtoupper($s))
     ->activity('fail', fn(array $info) => throw new \DomainException('failed on purpose'))
     ->activity('async', fn(array $info) => throw new DoNotComplete())
@@ -29,5 +52,5 @@ $factory->newWorker('default', ['MaxConcurrentActivityExecutionSize' => 4])
         'local' => $info['IsLocalActivity'] ?? null,
     ])
     ->activity('sum', fn(array $info, int ...$n) => array_sum($n));
-$factory->newWorker('orders')->workflow('OrderWorkflow')->activity('charge', fn(array $info, int $cents) => "charged $cents");
+$factory->newWorker($prefix . 'orders')->workflow('OrderWorkflow')->activity('charge', fn(array $info, int $cents) => "charged $cents");
 $factory->run();

