@@ -84,7 +84,7 @@ fn worker() -> PathBuf {
 }
 
 fn build() -> Build {
-    Build::new("rr", "test-1.0").plugin::<rr_temporal::Plugin>()
+    Build::new("rr", "test-1.0").plugin::<rr_rpc::Plugin>().plugin::<rr_temporal::Plugin>()
 }
 
 /// A running server with the temporal plugin; stop it with [`Running::stop`].
@@ -99,7 +99,8 @@ impl Running {
     async fn start(temporal: &str) -> Running {
         let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
         let yaml = format!(
-            "version: '3'\nserver:\n  command: \"php {}\"\n  env:\n    TEMPORAL_TQ_PREFIX: {prefix}\ntemporal:\n  address: {}\n{temporal}",
+            "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{}\nserver:\n  command: \"php {}\"\n  env:\n    TEMPORAL_TQ_PREFIX: {prefix}\ntemporal:\n  address: {}\n{temporal}",
+            free_port(),
             worker().display(),
             server()
         );
@@ -209,5 +210,16 @@ async fn version_side_effect_timer_activity_signal_and_query_survive_a_replay() 
     for needle in ["core_patch", "core_local_activity", "TIMER_STARTED", "ACTIVITY_TASK_SCHEDULED", "WORKFLOW_EXECUTION_SIGNALED"] {
         assert!(history.contains(needle) || history.contains(&needle.to_lowercase()), "history lacks {needle}: {history}");
     }
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_heartbeat_through_the_rpc() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    let out = execute(&rr.tq("default"), "HeartbeatWorkflow", "hb-1", &["3"]).await.unwrap();
+    let replies = result(&out);
+    let ok = json!({"canceled": false, "paused": false});
+    assert_eq!(replies.as_array().map(|r| r[0..3].to_vec()), Some(vec![ok.clone(), ok.clone(), ok]), "{replies}");
+    assert!(replies[3].as_str().is_some_and(|e| e.contains("heartbeat on non running activity")), "{replies}");
     rr.stop().await;
 }

@@ -6,7 +6,11 @@
 // upper-cased and the rr_id it ran under; FailingWorkflow fails; the generator workflows below
 // run activities, timers, GetVersion, SideEffect, signals and queries through a server.
 require __DIR__ . '/../lib/Temporal.php';
+require_once __DIR__ . '/../lib/Rpc.php';
 
+use RrTest\Rpc;
+use RrTest\RpcException;
+use RrTest\Temporal\Codec;
 use RrTest\Temporal\DoNotComplete;
 use RrTest\Temporal\Factory;
 
@@ -51,6 +55,24 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         'token' => $info['TaskToken'] ?? '',
         'local' => $info['IsLocalActivity'] ?? null,
     ])
-    ->activity('sum', fn(array $info, int ...$n) => array_sum($n));
+    ->activity('sum', fn(array $info, int ...$n) => array_sum($n))
+    // Heartbeats $n times through RoadRunner's RPC (as the SDK's ActivityContext does), then once
+    // with a token that is not running; returns what the RPC said.
+    ->activity('heartbeat', function (array $info, int $n) {
+        $rpc = Rpc::fromEnv();
+        $replies = [];
+        for ($i = 1; $i <= $n; $i++) {
+            $replies[] = $rpc->call('temporal.RecordActivityHeartbeat', ['taskToken' => $info['TaskToken'], 'details' => base64_encode(Codec::payloads([$i]))]);
+        }
+        try {
+            $rpc->call('temporal.RecordActivityHeartbeat', ['taskToken' => base64_encode('not-running'), 'details' => '']);
+        } catch (RpcException $e) {
+            $replies[] = $e->getMessage();
+        }
+        return $replies;
+    })
+    ->workflow('HeartbeatWorkflow', run: function (array $info, string $rrId, int $n) {
+        return yield ['ExecuteActivity', ['name' => 'heartbeat', 'options' => ['StartToCloseTimeout' => 10_000_000_000, 'HeartbeatTimeout' => 10_000_000_000]], [$n]];
+    });
 $factory->newWorker($prefix . 'orders')->workflow('OrderWorkflow')->activity('charge', fn(array $info, int $cents) => "charged $cents");
 $factory->run();

@@ -169,3 +169,55 @@ pub fn worker_config(cfg: &Config, info: &WorkerInfo, activity_workers: Option<u
         .ignore_evicts_on_shutdown(true)
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::json::{ActivityRegistration, WorkerOptions, WorkflowRegistration};
+
+    fn info(options: WorkerOptions) -> WorkerInfo {
+        WorkerInfo {
+            task_queue: "q".into(),
+            options,
+            workflows: vec![WorkflowRegistration { name: "W".into(), ..Default::default() }],
+            activities: vec![ActivityRegistration { name: "a".into() }],
+            ..Default::default()
+        }
+    }
+
+    fn cfg(section: &str) -> Config {
+        let yaml = format!("version: '3'\nserver:\n  command: php w.php\ntemporal: {section}\n");
+        rr_runtime::config::Config::from_str(&yaml).unwrap().section::<Config>("temporal").unwrap().unwrap()
+    }
+
+    #[test]
+    fn activity_slots_follow_the_php_activity_workers() {
+        // RoadRunner-temporal#36: not the Go SDK's 1000 slots for a pool of 3.
+        let c = worker_config(&cfg("{address: 127.0.0.1:7233}"), &info(WorkerOptions::default()), Some(3)).unwrap();
+        assert_eq!((c.max_outstanding_activities, c.max_outstanding_local_activities), (Some(3), Some(3)));
+        assert_eq!(c.max_outstanding_workflow_tasks, Some(1000));
+        assert_eq!((c.namespace.as_str(), c.task_queue.as_str(), c.max_cached_workflows), ("default", "q", 10000));
+        assert!(c.task_types.enable_workflows && c.task_types.enable_remote_activities && c.task_types.enable_local_activities && !c.task_types.enable_nexus);
+        // What PHP asks for wins.
+        let o = WorkerOptions { max_concurrent_activity_execution_size: 7, max_concurrent_local_activity_execution_size: 2, ..Default::default() };
+        let c = worker_config(&cfg("{namespace: ns, cache_size: 5}"), &info(o), Some(3)).unwrap();
+        assert_eq!((c.max_outstanding_activities, c.max_outstanding_local_activities, c.max_cached_workflows), (Some(7), Some(2), 5));
+        assert_eq!(c.namespace, "ns");
+    }
+
+    #[test]
+    fn task_types_follow_what_runs_here() {
+        // disable_activity_workers: workflows only, and no local activities (they need the pool).
+        let c = worker_config(&cfg("{}"), &info(WorkerOptions::default()), None).unwrap();
+        assert!(c.task_types.enable_workflows && !c.task_types.enable_remote_activities && !c.task_types.enable_local_activities);
+        // A task queue with activities only.
+        let mut only = info(WorkerOptions::default());
+        only.workflows.clear();
+        let c = worker_config(&cfg("{}"), &only, Some(2)).unwrap();
+        assert!(!c.task_types.enable_workflows && c.task_types.enable_remote_activities && !c.task_types.enable_local_activities);
+        // Nothing to run is the core's own error.
+        only.activities.clear();
+        let err = worker_config(&cfg("{}"), &only, Some(2)).err().expect("no task types");
+        assert!(err.contains("task type"), "{err}");
+    }
+}
