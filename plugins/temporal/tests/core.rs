@@ -165,41 +165,66 @@ async fn failures_reach_the_workflow_and_the_client() {
     rr.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn version_side_effect_timer_activity_signal_and_query_survive_a_replay() {
-    // No sticky cache: every workflow task replays the whole history through PHP.
-    let rr = Running::start("  cache_size: 1\n  activities:\n    num_workers: 2\n").await;
-    let tq = rr.tq("default");
-    temporal(&["workflow", "start", "-t", &tq, "--type", "E2EWorkflow", "-w", "e2e-1", "-i", r#""hello""#]).await.unwrap();
-    // Wait until it reached the signal wait: the query answers [version, random, echo].
+/// A query, retried while it fails (a query racing an eviction fails once; the next replays).
+async fn query(id: &str, name: &str) -> Value {
     let started = Instant::now();
-    let state = loop {
-        if let Ok(v) = temporal(&["workflow", "query", "-w", "e2e-1", "--name", "state"]).await {
-            let state = v.get("queryResult").and_then(|r| r.get(0)).cloned().unwrap_or(Value::Null);
-            // The CLI shows a null result as its raw `binary/null` payload.
-            if state.is_array() {
-                break state;
-            }
+    loop {
+        match temporal(&["workflow", "query", "-w", id, "--name", name]).await {
+            Ok(v) => return v["queryResult"][0].clone(),
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(30), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Start E2EWorkflow and wait until it waits for its signal; its state [version, random, echo].
+async fn start_e2e(tq: &str, id: &str) -> Value {
+    temporal(&["workflow", "start", "-t", tq, "--type", "E2EWorkflow", "-w", id, "-i", r#""hello""#]).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let state = query(id, "state").await;
+        // The CLI shows a null result as its raw `binary/null` payload.
+        if state.is_array() {
+            return state;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "the workflow never reached its signal wait");
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workflow_process_is_replaced_and_its_runs_replay() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    let tq = rr.tq("default");
+    let state = start_e2e(&tq, "kill-1").await;
+    let pid = query("kill-1", "pid").await.as_u64().unwrap();
+    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    // The next task finds another process: every run is evicted, GetWorkerInfo asked again,
+    // and the run replays there with the values its history recorded.
+    let started = Instant::now();
+    while query("kill-1", "pid").await.as_u64() == Some(pid) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the workflow process was not replaced");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(query("kill-1", "state").await, state);
+    temporal(&["workflow", "signal", "-w", "kill-1", "--name", "go", "-i", r#""?""#]).await.unwrap();
+    let out = temporal(&["workflow", "result", "-w", "kill-1"]).await.unwrap();
+    assert_eq!(result(&out), json!([2, state[1], "HELLO?"]), "{out}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_side_effect_timer_activity_signal_and_query_survive_a_replay() {
+    let rr = Running::start("  cache_size: 1\n  activities:\n    num_workers: 2\n").await;
+    let tq = rr.tq("default");
+    let state = start_e2e(&tq, "e2e-1").await;
     assert_eq!(state[0], json!(2), "GetVersion gives the max version on a first run: {state}");
     assert!(state[1].as_i64().is_some_and(|n| n > 0), "the side effect's value: {state}");
     assert_eq!(state[2], json!("HELLO"), "{state}");
 
     // `rr reset temporal` replaces the workflow process: every run is evicted and replays.
     rr.services.resetters.get("temporal").expect("temporal registers a resetter").reset().await.unwrap();
-    // A query racing the eviction may fail once (its run is stale); the next one replays.
-    let started = Instant::now();
-    let again = loop {
-        match temporal(&["workflow", "query", "-w", "e2e-1", "--name", "state"]).await {
-            Ok(v) => break v,
-            Err(e) => assert!(started.elapsed() < Duration::from_secs(30), "{e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(again["queryResult"][0], state, "a replay gives the same values (side effect and version from history)");
+    assert_eq!(query("e2e-1", "state").await, state, "a replay gives the same values (side effect and version from history)");
 
     temporal(&["workflow", "signal", "-w", "e2e-1", "--name", "go", "-i", r#""!""#]).await.unwrap();
     let out = temporal(&["workflow", "result", "-w", "e2e-1"]).await.unwrap();

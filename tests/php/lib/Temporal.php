@@ -172,7 +172,8 @@ final class TaskQueue
      * `['ExecuteActivity', ['name' => 'echo', 'options' => [...]], [$arg]]`, `['NewTimer', ['ms' => 100]]`,
      * `['GetVersion', ['changeID' => 'c', 'minSupported' => -1, 'maxSupported' => 2]]`,
      * `['SideEffect', [], [$value]]`; and two local ones: `['state', $value]` sets what every
-     * query answers, `['signal', $name]` waits for that signal and gets its arguments.
+     * query answers, `['signal', $name]` waits for that signal and gets its arguments. Query `pid` answers the
+     * workflow process's pid.
      */
     public function workflow(string $name, array $signals = [], array $queries = [], ?callable $run = null): self
     {
@@ -394,6 +395,9 @@ final class Factory
     private function query(Message $m, array $context): string
     {
         $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
+        if (($m->options['name'] ?? '') === 'pid') {
+            return Codec::response($m->id, Codec::payloads([getmypid()]));
+        }
         return Codec::response($m->id, Codec::payloads([$this->instances[$rrId]['state'] ?? null]));
     }
 
