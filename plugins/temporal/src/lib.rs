@@ -44,6 +44,9 @@ impl rr_runtime::Plugin for Plugin {
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
         let Some(cfg) = ctx.section::<Config>("temporal")? else { return Ok(None) };
         cfg.validate()?;
+        if cfg.metrics.is_some() {
+            tracing::warn!(target: "temporal", "`temporal.metrics` is read but not implemented in this build: Temporal's SDK metrics are not exported (docs/TEMPORAL.md)");
+        }
         let driver = driver::default_driver();
         let infos: Arc<RwLock<Vec<WorkerInfo>>> = Arc::default();
         let api_key: Arc<Mutex<Option<String>>> = Arc::default();

@@ -76,7 +76,7 @@ async fn temporal(args: &[&str]) -> Result<Value, String> {
     if !out.status.success() {
         return Err(format!("temporal {}: {}{}", args.join(" "), stdout, String::from_utf8_lossy(&out.stderr)));
     }
-    serde_json::from_str(&stdout).or_else(|_| Ok(Value::String(stdout)))
+    Ok(serde_json::from_str(&stdout).unwrap_or(Value::String(stdout)))
 }
 
 fn worker() -> PathBuf {
@@ -146,7 +146,12 @@ async fn a_workflow_runs_an_activity_on_php_and_completes() {
     // A workflow that completes at once, on the same process.
     let out = execute(&rr.tq("default"), "SimpleWorkflow", "simple-1", &[r#""abc""#]).await.unwrap();
     assert_eq!(result(&out)["result"], json!("ABC"), "{out}");
+    // A local activity runs on the activity pool, not in the workflow process (roadrunner#1940).
+    let out = execute(&rr.tq("default"), "LocalActivityWorkflow", "la-1", &[]).await.unwrap();
+    assert_eq!(result(&out), json!([true, "temporal", true]), "{out}");
     // The second task queue has its own core worker.
+    let out = execute(&rr.tq("orders"), "OrderWorkflow", "order-1", &["250"]).await.unwrap();
+    assert_eq!(result(&out), json!("charged 250"), "{out}");
     let history = temporal(&["workflow", "show", "-w", "act-1"]).await.unwrap();
     let events = history.to_string();
     assert!(events.contains("ACTIVITY_TASK_COMPLETED") || events.contains("ActivityTaskCompleted"), "{events}");

@@ -71,8 +71,17 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         }
         return $replies;
     })
+    // A local activity: it runs on the activity pool and says so.
+    ->workflow('LocalActivityWorkflow', run: function (array $info, string $rrId) {
+        $env = yield ['ExecuteLocalActivity', ['name' => 'env', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], []];
+        return [$env['local'], $env['RR_MODE'], $env['pid'] !== getmypid()];
+    })
     ->workflow('HeartbeatWorkflow', run: function (array $info, string $rrId, int $n) {
         return yield ['ExecuteActivity', ['name' => 'heartbeat', 'options' => ['StartToCloseTimeout' => 10_000_000_000, 'HeartbeatTimeout' => 10_000_000_000]], [$n]];
     });
-$factory->newWorker($prefix . 'orders')->workflow('OrderWorkflow')->activity('charge', fn(array $info, int $cents) => "charged $cents");
+$factory->newWorker($prefix . 'orders')
+    ->workflow('OrderWorkflow', run: function (array $info, string $rrId, int $cents) {
+        return yield ['ExecuteActivity', ['name' => 'charge', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], [$cents]];
+    })
+    ->activity('charge', fn(array $info, int $cents) => "charged $cents");
 $factory->run();
