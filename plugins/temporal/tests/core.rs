@@ -142,7 +142,8 @@ fn result(v: &Value) -> Value {
 async fn a_workflow_runs_an_activity_on_php_and_completes() {
     let rr = Running::start("  activities:\n    num_workers: 2\n").await;
     let out = execute(&rr.tq("default"), "ActivityWorkflow", "act-1", &[r#""hello""#]).await.unwrap();
-    assert_eq!(result(&out), json!("HELLO"), "{out}");
+    // The activity's result, and the WorkflowInfo PHP got.
+    assert_eq!(result(&out), json!(["HELLO", "default", rr.tq("default"), "ActivityWorkflow"]), "{out}");
     // A workflow that completes at once, on the same process.
     let out = execute(&rr.tq("default"), "SimpleWorkflow", "simple-1", &[r#""abc""#]).await.unwrap();
     assert_eq!(result(&out)["result"], json!("ABC"), "{out}");
@@ -251,5 +252,22 @@ async fn activities_heartbeat_through_the_rpc() {
     let ok = json!({"canceled": false, "paused": false});
     assert_eq!(replies.as_array().map(|r| r[0..3].to_vec()), Some(vec![ok.clone(), ok.clone(), ok]), "{replies}");
     assert!(replies[3].as_str().is_some_and(|e| e.contains("heartbeat on non running activity")), "{replies}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_workflow_cancels_its_timer_and_ends_cancelled() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    temporal(&["workflow", "start", "-t", &rr.tq("default"), "--type", "TimerWorkflow", "-w", "cancel-1"]).await.unwrap();
+    let started = Instant::now();
+    while !temporal(&["workflow", "show", "-w", "cancel-1"]).await.unwrap().to_string().contains("TIMER_STARTED") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the timer never started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    temporal(&["workflow", "cancel", "-w", "cancel-1"]).await.unwrap();
+    let err = temporal(&["workflow", "result", "-w", "cancel-1"]).await.unwrap_err();
+    assert!(err.contains("CANCELED"), "{err}");
+    let history = temporal(&["workflow", "show", "-w", "cancel-1"]).await.unwrap().to_string();
+    assert!(history.contains("TIMER_CANCELED") && history.contains("WORKFLOW_EXECUTION_CANCELED"), "{history}");
     rr.stop().await;
 }

@@ -25,6 +25,11 @@ final class DoNotComplete extends \Exception
 {
 }
 
+/** Thrown into a workflow when Temporal cancels it; uncaught, the workflow ends cancelled. */
+final class Canceled extends \Exception
+{
+}
+
 /** One protocol message. */
 final class Message
 {
@@ -261,7 +266,7 @@ final class Factory
                 $m->command === 'DestroyWorkflow' => [$this->destroyWorkflow($m)],
                 $m->command === 'InvokeSignal' => $this->signal($m, $context),
                 $m->command === 'InvokeQuery' => [$this->query($m, $context)],
-                $m->command === 'CancelWorkflow' => [Codec::response($m->id, Codec::payloads([]))],
+                $m->command === 'CancelWorkflow' => $this->cancel($m, $context),
                 default => throw new \LogicException("command {$m->command} is not supported by this test worker"),
             });
         }
@@ -316,6 +321,11 @@ final class Factory
 
     private function fail(\Throwable $e): string
     {
+        if ($e instanceof Canceled) {
+            // A Failure with a CanceledFailureInfo (field 7), as the SDK reports a cancelled workflow.
+            $failure = Proto::bytes(1, 'canceled') . Proto::bytes(2, 'PHP_SDK') . Proto::bytes(7, '');
+            return Codec::command(++$this->nextId, 'CompleteWorkflow', [], null, $failure);
+        }
         return Codec::command(++$this->nextId, 'CompleteWorkflow', [], null, Codec::failure($e->getMessage(), (new \ReflectionClass($e))->getShortName()));
     }
 
@@ -389,6 +399,28 @@ final class Factory
             $i['awaiting'] = null;
             array_push($replies, ...$this->advance($rrId, fn(\Generator $g) => $g->send(array_shift($this->instances[$rrId]['signals'][$name]))));
         }
+        return $replies;
+    }
+
+    /**
+     * Cancel the command the workflow waits for, then throw Canceled into it.
+     * @return list<string>
+     */
+    private function cancel(Message $m, array $context): array
+    {
+        $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
+        $replies = [Codec::response($m->id, Codec::payloads([]))];
+        if (($this->instances[$rrId]['gen'] ?? null) === null) {
+            return $replies;
+        }
+        $waiting = array_keys($this->waits, $rrId, true);
+        foreach ($waiting as $id) {
+            unset($this->waits[$id]);
+        }
+        if ($waiting !== []) {
+            $replies[] = Codec::command(++$this->nextId, 'Cancel', ['ids' => $waiting]);
+        }
+        array_push($replies, ...$this->advance($rrId, fn(\Generator $g) => $g->throw(new Canceled('workflow canceled'))));
         return $replies;
     }
 

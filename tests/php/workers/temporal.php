@@ -26,7 +26,8 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
     ->workflow('FailingWorkflow', run: fn(array $info, string $rrId) => throw new \RuntimeException('workflow failed on purpose'))
     // One activity, then done.
     ->workflow('ActivityWorkflow', run: function (array $info, string $rrId, string $s) {
-        return yield ['ExecuteActivity', ['name' => 'echo', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], [$s]];
+        $echo = yield ['ExecuteActivity', ['name' => 'echo', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], [$s]];
+        return [$echo, $info['Namespace'] ?? '', $info['TaskQueueName'] ?? '', $info['WorkflowType']['Name'] ?? ''];
     })
     // The end-to-end of TEMPORAL.md §10: GetVersion, SideEffect, a timer, an activity, then it
     // waits for signal `go`; query `state` answers what it has so far.
@@ -75,6 +76,11 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
     ->workflow('LocalActivityWorkflow', run: function (array $info, string $rrId) {
         $env = yield ['ExecuteLocalActivity', ['name' => 'env', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], []];
         return [$env['local'], $env['RR_MODE'], $env['pid'] !== getmypid()];
+    })
+    // Waits an hour on a timer unless cancelled.
+    ->workflow('TimerWorkflow', run: function (array $info, string $rrId) {
+        yield ['NewTimer', ['ms' => 3_600_000]];
+        return 'the timer fired';
     })
     ->workflow('HeartbeatWorkflow', run: function (array $info, string $rrId, int $n) {
         return yield ['ExecuteActivity', ['name' => 'heartbeat', 'options' => ['StartToCloseTimeout' => 10_000_000_000, 'HeartbeatTimeout' => 10_000_000_000]], [$n]];

@@ -44,7 +44,7 @@ async fn run(hs: Handshake, shutdown: CancellationToken) -> Result<(), BoxError>
         *hs.on_api_key.lock().unwrap() = Some(Box::new(move |key: &str| conn.set_api_key(Some(key.to_string()))));
     }
     let activity_workers = hs.workers.activities().map(|p| p.workers().len().max(1));
-    let runs = Arc::new(workflows::Runs::default());
+    let runs = Arc::new(workflows::Runs::new(hs.config.namespace()));
     let evictor = tokio::spawn(workflows::evict_stale(hs.workers.clone(), runs.clone()));
     let mut loops = tokio::task::JoinSet::new();
     let mut workers = Vec::new();

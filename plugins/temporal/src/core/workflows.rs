@@ -78,6 +78,8 @@ impl Run {
 /// The runs of every task queue: they all live in the one PHP workflow process.
 #[derive(Default)]
 pub struct Runs {
+    /// The namespace every worker polls (WorkflowInfo's `Namespace`).
+    namespace: String,
     runs: Mutex<HashMap<String, Run>>,
     /// One activation at a time talks to the workflow process (its batches must not interleave).
     php: tokio::sync::Mutex<()>,
@@ -115,6 +117,12 @@ pub async fn run(worker: Arc<Worker>, task_queue: String, php: Arc<PhpWorkers>, 
         if let Err(e) = worker.complete_workflow_activation(completion).await {
             tracing::warn!(target: "temporal", run_id = %run_id, "completing a workflow activation failed: {e}");
         }
+    }
+}
+
+impl Runs {
+    pub fn new(namespace: &str) -> Runs {
+        Runs { namespace: namespace.to_string(), ..Runs::default() }
     }
 }
 
@@ -245,7 +253,7 @@ fn jobs(
                 cancel_requested: false,
             };
             guard.insert(a.run_id.clone(), run);
-            queue.push(start_workflow(php, a, init, task_queue, now));
+            queue.push(start_workflow(php, a, init, task_queue, &runs.namespace, now));
             continue;
         }
         let Some(run) = guard.get_mut(&a.run_id) else {
@@ -309,7 +317,7 @@ fn jobs(
 
 }
 
-fn start_workflow(php: &PhpWorkers, a: &WorkflowActivation, init: &InitializeWorkflow, task_queue: &str, now: SystemTime) -> Envelope<ServerCommand> {
+fn start_workflow(php: &PhpWorkers, a: &WorkflowActivation, init: &InitializeWorkflow, task_queue: &str, namespace: &str, now: SystemTime) -> Envelope<ServerCommand> {
     let d = |d: &Option<prost_wkt_types::Duration>| d.as_ref().map_or(Duration::ZERO, |d| duration(d.seconds, d.nanos));
     let info = WorkflowInfo {
         workflow_execution: Execution { id: init.workflow_id.clone(), run_id: a.run_id.clone() },
@@ -320,7 +328,7 @@ fn start_workflow(php: &PhpWorkers, a: &WorkflowActivation, init: &InitializeWor
         workflow_execution_timeout: d(&init.workflow_execution_timeout),
         workflow_run_timeout: d(&init.workflow_run_timeout),
         workflow_task_timeout: d(&init.workflow_task_timeout),
-        namespace: String::new(),
+        namespace: namespace.to_string(),
         attempt: init.attempt,
         workflow_start_time: convert::rfc3339(Some(init.start_time.as_ref().map_or(now, |t| time(t.seconds, t.nanos)))),
         cron_schedule: init.cron_schedule.clone(),
