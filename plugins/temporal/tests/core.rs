@@ -150,6 +150,9 @@ async fn a_workflow_runs_an_activity_on_php_and_completes() {
     // A local activity runs on the activity pool, not in the workflow process (roadrunner#1940).
     let out = execute(&rr.tq("default"), "LocalActivityWorkflow", "la-1", &[]).await.unwrap();
     assert_eq!(result(&out), json!([true, "temporal", true]), "{out}");
+    // Continue-as-new: three new runs, the last one returns.
+    let out = execute(&rr.tq("default"), "ContinuingWorkflow", "can-1", &["0"]).await.unwrap();
+    assert_eq!(result(&out), json!({"n": 3, "continued_from": true}), "{out}");
     // The second task queue has its own core worker.
     let out = execute(&rr.tq("orders"), "OrderWorkflow", "order-1", &["250"]).await.unwrap();
     assert_eq!(result(&out), json!("charged 250"), "{out}");

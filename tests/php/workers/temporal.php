@@ -77,6 +77,13 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         $env = yield ['ExecuteLocalActivity', ['name' => 'env', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], []];
         return [$env['local'], $env['RR_MODE'], $env['pid'] !== getmypid()];
     })
+    // Continues as new until $n reaches 3, then returns the run chain's last $n.
+    ->workflow('ContinuingWorkflow', run: function (array $info, string $rrId, int $n) {
+        if ($n < 3) {
+            yield ['ContinueAsNew', ['name' => 'ContinuingWorkflow', 'options' => []], [$n + 1]];
+        }
+        return ['n' => $n, 'continued_from' => $info['ContinuedExecutionRunID'] !== ''];
+    })
     // Waits an hour on a timer unless cancelled.
     ->workflow('TimerWorkflow', run: function (array $info, string $rrId) {
         yield ['NewTimer', ['ms' => 3_600_000]];
