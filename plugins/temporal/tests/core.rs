@@ -274,3 +274,22 @@ async fn a_cancelled_workflow_cancels_its_timer_and_ends_cancelled() {
     assert!(history.contains("TIMER_CANCELED") && history.contains("WORKFLOW_EXECUTION_CANCELED"), "{history}");
     rr.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_activity_learns_it_from_its_heartbeat() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    temporal(&["workflow", "start", "-t", &rr.tq("default"), "--type", "CancelActivityWorkflow", "-w", "cancel-act-1"]).await.unwrap();
+    let started = Instant::now();
+    // (History records an activity's start only when it ends; describe shows it running.)
+    while !temporal(&["workflow", "describe", "-w", "cancel-act-1"]).await.unwrap().to_string().contains("PENDING_ACTIVITY_STATE_STARTED") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the activity never started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The workflow asks to cancel the activity; Temporal says so in a heartbeat response, Core
+    // turns it into a cancel task, and the RPC tells PHP `canceled: true`.
+    temporal(&["workflow", "cancel", "-w", "cancel-act-1"]).await.unwrap();
+    let out = temporal(&["workflow", "result", "-w", "cancel-act-1"]).await;
+    let text = format!("{out:?}");
+    assert!(text.contains("saw the cancel"), "{text}");
+    rr.stop().await;
+}

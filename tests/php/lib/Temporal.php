@@ -177,7 +177,8 @@ final class TaskQueue
      * `['ExecuteActivity', ['name' => 'echo', 'options' => [...]], [$arg]]`, `['NewTimer', ['ms' => 100]]`,
      * `['GetVersion', ['changeID' => 'c', 'minSupported' => -1, 'maxSupported' => 2]]`,
      * `['SideEffect', [], [$value]]`; and two local ones: `['state', $value]` sets what every
-     * query answers, `['signal', $name]` waits for that signal and gets its arguments. Query `pid` answers the
+     * query answers, `['signal', $name]` waits for that signal and gets its arguments, `['keep-on-cancel']` makes a
+     * workflow cancel only cancel what it waits for (not throw into it). Query `pid` answers the
      * workflow process's pid.
      */
     public function workflow(string $name, array $signals = [], array $queries = [], ?callable $run = null): self
@@ -342,7 +343,10 @@ final class Factory
             $step($gen);
             while ($gen->valid()) {
                 $cmd = $gen->current();
-                if ($cmd[0] === 'state') {
+                if ($cmd[0] === 'keep-on-cancel') {
+                    $i['keepOnCancel'] = true;
+                    $gen->send(null);
+                } elseif ($cmd[0] === 'state') {
                     $i['state'] = $cmd[1];
                     $gen->send(null);
                 } elseif ($cmd[0] === 'signal') {
@@ -414,11 +418,15 @@ final class Factory
             return $replies;
         }
         $waiting = array_keys($this->waits, $rrId, true);
-        foreach ($waiting as $id) {
-            unset($this->waits[$id]);
-        }
         if ($waiting !== []) {
             $replies[] = Codec::command(++$this->nextId, 'Cancel', ['ids' => $waiting]);
+        }
+        if ($this->instances[$rrId]['keepOnCancel'] ?? false) {
+            // The workflow waits for what it waited for to end (cancelled or not).
+            return $replies;
+        }
+        foreach ($waiting as $id) {
+            unset($this->waits[$id]);
         }
         array_push($replies, ...$this->advance($rrId, fn(\Generator $g) => $g->throw(new Canceled('workflow canceled'))));
         return $replies;

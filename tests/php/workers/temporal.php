@@ -72,6 +72,17 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         }
         return $replies;
     })
+    // Heartbeats until the heartbeat says the activity was cancelled (at most 30 s).
+    ->activity('until_cancelled', function (array $info) {
+        $rpc = Rpc::fromEnv();
+        for ($deadline = microtime(true) + 30; microtime(true) < $deadline; usleep(100_000)) {
+            $reply = $rpc->call('temporal.RecordActivityHeartbeat', ['taskToken' => $info['TaskToken'], 'details' => '']);
+            if ($reply['canceled'] ?? false) {
+                return 'saw the cancel';
+            }
+        }
+        return 'no cancel';
+    })
     // A local activity: it runs on the activity pool and says so.
     ->workflow('LocalActivityWorkflow', run: function (array $info, string $rrId) {
         $env = yield ['ExecuteLocalActivity', ['name' => 'env', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], []];
@@ -88,6 +99,11 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
     ->workflow('TimerWorkflow', run: function (array $info, string $rrId) {
         yield ['NewTimer', ['ms' => 3_600_000]];
         return 'the timer fired';
+    })
+    // Runs `until_cancelled`; a workflow cancel cancels the activity, whose result it returns.
+    ->workflow('CancelActivityWorkflow', run: function (array $info, string $rrId) {
+        yield ['keep-on-cancel'];
+        return yield ['ExecuteActivity', ['name' => 'until_cancelled', 'options' => ['StartToCloseTimeout' => 60_000_000_000, 'HeartbeatTimeout' => 1_000_000_000, 'WaitForCancellation' => true]], []];
     })
     ->workflow('HeartbeatWorkflow', run: function (array $info, string $rrId, int $n) {
         return yield ['ExecuteActivity', ['name' => 'heartbeat', 'options' => ['StartToCloseTimeout' => 10_000_000_000, 'HeartbeatTimeout' => 10_000_000_000]], [$n]];
