@@ -101,15 +101,14 @@ pub async fn run(worker: Arc<Worker>, task_queue: String, php: Arc<PhpWorkers>, 
                     // Every run the old process held is gone: a new handshake makes them all
                     // stale, and [`evict_stale`] evicts them.
                     tracing::warn!(target: "temporal", "{e}");
-                    runs.runs.lock().unwrap().remove(&run_id);
                     if let Err(e) = php.worker_info().await {
                         tracing::error!(target: "temporal", "GetWorkerInfo on the new workflow process failed: {e}");
                     }
                     WorkflowActivationCompletion::fail(run_id.clone(), failure(&e.to_string()), None)
                 }
                 Err(ActivationError::Other(message)) => {
+                    // Core evicts a run whose activation failed; the eviction destroys it in PHP.
                     tracing::warn!(target: "temporal", run_id = %run_id, "workflow task failed: {message}");
-                    runs.runs.lock().unwrap().remove(&run_id);
                     WorkflowActivationCompletion::fail(run_id.clone(), failure(&message), None)
                 }
             }
@@ -198,6 +197,11 @@ async fn activate(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_queu
         let reply = php.workflow_exec(batch).await?;
         let mut guard = runs.runs.lock().unwrap();
         let run = guard.get_mut(&a.run_id).ok_or_else(|| ActivationError::Other("the run was evicted during its activation".into()))?;
+        if run.generation != php.generation() {
+            // `rr reset temporal` replaced the process mid-activation: what it answered belongs
+            // to no run it knows. Fail the task; the run replays on the new process.
+            return Err(ActivationError::Other(format!("the workflow process was replaced during an activation of run {}", a.run_id)));
+        }
         for message in reply {
             let Kind::Command(request) = message.kind else { continue };
             command(run, task_queue, message.id, request, a.is_replaying, &mut commands, &mut queue)?;
