@@ -293,3 +293,13 @@ async fn a_cancelled_activity_learns_it_from_its_heartbeat() {
     assert!(text.contains("saw the cancel"), "{text}");
     rr.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_activity_workers_still_run_workflows_and_side_effects() {
+    let rr = Running::start("  disable_activity_workers: true\n").await;
+    let out = execute(&rr.tq("default"), "SimpleWorkflow", "noact-1", &[r#""x""#]).await.unwrap();
+    assert_eq!(result(&out)["result"], json!("X"), "{out}");
+    let out = execute(&rr.tq("default"), "SideEffectWorkflow", "noact-2", &[]).await.unwrap();
+    assert!(result(&out).as_str().is_some_and(|s| s.starts_with("side ")), "{out}");
+    rr.stop().await;
+}

@@ -95,6 +95,10 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         }
         return ['n' => $n, 'continued_from' => $info['ContinuedExecutionRunID'] !== ''];
     })
+    // A side effect's value, recorded in history.
+    ->workflow('SideEffectWorkflow', run: function (array $info, string $rrId) {
+        return yield ['SideEffect', [], ['side ' . $rrId]];
+    })
     // Waits an hour on a timer unless cancelled.
     ->workflow('TimerWorkflow', run: function (array $info, string $rrId) {
         yield ['NewTimer', ['ms' => 3_600_000]];

@@ -50,10 +50,11 @@ async fn run(hs: Handshake, shutdown: CancellationToken) -> Result<(), BoxError>
     let mut workers = Vec::new();
     for info in &hs.infos {
         let config = worker_config(&hs.config, info, activity_workers).map_err(|e| format!("temporal: task queue `{}`: {e}", info.task_queue()))?;
+        let polls_activities = config.task_types.enable_remote_activities || config.task_types.enable_local_activities;
         let worker = Arc::new(init_worker(&runtime, config, connection.clone()).map_err(|e| format!("temporal: task queue `{}`: cannot create the core worker: {e}", info.task_queue()))?);
         worker.validate().await.map_err(|e| format!("temporal: cannot reach namespace `{}` at {}: {e}", hs.config.namespace(), hs.config.address()))?;
         let tq = info.task_queue().to_string();
-        if activity_workers.is_some() && !info.activities.is_empty() {
+        if polls_activities {
             let (w, php, running, tq) = (worker.clone(), hs.workers.clone(), hs.running.clone(), tq.clone());
             loops.spawn(async move { activities::run(w, tq.clone(), php, running).await.map_err(|e| format!("temporal: task queue `{tq}`: polling activity tasks failed: {e}")) });
         }
@@ -146,8 +147,9 @@ pub fn worker_config(cfg: &Config, info: &WorkerInfo, activity_workers: Option<u
     let slots = activity_workers.unwrap_or(1);
     let task_types = WorkerTaskTypes {
         enable_workflows: workflows,
-        // Local activities are scheduled by workflows and run on the activity pool.
-        enable_local_activities: workflows && activity_workers.is_some(),
+        // Local activities are scheduled by workflows and run on the activity pool; SideEffect is
+        // one too, answered here, so workflows get them even without activity workers.
+        enable_local_activities: workflows,
         enable_remote_activities: activities,
         enable_nexus: false,
     };
@@ -207,9 +209,9 @@ mod tests {
 
     #[test]
     fn task_types_follow_what_runs_here() {
-        // disable_activity_workers: workflows only, and no local activities (they need the pool).
+        // disable_activity_workers: no activity tasks, but local ones (SideEffect runs here).
         let c = worker_config(&cfg("{}"), &info(WorkerOptions::default()), None).unwrap();
-        assert!(c.task_types.enable_workflows && !c.task_types.enable_remote_activities && !c.task_types.enable_local_activities);
+        assert!(c.task_types.enable_workflows && !c.task_types.enable_remote_activities && c.task_types.enable_local_activities);
         // A task queue with activities only.
         let mut only = info(WorkerOptions::default());
         only.workflows.clear();
