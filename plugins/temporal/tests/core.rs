@@ -35,6 +35,7 @@ fn server() -> &'static str {
         std::thread::spawn(move || {
             let mut cmd = Command::new(cli());
             cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &port.to_string(), "--http-port", &http.to_string(), "--log-level", "error"])
+                .args(["--search-attribute", "CustomKeywordField=Keyword", "--search-attribute", "CustomIntField=Int"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
             // SAFETY: prctl in the child before exec; async-signal-safe.
@@ -301,5 +302,31 @@ async fn disabled_activity_workers_still_run_workflows_and_side_effects() {
     assert_eq!(result(&out)["result"], json!("X"), "{out}");
     let out = execute(&rr.tq("default"), "SideEffectWorkflow", "noact-2", &[]).await.unwrap();
     assert!(result(&out).as_str().is_some_and(|s| s.starts_with("side ")), "{out}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_attributes_and_memo_are_upserted() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    temporal(&["workflow", "start", "-t", &rr.tq("default"), "--type", "UpsertWorkflow", "-w", "upsert-1"]).await.unwrap();
+    let started = Instant::now();
+    let described = loop {
+        let d = temporal(&["workflow", "describe", "-w", "upsert-1"]).await.unwrap().to_string();
+        if d.contains("CustomIntField") && d.contains("note") {
+            break d;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "nothing upserted: {d}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let d: Value = serde_json::from_str(&described).unwrap();
+    let field = |name: &str| {
+        let data = d["workflowExecutionInfo"]["searchAttributes"]["indexedFields"][name]["data"].as_str().unwrap_or_else(|| panic!("{name}: {described}")).to_string();
+        let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
+        serde_json::from_slice::<Value>(&raw).unwrap()
+    };
+    assert_eq!((field("CustomKeywordField"), field("CustomIntField")), (json!("kw-1"), json!(42)), "{described}");
+    assert_eq!(d["workflowExecutionInfo"]["memo"]["fields"]["note"], json!("hello memo"), "{described}");
+    temporal(&["workflow", "signal", "-w", "upsert-1", "--name", "go"]).await.unwrap();
+    assert_eq!(result(&temporal(&["workflow", "result", "-w", "upsert-1"]).await.unwrap()), json!("done"));
     rr.stop().await;
 }

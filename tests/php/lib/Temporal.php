@@ -339,11 +339,16 @@ final class Factory
     {
         $i = &$this->instances[$rrId];
         $gen = $i['gen'];
+        $out = [];
         try {
             $step($gen);
             while ($gen->valid()) {
                 $cmd = $gen->current();
-                if ($cmd[0] === 'keep-on-cancel') {
+                if (in_array($cmd[0], ['UpsertWorkflowSearchAttributes', 'UpsertWorkflowTypedSearchAttributes', 'UpsertMemo'], true)) {
+                    // Commands without an answer.
+                    $out[] = Codec::command(++$this->nextId, $cmd[0], $cmd[1]);
+                    $gen->send(null);
+                } elseif ($cmd[0] === 'keep-on-cancel') {
                     $i['keepOnCancel'] = true;
                     $gen->send(null);
                 } elseif ($cmd[0] === 'state') {
@@ -354,17 +359,17 @@ final class Factory
                         $gen->send(array_shift($i['signals'][$cmd[1]]));
                     } else {
                         $i['awaiting'] = $cmd[1];
-                        return [];
+                        return $out;
                     }
                 } else {
                     $id = ++$this->nextId;
                     $this->waits[$id] = $rrId;
-                    return [Codec::command($id, $cmd[0], $cmd[1], isset($cmd[2]) ? Codec::payloads($cmd[2]) : null)];
+                    return [...$out, Codec::command($id, $cmd[0], $cmd[1], isset($cmd[2]) ? Codec::payloads($cmd[2]) : null)];
                 }
             }
-            return [Codec::command(++$this->nextId, 'CompleteWorkflow', [], Codec::payloads([$gen->getReturn()]))];
+            return [...$out, Codec::command(++$this->nextId, 'CompleteWorkflow', [], Codec::payloads([$gen->getReturn()]))];
         } catch (\Throwable $e) {
-            return [$this->fail($e)];
+            return [...$out, $this->fail($e)];
         }
     }
 

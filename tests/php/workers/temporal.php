@@ -99,6 +99,14 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
     ->workflow('SideEffectWorkflow', run: function (array $info, string $rrId) {
         return yield ['SideEffect', [], ['side ' . $rrId]];
     })
+    // Upserts search attributes (untyped and typed) and memo, then waits for signal `go`.
+    ->workflow('UpsertWorkflow', signals: ['go'], run: function (array $info, string $rrId) {
+        yield ['UpsertWorkflowSearchAttributes', ['searchAttributes' => ['CustomKeywordField' => 'kw-1']]];
+        yield ['UpsertWorkflowTypedSearchAttributes', ['search_attributes' => ['CustomIntField' => ['type' => 'int64', 'operation' => 'set', 'value' => 42]]]];
+        yield ['UpsertMemo', ['memo' => ['note' => 'hello memo']]];
+        yield ['signal', 'go'];
+        return 'done';
+    })
     // Waits an hour on a timer unless cancelled.
     ->workflow('TimerWorkflow', run: function (array $info, string $rrId) {
         yield ['NewTimer', ['ms' => 3_600_000]];

@@ -5,7 +5,7 @@
 //!
 //! Not in this layer (the activation fails with a message naming it, so the workflow task is
 //! retried and the gap is visible in the history): child workflows, external signals and cancels,
-//! updates, search attributes, memo, and local activity backoff.
+//! updates, and local activity backoff.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,12 +17,13 @@ use temporalio_common::protos::coresdk::workflow_commands::{
     self as wc, ActivityCancellationType, QueryResult, QuerySuccess, query_result, workflow_command,
 };
 use temporalio_common::protos::coresdk::workflow_completion::WorkflowActivationCompletion;
+use temporalio_common::protos::temporal::api::common::v1::{Memo, Payload as CorePayload, SearchAttributes};
 use temporalio_common::protos::temporal::api::failure::v1::Failure as CoreFailure;
 use temporalio_sdk_core::{PollError, Worker};
 
 use super::convert::{self, duration, proto_duration, time};
 use crate::codec::commands::{InvokeQuery, InvokeSignal, RunRef, StartWorkflow};
-use crate::codec::json::{Execution, TypeName, WorkflowInfo};
+use crate::codec::json::{Execution, TypeName, TypedUpsert, WorkflowInfo};
 use crate::codec::{Batch, Context, Envelope, Kind, PhpCommand, Request, ServerCommand};
 use crate::proto::{self, Failure, Payload, Payloads};
 use crate::workers::{PhpWorkers, WorkersError};
@@ -354,6 +355,33 @@ fn start_workflow(php: &PhpWorkers, a: &WorkflowActivation, init: &InitializeWor
     Envelope::command(php.next_id(), request)
 }
 
+fn upsert(fields: HashMap<String, CorePayload>) -> workflow_command::Variant {
+    workflow_command::Variant::UpsertWorkflowSearchAttributes(wc::UpsertWorkflowSearchAttributes {
+        search_attributes: Some(SearchAttributes { indexed_fields: fields }),
+    })
+}
+
+/// A typed search attribute as Temporal stores it: JSON with its type in the metadata; an unset
+/// one is a null payload.
+fn typed_payload(key: &str, typed: &TypedUpsert) -> Result<Payload, ActivationError> {
+    if typed.operation == "unset" {
+        return Ok(Payload { metadata: [("encoding".to_string(), b"binary/null".to_vec())].into(), data: Vec::new() });
+    }
+    let kind = match typed.kind.as_str() {
+        "bool" => "Bool",
+        "float64" => "Double",
+        "int64" => "Int",
+        "keyword" => "Keyword",
+        "keyword_list" => "KeywordList",
+        "string" => "Text",
+        "datetime" => "Datetime",
+        other => return Err(ActivationError::Other(format!("search attribute `{key}`: unknown type `{other}`"))),
+    };
+    let mut payload = Payload::json(&typed.value);
+    payload.metadata.insert("type".to_string(), kind.as_bytes().to_vec());
+    Ok(payload)
+}
+
 fn first_payload(p: &Option<Payloads>) -> Option<temporalio_common::protos::temporal::api::common::v1::Payload> {
     p.as_ref().and_then(|p| p.payloads.first()).map(convert::payload_to_core)
 }
@@ -503,6 +531,21 @@ fn command(
                 }
             }
             queue.push(Envelope::response(id, Some(Payloads::of([Payload::json("completed")]))));
+        }
+        PhpCommand::UpsertWorkflowSearchAttributes(u) => {
+            let fields = u.search_attributes.iter().map(|(k, v)| (k.clone(), convert::payload_to_core(&Payload::json(v)))).collect();
+            commands.push(upsert(fields));
+        }
+        PhpCommand::UpsertWorkflowTypedSearchAttributes(u) => {
+            let mut fields = HashMap::new();
+            for (key, typed) in &u.search_attributes {
+                fields.insert(key.clone(), convert::payload_to_core(&typed_payload(key, typed)?));
+            }
+            commands.push(upsert(fields));
+        }
+        PhpCommand::UpsertMemo(m) => {
+            let fields = m.memo.iter().map(|(k, v)| (k.clone(), convert::payload_to_core(&Payload::json(v)))).collect();
+            commands.push(C::ModifyWorkflowProperties(wc::ModifyWorkflowProperties { upserted_memo: Some(Memo { fields }) }));
         }
         PhpCommand::Panic(_) | PhpCommand::UndefinedResponse(_) => {
             let message = request.failure.as_ref().map_or_else(|| "the PHP workflow panicked".to_string(), |f| f.message.clone());
