@@ -330,3 +330,18 @@ async fn search_attributes_and_memo_are_upserted() {
     assert_eq!(result(&temporal(&["workflow", "result", "-w", "upsert-1"]).await.unwrap()), json!("done"));
     rr.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_workflow_runs_and_returns_to_its_parent() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    let out = execute(&rr.tq("default"), "ParentWorkflow", "parent-1", &[r#""kid""#]).await.unwrap();
+    let r = result(&out);
+    assert_eq!(r["result"][0], json!("KID"), "{out}");
+    // The child's id defaults to `<parent run id>_<n>`; its run id came with its start.
+    let parent_run = r["parent_run"].as_str().unwrap();
+    assert_eq!(r["child"]["ID"], json!(format!("{parent_run}_1")), "{out}");
+    assert!(r["child"]["RunID"].as_str().is_some_and(|id| !id.is_empty()), "{out}");
+    let child = temporal(&["workflow", "describe", "-w", &format!("{parent_run}_1")]).await.unwrap().to_string();
+    assert!(child.contains("WORKFLOW_EXECUTION_STATUS_COMPLETED") && child.contains("parentExecution"), "{child}");
+    rr.stop().await;
+}

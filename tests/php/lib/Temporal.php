@@ -177,7 +177,8 @@ final class TaskQueue
      * `['ExecuteActivity', ['name' => 'echo', 'options' => [...]], [$arg]]`, `['NewTimer', ['ms' => 100]]`,
      * `['GetVersion', ['changeID' => 'c', 'minSupported' => -1, 'maxSupported' => 2]]`,
      * `['SideEffect', [], [$value]]`; and two local ones: `['state', $value]` sets what every
-     * query answers, `['signal', $name]` waits for that signal and gets its arguments, `['keep-on-cancel']` makes a
+     * query answers, `['signal', $name]` waits for that signal and gets its arguments, `['child-execution']` gives the last child's {ID, RunID} once started
+     * (`ExecuteChildWorkflow` also sends `GetChildWorkflowExecution`), `['keep-on-cancel']` makes a
      * workflow cancel only cancel what it waits for (not throw into it). Query `pid` answers the
      * workflow process's pid.
      */
@@ -208,6 +209,8 @@ final class Factory
     private array $instances = [];
     /** Our command id => the rr_id waiting for its result. */
     private array $waits = [];
+    /** GetChildWorkflowExecution ids => the rr_id that started the child. */
+    private array $childStarts = [];
 
     public function __construct(private GoridgeWorker $worker)
     {
@@ -348,6 +351,8 @@ final class Factory
                     // Commands without an answer.
                     $out[] = Codec::command(++$this->nextId, $cmd[0], $cmd[1]);
                     $gen->send(null);
+                } elseif ($cmd[0] === 'child-execution') {
+                    $gen->send($i['child'] ?? null);
                 } elseif ($cmd[0] === 'keep-on-cancel') {
                     $i['keepOnCancel'] = true;
                     $gen->send(null);
@@ -364,7 +369,14 @@ final class Factory
                 } else {
                     $id = ++$this->nextId;
                     $this->waits[$id] = $rrId;
-                    return [...$out, Codec::command($id, $cmd[0], $cmd[1], isset($cmd[2]) ? Codec::payloads($cmd[2]) : null)];
+                    $out[] = Codec::command($id, $cmd[0], $cmd[1], isset($cmd[2]) ? Codec::payloads($cmd[2]) : null);
+                    if ($cmd[0] === 'ExecuteChildWorkflow') {
+                        // As the SDK does: ask for the child's execution (ID, RunID) alongside.
+                        $start = ++$this->nextId;
+                        $this->childStarts[$start] = $rrId;
+                        $out[] = Codec::command($start, 'GetChildWorkflowExecution', ['id' => $id]);
+                    }
+                    return $out;
                 }
             }
             return [...$out, Codec::command(++$this->nextId, 'CompleteWorkflow', [], Codec::payloads([$gen->getReturn()]))];
@@ -376,6 +388,14 @@ final class Factory
     /** @return list<string> */
     private function resume(Message $m): array
     {
+        if (isset($this->childStarts[$m->id])) {
+            $rrId = $this->childStarts[$m->id];
+            unset($this->childStarts[$m->id]);
+            if (isset($this->instances[$rrId]) && $m->failure === null && $m->payloads !== []) {
+                $this->instances[$rrId]['child'] = Codec::value($m->payloads[0]);
+            }
+            return [];
+        }
         $rrId = $this->waits[$m->id] ?? null;
         if ($rrId === null || !isset($this->instances[$rrId])) {
             return [];

@@ -107,6 +107,12 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         yield ['signal', 'go'];
         return 'done';
     })
+    // Runs ActivityWorkflow as a child; returns its result and execution.
+    ->workflow('ParentWorkflow', run: function (array $info, string $rrId, string $s) {
+        $result = yield ['ExecuteChildWorkflow', ['name' => 'ActivityWorkflow', 'options' => []], [$s]];
+        $execution = yield ['child-execution'];
+        return ['result' => $result, 'child' => $execution, 'parent_run' => $info['WorkflowExecution']['RunID']];
+    })
     // Waits an hour on a timer unless cancelled.
     ->workflow('TimerWorkflow', run: function (array $info, string $rrId) {
         yield ['NewTimer', ['ms' => 3_600_000]];

@@ -4,14 +4,15 @@
 //! the next batch of the same activation, until PHP has nothing more to say.
 //!
 //! Not in this layer (the activation fails with a message naming it, so the workflow task is
-//! retried and the gap is visible in the history): child workflows, external signals and cancels,
-//! updates, and local activity backoff.
+//! retried and the gap is visible in the history): external signals and cancels, updates, and
+//! local activity backoff.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use temporalio_common::protos::coresdk::activity_result::activity_resolution;
+use temporalio_common::protos::coresdk::child_workflow::ChildWorkflowCancellationType;
 use temporalio_common::protos::coresdk::workflow_activation::{InitializeWorkflow, WorkflowActivation, workflow_activation_job};
 use temporalio_common::protos::coresdk::workflow_commands::{
     self as wc, ActivityCancellationType, QueryResult, QuerySuccess, query_result, workflow_command,
@@ -37,11 +38,19 @@ enum Pending {
     Timer(u32),
     Activity(u32),
     LocalActivity(u32),
+    /// `ExecuteChildWorkflow`: the child's result.
+    Child(u32),
+    /// `GetChildWorkflowExecution`: the child's start.
+    ChildStart(u32),
 }
 
 /// One workflow run as this side knows it.
 struct Run {
     rr_id: String,
+    /// Temporal's run id.
+    run_id: String,
+    /// Child seq → its workflow id, and once started its run id.
+    children: HashMap<u32, (String, Option<String>)>,
     /// The handshake it started under ([`PhpWorkers::generation`]) and the Core worker it is on.
     generation: u64,
     worker: Arc<Worker>,
@@ -246,6 +255,8 @@ fn jobs(
         if let J::InitializeWorkflow(init) = variant {
             let run = Run {
                 rr_id: Context::new_rr_id(),
+                run_id: a.run_id.clone(),
+                children: HashMap::new(),
                 generation: php.generation(),
                 worker: worker.clone(),
                 task_queue: task_queue.to_string(),
@@ -306,7 +317,44 @@ fn jobs(
                 queue.push(Envelope::command(php.next_id(), Request::new(ServerCommand::CancelWorkflow(RunRef { run_id: a.run_id.clone() }))));
             }
             J::QueryWorkflow(q) => queries.push(q.clone()),
-            J::ResolveChildWorkflowExecutionStart(_) | J::ResolveChildWorkflowExecution(_) => return Err(not_implemented("child workflows")),
+            J::ResolveChildWorkflowExecutionStart(r) => {
+                use temporalio_common::protos::coresdk::workflow_activation::resolve_child_workflow_execution_start::Status;
+                match &r.status {
+                    Some(Status::Succeeded(ok)) => {
+                        let workflow_id = run.children.get(&r.seq).map(|c| c.0.clone()).unwrap_or_default();
+                        run.children.insert(r.seq, (workflow_id.clone(), Some(ok.run_id.clone())));
+                        if let Some(id) = run.resolve(Pending::ChildStart(r.seq)) {
+                            queue.push(Envelope::response(id, Some(Payloads::of([Payload::json(&Execution { id: workflow_id, run_id: ok.run_id.clone() })]))));
+                        }
+                    }
+                    status => {
+                        // Not started: both the result and the start wait fail.
+                        let failure = match status {
+                            Some(Status::Cancelled(c)) => to_php_failure(&c.failure.clone().unwrap_or_default())?,
+                            Some(Status::Failed(f)) => Failure {
+                                message: format!("child workflow `{}` ({}) could not start: {:?}", f.workflow_id, f.workflow_type, f.cause()),
+                                ..Default::default()
+                            },
+                            _ => Failure { message: "child workflow could not start".into(), ..Default::default() },
+                        };
+                        for pending in [Pending::ChildStart(r.seq), Pending::Child(r.seq)] {
+                            if let Some(id) = run.resolve(pending) {
+                                queue.push(Envelope::failure(id, failure.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            J::ResolveChildWorkflowExecution(r) => {
+                use temporalio_common::protos::coresdk::child_workflow::child_workflow_result::Status;
+                let Some(id) = run.resolve(Pending::Child(r.seq)) else { continue };
+                match r.result.as_ref().and_then(|r| r.status.as_ref()) {
+                    Some(Status::Completed(ok)) => queue.push(Envelope::response(id, Some(convert::payloads_to_php(ok.result.as_ref())))),
+                    Some(Status::Failed(f)) => queue.push(Envelope::failure(id, to_php_failure(&f.failure.clone().unwrap_or_default())?)),
+                    Some(Status::Cancelled(c)) => queue.push(Envelope::failure(id, to_php_failure(&c.failure.clone().unwrap_or_default())?)),
+                    None => return Err(ActivationError::Other("a child workflow resolution without a status".into())),
+                }
+            }
             J::ResolveSignalExternalWorkflow(_) | J::ResolveRequestCancelExternalWorkflow(_) => return Err(not_implemented("signalling or cancelling external workflows")),
             J::DoUpdate(_) => return Err(not_implemented("workflow updates")),
             J::ResolveNexusOperationStart(_) | J::ResolveNexusOperation(_) => return Err(not_implemented("Nexus operations")),
@@ -461,6 +509,48 @@ fn command(
                 ..Default::default()
             }));
         }
+        PhpCommand::ExecuteChildWorkflow(e) => {
+            let seq = run.seq("child");
+            run.wait(id, Pending::Child(seq));
+            let o = e.options;
+            let workflow_id = if o.workflow_id.is_empty() { format!("{}_{}", run.run_id, seq) } else { o.workflow_id.clone() };
+            run.children.insert(seq, (workflow_id.clone(), None));
+            let json_fields = |m: &Option<serde_json::Map<String, serde_json::Value>>| -> HashMap<String, CorePayload> {
+                m.iter().flatten().map(|(k, v)| (k.clone(), convert::payload_to_core(&Payload::json(v)))).collect()
+            };
+            let search_attributes = o.search_attributes.as_ref().map(|_| SearchAttributes { indexed_fields: json_fields(&o.search_attributes) });
+            commands.push(C::StartChildWorkflowExecution(wc::StartChildWorkflowExecution {
+                seq,
+                namespace: o.namespace.clone(),
+                workflow_id,
+                workflow_type: e.name,
+                task_queue: if o.task_queue_name.is_empty() { task_queue.to_string() } else { o.task_queue_name.clone() },
+                input: core_payloads(&request.payloads),
+                workflow_execution_timeout: opt_duration(o.workflow_execution_timeout),
+                workflow_run_timeout: opt_duration(o.workflow_run_timeout),
+                workflow_task_timeout: opt_duration(o.workflow_task_timeout),
+                parent_close_policy: o.parent_close_policy,
+                workflow_id_reuse_policy: o.workflow_id_reuse_policy,
+                retry_policy: o.retry_policy.as_ref().map(convert::retry_policy_to_core),
+                cron_schedule: o.cron_schedule.clone(),
+                headers: convert::header_to_core(request.header.as_ref()),
+                memo: json_fields(&o.memo),
+                search_attributes,
+                cancellation_type: if o.wait_for_cancellation { ChildWorkflowCancellationType::WaitCancellationCompleted } else { ChildWorkflowCancellationType::TryCancel } as i32,
+                ..Default::default()
+            }));
+        }
+        PhpCommand::GetChildWorkflowExecution(g) => {
+            let Some(Pending::Child(seq)) = run.waiting.get(&g.id).copied() else {
+                return Err(ActivationError::Other(format!("GetChildWorkflowExecution: command {} is not a running child workflow", g.id)));
+            };
+            match run.children.get(&seq) {
+                Some((workflow_id, Some(child_run))) => {
+                    queue.push(Envelope::response(id, Some(Payloads::of([Payload::json(&Execution { id: workflow_id.clone(), run_id: child_run.clone() })]))));
+                }
+                _ => run.wait(id, Pending::ChildStart(seq)),
+            }
+        }
         PhpCommand::NewTimer(t) => {
             let seq = run.seq("timer");
             run.wait(id, Pending::Timer(seq));
@@ -516,6 +606,9 @@ fn command(
                 match run.waiting.get(&target).copied() {
                     Some(Pending::Activity(seq)) => commands.push(C::RequestCancelActivity(wc::RequestCancelActivity { seq })),
                     Some(Pending::LocalActivity(seq)) => commands.push(C::RequestCancelLocalActivity(wc::RequestCancelLocalActivity { seq })),
+                    Some(Pending::Child(seq)) => {
+                        commands.push(C::CancelChildWorkflowExecution(wc::CancelChildWorkflowExecution { child_workflow_seq: seq, reason: String::new() }))
+                    }
                     Some(Pending::Timer(seq)) => {
                         // A cancelled timer produces no job: PHP hears of it now, as from the Go SDK.
                         run.resolve(Pending::Timer(seq));
@@ -527,7 +620,7 @@ fn command(
                         };
                         queue.push(Envelope::failure(target, canceled));
                     }
-                    None => {}
+                    Some(Pending::ChildStart(_)) | None => {}
                 }
             }
             queue.push(Envelope::response(id, Some(Payloads::of([Payload::json("completed")]))));
