@@ -345,3 +345,22 @@ async fn a_child_workflow_runs_and_returns_to_its_parent() {
     assert!(child.contains("WORKFLOW_EXECUTION_STATUS_COMPLETED") && child.contains("parentExecution"), "{child}");
     rr.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_are_validated_and_completed() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    temporal(&["workflow", "start", "-t", &rr.tq("default"), "--type", "TimerWorkflow", "-w", "update-1"]).await.unwrap();
+    let update = |value: &'static str| async move { temporal(&["workflow", "update", "execute", "-w", "update-1", "--name", "set", "-i", value]).await };
+    let first = update(r#""v1""#).await.unwrap();
+    assert_eq!(first["result"], Value::Null, "{first}");
+    let second = update(r#""v2""#).await.unwrap();
+    assert_eq!(second["result"], json!("v1"), "{second}");
+    // The validator rejects: nothing is written to history, the state stays.
+    let rejected = update(r#""""#).await.unwrap_err();
+    assert!(rejected.contains("the value must not be empty"), "{rejected}");
+    assert_eq!(query("update-1", "state").await, json!("v2"));
+    let history = temporal(&["workflow", "show", "-w", "update-1"]).await.unwrap().to_string();
+    assert_eq!(history.matches("WORKFLOW_EXECUTION_UPDATE_COMPLETED").count(), 2, "{history}");
+    temporal(&["workflow", "terminate", "-w", "update-1"]).await.unwrap();
+    rr.stop().await;
+}

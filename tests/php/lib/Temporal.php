@@ -270,6 +270,7 @@ final class Factory
                 $m->command === 'DestroyWorkflow' => [$this->destroyWorkflow($m)],
                 $m->command === 'InvokeSignal' => $this->signal($m, $context),
                 $m->command === 'InvokeQuery' => [$this->query($m, $context)],
+                $m->command === 'InvokeUpdate' => $this->update($m, $context),
                 $m->command === 'CancelWorkflow' => $this->cancel($m, $context),
                 default => throw new \LogicException("command {$m->command} is not supported by this test worker"),
             });
@@ -455,6 +456,33 @@ final class Factory
         }
         array_push($replies, ...$this->advance($rrId, fn(\Generator $g) => $g->throw(new Canceled('workflow canceled'))));
         return $replies;
+    }
+
+    /**
+     * Update `set`: rejects an empty value (validator), else sets the query state and returns the
+     * previous one. Other names are rejected.
+     * @return list<string>
+     */
+    private function update(Message $m, array $context): array
+    {
+        $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
+        $id = $m->options['updateId'] ?? '';
+        $value = $m->payloads === [] ? null : Codec::value($m->payloads[0]);
+        $replay = $m->options['replay'] ?? false;
+        $reject = match (true) {
+            ($m->options['name'] ?? '') !== 'set' => 'unknown update ' . ($m->options['name'] ?? ''),
+            !$replay && ($value === '' || $value === null) => 'the value must not be empty',
+            default => null,
+        };
+        if ($reject !== null) {
+            return [Codec::command(++$this->nextId, 'UpdateValidated', ['id' => $id], null, Codec::failure($reject, 'InvalidArgumentException'))];
+        }
+        $previous = $this->instances[$rrId]['state'] ?? null;
+        $this->instances[$rrId]['state'] = $value;
+        return [
+            Codec::command(++$this->nextId, 'UpdateValidated', ['id' => $id]),
+            Codec::command(++$this->nextId, 'UpdateCompleted', ['id' => $id], Codec::payloads([$previous])),
+        ];
     }
 
     private function query(Message $m, array $context): string

@@ -4,8 +4,8 @@
 //! the next batch of the same activation, until PHP has nothing more to say.
 //!
 //! Not in this layer (the activation fails with a message naming it, so the workflow task is
-//! retried and the gap is visible in the history): external signals and cancels, updates, and
-//! local activity backoff.
+//! retried and the gap is visible in the history): external signals and cancels, and local
+//! activity backoff.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ use temporalio_common::protos::temporal::api::failure::v1::Failure as CoreFailur
 use temporalio_sdk_core::{PollError, Worker};
 
 use super::convert::{self, duration, proto_duration, time};
-use crate::codec::commands::{InvokeQuery, InvokeSignal, RunRef, StartWorkflow};
+use crate::codec::commands::{InvokeQuery, InvokeSignal, InvokeUpdate, RunRef, StartWorkflow};
 use crate::codec::json::{Execution, TypeName, TypedUpsert, WorkflowInfo};
 use crate::codec::{Batch, Context, Envelope, Kind, PhpCommand, Request, ServerCommand};
 use crate::proto::{self, Failure, Payload, Payloads};
@@ -51,6 +51,8 @@ struct Run {
     run_id: String,
     /// Child seq → its workflow id, and once started its run id.
     children: HashMap<u32, (String, Option<String>)>,
+    /// Update id → Core's protocol instance id, until PHP completes or rejects it.
+    updates: HashMap<String, String>,
     /// The handshake it started under ([`PhpWorkers::generation`]) and the Core worker it is on.
     generation: u64,
     worker: Arc<Worker>,
@@ -257,6 +259,7 @@ fn jobs(
                 rr_id: Context::new_rr_id(),
                 run_id: a.run_id.clone(),
                 children: HashMap::new(),
+                updates: HashMap::new(),
                 generation: php.generation(),
                 worker: worker.clone(),
                 task_queue: task_queue.to_string(),
@@ -356,7 +359,20 @@ fn jobs(
                 }
             }
             J::ResolveSignalExternalWorkflow(_) | J::ResolveRequestCancelExternalWorkflow(_) => return Err(not_implemented("signalling or cancelling external workflows")),
-            J::DoUpdate(_) => return Err(not_implemented("workflow updates")),
+            J::DoUpdate(u) => {
+                run.updates.insert(u.id.clone(), u.protocol_instance_id.clone());
+                let invoke = InvokeUpdate {
+                    update_id: u.id.clone(),
+                    run_id: a.run_id.clone(),
+                    name: u.name.clone(),
+                    kind: "validate_execute".into(),
+                    // Replaying an accepted update: PHP skips its validator.
+                    replay: (!u.run_validator).then_some(true),
+                };
+                let mut request = Request::new(ServerCommand::InvokeUpdate(invoke)).with_payloads(convert::payloads_to_php(&u.input));
+                request.header = convert::header_to_php(&u.headers);
+                queue.push(Envelope::command(php.next_id(), request));
+            }
             J::ResolveNexusOperationStart(_) | J::ResolveNexusOperation(_) => return Err(not_implemented("Nexus operations")),
             J::RemoveFromCache(_) => {}
         }
@@ -639,6 +655,22 @@ fn command(
         PhpCommand::UpsertMemo(m) => {
             let fields = m.memo.iter().map(|(k, v)| (k.clone(), convert::payload_to_core(&Payload::json(v)))).collect();
             commands.push(C::ModifyWorkflowProperties(wc::ModifyWorkflowProperties { upserted_memo: Some(Memo { fields }) }));
+        }
+        PhpCommand::UpdateValidated(ref u) | PhpCommand::UpdateCompleted(ref u) => {
+            use wc::update_response::Response;
+            let completed = matches!(request.command, PhpCommand::UpdateCompleted(_));
+            let Some(instance) = run.updates.get(&u.id).cloned() else {
+                return Err(ActivationError::Other(format!("update `{}` is not running in this workflow", u.id)));
+            };
+            let response = match (&request.failure, completed) {
+                (Some(f), _) => Response::Rejected(to_core_failure(f)?),
+                (None, false) => Response::Accepted(()),
+                (None, true) => Response::Completed(first_payload(&request.payloads).unwrap_or_default()),
+            };
+            if completed || request.failure.is_some() {
+                run.updates.remove(&u.id);
+            }
+            commands.push(C::UpdateResponse(wc::UpdateResponse { protocol_instance_id: instance, response: Some(response) }));
         }
         PhpCommand::Panic(_) | PhpCommand::UndefinedResponse(_) => {
             let message = request.failure.as_ref().map_or_else(|| "the PHP workflow panicked".to_string(), |f| f.message.clone());
