@@ -364,3 +364,17 @@ async fn updates_are_validated_and_completed() {
     temporal(&["workflow", "terminate", "-w", "update-1"]).await.unwrap();
     rr.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_signals_and_cancels_other_workflows() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    let tq = rr.tq("default");
+    temporal(&["workflow", "start", "-t", &tq, "--type", "UpsertWorkflow", "-w", "ext-signalled"]).await.unwrap();
+    temporal(&["workflow", "start", "-t", &tq, "--type", "TimerWorkflow", "-w", "ext-cancelled"]).await.unwrap();
+    let out = execute(&tq, "ExternalWorkflow", "ext-1", &[r#""ext-signalled""#, r#""ext-cancelled""#]).await.unwrap();
+    assert_eq!(result(&out), json!("sent"), "{out}");
+    assert_eq!(result(&temporal(&["workflow", "result", "-w", "ext-signalled"]).await.unwrap()), json!("done"));
+    let err = temporal(&["workflow", "result", "-w", "ext-cancelled"]).await.unwrap_err();
+    assert!(err.contains("CANCELED"), "{err}");
+    rr.stop().await;
+}

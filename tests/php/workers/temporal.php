@@ -113,6 +113,12 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         $execution = yield ['child-execution'];
         return ['result' => $result, 'child' => $execution, 'parent_run' => $info['WorkflowExecution']['RunID']];
     })
+    // Signals one workflow (`go`) and cancels another, by workflow id.
+    ->workflow('ExternalWorkflow', run: function (array $info, string $rrId, string $signalTarget, string $cancelTarget) {
+        yield ['SignalExternalWorkflow', ['namespace' => 'default', 'workflowID' => $signalTarget, 'runID' => '', 'signal' => 'go', 'childWorkflowOnly' => false], ['from outside']];
+        yield ['CancelExternalWorkflow', ['namespace' => 'default', 'workflowID' => $cancelTarget, 'runID' => '']];
+        return 'sent';
+    })
     // Waits an hour on a timer unless cancelled.
     ->workflow('TimerWorkflow', run: function (array $info, string $rrId) {
         yield ['NewTimer', ['ms' => 3_600_000]];

@@ -4,8 +4,7 @@
 //! the next batch of the same activation, until PHP has nothing more to say.
 //!
 //! Not in this layer (the activation fails with a message naming it, so the workflow task is
-//! retried and the gap is visible in the history): external signals and cancels, and local
-//! activity backoff.
+//! retried and the gap is visible in the history): local activity backoff and Nexus.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use temporalio_common::protos::coresdk::activity_result::activity_resolution;
 use temporalio_common::protos::coresdk::child_workflow::ChildWorkflowCancellationType;
+use temporalio_common::protos::coresdk::common::NamespacedWorkflowExecution;
 use temporalio_common::protos::coresdk::workflow_activation::{InitializeWorkflow, WorkflowActivation, workflow_activation_job};
 use temporalio_common::protos::coresdk::workflow_commands::{
     self as wc, ActivityCancellationType, QueryResult, QuerySuccess, query_result, workflow_command,
@@ -42,6 +42,8 @@ enum Pending {
     Child(u32),
     /// `GetChildWorkflowExecution`: the child's start.
     ChildStart(u32),
+    SignalExternal(u32),
+    CancelExternal(u32),
 }
 
 /// One workflow run as this side knows it.
@@ -358,7 +360,22 @@ fn jobs(
                     None => return Err(ActivationError::Other("a child workflow resolution without a status".into())),
                 }
             }
-            J::ResolveSignalExternalWorkflow(_) | J::ResolveRequestCancelExternalWorkflow(_) => return Err(not_implemented("signalling or cancelling external workflows")),
+            J::ResolveSignalExternalWorkflow(r) => {
+                if let Some(id) = run.resolve(Pending::SignalExternal(r.seq)) {
+                    queue.push(match &r.failure {
+                        None => Envelope::response(id, Some(Payloads::default())),
+                        Some(f) => Envelope::failure(id, to_php_failure(f)?),
+                    });
+                }
+            }
+            J::ResolveRequestCancelExternalWorkflow(r) => {
+                if let Some(id) = run.resolve(Pending::CancelExternal(r.seq)) {
+                    queue.push(match &r.failure {
+                        None => Envelope::response(id, Some(Payloads::default())),
+                        Some(f) => Envelope::failure(id, to_php_failure(f)?),
+                    });
+                }
+            }
             J::DoUpdate(u) => {
                 run.updates.insert(u.id.clone(), u.protocol_instance_id.clone());
                 let invoke = InvokeUpdate {
@@ -567,6 +584,31 @@ fn command(
                 _ => run.wait(id, Pending::ChildStart(seq)),
             }
         }
+        PhpCommand::SignalExternalWorkflow(sx) => {
+            use wc::signal_external_workflow_execution::Target;
+            let seq = run.seq("signal_external");
+            run.wait(id, Pending::SignalExternal(seq));
+            let target = match sx.child_workflow_only {
+                true => Target::ChildWorkflowId(sx.workflow_id.clone()),
+                false => Target::WorkflowExecution(NamespacedWorkflowExecution { namespace: sx.namespace.clone(), workflow_id: sx.workflow_id.clone(), run_id: sx.run_id.clone() }),
+            };
+            commands.push(C::SignalExternalWorkflowExecution(wc::SignalExternalWorkflowExecution {
+                seq,
+                target: Some(target),
+                signal_name: sx.signal.clone(),
+                args: core_payloads(&request.payloads),
+                headers: convert::header_to_core(request.header.as_ref()),
+            }));
+        }
+        PhpCommand::CancelExternalWorkflow(cx) => {
+            let seq = run.seq("cancel_external");
+            run.wait(id, Pending::CancelExternal(seq));
+            commands.push(C::RequestCancelExternalWorkflowExecution(wc::RequestCancelExternalWorkflowExecution {
+                seq,
+                workflow_execution: Some(NamespacedWorkflowExecution { namespace: cx.namespace.clone(), workflow_id: cx.workflow_id.clone(), run_id: cx.run_id.clone() }),
+                reason: String::new(),
+            }));
+        }
         PhpCommand::NewTimer(t) => {
             let seq = run.seq("timer");
             run.wait(id, Pending::Timer(seq));
@@ -636,7 +678,8 @@ fn command(
                         };
                         queue.push(Envelope::failure(target, canceled));
                     }
-                    Some(Pending::ChildStart(_)) | None => {}
+                    Some(Pending::SignalExternal(seq)) => commands.push(C::CancelSignalWorkflow(wc::CancelSignalWorkflow { seq })),
+                    Some(Pending::ChildStart(_) | Pending::CancelExternal(_)) | None => {}
                 }
             }
             queue.push(Envelope::response(id, Some(Payloads::of([Payload::json("completed")]))));
@@ -676,7 +719,6 @@ fn command(
             let message = request.failure.as_ref().map_or_else(|| "the PHP workflow panicked".to_string(), |f| f.message.clone());
             return Err(ActivationError::Other(message));
         }
-        other => return Err(not_implemented(&format!("the workflow command `{}`", other.name()))),
     }
     Ok(())
 }
