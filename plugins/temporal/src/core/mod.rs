@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use rr_runtime::BoxError;
 use temporalio_client::{ClientTlsOptions, Connection, ConnectionOptions, TlsOptions};
 use temporalio_common::worker::WorkerTaskTypes;
-use temporalio_sdk_core::{CoreRuntime, RuntimeOptions, Url, WorkerConfig, WorkerVersioningStrategy, init_worker};
+use temporalio_sdk_core::{CoreRuntime, PollerBehavior, RuntimeOptions, Url, WorkerConfig, WorkerVersioningStrategy, init_worker};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::json::WorkerInfo;
@@ -164,6 +164,9 @@ pub fn worker_config(cfg: &Config, info: &WorkerInfo, activity_workers: Option<u
         .max_outstanding_workflow_tasks(positive(o.max_concurrent_workflow_task_execution_size).unwrap_or(1000).max(2))
         .max_outstanding_activities(positive(o.max_concurrent_activity_execution_size).unwrap_or(slots))
         .max_outstanding_local_activities(positive(o.max_concurrent_local_activity_execution_size).unwrap_or(slots))
+        // PHP's poller counts (Go's MaxConcurrent*TaskPollers); workflow polling needs two with a cache.
+        .maybe_workflow_task_poller_behavior(positive(o.max_concurrent_workflow_task_pollers).map(|n| PollerBehavior::SimpleMaximum(n.max(2))))
+        .maybe_activity_task_poller_behavior(positive(o.max_concurrent_activity_task_pollers).map(PollerBehavior::SimpleMaximum))
         .maybe_max_task_queue_activities_per_second((o.task_queue_activities_per_second > 0.0).then_some(o.task_queue_activities_per_second))
         .maybe_max_worker_activities_per_second((o.worker_activities_per_second > 0.0).then_some(o.worker_activities_per_second))
         .maybe_sticky_queue_schedule_to_start_timeout((!o.sticky_schedule_to_start_timeout.is_zero()).then_some(o.sticky_schedule_to_start_timeout))
@@ -205,6 +208,11 @@ mod tests {
         let c = worker_config(&cfg("{namespace: ns, cache_size: 5}"), &info(o), Some(3)).unwrap();
         assert_eq!((c.max_outstanding_activities, c.max_outstanding_local_activities, c.max_cached_workflows), (Some(7), Some(2), 5));
         assert_eq!(c.namespace, "ns");
+        assert!(c.workflow_task_poller_behavior.is_none() && c.activity_task_poller_behavior.is_none(), "the core's defaults");
+        let o = WorkerOptions { max_concurrent_workflow_task_pollers: 1, max_concurrent_activity_task_pollers: 3, ..Default::default() };
+        let c = worker_config(&cfg("{}"), &info(o), Some(3)).unwrap();
+        assert!(matches!(c.workflow_task_poller_behavior, Some(PollerBehavior::SimpleMaximum(2))), "at least two with a sticky cache");
+        assert!(matches!(c.activity_task_poller_behavior, Some(PollerBehavior::SimpleMaximum(3))));
     }
 
     #[test]
