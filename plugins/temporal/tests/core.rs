@@ -378,3 +378,27 @@ async fn a_workflow_signals_and_cancels_other_workflows() {
     assert!(err.contains("CANCELED"), "{err}");
     rr.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_fails_the_workflow_or_its_task_as_the_panic_policy_says() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    // `default` has WorkflowPanicPolicy 1: the workflow fails with PHP's error.
+    let err = execute(&rr.tq("default"), "PanicWorkflow", "panic-1", &[]).await.unwrap_err();
+    assert!(err.contains("panicked on purpose") && err.contains("FAILED"), "{err}");
+    // `orders` blocks: the workflow task fails (and is retried); the workflow stays running.
+    temporal(&["workflow", "start", "-t", &rr.tq("orders"), "--type", "PanicWorkflow", "-w", "panic-2"]).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let history = temporal(&["workflow", "show", "-w", "panic-2"]).await.unwrap().to_string();
+        if history.contains("WORKFLOW_TASK_FAILED") {
+            assert!(history.contains("panicked on purpose"), "{history}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no failed workflow task: {history}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let running = temporal(&["workflow", "describe", "-w", "panic-2"]).await.unwrap().to_string();
+    assert!(running.contains("WORKFLOW_EXECUTION_STATUS_RUNNING"), "{running}");
+    temporal(&["workflow", "terminate", "-w", "panic-2"]).await.unwrap();
+    rr.stop().await;
+}

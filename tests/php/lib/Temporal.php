@@ -177,7 +177,7 @@ final class TaskQueue
      * `['ExecuteActivity', ['name' => 'echo', 'options' => [...]], [$arg]]`, `['NewTimer', ['ms' => 100]]`,
      * `['GetVersion', ['changeID' => 'c', 'minSupported' => -1, 'maxSupported' => 2]]`,
      * `['SideEffect', [], [$value]]`; and two local ones: `['state', $value]` sets what every
-     * query answers, `['signal', $name]` waits for that signal and gets its arguments, `['child-execution']` gives the last child's {ID, RunID} once started
+     * query answers, `['signal', $name]` waits for that signal and gets its arguments, `['Panic', $message]` panics (the task queue's `WorkflowPanicPolicy` decides), `['child-execution']` gives the last child's {ID, RunID} once started
      * (`ExecuteChildWorkflow` also sends `GetChildWorkflowExecution`), `['keep-on-cancel']` makes a
      * workflow cancel only cancel what it waits for (not throw into it). Query `pid` answers the
      * workflow process's pid.
@@ -352,6 +352,10 @@ final class Factory
                     // Commands without an answer.
                     $out[] = Codec::command(++$this->nextId, $cmd[0], $cmd[1]);
                     $gen->send(null);
+                } elseif ($cmd[0] === 'Panic') {
+                    // As the SDK reports an error in workflow code: no answer expected.
+                    $out[] = Codec::command(++$this->nextId, 'Panic', [], null, Codec::failure($cmd[1], 'Error'));
+                    return $out;
                 } elseif ($cmd[0] === 'child-execution') {
                     $gen->send($i['child'] ?? null);
                 } elseif ($cmd[0] === 'keep-on-cancel') {

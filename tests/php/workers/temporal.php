@@ -17,7 +17,8 @@ use RrTest\Temporal\Factory;
 $factory = Factory::create();
 // Tests against one shared Temporal server keep apart by a task queue prefix.
 $prefix = getenv('TEMPORAL_TQ_PREFIX') ?: '';
-$factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' => 4])
+// `default` fails a workflow that panics (WorkflowPanicPolicy 1); `orders` blocks it (0, Go's default).
+$factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' => 4, 'WorkflowPanicPolicy' => 1])
     ->workflow('SimpleWorkflow', signals: ['add'], queries: ['get'], run: fn(array $info, string $rrId, string $s) => [
         'result' => strtoupper($s),
         'rr_id' => $rrId,
@@ -119,6 +120,9 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         yield ['CancelExternalWorkflow', ['namespace' => 'default', 'workflowID' => $cancelTarget, 'runID' => '']];
         return 'sent';
     })
+    ->workflow('PanicWorkflow', run: function (array $info, string $rrId) {
+        yield ['Panic', 'panicked on purpose'];
+    })
     // Waits an hour on a timer unless cancelled.
     ->workflow('TimerWorkflow', run: function (array $info, string $rrId) {
         yield ['NewTimer', ['ms' => 3_600_000]];
@@ -133,6 +137,9 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         return yield ['ExecuteActivity', ['name' => 'heartbeat', 'options' => ['StartToCloseTimeout' => 10_000_000_000, 'HeartbeatTimeout' => 10_000_000_000]], [$n]];
     });
 $factory->newWorker($prefix . 'orders')
+    ->workflow('PanicWorkflow', run: function (array $info, string $rrId) {
+        yield ['Panic', 'panicked on purpose'];
+    })
     ->workflow('OrderWorkflow', run: function (array $info, string $rrId, int $cents) {
         return yield ['ExecuteActivity', ['name' => 'charge', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], [$cents]];
     })

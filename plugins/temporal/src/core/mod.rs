@@ -59,6 +59,7 @@ async fn run(hs: Handshake, shutdown: CancellationToken) -> Result<(), BoxError>
             loops.spawn(async move { activities::run(w, tq.clone(), php, running).await.map_err(|e| format!("temporal: task queue `{tq}`: polling activity tasks failed: {e}")) });
         }
         if !info.workflows.is_empty() {
+            runs.set_panic_policy(&tq, info.options.workflow_panic_policy);
             let (w, php, runs, tq) = (worker.clone(), hs.workers.clone(), runs.clone(), tq.clone());
             loops.spawn(async move { workflows::run(w, tq.clone(), php, runs).await.map_err(|e| format!("temporal: task queue `{tq}`: polling workflow activations failed: {e}")) });
         }

@@ -94,6 +94,8 @@ impl Run {
 pub struct Runs {
     /// The namespace every worker polls (WorkflowInfo's `Namespace`).
     namespace: String,
+    /// Task queues whose PHP options say `WorkflowPanicPolicy: 1` (FailWorkflow).
+    fail_on_panic: Mutex<std::collections::HashSet<String>>,
     runs: Mutex<HashMap<String, Run>>,
     /// One activation at a time talks to the workflow process (its batches must not interleave).
     php: tokio::sync::Mutex<()>,
@@ -136,6 +138,14 @@ pub async fn run(worker: Arc<Worker>, task_queue: String, php: Arc<PhpWorkers>, 
 impl Runs {
     pub fn new(namespace: &str) -> Runs {
         Runs { namespace: namespace.to_string(), ..Runs::default() }
+    }
+
+    /// Go's `WorkflowPanicPolicy` for a task queue: 0 blocks (the workflow task fails and is
+    /// retried), 1 fails the workflow.
+    pub fn set_panic_policy(&self, task_queue: &str, policy: i32) {
+        if policy == 1 {
+            self.fail_on_panic.lock().unwrap().insert(task_queue.to_string());
+        }
     }
 }
 
@@ -205,6 +215,7 @@ async fn activate(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_queu
     }
 
     let (mut queue, queries) = jobs(worker, php, runs, task_queue, &a, now, &mut context)?;
+    let fail_on_panic = runs.fail_on_panic.lock().unwrap().contains(task_queue);
     let mut commands = Vec::new();
     while !queue.is_empty() {
         let batch = Batch::new(context.clone(), std::mem::take(&mut queue));
@@ -218,7 +229,7 @@ async fn activate(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_queu
         }
         for message in reply {
             let Kind::Command(request) = message.kind else { continue };
-            command(run, task_queue, message.id, request, a.is_replaying, &mut commands, &mut queue)?;
+            command(run, task_queue, fail_on_panic, message.id, request, a.is_replaying, &mut commands, &mut queue)?;
         }
     }
 
@@ -476,9 +487,11 @@ fn opt_duration(d: Duration) -> Option<prost_wkt_types::Duration> {
 }
 
 /// One PHP command: a Core command, or an answer queued for PHP's next batch.
+#[allow(clippy::too_many_arguments)]
 fn command(
     run: &mut Run,
     task_queue: &str,
+    fail_on_panic: bool,
     id: u64,
     request: Request<PhpCommand>,
     replaying: bool,
@@ -717,7 +730,15 @@ fn command(
         }
         PhpCommand::Panic(_) | PhpCommand::UndefinedResponse(_) => {
             let message = request.failure.as_ref().map_or_else(|| "the PHP workflow panicked".to_string(), |f| f.message.clone());
-            return Err(ActivationError::Other(message));
+            if fail_on_panic {
+                let failure = match &request.failure {
+                    Some(f) => to_core_failure(f)?,
+                    None => failure(&message),
+                };
+                commands.push(C::FailWorkflowExecution(wc::FailWorkflowExecution { failure: Some(failure) }));
+            } else {
+                return Err(ActivationError::Other(message));
+            }
         }
     }
     Ok(())
