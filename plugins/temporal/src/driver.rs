@@ -7,8 +7,8 @@
 //! ([`PhpWorkers::invoke_activity`]). It returns when `shutdown` is cancelled and its workers
 //! have drained.
 //!
-//! This build has no driver: [`default_driver`] is [`NotImplemented`], which makes `serve` fail
-//! with a message saying so, once the PHP side has been checked.
+//! [`default_driver`] is [`crate::core::CoreDriver`]; [`NotImplemented`] stays for builds and
+//! tests that want the PHP side checked without a server.
 
 use std::sync::Arc;
 
@@ -28,7 +28,13 @@ pub struct Handshake {
     pub workers: Arc<PhpWorkers>,
     /// The API key: PHP's `Flags.ApiKey`, later replaced by `temporal.UpdateAPIKey`.
     pub api_key: Arc<std::sync::Mutex<Option<String>>>,
+    /// Set by the driver while connected: `temporal.UpdateAPIKey` hands the new key to it.
+    pub on_api_key: Arc<std::sync::Mutex<Option<ApiKeyHook>>>,
+    /// The running activities, for `temporal.RecordActivityHeartbeat`.
+    pub running: Arc<crate::core::activities::Running>,
 }
+
+pub type ApiKeyHook = Box<dyn Fn(&str) + Send + Sync>;
 
 /// A connection to Temporal that runs the task queues of a [`Handshake`].
 pub trait Driver: Send + Sync + 'static {
@@ -37,12 +43,13 @@ pub trait Driver: Send + Sync + 'static {
     fn run(&self, handshake: Handshake, shutdown: CancellationToken) -> BoxFuture<'static, Result<(), BoxError>>;
 }
 
-/// The driver this build uses.
+/// The driver this build uses: Temporal's Rust core.
 pub fn default_driver() -> Arc<dyn Driver> {
-    Arc::new(NotImplemented)
+    Arc::new(crate::core::CoreDriver)
 }
 
-/// The Temporal connection is not in this build: say so instead of serving nothing.
+/// A driver that says the Temporal connection is not there instead of serving nothing (for
+/// builds and tests without a server).
 pub struct NotImplemented;
 
 /// The start of [`NotImplemented`]'s error, for tests and log searches.

@@ -3,12 +3,13 @@
 //! ([`workers`]: the activity pool and the workflow process, `GetWorkerInfo`, activity and
 //! workflow execs).
 //!
-//! The connection to the Temporal server is a [`driver::Driver`]; this build has none, so an
-//! enabled plugin starts the PHP workers, checks their `GetWorkerInfo` answer, and then stops
-//! the server with a message saying the connection is not implemented.
+//! The connection to the Temporal server is a [`driver::Driver`]: [`core::CoreDriver`], on
+//! Temporal's Rust core, runs activities and workflows (the workflow commands it does not
+//! support yet fail the workflow task with a message naming them).
 
 pub mod codec;
 pub mod config;
+pub mod core;
 pub mod driver;
 pub mod proto;
 pub mod workers;
@@ -33,6 +34,8 @@ pub struct Plugin {
     /// The last `GetWorkerInfo` answer (RPC `GetWorkflowNames` / `GetActivityNames`).
     infos: Arc<RwLock<Vec<WorkerInfo>>>,
     api_key: Arc<Mutex<Option<String>>>,
+    on_api_key: Arc<Mutex<Option<driver::ApiKeyHook>>>,
+    running: Arc<core::activities::Running>,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -41,8 +44,10 @@ impl rr_runtime::Plugin for Plugin {
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
         let Some(cfg) = ctx.section::<Config>("temporal")? else { return Ok(None) };
         cfg.validate()?;
+        if cfg.metrics.is_some() {
+            tracing::warn!(target: "temporal", "`temporal.metrics` is read but not implemented in this build: Temporal's SDK metrics are not exported (docs/TEMPORAL.md)");
+        }
         let driver = driver::default_driver();
-        tracing::warn!(target: "temporal", "{}: the `temporal` section is read and the PHP workers will be started and asked for their task queues, then the server stops (docs/TEMPORAL.md)", driver::NOT_IMPLEMENTED);
         let infos: Arc<RwLock<Vec<WorkerInfo>>> = Arc::default();
         let api_key: Arc<Mutex<Option<String>>> = Arc::default();
         let rpc = &ctx.services.rpc;
@@ -56,12 +61,22 @@ impl rr_runtime::Plugin for Plugin {
             let list: Vec<String> = names.read().unwrap().iter().flat_map(|i| i.activities.iter().map(|a| a.name.clone())).collect();
             async move { Ok::<_, RpcError>(list) }
         });
-        let key = api_key.clone();
+        let on_api_key: Arc<Mutex<Option<driver::ApiKeyHook>>> = Arc::default();
+        let (key, hook) = (api_key.clone(), on_api_key.clone());
         rpc.register_json("temporal.UpdateAPIKey", move |new: String| {
+            if let Some(hook) = hook.lock().unwrap().as_ref() {
+                hook(&new);
+            }
             *key.lock().unwrap() = Some(new);
             async { Ok::<_, RpcError>(true) }
         });
-        Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), driver, workers: Default::default(), infos, api_key }))
+        let running: Arc<core::activities::Running> = Arc::default();
+        let activities = running.clone();
+        rpc.register_json("temporal.RecordActivityHeartbeat", move |request: codec::rpc::HeartbeatRequest| {
+            let reply = activities.heartbeat(&request).map_err(RpcError::new);
+            async move { reply }
+        });
+        Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), driver, workers: Default::default(), infos, api_key, on_api_key, running }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
@@ -86,7 +101,14 @@ impl rr_runtime::Plugin for Plugin {
         self.services
             .resetters
             .register(workers::OWNER, Arc::new(Reset { workers: workers.clone(), infos: self.infos.clone() }) as Arc<dyn Resettable>);
-        let handshake = Handshake { config: self.cfg.clone(), infos, workers, api_key: self.api_key.clone() };
+        let handshake = Handshake {
+            config: self.cfg.clone(),
+            infos,
+            workers,
+            api_key: self.api_key.clone(),
+            on_api_key: self.on_api_key.clone(),
+            running: self.running.clone(),
+        };
         self.driver.run(handshake, shutdown).await
     }
 

@@ -44,6 +44,9 @@ pub struct PhpWorkers {
     rr_version: String,
     /// The workflow process that answered the last `GetWorkerInfo` (0: none yet).
     handshaken: AtomicU32,
+    /// Counts handshakes: a workflow run started under an older one lived in a process that is
+    /// gone, so the driver evicts it (watch it with [`PhpWorkers::handshakes`]).
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl PhpWorkers {
@@ -66,7 +69,7 @@ impl PhpWorkers {
             }
         };
         services.pools.register(OWNER, activities.clone().unwrap_or_else(|| workflow.clone()));
-        Ok(PhpWorkers { activities, workflow, ids: Ids::default(), rr_version: services.version.to_string(), handshaken: AtomicU32::new(0) })
+        Ok(PhpWorkers { activities, workflow, ids: Ids::default(), rr_version: services.version.to_string(), handshaken: AtomicU32::new(0), generation: tokio::sync::watch::Sender::new(0) })
     }
 
     pub fn activities(&self) -> Option<&Pool> {
@@ -80,6 +83,16 @@ impl PhpWorkers {
     /// The workflow process's pid (0 while it is being replaced).
     pub fn workflow_pid(&self) -> u32 {
         self.workflow.workers().first().map_or(0, |w| w.pid)
+    }
+
+    /// How many handshakes there were: workflow runs of an older one are gone from PHP.
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
+    /// Changes with every handshake (after `rr reset temporal` or a replaced workflow process).
+    pub fn handshakes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// A fresh command id.
@@ -96,6 +109,7 @@ impl PhpWorkers {
         let reply = self.workflow.exec(batch.encode()).await?;
         let infos = codec::worker_infos(&reply.payload.body)?;
         self.handshaken.store(self.workflow_pid(), Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
         Ok(infos)
     }
 

