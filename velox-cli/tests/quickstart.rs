@@ -5,27 +5,13 @@
 //!
 //! The build is cold by design (the dev profile, to keep it cheap): it is what a newcomer runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn get(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
+#[path = "support/served.rs"]
+mod served;
+use served::{free_port, get, workspace};
 
 #[test]
 fn quick_start_builds_from_a_clean_target_serves_hello_and_explains_worker_failures() {
@@ -64,7 +50,7 @@ fn quick_start_builds_from_a_clean_target_serves_hello_and_explains_worker_failu
         .unwrap();
     let started = Instant::now();
     let reply = loop {
-        if let Some(r) = get(port) {
+        if let Some(r) = get(port, "/") {
             break r;
         }
         assert!(started.elapsed() < Duration::from_secs(30), "rr never answered on port {port}");
