@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, context::PublishAckFuture, stream::Stream};
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, context::PublishAckFuture, response::Response, stream::Stream};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use rr_runtime::jobs::{Acknowledger, Consuming, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
@@ -159,6 +159,18 @@ impl Inner {
         Ok(())
     }
 
+    /// `STREAM.MSG.DELETE` as nats.go's `DeleteMsg` (RoadRunner's) sends it, with `no_erase`:
+    /// the server drops the message. async-nats' `delete_message` asks for a secure erase, which
+    /// overwrites the message on disk and holds the stream (publishes queue behind it).
+    async fn delete(&self, seq: u64) -> JobsResult<()> {
+        let subject = format!("STREAM.MSG.DELETE.{}", self.stream.cached_info().config.name);
+        let answer: Response<serde_json::Value> = self.js.request(subject, &serde_json::json!({ "seq": seq, "no_erase": true })).await?;
+        match answer {
+            Response::Ok(_) => Ok(()),
+            Response::Err { error } => Err(error.to_string().into()),
+        }
+    }
+
     /// A job with a delay is published after it, from here (JetStream cannot delay a message).
     fn publish_later(self: &Arc<Self>, job: Job) {
         let inner = self.clone();
@@ -231,7 +243,7 @@ impl Ack {
             let permit = self.inner.deletes.clone().acquire_owned().await?;
             let inner = self.inner.clone();
             tokio::spawn(async move {
-                if let Err(e) = inner.stream.delete_message(seq).await {
+                if let Err(e) = inner.delete(seq).await {
                     tracing::warn!(target: "jobs", pipeline = %inner.name, seq, error = %e, "nats: cannot delete an acknowledged message (delete_after_ack)");
                 }
                 drop(permit);
