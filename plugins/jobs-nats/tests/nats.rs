@@ -78,5 +78,20 @@ async fn jetstream_pipeline_with_a_php_consumer() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(batch(), ids);
+
+    // delete_after_ack: every acknowledged message leaves the stream (the deletes run beside
+    // the jobs, so they may trail the last acknowledgement a little).
+    let js = async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
+    let mut stream = js.get_stream(&unique).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let left = stream.info().await.unwrap().state.messages;
+        if left == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{left} messages still in the stream after their acks");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    js.delete_stream(&unique).await.unwrap();
     server.stop().await.unwrap();
 }
