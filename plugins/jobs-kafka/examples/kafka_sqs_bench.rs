@@ -104,19 +104,35 @@ jobs:
         }
         done += 1;
         wait_ok(metrics, done).await;
-        let mut rates = Vec::new();
+        let (mut rates, mut push_rates) = (Vec::new(), Vec::new());
         for run in 0..runs {
             let start = Instant::now();
             for batch in (0..jobs).step_by(100) {
                 push(&mut c, pipeline, run * jobs + batch, 100.min(jobs - batch)).await;
             }
+            push_rates.push(jobs as f64 / start.elapsed().as_secs_f64());
             done += jobs as u64;
             wait_ok(metrics, done).await;
             rates.push(jobs as f64 / start.elapsed().as_secs_f64());
         }
         rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let shown: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-        println!("{pipeline:>7}: median {:.0} jobs/s (runs: {})", rates[rates.len() / 2], shown.join(", "));
+        push_rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        // The consume side alone: jobs pushed while the pipeline is paused, timed from its resume.
+        let mut consumed = f64::NAN;
+        if pipeline != "sqs" {
+            let named = || proto::Pipelines { pipelines: vec![pipeline.into()] };
+            c.call("jobs.Pause", Codec::Proto, &named().encode_to_vec()).await.unwrap();
+            for batch in (0..jobs).step_by(100) {
+                push(&mut c, pipeline, (runs + 1) * jobs + batch, 100.min(jobs - batch)).await;
+            }
+            let start = Instant::now();
+            c.call("jobs.Resume", Codec::Proto, &named().encode_to_vec()).await.unwrap();
+            done += jobs as u64;
+            wait_ok(metrics, done).await;
+            consumed = jobs as f64 / start.elapsed().as_secs_f64();
+        }
+        println!("{pipeline:>7}: median {:.0} jobs/s (runs: {}); pushed alone: median {:.0} jobs/s; consumed alone (one run): {consumed:.0} jobs/s", rates[rates.len() / 2], shown.join(", "), push_rates[push_rates.len() / 2]);
     }
     server.stop().await.unwrap();
 }

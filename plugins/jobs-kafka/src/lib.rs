@@ -5,11 +5,13 @@
 //! each partition's commit point in order (see `offsets`); nack, a failed worker and requeue
 //! produce a copy of the job before its record counts as settled, so no job is ever skipped.
 //! Kafka cannot delay a record: a push with a delay is refused; a delayed requeue waits here.
+//! A push returns once the brokers acknowledged its record (RoadRunner's ProduceSync); a batch
+//! queues all its records before it waits, so librdkafka sends them in few requests.
 
 mod config;
 mod offsets;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +19,8 @@ use futures::future::BoxFuture;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rr_runtime::jobs::{Acknowledger, Consuming, Delivery, DriverFactory, Inbox, Job, JobsResult, KafkaOptions, Pipeline, PipelineState};
 use rr_runtime::{BoxError, InitContext};
@@ -111,6 +114,50 @@ impl Inner {
     }
 
     async fn produce(&self, job: &Job) -> JobsResult<()> {
+        self.produce_all(std::slice::from_ref(job)).await.pop().unwrap_or(Ok(()))
+    }
+
+    /// Queue every job's record with librdkafka, then wait for the brokers' acknowledgements:
+    /// one result per job. When librdkafka's queue is full, the oldest record in flight is
+    /// awaited first (the queue, `queue.buffering.max.messages`, is the bound).
+    async fn produce_all(&self, jobs: &[Job]) -> Vec<JobsResult<()>> {
+        let mut results: Vec<Option<JobsResult<()>>> = jobs.iter().map(|_| None).collect();
+        let mut in_flight: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let mut record = self.record(job);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => in_flight.push_back((i, delivery)),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) if !in_flight.is_empty() => {
+                        record = back;
+                        let (oldest, delivery) = in_flight.pop_front().expect("not empty");
+                        results[oldest] = Some(self.delivered(&jobs[oldest], delivery).await);
+                        continue;
+                    }
+                    Err((e, _)) => results[i] = Some(Err(format!("cannot produce to topic `{}`: {e}", self.topic_of(job)).into())),
+                }
+                break;
+            }
+        }
+        for (i, delivery) in in_flight {
+            results[i] = Some(self.delivered(&jobs[i], delivery).await);
+        }
+        results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
+    }
+
+    async fn delivered(&self, job: &Job, delivery: DeliveryFuture) -> JobsResult<()> {
+        match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(format!("cannot produce to topic `{}`: {e}", self.topic_of(job)).into()),
+            Err(_) => Err(format!("cannot produce to topic `{}`: the producer closed", self.topic_of(job)).into()),
+        }
+    }
+
+    fn topic_of<'a>(&'a self, job: &'a Job) -> &'a str {
+        if job.kafka.topic.is_empty() { &self.topic } else { &job.kafka.topic }
+    }
+
+    fn record<'a>(&'a self, job: &'a Job) -> FutureRecord<'a, String, [u8]> {
         let mut headers = OwnedHeaders::new();
         for (key, values) in &job.headers {
             if let Some(first) = values.first() {
@@ -123,13 +170,11 @@ impl Inner {
             .insert(Header { key: "rr_job", value: Some(job.name.as_bytes()) })
             .insert(Header { key: "rr_pipeline", value: Some(self.name.as_bytes()) })
             .insert(Header { key: "rr_priority", value: Some(&priority[..]) });
-        let topic = if job.kafka.topic.is_empty() { &self.topic } else { &job.kafka.topic };
-        let mut record = FutureRecord::to(topic).key(&job.id).payload(&job.payload[..]).headers(headers);
+        let mut record = FutureRecord::to(self.topic_of(job)).key(&job.id).payload(&job.payload[..]).headers(headers);
         if self.manual_partition {
             record = record.partition(job.kafka.partition);
         }
-        self.producer.send(record, Duration::from_secs(0)).await.map_err(|(e, _)| format!("cannot produce to topic `{topic}`: {e}"))?;
-        Ok(())
+        record
     }
 
     /// A consumer of the pipeline's topics: a group member, or assigned partitions.
@@ -321,6 +366,18 @@ impl Pipeline for Kafka {
                 return Err(format!("kafka cannot delay jobs (pipeline `{}`, delay {} s): push with delay 0", self.0.name, job.delay).into());
             }
             self.0.produce(&job).await
+        })
+    }
+
+    fn push_batch(&self, jobs: Vec<Job>) -> BoxFuture<'_, Vec<JobsResult<()>>> {
+        Box::pin(async move {
+            if let Some(delayed) = jobs.iter().position(|j| j.delay > 0) {
+                // As one push after the other: the jobs before the delayed one go, it fails.
+                let mut results = self.0.produce_all(&jobs[..delayed]).await;
+                results.push(self.push(jobs[delayed].clone()).await);
+                return results;
+            }
+            self.0.produce_all(&jobs).await
         })
     }
 

@@ -1,8 +1,13 @@
 //! The `nats` jobs driver (NATS JetStream, through async-nats). A pipeline publishes to
 //! `subject` in `stream` (created when missing) and consumes with a durable pull consumer
-//! (`prefetch` messages in flight). `deliver_new` starts from new messages only;
-//! `delete_after_ack` removes a message from the stream once PHP acknowledged it. The client
-//! reconnects by itself. JetStream has no priorities: jobs arrive in stream order.
+//! (`prefetch` messages in flight, pulled in batches of up to `prefetch`). `deliver_new` starts
+//! from new messages only; `delete_after_ack` removes a message from the stream once PHP
+//! acknowledged it. The client reconnects by itself. JetStream has no priorities: jobs arrive in
+//! stream order.
+//!
+//! A push returns once JetStream acknowledged the message. A batch publishes all its jobs before
+//! it waits for their acknowledgements, so they overlap; the client bounds how many are in flight
+//! (5,000, then a publish waits for a slot, as nats.go's async publish does).
 //!
 //! Root section `nats: { addr: "nats://127.0.0.1:4222" }`; pipeline keys: `stream`, `subject`
 //! (both default to the pipeline's name), `prefetch` (100), `deliver_new` (false),
@@ -12,12 +17,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, stream::Stream};
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, context::PublishAckFuture, response::Response, stream::Stream};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use rr_runtime::jobs::{Acknowledger, Consuming, Delivery, DriverFactory, Inbox, Job, JobsResult, Pipeline, PipelineState};
 use rr_runtime::{BoxError, InitContext};
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub struct Plugin;
@@ -105,12 +111,15 @@ impl DriverFactory for Factory {
                 // The same race as for the stream, on the shared durable consumer.
                 Err(e) => stream.get_consumer(&durable).await.map_err(|_| format!("pipeline `{name}`: cannot create consumer: {e}"))?,
             };
+            let prefetch = num(&cfg.prefetch, 100).max(1) as usize;
             Ok(Arc::new(Nats(Arc::new(Inner {
                 name,
                 subject,
                 js,
                 stream,
                 consumer,
+                prefetch,
+                deletes: Arc::new(Semaphore::new(prefetch)),
                 delete_after_ack: flag(&cfg.delete_after_ack),
                 priority: num(&cfg.priority, 10),
                 consuming: Consuming::default(),
@@ -125,24 +134,59 @@ struct Inner {
     js: jetstream::Context,
     stream: Stream,
     consumer: PullConsumer,
+    /// Messages delivered and not yet acknowledged (the consumer's `max_ack_pending`), and the
+    /// most one pull request asks for.
+    prefetch: usize,
+    /// Bounds the stream deletes in flight (`delete_after_ack`) to `prefetch`.
+    deletes: Arc<Semaphore>,
     delete_after_ack: bool,
     priority: u64,
     consuming: Consuming,
 }
 
 impl Inner {
-    async fn publish(&self, job: &Job) -> JobsResult<()> {
+    /// Publish without waiting for JetStream's acknowledgement: the returned future is it.
+    async fn send(&self, job: &Job) -> JobsResult<PublishAckFuture> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("x-rr-id", job.id.as_str());
         headers.insert("x-rr-job", job.name.as_str());
         headers.insert("x-rr-headers", serde_json::to_string(&job.headers)?.as_str());
-        self.js.publish_with_headers(self.subject.clone(), headers, job.payload.clone()).await?.await?;
+        Ok(self.js.publish_with_headers(self.subject.clone(), headers, job.payload.clone()).await?)
+    }
+
+    async fn publish(&self, job: &Job) -> JobsResult<()> {
+        self.send(job).await?.await?;
         Ok(())
+    }
+
+    /// `STREAM.MSG.DELETE` as nats.go's `DeleteMsg` (RoadRunner's) sends it, with `no_erase`:
+    /// the server drops the message. async-nats' `delete_message` asks for a secure erase, which
+    /// overwrites the message on disk and holds the stream (publishes queue behind it).
+    async fn delete(&self, seq: u64) -> JobsResult<()> {
+        let subject = format!("STREAM.MSG.DELETE.{}", self.stream.cached_info().config.name);
+        let answer: Response<serde_json::Value> = self.js.request(subject, &serde_json::json!({ "seq": seq, "no_erase": true })).await?;
+        match answer {
+            Response::Ok(_) => Ok(()),
+            Response::Err { error } => Err(error.to_string().into()),
+        }
+    }
+
+    /// A job with a delay is published after it, from here (JetStream cannot delay a message).
+    fn publish_later(self: &Arc<Self>, job: Job) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(job.delay)).await;
+            if let Err(e) = inner.publish(&job).await {
+                tracing::error!(target: "jobs", id = %job.id, error = %e, "nats: delayed publish failed");
+            }
+        });
     }
 
     async fn consume(self: Arc<Self>, out: Inbox, stop: CancellationToken) {
         while !stop.is_cancelled() {
-            let mut messages = match self.consumer.messages().await {
+            // One pull request asks for up to `prefetch` messages; the heartbeat as `messages()`.
+            let pull = self.consumer.stream().max_messages_per_batch(self.prefetch).heartbeat(Duration::from_secs(15));
+            let mut messages = match pull.messages().await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(target: "jobs", pipeline = %self.name, error = %e, "nats: cannot consume; retrying in 1s");
@@ -188,11 +232,22 @@ struct Ack {
 }
 
 impl Ack {
+    /// Acknowledge, then (`delete_after_ack`) delete the message from the stream. The delete is
+    /// a request of its own that the acknowledgement does not depend on (an acknowledged message
+    /// is not delivered again): it runs beside the next jobs instead of holding this worker for
+    /// a round trip, at most `prefetch` deletes at once.
     async fn done(&self) -> JobsResult<()> {
         self.msg.ack().await?;
         if self.inner.delete_after_ack {
             let seq = self.msg.info()?.stream_sequence;
-            self.inner.stream.delete_message(seq).await?;
+            let permit = self.inner.deletes.clone().acquire_owned().await?;
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                if let Err(e) = inner.delete(seq).await {
+                    tracing::warn!(target: "jobs", pipeline = %inner.name, seq, error = %e, "nats: cannot delete an acknowledged message (delete_after_ack)");
+                }
+                drop(permit);
+            });
         }
         Ok(())
     }
@@ -234,16 +289,32 @@ impl Pipeline for Nats {
     fn push(&self, job: Job) -> BoxFuture<'_, JobsResult<()>> {
         Box::pin(async move {
             if job.delay > 0 {
-                let inner = self.0.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(job.delay)).await;
-                    if let Err(e) = inner.publish(&job).await {
-                        tracing::error!(target: "jobs", id = %job.id, error = %e, "nats: delayed publish failed");
-                    }
-                });
+                self.0.publish_later(job);
                 return Ok(());
             }
             self.0.publish(&job).await
+        })
+    }
+
+    /// Every job published, in order, before any acknowledgement is awaited; then all of them.
+    fn push_batch(&self, jobs: Vec<Job>) -> BoxFuture<'_, Vec<JobsResult<()>>> {
+        Box::pin(async move {
+            let mut sent = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                sent.push(if job.delay > 0 {
+                    self.0.publish_later(job);
+                    Ok(None)
+                } else {
+                    self.0.send(&job).await.map(Some)
+                });
+            }
+            futures::future::join_all(sent.into_iter().map(|sent| async move {
+                match sent? {
+                    Some(ack) => ack.await.map(drop).map_err(Into::into),
+                    None => Ok(()),
+                }
+            }))
+            .await
         })
     }
 

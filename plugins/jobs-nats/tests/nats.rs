@@ -1,5 +1,6 @@
 //! The nats driver against the local NATS JetStream with a PHP consumer: delivery exactly once
-//! per push, nack with requeue and delay, requeue with headers, delete_after_ack.
+//! per push, nack with requeue and delay, requeue with headers, delete_after_ack, a batch
+//! (published together) delivered once each and in order.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -63,5 +64,34 @@ async fn jetstream_pipeline_with_a_php_consumer() {
     assert_eq!((first["driver"].as_str(), first["job"].as_str()), (Some("nats"), Some("App\\Job")));
     let re: Vec<_> = entries.iter().filter(|e| e["id"] == "n-requeue").collect();
     assert_eq!(re[1]["headers"]["attempt"][0], "1");
+
+    // A batch is published before its acknowledgements are awaited: each job still arrives
+    // once, in push order (one worker takes them in the stream's order).
+    let ids: Vec<String> = (0..300).map(|i| format!("n-batch-{i}")).collect();
+    let jobs = ids.iter().map(|id| push(id, "ack").job.unwrap()).collect();
+    c.call("jobs.PushBatch", Codec::Proto, &proto::PushBatchRequest { jobs }.encode_to_vec()).await.unwrap();
+    let batch = || log(&jobs_log).into_iter().filter_map(|e| e["id"].as_str().filter(|id| id.starts_with("n-batch-")).map(String::from)).collect::<Vec<_>>();
+    let start = Instant::now();
+    while batch().len() < ids.len() {
+        assert!(start.elapsed() < Duration::from_secs(20), "batch deliveries: {}", batch().len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(batch(), ids);
+
+    // delete_after_ack: every acknowledged message leaves the stream (the deletes run beside
+    // the jobs, so they may trail the last acknowledgement a little).
+    let js = async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
+    let mut stream = js.get_stream(&unique).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let left = stream.info().await.unwrap().state.messages;
+        if left == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{left} messages still in the stream after their acks");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    js.delete_stream(&unique).await.unwrap();
     server.stop().await.unwrap();
 }

@@ -1,7 +1,9 @@
 //! Jobs per second pushed and consumed end to end, per driver, with 2 PHP workers that only
 //! acknowledge (`bench/jobs_worker.php`): `jobs.PushBatch` over RPC (batches of 100) while the
 //! pipeline consumes, timed from the first push until `rr_jobs_jobs_ok` counted every job. The
-//! memory driver is the ceiling (no broker). Needs the local RabbitMQ, NATS and beanstalkd.
+//! memory driver is the ceiling (no broker). `nats_keep` is the nats driver without
+//! `delete_after_ack`. The last column is the push side alone: jobs over the time until the last
+//! `PushBatch` answered. Needs the local RabbitMQ, NATS and beanstalkd.
 //!
 //! `cargo run --release -p rr-jobs --example jobs_bench -- [jobs-per-run] [runs]`
 
@@ -53,13 +55,14 @@ beanstalk:
 server:
   command: "php {worker}"
 jobs:
-  consume: [memory, amqp, nats, beanstalk]
+  consume: [memory, amqp, nats, nats_keep, beanstalk]
   pool:
     num_workers: 2
   pipelines:
     memory: {{ driver: memory }}
     amqp: {{ driver: amqp, config: {{ queue: {unique}, prefetch: 100 }} }}
     nats: {{ driver: nats, config: {{ stream: {unique}, subject: {unique}.jobs, delete_after_ack: true }} }}
+    nats_keep: {{ driver: nats, config: {{ stream: {unique}-keep, subject: {unique}.keep }} }}
     beanstalk: {{ driver: beanstalk, config: {{ tube: {unique} }} }}
 "#
     );
@@ -77,17 +80,17 @@ jobs:
     let mut c = loop {
         if let Ok(mut c) = RpcClient::connect(&rpc).await {
             let listed = c.call("jobs.List", Codec::Proto, &proto::Empty {}.encode_to_vec()).await.ok().and_then(|r| proto::Pipelines::decode(r).ok());
-            if listed.is_some_and(|l| l.pipelines.len() == 4) {
+            if listed.is_some_and(|l| l.pipelines.len() == 5) {
                 break c;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
-    println!("| driver | jobs/s pushed and consumed (median of {runs}, {jobs} jobs each) |");
-    println!("|---|---|");
-    for driver in ["memory", "amqp", "nats", "beanstalk"] {
-        let mut rates = Vec::new();
+    println!("| pipeline | jobs/s pushed and consumed (median of {runs}, {jobs} jobs each) | jobs/s pushed (PushBatch answered) |");
+    println!("|---|---|---|");
+    for driver in ["memory", "amqp", "nats", "nats_keep", "beanstalk"] {
+        let (mut rates, mut push_rates) = (Vec::new(), Vec::new());
         for run in 0..runs {
             let base = jobs_ok(&metrics).await;
             let start = Instant::now();
@@ -104,12 +107,13 @@ jobs:
                     .collect();
                 c.call("jobs.PushBatch", Codec::Proto, &proto::PushBatchRequest { jobs }.encode_to_vec()).await.unwrap();
             }
+            push_rates.push(jobs as f64 / start.elapsed().as_secs_f64());
             while jobs_ok(&metrics).await < base + jobs as u64 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             rates.push(jobs as f64 / start.elapsed().as_secs_f64());
         }
-        println!("| {driver} | {:.0} |", median(rates));
+        println!("| {driver} | {:.0} | {:.0} |", median(rates), median(push_rates));
     }
     let _ = tx.send(());
     let _ = server.await;

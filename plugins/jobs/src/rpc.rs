@@ -33,19 +33,43 @@ fn job_from(p: proto::Job) -> Result<Job, RpcError> {
 /// One job into its pipeline, traced under `rpc` (the `push`/`push_batch` span); `source`
 /// (`single`, `batch`) labels the `rr_jobs_*` push metrics.
 async fn push(state: &State, mut job: Job, source: &'static str, rpc: &Context) -> Result<(), RpcError> {
-    let pipeline = state
-        .pipelines
-        .read()
-        .unwrap()
-        .get(&job.pipeline)
-        .cloned()
-        .ok_or_else(|| RpcError::new(format!("jobs_push: no such pipeline, requested: {}", job.pipeline)))?;
+    let pipeline = pipeline_of(state, &job.pipeline)?;
     let (name, driver, started) = (job.pipeline.clone(), pipeline.state().driver, Instant::now());
     let span = trace::push_span(&state.services.tracing, rpc, &driver, &mut job.headers);
     let pushed = pipeline.push(job).await;
     span.span().end();
     state.metrics.pushed(&name, &driver, source, pushed.as_ref().ok().map(|()| started.elapsed()));
     pushed.map_err(|e| RpcError::new(format!("jobs_push: {e}")))
+}
+
+/// `jobs.PushBatch`: each run of consecutive jobs for one pipeline goes to that pipeline's
+/// `push_batch` (a driver overlaps its broker's acknowledgements there); runs go in order and
+/// the first failure ends the batch, as pushing one job after the other would.
+async fn push_batch(state: &State, jobs: Vec<Job>, rpc: &Context) -> Result<(), RpcError> {
+    let mut jobs = jobs.into_iter().peekable();
+    while let Some(first) = jobs.next() {
+        let pipeline = pipeline_of(state, &first.pipeline)?;
+        let (name, driver, started) = (first.pipeline.clone(), pipeline.state().driver, Instant::now());
+        let mut run = vec![first];
+        while let Some(next) = jobs.next_if(|j| j.pipeline == name) {
+            run.push(next);
+        }
+        let spans: Vec<Context> = run.iter_mut().map(|job| trace::push_span(&state.services.tracing, rpc, &driver, &mut job.headers)).collect();
+        let results = pipeline.push_batch(run).await;
+        spans.iter().for_each(|span| span.span().end());
+        let took = started.elapsed();
+        for pushed in &results {
+            state.metrics.pushed(&name, &driver, "batch", pushed.as_ref().ok().map(|()| took));
+        }
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            return Err(RpcError::new(format!("jobs_push: {e}")));
+        }
+    }
+    Ok(())
+}
+
+fn pipeline_of(state: &State, name: &str) -> Result<Arc<dyn rr_runtime::jobs::Pipeline>, RpcError> {
+    state.pipelines.read().unwrap().get(name).cloned().ok_or_else(|| RpcError::new(format!("jobs_push: no such pipeline, requested: {name}")))
 }
 
 fn named(state: &State, names: &[String], op: &str) -> Result<Vec<(String, Arc<dyn rr_runtime::jobs::Pipeline>)>, RpcError> {
@@ -75,13 +99,7 @@ pub fn register(state: &Arc<State>) {
         async move {
             let jobs = req.jobs.into_iter().map(job_from).collect::<Result<Vec<_>, _>>()?;
             let rpc = trace::rpc_span(&s.services.tracing, "push_batch", jobs.iter().map(|j| &j.headers));
-            let mut pushed = Ok(());
-            for job in jobs {
-                pushed = push(&s, job, "batch", &rpc).await;
-                if pushed.is_err() {
-                    break;
-                }
-            }
+            let pushed = push_batch(&s, jobs, &rpc).await;
             rpc.span().end();
             pushed.map(|()| proto::Empty {})
         }

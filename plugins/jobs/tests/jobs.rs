@@ -167,6 +167,14 @@ jobs:
     // RPC errors PHP sees.
     let err = call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("x", "ack", "nope", 0)) }).await.unwrap_err();
     assert!(err.contains("no such pipeline, requested: nope"), "{err}");
+    // A batch goes pipeline run by pipeline run, in order, and stops at the first failure: the
+    // job before it is pushed, the one after it is not.
+    let batch = proto::PushBatchRequest { jobs: vec![job("j-b1", "ack", "main", 0), job("j-b2", "ack", "nope", 0), job("j-b3", "ack", "main", 0)] };
+    let err = call::<proto::Empty>(&mut c, "jobs.PushBatch", batch).await.unwrap_err();
+    assert!(err.contains("no such pipeline, requested: nope"), "{err}");
+    wait_for("the job before the failure", 20, || log(&jobs_log).iter().any(|e| e["id"] == "j-b1")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!log(&jobs_log).iter().any(|e| e["id"] == "j-b3"), "a job after the failure was pushed");
     let err = call::<proto::Empty>(&mut c, "jobs.Push", proto::PushRequest { job: Some(job("", "ack", "main", 0)) }).await.unwrap_err();
     assert!(err.contains("empty ID field not allowed"), "{err}");
     let no_driver = proto::DeclareRequest { pipeline: [("name".to_string(), "y".to_string())].into() };

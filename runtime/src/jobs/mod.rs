@@ -76,6 +76,24 @@ pub struct PipelineState {
 
 pub trait Pipeline: Send + Sync {
     fn push(&self, job: Job) -> BoxFuture<'_, JobsResult<()>>;
+    /// Push several jobs (`jobs.PushBatch`), in order; resolves once every job is pushed, with
+    /// one result per job attempted. This default pushes one after the other and stops at the
+    /// first failure; a driver whose broker acknowledges asynchronously sends them all before
+    /// it waits, so that the acknowledgements overlap.
+    fn push_batch(&self, jobs: Vec<Job>) -> BoxFuture<'_, Vec<JobsResult<()>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let pushed = self.push(job).await;
+                let failed = pushed.is_err();
+                results.push(pushed);
+                if failed {
+                    break;
+                }
+            }
+            results
+        })
+    }
     /// Start (or resume) delivering jobs into `out`; a full inbox is backpressure.
     fn resume(&self, out: Inbox) -> BoxFuture<'_, JobsResult<()>>;
     /// Stop delivering; stored jobs stay.
