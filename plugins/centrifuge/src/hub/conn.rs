@@ -23,6 +23,9 @@ use crate::proxy_proto as pb;
 
 /// A client that has not connected by then is closed with 3502 (Centrifuge's default).
 const STALE_DELAY: Duration = Duration::from_secs(15);
+/// How long a client may take to send its upgrade request: a client that dribbles its headers
+/// would otherwise hold a task and a descriptor forever (the stale timer starts after it).
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the close frame may wait behind a slow client's unread data.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -65,9 +68,13 @@ pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
     let mut ws_cfg = WebSocketConfig::default();
     ws_cfg.max_message_size = Some(hub.cfg.max_message_size);
     ws_cfg.max_frame_size = Some(hub.cfg.max_message_size);
-    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_cfg)).await {
-        Ok(ws) => ws,
-        Err(e) => {
+    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_cfg))).await {
+        Ok(Ok(ws)) => ws,
+        Err(_) => {
+            tracing::debug!(target: "centrifuge", "hub: websocket handshake not done within {HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+        Ok(Err(e)) => {
             tracing::debug!(target: "centrifuge", error = %e, "hub: websocket handshake failed");
             return;
         }
