@@ -657,3 +657,27 @@ async fn hostile_frames_close_only_their_own_connection() {
     assert_eq!(text(&mut bystander).await, json!({"id": 2, "ping": {}}));
     hub.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pong_queued_behind_slow_php_calls_is_not_a_missing_pong() {
+    let hub = serve("    ping_interval: 2s\n    pong_timeout: 1s\n    proxy_timeout: 5s").await;
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(Message::text(json!({"id": 1, "connect": {}}).to_string())).await.unwrap();
+    assert!(text(&mut ws).await["connect"].is_object());
+    // Five RPCs PHP answers a second each: the reader is busy well past a ping's pong_timeout.
+    let slow: Vec<String> = (2..7).map(|id| json!({"id": id, "rpc": {"method": "m", "data": {"cmd": "slow"}}}).to_string()).collect();
+    ws.send(Message::text(slow.join("\n"))).await.unwrap();
+    let mut answered = Vec::new();
+    while answered.len() < 5 {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("a frame").expect("open").unwrap();
+        match msg {
+            // The server's ping: answered at once, as clients do.
+            Message::Text(t) if t.as_str() == "{}" => ws.send(Message::text("{}")).await.unwrap(),
+            Message::Text(t) => answered.push(serde_json::from_str::<Value>(t.as_str()).unwrap()["id"].as_u64().unwrap()),
+            Message::Close(frame) => panic!("closed while PHP was answering: {frame:?}; answered {answered:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(answered, [2, 3, 4, 5, 6]);
+    hub.server.stop().await.unwrap();
+}

@@ -130,6 +130,7 @@ pub(super) fn new_client(hub: &Hub, protocol: Protocol) -> (Arc<Client>, mpsc::U
         queue: tx,
         queued: AtomicUsize::new(0),
         queue_max: hub.cfg.client_queue_max_size,
+        in_calls: AtomicUsize::new(0),
         close: Mutex::new(None),
         closing: Default::default(),
     });
@@ -159,6 +160,11 @@ where
             biased;
             _ = client.closing.cancelled() => break,
             _ = async { tokio::time::sleep_until(pong_deadline.unwrap()).await }, if pong_deadline.is_some() => {
+                if client.in_calls.load(Ordering::Acquire) > 0 {
+                    // The pong may be queued behind commands waiting on PHP: not the client's fault.
+                    pong_deadline = Some(tokio::time::Instant::now() + pong_timeout);
+                    continue;
+                }
                 if pong_pending.load(Ordering::Acquire) {
                     let d = cp::DISCONNECT_NO_PONG;
                     client.disconnect(d.0, d.1);
@@ -299,6 +305,14 @@ impl Session {
     /// Call PHP with a proxy request; any failure (worker error, timeout, bad answer) is
     /// error 100, temporary, so the client retries.
     async fn call(&self, kind: Kind, request: Vec<u8>) -> Result<Bytes, Error> {
+        struct InCall<'a>(&'a AtomicUsize);
+        impl Drop for InCall<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.client.in_calls.fetch_add(1, Ordering::AcqRel);
+        let _in_call = InCall(&self.client.in_calls);
         let payload = codec::payload(kind, &self.metadata, request.into());
         let timeout = self.hub.cfg.proxy_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
