@@ -579,3 +579,105 @@ async fn centrifuge_python_talks_to_php_and_receives_what_php_publishes() {
     }
     hub.server.stop().await.unwrap();
 }
+
+/// Read a raw connection to its end (the server closed it); what it sent.
+async fn until_closed(mut tcp: tokio::net::TcpStream, what: &str) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut seen);
+    let _ = tokio::time::timeout(Duration::from_secs(30), read).await.unwrap_or_else(|_| panic!("{what}: the server kept a half-sent request open"));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_headers_never_end_is_dropped_and_others_are_served() {
+    let hub = serve("").await;
+    // Request line and one header, then silence: neither the upgrade nor SSE may wait forever.
+    let mut held = Vec::new();
+    for path in ["/connection/websocket", "/connection/uni_sse"] {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", hub.port)).await.unwrap();
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n").as_bytes()).await.unwrap();
+        held.push((tcp, path));
+    }
+    // Meanwhile another client is served.
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(Message::text(format!("{}\n{}", json!({"id": 1, "connect": {}}), json!({"id": 2, "ping": {}})))).await.unwrap();
+    assert!(text(&mut ws).await["connect"].is_object());
+    assert_eq!(text(&mut ws).await, json!({"id": 2, "ping": {}}));
+    for (tcp, path) in held {
+        let answer = until_closed(tcp, path).await;
+        assert!(!String::from_utf8_lossy(&answer).contains(" 101 "), "{path}: upgraded a request that never ended");
+    }
+    hub.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_close_only_their_own_connection() {
+    let hub = serve("    max_message_size: 4096\n    client_channel_limit: 2").await;
+    let mut bystander = raw(&hub.url(), None).await;
+    bystander.send(Message::text(json!({"id": 1, "connect": {}}).to_string())).await.unwrap();
+    assert!(text(&mut bystander).await["connect"].is_object());
+    // Protobuf varint prefixes: over 64 bits, 11 continuation bytes, 2^63, more than the frame.
+    let mut two63 = vec![0x80u8; 9];
+    two63.extend([0x01, 0x08, 0x01]);
+    for frame in [vec![0xffu8; 10].into_iter().chain([0x01]).collect(), vec![0x80u8; 11], two63, vec![0xc0, 0x84, 0x3d, 0x08, 0x01]] {
+        let mut ws = raw(&hub.url(), Some("centrifuge-protobuf")).await;
+        ws.send(Message::binary(frame.clone())).await.unwrap();
+        assert_eq!(close_code(&mut ws).await, 3501, "{frame:x?}");
+    }
+    // JSON: nesting past serde's depth limit, bytes that are not UTF-8 in a binary frame, an id
+    // over 32 bits (it must not wrap to 1).
+    let nested = format!("{{\"id\":1,\"connect\":{{\"data\":{}{}}}}}", "[".repeat(1500), "]".repeat(1500));
+    for frame in [Message::text(nested), Message::binary(b"{\"id\":1,\"connect\":{\"name\":\"\xff\xfe\"}}".to_vec()), Message::text(json!({"id": (1u64 << 32) + 1, "connect": {}}).to_string())] {
+        let mut ws = raw(&hub.url(), None).await;
+        ws.send(frame.clone()).await.unwrap();
+        assert_eq!(close_code(&mut ws).await, 3501, "{frame:?}");
+    }
+    // One frame of many commands: past client_channel_limit each subscribe is refused, a
+    // channel with control characters is just a name, an unknown method is an error.
+    let mut ws = raw(&hub.url(), None).await;
+    let mut batch = vec![json!({"id": 1, "connect": {}})];
+    batch.extend((2..8).map(|id| json!({"id": id, "subscribe": {"channel": format!("c\u{1}\u{0}{id}")}})));
+    batch.push(json!({"id": 8, "no_such_method": {}}));
+    ws.send(Message::text(batch.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"))).await.unwrap();
+    assert!(text(&mut ws).await["connect"].is_object());
+    let mut codes = Vec::new();
+    for _ in 2..9 {
+        let r = text(&mut ws).await;
+        codes.push((r["id"].as_u64().unwrap(), r["error"]["code"].as_u64()));
+    }
+    assert_eq!(codes, [(2, None), (3, None), (4, Some(106)), (5, Some(106)), (6, Some(106)), (7, Some(106)), (8, Some(108))]);
+    // A ping flood the client never reads the pongs of: the session still answers.
+    for _ in 0..2000 {
+        ws.feed(Message::Ping(vec![7u8; 100].into())).await.unwrap();
+    }
+    ws.send(Message::text(json!({"id": 9, "ping": {}}).to_string())).await.unwrap();
+    assert_eq!(text(&mut ws).await, json!({"id": 9, "ping": {}}));
+    // The bystander never noticed.
+    bystander.send(Message::text(json!({"id": 2, "ping": {}}).to_string())).await.unwrap();
+    assert_eq!(text(&mut bystander).await, json!({"id": 2, "ping": {}}));
+    hub.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pong_queued_behind_slow_php_calls_is_not_a_missing_pong() {
+    let hub = serve("    ping_interval: 2s\n    pong_timeout: 1s\n    proxy_timeout: 5s").await;
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(Message::text(json!({"id": 1, "connect": {}}).to_string())).await.unwrap();
+    assert!(text(&mut ws).await["connect"].is_object());
+    // Five RPCs PHP answers a second each: the reader is busy well past a ping's pong_timeout.
+    let slow: Vec<String> = (2..7).map(|id| json!({"id": id, "rpc": {"method": "m", "data": {"cmd": "slow"}}}).to_string()).collect();
+    ws.send(Message::text(slow.join("\n"))).await.unwrap();
+    let mut answered = Vec::new();
+    while answered.len() < 5 {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("a frame").expect("open").unwrap();
+        match msg {
+            // The server's ping: answered at once, as clients do.
+            Message::Text(t) if t.as_str() == "{}" => ws.send(Message::text("{}")).await.unwrap(),
+            Message::Text(t) => answered.push(serde_json::from_str::<Value>(t.as_str()).unwrap()["id"].as_u64().unwrap()),
+            Message::Close(frame) => panic!("closed while PHP was answering: {frame:?}; answered {answered:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(answered, [2, 3, 4, 5, 6]);
+    hub.server.stop().await.unwrap();
+}

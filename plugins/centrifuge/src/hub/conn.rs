@@ -23,6 +23,9 @@ use crate::proxy_proto as pb;
 
 /// A client that has not connected by then is closed with 3502 (Centrifuge's default).
 const STALE_DELAY: Duration = Duration::from_secs(15);
+/// How long a client may take to send its upgrade request: a client that dribbles its headers
+/// would otherwise hold a task and a descriptor forever (the stale timer starts after it).
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the close frame may wait behind a slow client's unread data.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -65,9 +68,13 @@ pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
     let mut ws_cfg = WebSocketConfig::default();
     ws_cfg.max_message_size = Some(hub.cfg.max_message_size);
     ws_cfg.max_frame_size = Some(hub.cfg.max_message_size);
-    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_cfg)).await {
-        Ok(ws) => ws,
-        Err(e) => {
+    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_cfg))).await {
+        Ok(Ok(ws)) => ws,
+        Err(_) => {
+            tracing::debug!(target: "centrifuge", "hub: websocket handshake not done within {HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+        Ok(Err(e)) => {
             tracing::debug!(target: "centrifuge", error = %e, "hub: websocket handshake failed");
             return;
         }
@@ -123,6 +130,7 @@ pub(super) fn new_client(hub: &Hub, protocol: Protocol) -> (Arc<Client>, mpsc::U
         queue: tx,
         queued: AtomicUsize::new(0),
         queue_max: hub.cfg.client_queue_max_size,
+        in_calls: AtomicUsize::new(0),
         close: Mutex::new(None),
         closing: Default::default(),
     });
@@ -152,6 +160,11 @@ where
             biased;
             _ = client.closing.cancelled() => break,
             _ = async { tokio::time::sleep_until(pong_deadline.unwrap()).await }, if pong_deadline.is_some() => {
+                if client.in_calls.load(Ordering::Acquire) > 0 {
+                    // The pong may be queued behind commands waiting on PHP: not the client's fault.
+                    pong_deadline = Some(tokio::time::Instant::now() + pong_timeout);
+                    continue;
+                }
                 if pong_pending.load(Ordering::Acquire) {
                     let d = cp::DISCONNECT_NO_PONG;
                     client.disconnect(d.0, d.1);
@@ -292,6 +305,14 @@ impl Session {
     /// Call PHP with a proxy request; any failure (worker error, timeout, bad answer) is
     /// error 100, temporary, so the client retries.
     async fn call(&self, kind: Kind, request: Vec<u8>) -> Result<Bytes, Error> {
+        struct InCall<'a>(&'a AtomicUsize);
+        impl Drop for InCall<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.client.in_calls.fetch_add(1, Ordering::AcqRel);
+        let _in_call = InCall(&self.client.in_calls);
         let payload = codec::payload(kind, &self.metadata, request.into());
         let timeout = self.hub.cfg.proxy_timeout;
         let deadline = tokio::time::Instant::now() + timeout;

@@ -98,6 +98,8 @@ pub struct Client {
     /// Bytes queued and not yet written; above `client_queue_max_size` the client is slow.
     queued: AtomicUsize,
     queue_max: usize,
+    /// Calls to PHP in flight: meanwhile the reader is not reading, so a pong may wait unread.
+    pub(crate) in_calls: AtomicUsize,
     /// Why the session ends (code, reason); set once, then `closing` fires.
     close: Mutex<Option<(u16, String)>>,
     pub closing: CancellationToken,

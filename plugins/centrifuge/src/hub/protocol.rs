@@ -520,7 +520,9 @@ pub fn encode_replies(protocol: Protocol, replies: &[Reply]) -> Bytes {
 fn command_from_json(v: &Value) -> Result<Command, FrameError> {
     let obj = v.as_object().ok_or_else(|| FrameError("a command must be a JSON object".into()))?;
     let bad = |field: &str| FrameError(format!("field `{field}` has the wrong type"));
-    let mut c = Command { id: get_u64(obj, "id").ok_or_else(|| bad("id"))? as u32, ..Default::default() };
+    // A uint32, as protojson reads it: 2^32 + 1 must not wrap to a valid id 1.
+    let id = get_u64(obj, "id").and_then(|id| u32::try_from(id).ok()).ok_or_else(|| bad("id"))?;
+    let mut c = Command { id, ..Default::default() };
     if let Some(o) = sub(obj, "connect")? {
         let mut subs = HashMap::new();
         if let Some(m) = o.get("subs").and_then(Value::as_object) {

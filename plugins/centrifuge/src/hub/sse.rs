@@ -33,7 +33,8 @@ pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
         let hub = hub.clone();
         async move { Ok::<_, Infallible>(handle(hub, req).await) }
     });
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+    // Headers that never end would hold the connection forever: hyper's timeout needs a timer.
+    let _ = hyper::server::conn::http1::Builder::new().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(super::conn::HANDSHAKE_TIMEOUT).serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
 }
 
 async fn handle(hub: Arc<Hub>, req: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
