@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 #[path = "support/served.rs"]
 mod served;
-use served::{get, workspace};
+use served::{free_port, get, serve_hello, workspace};
 
 #[test]
 fn velox_builds_rr_that_serves_the_hello_app() {
@@ -27,24 +27,7 @@ fn velox_builds_rr_that_serves_the_hello_app() {
     let version = String::from_utf8(Command::new(&rr).arg("--version").output().unwrap().stdout).unwrap();
     assert!(version.contains("  http"), "{version}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new(&rr)
-        .args(["serve", "-c", "examples/hello/.rr.yaml", "-o"])
-        .arg(format!("http.address=127.0.0.1:{port}"))
-        .current_dir(workspace())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let reply = loop {
-        if let Some(r) = get(port, "/") {
-            break r;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "rr never answered on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Command::new("kill").arg(server.id().to_string()).status().unwrap();
-    let status = server.wait().unwrap();
+    let (reply, status) = serve_hello(&rr);
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
     assert!(reply.ends_with("Hello, World!\n"), "{reply}");
     assert!(status.success(), "graceful stop exits 0: {status}");
@@ -55,7 +38,7 @@ fn velox_builds_rr_that_serves_the_hello_app() {
 /// As PID 1 of its own PID namespace (a container without init), rr reaps the orphans its
 /// workers leave behind (RoadRunner issue #2384) and still stops cleanly on SIGTERM.
 fn pid1_reaps_orphans(rr: &Path) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let worker = workspace().join("tests/php/workers/http.php");
     let mut unshare = Command::new("unshare")
         .args(["--pid", "--fork", "--kill-child"])

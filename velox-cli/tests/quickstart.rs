@@ -6,12 +6,11 @@
 //! The build is cold by design (the dev profile, to keep it cheap): it is what a newcomer runs.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 #[path = "support/served.rs"]
 mod served;
-use served::{free_port, get, workspace};
+use served::{free_port, serve_hello, workspace};
 
 #[test]
 fn quick_start_builds_from_a_clean_target_serves_hello_and_explains_worker_failures() {
@@ -40,24 +39,7 @@ fn quick_start_builds_from_a_clean_target_serves_hello_and_explains_worker_failu
     assert!(!log.contains('\r') && !log.contains("\x1b["), "no terminal control codes in a log:\n{log}");
 
     let rr = tmp.path().join("dist/rr");
-    let port = free_port();
-    let mut server = Command::new(&rr)
-        .args(["serve", "-c", "examples/hello/.rr.yaml", "-o"])
-        .arg(format!("http.address=127.0.0.1:{port}"))
-        .current_dir(workspace())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let reply = loop {
-        if let Some(r) = get(port, "/") {
-            break r;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "rr never answered on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Command::new("kill").arg(server.id().to_string()).status().unwrap();
-    server.wait().unwrap();
+    let (reply, _) = serve_hello(&rr);
     assert!(reply.starts_with("HTTP/1.1 200 OK") && reply.ends_with("Hello, World!\n"), "{reply}");
 
     worker_failures(&rr, tmp.path());

@@ -23,3 +23,30 @@ pub fn get(port: u16, path: &str) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     Some(out)
 }
+
+/// Serve examples/hello with `rr` on a free port until it answers `GET /` (30 s at most), then
+/// stop it with SIGTERM: its reply and how it exited.
+pub fn serve_hello(rr: &Path) -> (String, std::process::ExitStatus) {
+    use std::process::{Command, Stdio};
+    let port = free_port();
+    let mut server = Command::new(rr)
+        .args(["serve", "-c", "examples/hello/.rr.yaml", "-o"])
+        .arg(format!("http.address=127.0.0.1:{port}"))
+        .current_dir(workspace())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let reply = loop {
+        if let Some(r) = get(port, "/") {
+            break r;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = server.kill();
+            panic!("rr never answered on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Command::new("kill").arg(server.id().to_string()).status().unwrap();
+    (reply, server.wait().unwrap())
+}
