@@ -64,6 +64,7 @@ impl rr_runtime::Plugin for Plugin {
                     let remote = hub::redis::Remote::start(&hub, &cfg.broker.redis()?).await?;
                     let _ = hub.remote.set(remote);
                 }
+                self.services.metrics.register(hub.clone());
                 let listener = hub::server::bind(&hub).await?;
                 tracing::info!(target: "centrifuge", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "centrifuge hub listening (websocket at {})", hub::config::WEBSOCKET_PATH);
                 let _ = self.api.set(api::Backend::Hub(hub.clone()));

@@ -74,6 +74,12 @@ fn decode<M: Message + Default>(method: &str, body: Bytes) -> Result<M, RpcError
     M::decode(body).map_err(|e| RpcError::new(format!("centrifuge.{method}: {e}")))
 }
 
+/// Redis failed: logged, error 100 to PHP.
+fn failed(method: &str, e: &str) -> Bytes {
+    tracing::error!(target: "centrifuge", method, error = %e, "hub: API call failed");
+    error(cp::ERROR_INTERNAL)
+}
+
 const EMPTY: fn() -> Bytes = || api::EmptyResponse { error: None, result: Some(api::Empty {}) }.encode_to_vec().into();
 
 /// Serve one API method on the hub.
@@ -105,9 +111,22 @@ pub async fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcErro
             }
             for client in hub.clients_of(&r.user, &r.client) {
                 if broker.subscribe(&r.channel, &client, r.info.clone(), false) {
-                    let position = if broker.history_enabled() { broker.position(&r.channel) } else { Default::default() };
-                    let push = SubscribePush { recoverable: broker.history_enabled(), epoch: position.epoch, offset: position.offset, positioned: broker.history_enabled(), data: r.data.clone() };
+                    let position = if broker.history_enabled() {
+                        match hub.position(&r.channel).await {
+                            Ok(p) => p,
+                            Err(e) => {
+                                broker.unsubscribe(&r.channel, &client.id);
+                                tracing::error!(target: "centrifuge", channel = r.channel, error = %e, "hub: reading the channel's stream failed");
+                                return Ok(error(cp::ERROR_INTERNAL));
+                            }
+                        }
+                    } else {
+                        Default::default()
+                    };
+                    let offset = position.offset;
+                    let push = SubscribePush { recoverable: broker.history_enabled(), epoch: position.epoch, offset, positioned: broker.history_enabled(), data: r.data.clone() };
                     client.send_replies(&[Reply::push(Push { channel: r.channel.clone(), subscribe: Some(push), ..Default::default() })]);
+                    broker.release(&r.channel, &client.id, offset);
                 }
             }
             EMPTY()
@@ -146,7 +165,10 @@ pub async fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcErro
             if !hub.cfg.presence {
                 return Ok(error(cp::ERROR_NOT_AVAILABLE));
             }
-            let presence = broker.presence(&r.channel);
+            let presence = match hub.presence(&r.channel).await {
+                Ok(p) => p,
+                Err(e) => return Ok(failed(method, &e)),
+            };
             if method == "PresenceStats" {
                 let users: std::collections::HashSet<&String> = presence.values().map(|i| &i.user).collect();
                 let stats = api::PresenceStatsResult { num_clients: presence.len() as u32, num_users: users.len() as u32 };
@@ -165,11 +187,14 @@ pub async fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcErro
                 return Ok(error(cp::ERROR_NOT_AVAILABLE));
             }
             let since = r.since.map(|s| super::broker::Position { offset: s.offset, epoch: s.epoch });
-            if since.as_ref().is_some_and(|s| s.epoch != broker.position(&r.channel).epoch) {
+            let (pubs, position) = match hub.history(&r.channel, r.limit, since.as_ref(), r.reverse).await {
+                Ok(h) => h,
+                Err(e) => return Ok(failed(method, &e)),
+            };
+            if since.as_ref().is_some_and(|s| s.epoch != position.epoch) {
                 // Centrifugo: a position from another epoch cannot be continued.
                 return Ok(error(112));
             }
-            let (pubs, position) = broker.history(&r.channel, r.limit, since.as_ref(), r.reverse);
             let publications = pubs
                 .into_iter()
                 .map(|p| api::Publication {
@@ -189,7 +214,9 @@ pub async fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcErro
             if !broker.history_enabled() {
                 return Ok(error(cp::ERROR_NOT_AVAILABLE));
             }
-            broker.remove_history(&r.channel);
+            if let Err(e) = hub.remove_history(&r.channel).await {
+                return Ok(failed(method, &e));
+            }
             EMPTY()
         }
         "Channels" => {

@@ -1,5 +1,8 @@
-//! The memory broker: channels, their subscribers, fan-out and history (`history_size`,
-//! `history_ttl`) with a stream position (offset, epoch) per channel. One `rr` process only.
+//! The local broker: channels, this process's subscribers and fan-out; with the memory driver
+//! also history (`history_size`, `history_ttl`) with a stream position (offset, epoch) per
+//! channel. With the redis driver history lives in Redis, and joins and leaves go out as
+//! [`Event`]s (for presence in Redis and for other servers' subscribers) instead of being
+//! pushed here.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -10,6 +13,8 @@ use super::{Client, HubConfig, Mutex};
 
 pub struct Broker {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Set by the redis driver: joins and leaves are sent here.
+    events: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Event>>,
     join_leave: bool,
     history_size: usize,
     history_ttl: Duration,
@@ -20,6 +25,15 @@ struct Subscriber {
     chan_info: Vec<u8>,
     /// Asked for join/leave pushes (`join_leave` in its subscribe request).
     join_leave: bool,
+    /// Publications held back while the subscribe reply is prepared (see [`Broker::release`]).
+    pending: Option<Vec<Publication>>,
+}
+
+/// A subscription that began or ended here, for the redis driver.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Join { channel: String, info: ClientInfo },
+    Leave { channel: String, info: ClientInfo },
 }
 
 #[derive(Default)]
@@ -40,11 +54,27 @@ pub struct Position {
 
 impl Broker {
     pub fn new(cfg: &HubConfig) -> Broker {
-        Broker { channels: Mutex::new(HashMap::new()), join_leave: cfg.join_leave, history_size: cfg.history_size, history_ttl: cfg.history_ttl }
+        Broker { channels: Mutex::new(HashMap::new()), events: Default::default(), join_leave: cfg.join_leave, history_size: cfg.history_size, history_ttl: cfg.history_ttl }
     }
 
     pub fn history_enabled(&self) -> bool {
         self.history_size > 0
+    }
+
+    /// Joins and leaves go to `events` from now on (the redis driver).
+    pub fn send_events(&self, events: tokio::sync::mpsc::UnboundedSender<Event>) {
+        let _ = self.events.set(events);
+    }
+
+    /// A join or leave: an event for the redis driver, else pushed here to those that asked.
+    fn joined(&self, ch: &Channel, channel: &str, info: ClientInfo, leave: bool) {
+        if let Some(events) = self.events.get() {
+            let _ = events.send(if leave { Event::Leave { channel: channel.into(), info } } else { Event::Join { channel: channel.into(), info } });
+        } else if self.join_leave {
+            let join = Some(Join { info: Some(info) });
+            let push = if leave { Push { channel: channel.into(), leave: join, ..Default::default() } } else { Push { channel: channel.into(), join, ..Default::default() } };
+            fan_out(ch, push, |s| s.join_leave && s.pending.is_none());
+        }
     }
 
     fn channel<'a>(channels: &'a mut HashMap<String, Channel>, name: &str) -> &'a mut Channel {
@@ -52,19 +82,32 @@ impl Broker {
     }
 
     /// Subscribe; false if the client already is. With `join_leave` on, the channel's
-    /// subscribers that asked for it get a `join` push.
+    /// subscribers that asked for it get a `join` push. Publications arriving from now on are
+    /// held back until [`Broker::release`]: the client gets its subscribe reply first, and
+    /// nothing published between reading the stream position and the reply is lost.
     pub fn subscribe(&self, channel: &str, client: &Arc<Client>, chan_info: Vec<u8>, join_leave: bool) -> bool {
         let mut channels = self.channels.lock();
         let ch = Self::channel(&mut channels, channel);
         if ch.subscribers.contains_key(&client.id) {
             return false;
         }
-        if self.join_leave {
-            let info = info_of(client, &chan_info);
-            fan_out(ch, Push { channel: channel.into(), join: Some(Join { info: Some(info) }), ..Default::default() }, |s| s.join_leave);
-        }
-        ch.subscribers.insert(client.id.clone(), Subscriber { client: client.clone(), chan_info, join_leave });
+        self.joined(ch, channel, info_of(client, &chan_info), false);
+        ch.subscribers.insert(client.id.clone(), Subscriber { client: client.clone(), chan_info, join_leave, pending: Some(Vec::new()) });
         true
+    }
+
+    /// Send what was held back since [`Broker::subscribe`]: publications after `offset` (the
+    /// position the subscribe reply named; all of them without history), then live delivery.
+    pub fn release(&self, channel: &str, client: &str, offset: u64) {
+        let mut channels = self.channels.lock();
+        let Some(s) = channels.get_mut(channel).and_then(|c| c.subscribers.get_mut(client)) else { return };
+        let held = s.pending.take().unwrap_or_default();
+        let replies: Vec<Reply> = held
+            .into_iter()
+            .filter(|p| p.offset == 0 || p.offset > offset)
+            .map(|p| Reply::push(Push { channel: channel.into(), r#pub: Some(p), ..Default::default() }))
+            .collect();
+        s.client.send_replies(&replies);
     }
 
     pub fn is_subscribed(&self, channel: &str, client: &str) -> bool {
@@ -87,10 +130,7 @@ impl Broker {
     fn remove(&self, channels: &mut HashMap<String, Channel>, channel: &str, client: &str) -> bool {
         let Some(ch) = channels.get_mut(channel) else { return false };
         let Some(gone) = ch.subscribers.remove(client) else { return false };
-        if self.join_leave {
-            let info = info_of(&gone.client, &gone.chan_info);
-            fan_out(ch, Push { channel: channel.into(), leave: Some(Join { info: Some(info) }), ..Default::default() }, |s| s.join_leave);
-        }
+        self.joined(ch, channel, info_of(&gone.client, &gone.chan_info), true);
         true
     }
 
@@ -140,11 +180,41 @@ impl Broker {
             }
         }
         let position = Position { offset: ch.offset, epoch: ch.epoch.clone() };
-        fan_out(ch, Push { channel: channel.into(), r#pub: Some(publication), ..Default::default() }, |_| true);
+        deliver_to(ch, channel, publication);
         if ch.subscribers.is_empty() && history_size == 0 {
             channels.remove(channel);
         }
         position
+    }
+
+    /// Push a publication that another server (or Redis) positioned to this process's
+    /// subscribers; nothing is kept.
+    pub fn deliver(&self, channel: &str, publication: Publication) {
+        let mut channels = self.channels.lock();
+        if let Some(ch) = channels.get_mut(channel) {
+            deliver_to(ch, channel, publication);
+        }
+    }
+
+    /// A join or leave from Redis, pushed to this process's subscribers that asked.
+    pub fn deliver_join(&self, channel: &str, info: ClientInfo, leave: bool) {
+        let client = info.client.clone();
+        let channels = self.channels.lock();
+        if let Some(ch) = channels.get(channel) {
+            let join = Some(Join { info: Some(info) });
+            let push = if leave { Push { channel: channel.into(), leave: join, ..Default::default() } } else { Push { channel: channel.into(), join, ..Default::default() } };
+            // Not to the client that joined or left itself, as with the memory broker.
+            fan_out(ch, push, |s| s.join_leave && s.pending.is_none() && s.client.id != client);
+        }
+    }
+
+    /// Every subscription here, by channel (the redis driver refreshes their presence).
+    pub fn subscriptions(&self) -> Vec<(String, Vec<ClientInfo>)> {
+        self.channels.lock().iter().filter(|(_, c)| !c.subscribers.is_empty()).map(|(n, c)| (n.clone(), c.subscribers.values().map(|s| info_of(&s.client, &s.chan_info)).collect())).collect()
+    }
+
+    pub fn num_subscriptions(&self) -> usize {
+        self.channels.lock().values().map(|c| c.subscribers.len()).sum()
     }
 
     pub fn position(&self, channel: &str) -> Position {
@@ -215,6 +285,16 @@ impl Broker {
     pub fn channels(&self) -> Vec<(String, usize)> {
         self.channels.lock().iter().filter(|(_, c)| !c.subscribers.is_empty()).map(|(n, c)| (n.clone(), c.subscribers.len())).collect()
     }
+}
+
+/// A publication to every subscriber: held back for those whose subscribe reply is not out yet.
+fn deliver_to(ch: &mut Channel, channel: &str, publication: Publication) {
+    for s in ch.subscribers.values_mut() {
+        if let Some(held) = &mut s.pending {
+            held.push(publication.clone());
+        }
+    }
+    fan_out(ch, Push { channel: channel.into(), r#pub: Some(publication), ..Default::default() }, |s| s.pending.is_none());
 }
 
 /// Push to the subscribers `to` selects, each frame encoded once per framing.

@@ -91,7 +91,8 @@ pub enum Driver {
     Redis,
 }
 
-/// `broker.config` for redis: the kv plugin's keys for one node, and the key prefix.
+/// `broker.config` for redis: the kv plugin's keys (one node; several: a cluster; with
+/// `master_name`: Sentinels), the key prefix and how long Redis keeps presence and stream meta.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
@@ -100,35 +101,83 @@ pub struct RedisConfig {
     pub password: Option<String>,
     pub db: i64,
     pub master_name: Option<String>,
-    /// Names the Redis channel the hubs share; hubs with the same prefix are one cluster.
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
+    /// Starts every key and the pub/sub channel; hubs with the same prefix are one cluster.
     pub prefix: String,
+    /// A server's presence entries outlive it by at most this (refreshed every third of it).
+    #[serde(with = "duration")]
+    pub presence_ttl: Duration,
+    /// How long a channel's offset and epoch outlive its last publication (Centrifugo's
+    /// `history_meta_ttl`).
+    #[serde(with = "duration")]
+    pub history_meta_ttl: Duration,
 }
+
+pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(60);
+pub const DEFAULT_HISTORY_META_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        RedisConfig { addrs: vec!["127.0.0.1:6379".into()], username: None, password: None, db: 0, master_name: None, prefix: "rr-centrifuge".into() }
+        RedisConfig {
+            addrs: vec!["127.0.0.1:6379".into()],
+            username: None,
+            password: None,
+            db: 0,
+            master_name: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            prefix: "rr-centrifuge".into(),
+            presence_ttl: DEFAULT_PRESENCE_TTL,
+            history_meta_ttl: DEFAULT_HISTORY_META_TTL,
+        }
     }
 }
 
+/// `redis://user:password@addr/db`, as the kv plugin builds it.
+pub fn redis_url(addr: &str, username: Option<&str>, password: Option<&str>, db: i64) -> String {
+    let auth = match (username, password) {
+        (Some(u), Some(p)) => format!("{u}:{p}@"),
+        (None, Some(p)) => format!(":{p}@"),
+        _ => String::new(),
+    };
+    format!("redis://{auth}{addr}/{db}")
+}
+
 impl RedisConfig {
-    pub fn url(&self) -> String {
-        let auth = match (&self.username, &self.password) {
-            (Some(u), Some(p)) => format!("{u}:{p}@"),
-            (None, Some(p)) => format!(":{p}@"),
-            _ => String::new(),
-        };
-        format!("redis://{auth}{}/{}", self.addrs[0], self.db)
+    /// The URL of one data node.
+    pub fn node_url(&self, addr: &str) -> String {
+        redis_url(addr, self.username.as_deref(), self.password.as_deref(), self.db)
     }
 }
 
 impl Broker {
     pub fn redis(&self) -> Result<RedisConfig, String> {
-        let cfg: RedisConfig = match &self.config {
+        let key = "config key `centrifuge.hub.broker.config`";
+        let mut cfg: RedisConfig = match &self.config {
             None | Some(serde_json::Value::Null) => RedisConfig::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("config key `centrifuge.hub.broker.config`: {e}"))?,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("{key}: {e}"))?,
         };
-        if cfg.master_name.is_some() || cfg.addrs.len() != 1 {
-            return Err("config key `centrifuge.hub.broker.config`: the hub's redis broker takes one node in `addrs` (Sentinel and cluster are not supported yet)".into());
+        if cfg.addrs.is_empty() {
+            return Err(format!("{key}: `addrs` is empty; name the Redis node (e.g. `addrs: [127.0.0.1:6379]`), the Sentinels or the cluster nodes"));
+        }
+        if cfg.master_name.as_deref().is_some_and(str::is_empty) {
+            cfg.master_name = None;
+        }
+        if cfg.db != 0 && cfg.master_name.is_none() && cfg.addrs.len() > 1 {
+            return Err(format!("{key}: `db` must be 0 with a Redis cluster (several `addrs` without `master_name`)"));
+        }
+        if cfg.prefix.is_empty() {
+            cfg.prefix = RedisConfig::default().prefix;
+        }
+        if cfg.presence_ttl.is_zero() {
+            cfg.presence_ttl = DEFAULT_PRESENCE_TTL;
+        }
+        if cfg.history_meta_ttl.is_zero() {
+            cfg.history_meta_ttl = DEFAULT_HISTORY_META_TTL;
+        }
+        if cfg.presence_ttl < Duration::from_secs(1) {
+            return Err(format!("{key}: `presence_ttl` must be at least 1s"));
         }
         Ok(cfg)
     }
@@ -212,8 +261,13 @@ mod tests {
     fn errors_name_the_key() {
         assert!(parse("adress: x").unwrap_err().contains("unknown field `adress`"));
         assert!(parse("broker: {driver: kafka}").unwrap_err().contains("unknown variant `kafka`"));
-        assert_eq!(parse("broker: {driver: redis}").unwrap().broker.redis().unwrap().url(), "redis://127.0.0.1:6379/0");
-        assert!(parse("broker: {driver: redis, config: {addrs: [a:1, b:2]}}").unwrap_err().contains("one node"));
+        let redis = parse("broker: {driver: redis}").unwrap().broker.redis().unwrap();
+        assert_eq!((redis.node_url("127.0.0.1:6379"), redis.presence_ttl, redis.prefix.as_str()), ("redis://127.0.0.1:6379/0".into(), Duration::from_secs(60), "rr-centrifuge"));
+        let redis = parse("broker: {driver: redis, config: {addrs: [s:1], master_name: m, password: p, db: 2, presence_ttl: 5s}}").unwrap().broker.redis().unwrap();
+        assert_eq!((redis.node_url("h:1"), redis.master_name.as_deref(), redis.presence_ttl), ("redis://:p@h:1/2".into(), Some("m"), Duration::from_secs(5)));
+        assert!(parse("broker: {driver: redis, config: {addrs: [a:1, b:2], db: 1}}").unwrap_err().contains("`db` must be 0 with a Redis cluster"));
+        assert!(parse("broker: {driver: redis, config: {addrs: []}}").unwrap_err().contains("`addrs` is empty"));
+        assert!(parse("broker: {driver: redis, config: {presence_ttl: 100ms}}").unwrap_err().contains("`presence_ttl` must be at least 1s"));
         assert!(parse("broker: {driver: redis, config: {adrs: [a:1]}}").unwrap_err().contains("unknown field `adrs`"));
         assert!(parse("ping_interval: 1s\npong_timeout: 2s").unwrap_err().starts_with("config key `centrifuge.hub.pong_timeout`"));
         assert!(parse("history_size: 10").unwrap_err().starts_with("config key `centrifuge.hub.history_ttl` must be set"));

@@ -128,6 +128,7 @@ pub(super) fn new_client(hub: &Hub, protocol: Protocol) -> (Arc<Client>, mpsc::U
         identity: Mutex::new(Identity::default()),
         connected: AtomicBool::new(false),
         queue: tx,
+        stats: hub.stats.clone(),
         queued: AtomicUsize::new(0),
         queue_max: hub.cfg.client_queue_max_size,
         in_calls: AtomicUsize::new(0),
@@ -271,7 +272,9 @@ impl Session {
             if !hub.broker.is_subscribed(&p.channel, &self.client.id) {
                 return error(cp::ERROR_PERMISSION_DENIED);
             }
-            let presence = hub.broker.presence(&p.channel);
+            let Ok(presence) = hub.presence(&p.channel).await.inspect_err(|e| tracing::error!(target: "centrifuge", error = %e, "hub: presence failed")) else {
+                return error(cp::ERROR_INTERNAL);
+            };
             if cmd.presence_stats.is_some() {
                 let users: std::collections::HashSet<&String> = presence.values().map(|i| &i.user).collect();
                 let stats = cp::PresenceStatsResult { num_clients: presence.len() as u32, num_users: users.len() as u32 };
@@ -287,7 +290,9 @@ impl Session {
                 return error(cp::ERROR_PERMISSION_DENIED);
             }
             let since = h.since.map(|s| Position { offset: s.offset, epoch: s.epoch });
-            let (publications, position) = hub.broker.history(&h.channel, h.limit, since.as_ref(), h.reverse);
+            let Ok((publications, position)) = hub.history(&h.channel, h.limit, since.as_ref(), h.reverse).await.inspect_err(|e| tracing::error!(target: "centrifuge", error = %e, "hub: history failed")) else {
+                return error(cp::ERROR_INTERNAL);
+            };
             return Ok(Some(Reply { id, history: Some(cp::HistoryResult { publications, epoch: position.epoch, offset: position.offset }), ..Default::default() }));
         }
         if cmd.ping.is_some() {
@@ -388,15 +393,24 @@ impl Session {
             // Server-side expiry: the client is not told; PHP's refresh decides at expire_at.
             tokio::spawn(self.clone().expire(expire_at));
         }
+        // Subscribed first (publications held back), positioned, released after the reply.
         let mut results = HashMap::new();
         for (channel, opts) in &subs {
-            results.insert(channel.clone(), self.subscribe_result(channel, opts.data.clone(), None));
+            hub.broker.subscribe(channel, &self.client, opts.info.clone(), false);
+            match self.subscribe_result(channel, opts.data.clone(), None).await {
+                Ok(r) => results.insert(channel.clone(), r),
+                Err(e) => {
+                    hub.broker.unsubscribe(channel, &self.client.id);
+                    return Ok(Some(Reply::error(id, e)));
+                }
+            };
         }
+        let results_offsets: Vec<(String, u64)> = results.iter().map(|(c, r)| (c.clone(), r.offset)).collect();
         let connect = cp::ConnectResult { client: self.client.id.clone(), version: String::new(), data, subs: results, ping: hub.cfg.ping_interval.as_secs().max(1) as u32, pong: self.transport == "websocket", ..Default::default() };
         // The reply goes first: publications of the server-side channels follow it.
         self.reply(Reply { id, connect: Some(connect), ..Default::default() });
-        for (channel, opts) in subs {
-            hub.broker.subscribe(&channel, &self.client, opts.info, false);
+        for (channel, result) in results_offsets {
+            hub.broker.release(&channel, &self.client.id, result);
         }
         Ok(None)
     }
@@ -447,16 +461,20 @@ impl Session {
 
     /// The stream position (with history) and, for a client recovering from `since`, what it
     /// missed.
-    fn subscribe_result(&self, channel: &str, data: Vec<u8>, recover: Option<&cp::SubscribeRequest>) -> cp::SubscribeResult {
-        let broker = &self.hub.broker;
-        if !broker.history_enabled() {
-            return cp::SubscribeResult { data, ..Default::default() };
+    async fn subscribe_result(&self, channel: &str, data: Vec<u8>, recover: Option<&cp::SubscribeRequest>) -> Result<cp::SubscribeResult, Error> {
+        let hub = &self.hub;
+        if !hub.broker.history_enabled() {
+            return Ok(cp::SubscribeResult { data, ..Default::default() });
         }
+        let failed = |e: String| {
+            tracing::error!(target: "centrifuge", client = %self.client.id, channel, error = %e, "hub: reading the channel's stream failed");
+            Error::new(cp::ERROR_INTERNAL)
+        };
         let mut result = cp::SubscribeResult { data, recoverable: true, positioned: true, ..Default::default() };
         match recover.filter(|r| r.recover) {
             Some(r) => {
                 let since = Position { offset: r.offset, epoch: r.epoch.clone() };
-                let (publications, position) = broker.history(channel, -1, Some(&since), false);
+                let (publications, position) = hub.history(channel, -1, Some(&since), false).await.map_err(failed)?;
                 result.was_recovering = true;
                 // Recovered when the epoch is the same and nothing missed fell out of history.
                 result.recovered = position.epoch == r.epoch && publications.first().is_none_or(|p| p.offset == r.offset + 1);
@@ -466,11 +484,11 @@ impl Session {
                 (result.epoch, result.offset) = (position.epoch, position.offset);
             }
             None => {
-                let position = broker.position(channel);
+                let position = hub.position(channel).await.map_err(failed)?;
                 (result.epoch, result.offset) = (position.epoch, position.offset);
             }
         }
-        result
+        Ok(result)
     }
 
     async fn subscribe(&mut self, id: u32, req: cp::SubscribeRequest) -> Result<Option<Reply>, Closed> {
@@ -495,9 +513,18 @@ impl Session {
             return answer;
         }
         let result = resp.result.unwrap_or_default();
-        let subscribed = self.subscribe_result(&req.channel, result.data, Some(&req));
-        self.reply(Reply { id, subscribe: Some(subscribed), ..Default::default() });
+        // Subscribed first (publications held back), positioned, released after the reply.
         self.hub.broker.subscribe(&req.channel, &self.client, result.info, req.join_leave);
+        let subscribed = match self.subscribe_result(&req.channel, result.data, Some(&req)).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.hub.broker.unsubscribe(&req.channel, &self.client.id);
+                return Ok(Some(Reply::error(id, e)));
+            }
+        };
+        let offset = subscribed.offset;
+        self.reply(Reply { id, subscribe: Some(subscribed), ..Default::default() });
+        self.hub.broker.release(&req.channel, &self.client.id, offset);
         Ok(None)
     }
 

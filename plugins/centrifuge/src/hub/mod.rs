@@ -3,7 +3,8 @@
 //! as the same proxy request proxy mode sends (CENTRIFUGE.md §7).
 //!
 //! `config` the keys; `protocol` the client protocol and its framings; `jwt` connection tokens;
-//! `broker` channels, fan-out and history in memory; `conn` one WebSocket session; `server`
+//! `broker` channels, fan-out and history in memory; `redis` history, presence and fan-out
+//! across servers through Redis; `conn` one WebSocket session; `server`
 //! the listener; `api` PHP's `centrifuge.*` RPC calls served here instead of by Centrifugo.
 
 pub mod api;
@@ -18,7 +19,7 @@ pub mod sse;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use rr_runtime::pool::Pool;
@@ -37,24 +38,68 @@ pub struct Hub {
     pub shutdown: CancellationToken,
     pub node_id: String,
     pub started: std::time::Instant,
-    /// Set with the redis broker: publications go through Redis.
-    pub remote: std::sync::OnceLock<redis::Remote>,
+    /// Set with the redis broker: publications, history and presence go through Redis.
+    pub remote: std::sync::OnceLock<Arc<redis::Remote>>,
+    pub stats: Arc<Stats>,
+}
+
+/// Counters for the metrics plugin.
+#[derive(Default)]
+pub struct Stats {
+    /// Published through this server (by PHP or its clients).
+    pub publications: AtomicU64,
+    /// Frames queued to clients (replies and pushes).
+    pub messages_sent: AtomicU64,
+    /// Connections this server closed, by close code.
+    pub disconnects: Mutex<std::collections::BTreeMap<u16, u64>>,
 }
 
 impl Hub {
     pub fn new(cfg: HubConfig, pool: Pool) -> Arc<Hub> {
-        Arc::new(Hub { broker: broker::Broker::new(&cfg), cfg, pool, clients: Mutex::new(HashMap::new()), shutdown: CancellationToken::new(), node_id: uuid::Uuid::new_v4().to_string(), started: std::time::Instant::now(), remote: Default::default() })
+        Arc::new(Hub { broker: broker::Broker::new(&cfg), cfg, pool, clients: Mutex::new(HashMap::new()), shutdown: CancellationToken::new(), node_id: uuid::Uuid::new_v4().to_string(), started: std::time::Instant::now(), remote: Default::default(), stats: Default::default() })
     }
 
-    /// Publish to a channel: through Redis when that is the broker (the position is then
-    /// unknown here), else straight to the memory broker.
+    /// Publish to a channel: through Redis when that is the broker, else straight to the
+    /// memory broker. The new stream position.
     pub async fn publish(&self, channel: &str, data: Vec<u8>, info: Option<protocol::ClientInfo>, tags: HashMap<String, String>, skip_history: bool) -> Result<broker::Position, String> {
+        let position = match self.remote.get() {
+            Some(remote) => remote.publish(channel, data, info, tags, skip_history).await?,
+            None => self.broker.publish(channel, data, info, tags, skip_history),
+        };
+        self.stats.publications.fetch_add(1, Ordering::Relaxed);
+        Ok(position)
+    }
+
+    /// A channel's history (see [`broker::Broker::history`]), from Redis or memory.
+    pub async fn history(&self, channel: &str, limit: i32, since: Option<&broker::Position>, reverse: bool) -> Result<(Vec<protocol::Publication>, broker::Position), String> {
         match self.remote.get() {
-            Some(remote) => {
-                remote.publish(redis::Wire { channel: channel.into(), data, info, tags, skip_history }).await?;
-                Ok(broker::Position::default())
+            Some(remote) => remote.history(channel, limit, since, reverse).await,
+            None => Ok(self.broker.history(channel, limit, since, reverse)),
+        }
+    }
+
+    pub async fn position(&self, channel: &str) -> Result<broker::Position, String> {
+        match self.remote.get() {
+            Some(remote) => Ok(remote.history(channel, 0, None, false).await?.1),
+            None => Ok(self.broker.position(channel)),
+        }
+    }
+
+    pub async fn remove_history(&self, channel: &str) -> Result<(), String> {
+        match self.remote.get() {
+            Some(remote) => remote.remove_history(channel).await,
+            None => {
+                self.broker.remove_history(channel);
+                Ok(())
             }
-            None => Ok(self.broker.publish(channel, data, info, tags, skip_history)),
+        }
+    }
+
+    /// The channel's subscribers, of every server with the redis broker.
+    pub async fn presence(&self, channel: &str) -> Result<HashMap<String, protocol::ClientInfo>, String> {
+        match self.remote.get() {
+            Some(remote) => remote.presence(channel).await,
+            None => Ok(self.broker.presence(channel)),
         }
     }
 
@@ -95,6 +140,7 @@ pub struct Client {
     identity: Mutex<Identity>,
     connected: AtomicBool,
     queue: mpsc::UnboundedSender<Out>,
+    stats: Arc<Stats>,
     /// Bytes queued and not yet written; above `client_queue_max_size` the client is slow.
     queued: AtomicUsize,
     queue_max: usize,
@@ -137,6 +183,7 @@ impl Client {
             self.disconnect(p.0, p.1);
             return;
         }
+        self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
         let _ = self.queue.send(Out::Frame(frame));
     }
 
@@ -150,6 +197,7 @@ impl Client {
     pub fn disconnect(&self, code: u16, reason: &str) {
         let mut close = self.close.lock();
         if close.is_none() {
+            *self.stats.disconnects.lock().entry(code).or_default() += 1;
             *close = Some((code, reason.to_string()));
             self.closing.cancel();
         }
@@ -174,5 +222,24 @@ impl<T> Mutex<T> {
     }
     pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `rr_centrifugo_hub_*` for the metrics plugin.
+impl rr_runtime::metrics::Collector for Hub {
+    fn collect(&self, out: &mut Vec<rr_runtime::metrics::Family>) {
+        use rr_runtime::metrics::{Family, Kind, Value};
+        let counter = |name: &str, help: &str, n: &AtomicU64| Family::single(name, help, Kind::Counter, n.load(Ordering::Relaxed) as f64);
+        let mut disconnects = Family::new("rr_centrifugo_hub_disconnects_total", "Connections the hub closed, by close code.", Kind::Counter);
+        for (code, n) in self.stats.disconnects.lock().iter() {
+            disconnects = disconnects.with(vec![("code".into(), code.to_string())], Value::Single(*n as f64));
+        }
+        out.extend([
+            Family::single("rr_centrifugo_hub_connections", "Clients connected to this server's hub.", Kind::Gauge, self.num_clients() as f64),
+            Family::single("rr_centrifugo_hub_subscriptions", "Channel subscriptions of this server's clients.", Kind::Gauge, self.broker.num_subscriptions() as f64),
+            counter("rr_centrifugo_hub_publications_total", "Publications made through this server (PHP's API and clients).", &self.stats.publications),
+            counter("rr_centrifugo_hub_messages_sent_total", "Replies and pushes queued to this server's clients.", &self.stats.messages_sent),
+            disconnects,
+        ]);
     }
 }

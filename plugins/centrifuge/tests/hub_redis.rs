@@ -1,0 +1,171 @@
+//! Several `rr` servers with the hub sharing publications, history and presence through Redis
+//! (`broker.driver: redis`): centrifuge-js recovering what PHP published on another server,
+//! presence and join/leave across servers, a killed server's presence expiring, and Redis
+//! behind a Sentinel through a failover. Needs Redis on 127.0.0.1:6379 (each test uses its own
+//! key prefix) and redis-server for the Sentinel test's own processes.
+
+#[path = "support/hub.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures::SinkExt;
+use rr_runtime::testing::free_port;
+use serde_json::json;
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const HISTORY: &str = "    history_size: 10\n    history_ttl: 60s\n    presence: true\n    join_leave: true\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_recovers_across_servers_and_presence_counts_both() {
+    let hub = HISTORY.to_string() + &broker("recover", "");
+    let a_port = free_port();
+    let (a, b) = (serve(&hub, Some(a_port)).await, serve(&hub, None).await);
+    let mut node = Node::start(&a.url(), "news");
+    let (subscribed, _) = node.until("subscribed").await;
+    assert_eq!(subscribed["recoverable"].as_bool(), Some(true), "{subscribed}");
+    let epoch = subscribed["epoch"].as_str().unwrap().to_string();
+
+    // PHP publishes on B: positioned in Redis, delivered to the client on A.
+    let first = b.publish("news", &json!({"n": 1})).await.result.unwrap();
+    assert_eq!((first.offset, first.epoch.as_str()), (1, epoch.as_str()), "one stream for both servers");
+    let (publication, _) = node.until("publication").await;
+    assert_eq!((publication["data"].clone(), publication["offset"].as_u64()), (json!({"n": 1}), Some(1)));
+
+    // Presence on either server counts the clients of both; join/leave cross servers.
+    let (mut on_b, on_b_id) = subscriber(&b.url(), "news", true).await;
+    let (joined, _) = node.until("join").await;
+    assert_eq!(joined["client"], on_b_id.as_str(), "B's join reached the client on A");
+    let both = eventually("presence of both servers' clients", Duration::from_secs(5), || async {
+        let (on_a, on_b) = (a.presence("news").await, b.presence("news").await);
+        (on_a.len() == 2 && on_a == on_b).then_some(on_a)
+    })
+    .await;
+    assert!(both.contains(&on_b_id), "{both:?}");
+    on_b.send(Message::text(json!({"id": 3, "presence_stats": {"channel": "news"}}).to_string())).await.unwrap();
+    assert_eq!(text(&mut on_b).await["presence_stats"], json!({"num_clients": 2, "num_users": 1}));
+    let (mut brief, brief_id) = subscriber(&a.url(), "news", false).await;
+    assert_eq!(text(&mut on_b).await["push"]["join"]["info"]["client"], brief_id.as_str(), "A's join reached B's client");
+    brief.close(None).await.unwrap();
+    assert_eq!(text(&mut on_b).await["push"]["leave"]["info"]["client"], brief_id.as_str(), "and its leave");
+
+    // A restarts; meanwhile PHP publishes twice on B. The client reconnects to the new A and
+    // recovers both from Redis, with the same epoch.
+    a.server.stop().await.unwrap();
+    node.until("connecting").await;
+    b.publish("news", &json!({"n": 2})).await;
+    b.publish("news", &json!({"n": 3})).await;
+    let a2 = serve(&hub, Some(a_port)).await;
+    let (resubscribed, _) = node.until("subscribed").await;
+    assert_eq!((resubscribed["wasRecovering"].as_bool(), resubscribed["recovered"].as_bool(), resubscribed["epoch"].as_str()), (Some(true), Some(true), Some(epoch.as_str())), "{resubscribed}");
+    for n in [2, 3] {
+        let (p, _) = node.until("publication").await;
+        assert_eq!((p["data"].clone(), p["offset"].as_u64()), (json!({"n": n}), Some(n)), "recovered in order");
+    }
+    let history = a2.history("news").await;
+    assert_eq!((history.publications.len(), history.offset, history.epoch.as_str()), (3, 3, epoch.as_str()));
+
+    // The hub's metrics.
+    let metrics = a2.metrics().await;
+    for line in ["rr_centrifugo_hub_connections 1", "rr_centrifugo_hub_subscriptions 1"] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert!(metrics.contains("rr_centrifugo_hub_messages_sent_total"), "{metrics}");
+    let b_metrics = b.metrics().await;
+    assert!(b_metrics.contains("rr_centrifugo_hub_publications_total 3"), "{b_metrics}");
+    node.quit().await;
+    a2.server.stop().await.unwrap();
+    b.server.stop().await.unwrap();
+}
+
+/// Not a test: the server process `a_killed_servers_presence_expires_within_presence_ttl`
+/// starts (this binary again, with `RR_HUB_CHILD_YAML`) and kills. Returns at once without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killable_server_process() {
+    let Ok(yaml) = std::env::var("RR_HUB_CHILD_YAML") else { return };
+    let _server = rr_runtime::testing::TestServer::start(&build(), &yaml);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_servers_presence_expires_within_presence_ttl() {
+    let hub = HISTORY.to_string() + &broker("killed", "        presence_ttl: 2s\n");
+    let b = serve(&hub, None).await;
+    let port = free_port();
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "killable_server_process", "--nocapture"])
+        .env("RR_HUB_CHILD_YAML", yaml(port, free_port(), free_port(), &hub))
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually("the child server", Duration::from_secs(20), || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok() }).await;
+    let (_on_killed, killed_id) = subscriber(&format!("ws://127.0.0.1:{port}/connection/websocket"), "room", false).await;
+    let (_on_b, b_id) = subscriber(&b.url(), "room", false).await;
+    let mut both = vec![killed_id.clone(), b_id.clone()];
+    both.sort();
+    eventually("presence of both", Duration::from_secs(5), || async { (b.presence("room").await == both).then_some(()) }).await;
+    // Longer than presence_ttl: the live server's entries are refreshed and stay.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(b.presence("room").await, both, "refreshed entries outlive presence_ttl");
+
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let killed = Instant::now();
+    eventually("the killed server's entry to expire", Duration::from_secs(6), || async { (b.presence("room").await == [b_id.clone()]).then_some(()) }).await;
+    assert!(killed.elapsed() <= Duration::from_millis(3500), "gone within presence_ttl (2s) of the kill, give or take a PHP call: {:?}", killed.elapsed());
+    b.server.stop().await.unwrap();
+}
+
+/// `master_name` makes `addrs` Sentinels: two servers share history and publications through
+/// the master they name, and after a failover both follow the promoted replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_through_a_sentinel_follow_a_failover() {
+    let (master_port, replica_port, sentinel_port) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let base = |port: u16| vec!["--port".to_string(), port.to_string(), "--bind".into(), "127.0.0.1".into(), "--save".into(), String::new(), "--appendonly".into(), "no".into()];
+    let master_args = base(master_port);
+    let mut replica_args = base(replica_port);
+    replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), master_port.to_string()]);
+    let mut master = Some(RedisProcess::start(&master_args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let _replica = RedisProcess::start(&replica_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let conf = dir.path().join("sentinel.conf");
+    let sentinel = format!(
+        "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor hub 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds hub 500\nsentinel failover-timeout hub 5000\n",
+        dir.path().display()
+    );
+    std::fs::write(&conf, sentinel).unwrap();
+    let _sentinel = RedisProcess::start(&[conf.to_str().unwrap(), "--sentinel"]);
+    let synced = || async { redis_cli(replica_port, &["info", "replication"]).contains("master_link_status:up").then_some(()) };
+    eventually("the replica to sync", Duration::from_secs(20), synced).await;
+    let seen = || async { redis_cli(sentinel_port, &["sentinel", "replicas", "hub"]).contains(&replica_port.to_string()).then_some(()) };
+    eventually("the Sentinel to see the replica", Duration::from_secs(20), seen).await;
+
+    let hub = HISTORY.to_string() + &broker("sentinel", &format!("        addrs: [127.0.0.1:{sentinel_port}]\n        master_name: hub\n"));
+    let (a, b) = (serve(&hub, None).await, serve(&hub, None).await);
+    let (mut on_b, _) = subscriber(&b.url(), "s", false).await;
+    let first = a.publish("s", &json!({"n": 1})).await.result.unwrap();
+    assert_eq!(text(&mut on_b).await["push"]["pub"]["data"], json!({"n": 1}));
+    assert_eq!(redis_cli(master_port, &["xlen", &format!("rr-test-{}-sentinel.stream.{{s}}", std::process::id())]), "1", "kept on the master the Sentinel named");
+
+    drop(master.take());
+    let promoted = || async { redis_cli(sentinel_port, &["sentinel", "get-master-addr-by-name", "hub"]).ends_with(&replica_port.to_string()).then_some(()) };
+    eventually("the failover", Duration::from_secs(30), promoted).await;
+    // The stream moved with the data: the next publication continues it, on the new master,
+    // and B's subscription follows (re-established within a second or so).
+    let second = a.publish("s", &json!({"n": 2})).await.result.unwrap_or_else(|| panic!("publish after the failover failed"));
+    assert_eq!((second.offset, second.epoch.as_str()), (2, first.epoch.as_str()));
+    let start = Instant::now();
+    let received = loop {
+        assert!(start.elapsed() < Duration::from_secs(10), "no publication through the new master reached B's client");
+        a.publish("s", &json!({"n": 3})).await;
+        if let Ok(next) = tokio::time::timeout(Duration::from_millis(500), text(&mut on_b)).await {
+            break next;
+        }
+    };
+    assert!(received["push"]["pub"]["data"]["n"].as_u64().unwrap() >= 2, "{received}");
+    assert!(b.history("s").await.publications.len() >= 2);
+    a.server.stop().await.unwrap();
+    b.server.stop().await.unwrap();
+}
