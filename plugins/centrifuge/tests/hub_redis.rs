@@ -169,3 +169,46 @@ async fn two_servers_through_a_sentinel_follow_a_failover() {
     a.server.stop().await.unwrap();
     b.server.stop().await.unwrap();
 }
+
+/// Several `addrs` without `master_name`: a Redis cluster. A channel's keys share a slot (the
+/// scripts run there), publications reach the other server's clients, history and presence
+/// are shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_a_redis_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [free_port(), free_port(), free_port()];
+    let _nodes: Vec<RedisProcess> = ports
+        .iter()
+        .map(|p| {
+            let conf = dir.path().join(format!("nodes-{p}.conf"));
+            let args = ["--port", &p.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", conf.to_str().unwrap()].map(String::from);
+            RedisProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .collect();
+    for p in ports {
+        eventually("a cluster node", Duration::from_secs(10), || async move { (redis_cli(p, &["ping"]) == "PONG").then_some(()) }).await;
+    }
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let created = std::process::Command::new("redis-cli").args(["--cluster", "create"]).args(&addrs).args(["--cluster-replicas", "0", "--cluster-yes"]).output().unwrap();
+    assert!(created.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&created.stdout));
+    for p in ports {
+        eventually("the cluster to be ok", Duration::from_secs(20), || async move { redis_cli(p, &["cluster", "info"]).contains("cluster_state:ok").then_some(()) }).await;
+    }
+
+    let hub = HISTORY.to_string() + &broker("cluster", &format!("        addrs: [{}]\n", addrs.join(", ")));
+    let (a, b) = (serve(&hub, None).await, serve(&hub, None).await);
+    let (mut on_b, on_b_id) = subscriber(&b.url(), "c1", false).await;
+    let (_on_a, on_a_id) = subscriber(&a.url(), "c1", false).await;
+    // Channels in several slots: each publication is positioned in its own stream.
+    for (i, channel) in ["c1", "c2", "c3", "c4"].iter().enumerate() {
+        let p = a.publish(channel, &json!({"i": i})).await.result.unwrap();
+        assert_eq!(p.offset, 1, "{channel}");
+    }
+    assert_eq!(text(&mut on_b).await["push"]["pub"]["data"], json!({"i": 0}), "from A to B's client through the cluster");
+    assert_eq!(b.history("c3").await.publications.len(), 1);
+    let mut both = vec![on_a_id, on_b_id];
+    both.sort();
+    eventually("presence of both", Duration::from_secs(5), || async { (a.presence("c1").await == both).then_some(()) }).await;
+    a.server.stop().await.unwrap();
+    b.server.stop().await.unwrap();
+}

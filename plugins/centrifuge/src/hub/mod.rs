@@ -214,6 +214,7 @@ impl Client {
 
 /// A std mutex whose poisoning is ignored: no lock here is held across code that can panic on
 /// the data it guards.
+#[derive(Default)]
 pub struct Mutex<T>(std::sync::Mutex<T>);
 
 impl<T> Mutex<T> {

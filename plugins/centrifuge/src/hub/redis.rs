@@ -424,9 +424,11 @@ impl Remote {
                 _ = hub.shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let subscriptions = hub.broker.subscriptions();
-            let this = &*self;
-            let writes = subscriptions.iter().flat_map(|(channel, infos)| infos.chunks(500).map(move |chunk| this.presence_add(channel, chunk)));
+            let chunks: Vec<(String, Vec<ClientInfo>)> = hub.broker.subscriptions().into_iter().flat_map(|(channel, infos)| infos.chunks(500).map(|c| (channel.clone(), c.to_vec())).collect::<Vec<_>>()).collect();
+            let writes = chunks.into_iter().map(|(channel, infos)| {
+                let this = self.clone();
+                async move { this.presence_add(&channel, &infos).await }
+            });
             let results: Vec<_> = futures::stream::iter(writes).buffer_unordered(32).collect().await;
             if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
                 tracing::warn!(target: "centrifuge", error = %e, "hub: presence refresh in Redis failed");
