@@ -9,7 +9,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use futures::SinkExt;
+use prost::Message as _;
+use rr_centrifuge::api_proto as api;
 use rr_runtime::testing::free_port;
 use serde_json::json;
 use support::*;
@@ -74,6 +78,12 @@ async fn a_client_recovers_across_servers_and_presence_counts_both() {
     assert!(metrics.contains("rr_centrifugo_hub_messages_sent_total"), "{metrics}");
     let b_metrics = b.metrics().await;
     assert!(b_metrics.contains("rr_centrifugo_hub_publications_total 3"), "{b_metrics}");
+    // PHP disconnects the user on A2: counted by close code.
+    let req = api::DisconnectRequest { user: "42".into(), ..Default::default() };
+    php(&a2.rpc, json!([["centrifuge.Disconnect", STANDARD.encode(req.encode_to_vec())]])).await;
+    assert_eq!(node.until("disconnected").await.0["code"], 3503);
+    let metrics = a2.metrics().await;
+    assert!(metrics.contains(r#"rr_centrifugo_hub_disconnects_total{code="3503"} 1"#), "{metrics}");
     node.quit().await;
     a2.server.stop().await.unwrap();
     b.server.stop().await.unwrap();
@@ -127,16 +137,16 @@ async fn two_servers_through_a_sentinel_follow_a_failover() {
     let base = |port: u16| vec!["--port".to_string(), port.to_string(), "--bind".into(), "127.0.0.1".into(), "--save".into(), String::new(), "--appendonly".into(), "no".into()];
     let master_args = base(master_port);
     let mut replica_args = base(replica_port);
-    replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), master_port.to_string()]);
-    let mut master = Some(RedisProcess::start(&master_args.iter().map(String::as_str).collect::<Vec<_>>()));
-    let _replica = RedisProcess::start(&replica_args.iter().map(String::as_str).collect::<Vec<_>>());
+    replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), master_port.to_string(), "--dbfilename".into(), "replica.rdb".into()]);
+    let mut master = Some(RedisProcess::start(dir.path(), &master_args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let _replica = RedisProcess::start(dir.path(), &replica_args.iter().map(String::as_str).collect::<Vec<_>>());
     let conf = dir.path().join("sentinel.conf");
     let sentinel = format!(
         "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor hub 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds hub 500\nsentinel failover-timeout hub 5000\n",
         dir.path().display()
     );
     std::fs::write(&conf, sentinel).unwrap();
-    let _sentinel = RedisProcess::start(&[conf.to_str().unwrap(), "--sentinel"]);
+    let _sentinel = RedisProcess::start(dir.path(), &[conf.to_str().unwrap(), "--sentinel"]);
     let synced = || async { redis_cli(replica_port, &["info", "replication"]).contains("master_link_status:up").then_some(()) };
     eventually("the replica to sync", Duration::from_secs(20), synced).await;
     let seen = || async { redis_cli(sentinel_port, &["sentinel", "replicas", "hub"]).contains(&replica_port.to_string()).then_some(()) };
@@ -182,7 +192,7 @@ async fn two_servers_share_a_redis_cluster() {
         .map(|p| {
             let conf = dir.path().join(format!("nodes-{p}.conf"));
             let args = ["--port", &p.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", conf.to_str().unwrap()].map(String::from);
-            RedisProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            RedisProcess::start(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>())
         })
         .collect();
     for p in ports {

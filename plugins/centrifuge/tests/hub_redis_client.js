@@ -9,6 +9,7 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 const c = new Centrifuge(url, { websocket: WebSocket, minReconnectDelay: 100, maxReconnectDelay: 300 });
 c.on('connected', (ctx) => out({ event: 'connected', client: ctx.client }));
+c.on('disconnected', (ctx) => out({ event: 'disconnected', code: ctx.code, reason: ctx.reason }));
 c.on('connecting', (ctx) => out({ event: 'connecting', code: ctx.code, reason: ctx.reason }));
 const sub = c.newSubscription(channel, { joinLeave: true });
 sub.on('subscribed', (ctx) => out({ event: 'subscribed', wasRecovering: ctx.wasRecovering, recovered: ctx.recovered, recoverable: ctx.recoverable, offset: ctx.streamPosition && ctx.streamPosition.offset, epoch: ctx.streamPosition && ctx.streamPosition.epoch }));

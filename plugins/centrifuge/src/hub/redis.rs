@@ -141,8 +141,10 @@ struct Sentinel {
 
 const FAILOVER_ATTEMPTS: u32 = 10;
 
+/// The master went away or was demoted, or the Sentinels name no usable master for a moment
+/// while they switch.
 fn failover_error(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.kind() == redis::ErrorKind::ReadOnly
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || matches!(e.kind(), redis::ErrorKind::ReadOnly | redis::ErrorKind::MasterNameNotFoundBySentinel)
 }
 
 impl Sentinel {

@@ -188,8 +188,9 @@ impl Node {
 pub struct RedisProcess(std::process::Child);
 
 impl RedisProcess {
-    pub fn start(args: &[&str]) -> RedisProcess {
-        let child = Command::new("redis-server").args(args).stdout(Stdio::null()).spawn().expect("redis-server (Debian package redis-server)");
+    /// `redis-server <args> --dir <dir>` (a replica's sync would write its dump in the cwd).
+    pub fn start(dir: &Path, args: &[&str]) -> RedisProcess {
+        let child = Command::new("redis-server").args(args).arg("--dir").arg(dir).stdout(Stdio::null()).spawn().expect("redis-server (Debian package redis-server)");
         RedisProcess(child)
     }
 }
