@@ -399,10 +399,8 @@ impl Session {
             hub.broker.subscribe(channel, &self.client, opts.info.clone(), false);
             match self.subscribe_result(channel, opts.data.clone(), None).await {
                 Ok(r) => results.insert(channel.clone(), r),
-                Err(e) => {
-                    hub.broker.unsubscribe(channel, &self.client.id);
-                    return Ok(Some(Reply::error(id, e)));
-                }
+                // Redis failed: as Centrifugo, the connection ends (its subscriptions with it).
+                Err(_) => return Err(closed(cp::DISCONNECT_INTERNAL)),
             };
         }
         let results_offsets: Vec<(String, u64)> = results.iter().map(|(c, r)| (c.clone(), r.offset)).collect();
