@@ -114,6 +114,12 @@ pub struct RedisConfig {
     pub history_meta_ttl: Duration,
 }
 
+/// go-redis options RoadRunner's redis config has; the redis crate's defaults are used instead.
+const RR_TUNING_KEYS: &[&str] = &[
+    "dial_timeout", "max_retries", "min_retry_backoff", "max_retry_backoff", "pool_size", "min_idle_conns", "max_conn_age", "read_timeout", "write_timeout",
+    "pool_timeout", "idle_timeout", "idle_check_freq", "read_only", "route_by_latency", "route_randomly",
+];
+
 pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(60);
 pub const DEFAULT_HISTORY_META_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
@@ -156,7 +162,15 @@ impl Broker {
         let key = "config key `centrifuge.hub.broker.config`";
         let mut cfg: RedisConfig = match &self.config {
             None | Some(serde_json::Value::Null) => RedisConfig::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("{key}: {e}"))?,
+            Some(v) => {
+                // RoadRunner's redis tuning keys (go-redis options) are taken and not used, so
+                // that a kv section can be copied here; anything else unknown is refused.
+                let mut v = v.clone();
+                if let Some(map) = v.as_object_mut() {
+                    map.retain(|k, _| !RR_TUNING_KEYS.contains(&k.as_str()));
+                }
+                serde_json::from_value(v).map_err(|e| format!("{key}: {e}"))?
+            }
         };
         if cfg.addrs.is_empty() {
             return Err(format!("{key}: `addrs` is empty; name the Redis node (e.g. `addrs: [127.0.0.1:6379]`), the Sentinels or the cluster nodes"));
@@ -267,6 +281,7 @@ mod tests {
         assert_eq!((redis.node_url("h:1"), redis.master_name.as_deref(), redis.presence_ttl), ("redis://:p@h:1/2".into(), Some("m"), Duration::from_secs(5)));
         assert!(parse("broker: {driver: redis, config: {addrs: [a:1, b:2], db: 1}}").unwrap_err().contains("`db` must be 0 with a Redis cluster"));
         assert!(parse("broker: {driver: redis, config: {addrs: []}}").unwrap_err().contains("`addrs` is empty"));
+        assert!(parse("broker: {driver: redis, config: {addrs: [a:1], dial_timeout: 5s, pool_size: 10}}").is_ok(), "RoadRunner's tuning keys are taken");
         assert!(parse("broker: {driver: redis, config: {presence_ttl: 100ms}}").unwrap_err().contains("`presence_ttl` must be at least 1s"));
         assert!(parse("broker: {driver: redis, config: {adrs: [a:1]}}").unwrap_err().contains("unknown field `adrs`"));
         assert!(parse("ping_interval: 1s\npong_timeout: 2s").unwrap_err().starts_with("config key `centrifuge.hub.pong_timeout`"));
