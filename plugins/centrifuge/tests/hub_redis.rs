@@ -222,3 +222,38 @@ async fn two_servers_share_a_redis_cluster() {
     a.server.stop().await.unwrap();
     b.server.stop().await.unwrap();
 }
+
+/// Redis going away mid-session is error 100 (temporary) to clients and PHP, nothing worse;
+/// once it is back, calls and the pub/sub subscription are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_is_error_100_until_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let port_text = port.to_string();
+    let args = ["--port", port_text.as_str(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    let up = || async { (redis_cli(port, &["ping"]) == "PONG").then_some(()) };
+    let mut redis = Some(RedisProcess::start(dir.path(), &args));
+    eventually("redis-server", Duration::from_secs(10), up).await;
+    let hub = serve(&(HISTORY.to_string() + &broker("gone", &format!("        addrs: [127.0.0.1:{port}]\n"))), None).await;
+    let (mut ws, _) = subscriber(&hub.url(), "g", false).await;
+
+    drop(redis.take());
+    ws.send(Message::text(json!({"id": 3, "history": {"channel": "g", "limit": -1}}).to_string())).await.unwrap();
+    assert_eq!(text(&mut ws).await, json!({"id": 3, "error": {"code": 100, "message": "internal server error", "temporary": true}}));
+    assert_eq!(hub.publish("g", &json!({"n": 1})).await.error.map(|e| e.code), Some(100));
+
+    let _redis = RedisProcess::start(dir.path(), &args);
+    eventually("redis-server again", Duration::from_secs(10), up).await;
+    let start = Instant::now();
+    let received = loop {
+        assert!(start.elapsed() < Duration::from_secs(10), "not served again after Redis came back");
+        if hub.publish("g", &json!({"n": 2})).await.error.is_none() {
+            if let Ok(next) = tokio::time::timeout(Duration::from_millis(500), text(&mut ws)).await {
+                break next;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(received["push"]["pub"]["data"], json!({"n": 2}), "{received}");
+    hub.server.stop().await.unwrap();
+}

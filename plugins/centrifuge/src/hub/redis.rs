@@ -140,6 +140,14 @@ struct Sentinel {
 }
 
 const FAILOVER_ATTEMPTS: u32 = 10;
+/// A Redis that does not answer fails the call (error 100) after this, instead of holding the
+/// client's commands; connecting gives up sooner.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn connection_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new().set_connection_timeout(CONNECT_TIMEOUT).set_response_timeout(RESPONSE_TIMEOUT)
+}
 
 /// The master went away or was demoted, or the Sentinels name no usable master for a moment
 /// while they switch.
@@ -149,7 +157,7 @@ fn failover_error(e: &redis::RedisError) -> bool {
 
 impl Sentinel {
     async fn master(client: &mut SentinelClient) -> redis::RedisResult<MultiplexedConnection> {
-        client.async_get_client().await?.get_multiplexed_async_connection().await
+        client.async_get_client().await?.get_multiplexed_async_connection_with_config(&connection_config()).await
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
@@ -187,9 +195,12 @@ impl Conn {
         }
         if cfg.addrs.len() > 1 {
             let nodes: Vec<String> = cfg.addrs.iter().map(|a| cfg.node_url(a)).collect();
-            return Ok(Conn::Cluster(redis::cluster::ClusterClient::new(nodes)?.get_async_connection().await?));
+            let client = redis::cluster::ClusterClientBuilder::new(nodes).connection_timeout(CONNECT_TIMEOUT).response_timeout(RESPONSE_TIMEOUT).retries(2).build()?;
+            return Ok(Conn::Cluster(client.get_async_connection().await?));
         }
-        Ok(Conn::Node(ConnectionManager::new(redis::Client::open(cfg.node_url(&cfg.addrs[0]))?).await?))
+        // A lost connection is re-made on the next call; while Redis is down, calls fail at once.
+        let manager = redis::aio::ConnectionManagerConfig::new().set_connection_timeout(CONNECT_TIMEOUT).set_response_timeout(RESPONSE_TIMEOUT).set_number_of_retries(1);
+        Ok(Conn::Node(ConnectionManager::new_with_config(redis::Client::open(cfg.node_url(&cfg.addrs[0]))?, manager).await?))
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
