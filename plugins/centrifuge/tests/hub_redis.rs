@@ -247,10 +247,10 @@ async fn redis_going_away_is_error_100_until_it_is_back() {
     let start = Instant::now();
     let received = loop {
         assert!(start.elapsed() < Duration::from_secs(10), "not served again after Redis came back");
-        if hub.publish("g", &json!({"n": 2})).await.error.is_none() {
-            if let Ok(next) = tokio::time::timeout(Duration::from_millis(500), text(&mut ws)).await {
-                break next;
-            }
+        if hub.publish("g", &json!({"n": 2})).await.error.is_none()
+            && let Ok(next) = tokio::time::timeout(Duration::from_millis(500), text(&mut ws)).await
+        {
+            break next;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
