@@ -78,9 +78,9 @@ async fn a_client_recovers_across_servers_and_presence_counts_both() {
     assert!(metrics.contains("rr_centrifugo_hub_messages_sent_total"), "{metrics}");
     let b_metrics = b.metrics().await;
     assert!(b_metrics.contains("rr_centrifugo_hub_publications_total 3"), "{b_metrics}");
-    // PHP disconnects the user on A2: counted by close code.
+    // PHP's Disconnect on B reaches the user's client on A2 too (counted there by close code).
     let req = api::DisconnectRequest { user: "42".into(), ..Default::default() };
-    php(&a2.rpc, json!([["centrifuge.Disconnect", STANDARD.encode(req.encode_to_vec())]])).await;
+    php(&b.rpc, json!([["centrifuge.Disconnect", STANDARD.encode(req.encode_to_vec())]])).await;
     assert_eq!(node.until("disconnected").await.0["code"], 3503);
     let metrics = a2.metrics().await;
     assert!(metrics.contains(r#"rr_centrifugo_hub_disconnects_total{code="3503"} 1"#), "{metrics}");

@@ -104,56 +104,23 @@ pub async fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcErro
             }
             api::BroadcastResponse { error: None, result: Some(api::BroadcastResult { responses }) }.encode_to_vec().into()
         }
-        "Subscribe" => {
-            let r: SubscribeRequest = decode(method, body)?;
-            if r.channel.is_empty() || r.user.is_empty() {
-                return Ok(error(cp::ERROR_BAD_REQUEST));
-            }
-            for client in hub.clients_of(&r.user, &r.client) {
-                if broker.subscribe(&r.channel, &client, r.info.clone(), false) {
-                    let position = if broker.history_enabled() {
-                        match hub.position(&r.channel).await {
-                            Ok(p) => p,
-                            Err(e) => {
-                                broker.unsubscribe(&r.channel, &client.id);
-                                tracing::error!(target: "centrifuge", channel = r.channel, error = %e, "hub: reading the channel's stream failed");
-                                return Ok(error(cp::ERROR_INTERNAL));
-                            }
-                        }
-                    } else {
-                        Default::default()
-                    };
-                    let offset = position.offset;
-                    let push = SubscribePush { recoverable: broker.history_enabled(), epoch: position.epoch, offset, positioned: broker.history_enabled(), data: r.data.clone() };
-                    client.send_replies(&[Reply::push(Push { channel: r.channel.clone(), subscribe: Some(push), ..Default::default() })]);
-                    broker.release(&r.channel, &client.id, offset);
-                }
-            }
-            EMPTY()
-        }
-        "Unsubscribe" => {
-            let r: api::UnsubscribeRequest = decode(method, body)?;
-            if r.channel.is_empty() || r.user.is_empty() {
-                return Ok(error(cp::ERROR_BAD_REQUEST));
-            }
-            for client in hub.clients_of(&r.user, &r.client) {
-                broker.unsubscribe_pushed(&r.channel, &client);
-            }
-            EMPTY()
-        }
-        "Disconnect" => {
-            let r: api::DisconnectRequest = decode(method, body)?;
-            if r.user.is_empty() {
-                return Ok(error(cp::ERROR_BAD_REQUEST));
-            }
-            let (code, reason) = match r.disconnect {
-                Some(d) if d.code != 0 => super::conn::close_code(d.code, d.reason),
-                _ => (cp::DISCONNECT_FORCE.0, cp::DISCONNECT_FORCE.1.to_string()),
+        // Acting on connections: each server on its own clients; with Redis, every server.
+        "Subscribe" | "Unsubscribe" | "Disconnect" => {
+            let valid = match method {
+                "Subscribe" => decode::<SubscribeRequest>(method, body.clone()).map(|r| !r.channel.is_empty() && !r.user.is_empty())?,
+                "Unsubscribe" => decode::<api::UnsubscribeRequest>(method, body.clone()).map(|r| !r.channel.is_empty() && !r.user.is_empty())?,
+                _ => decode::<api::DisconnectRequest>(method, body.clone()).map(|r| !r.user.is_empty())?,
             };
-            for client in hub.clients_of(&r.user, &r.client) {
-                if !r.whitelist.contains(&client.id) {
-                    client.disconnect(code, &reason);
+            if !valid {
+                return Ok(error(cp::ERROR_BAD_REQUEST));
+            }
+            match hub.remote.get() {
+                Some(remote) => {
+                    if let Err(e) = remote.control(method, body.to_vec()).await {
+                        return Ok(failed(method, &e));
+                    }
                 }
+                None => act(hub, method, body).await,
             }
             EMPTY()
         }
@@ -241,6 +208,56 @@ pub async fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcErro
         // RateLimit: Centrifugo PRO or not in the hub yet.
         _ => error(cp::ERROR_NOT_AVAILABLE),
     })
+}
+
+/// Subscribe, Unsubscribe or Disconnect (already checked) on this server's clients.
+pub async fn act(hub: &Hub, method: &str, body: Bytes) {
+    let broker = &hub.broker;
+    match method {
+        "Subscribe" => {
+            let Ok(r) = SubscribeRequest::decode(body) else { return };
+            for client in hub.clients_of(&r.user, &r.client) {
+                if !broker.subscribe(&r.channel, &client, r.info.clone(), false) {
+                    continue;
+                }
+                let position = if broker.history_enabled() {
+                    match hub.position(&r.channel).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            broker.unsubscribe(&r.channel, &client.id);
+                            tracing::error!(target: "centrifuge", channel = r.channel, error = %e, "hub: reading the channel's stream failed; not subscribed");
+                            continue;
+                        }
+                    }
+                } else {
+                    Default::default()
+                };
+                let offset = position.offset;
+                let push = SubscribePush { recoverable: broker.history_enabled(), epoch: position.epoch, offset, positioned: broker.history_enabled(), data: r.data.clone() };
+                client.send_replies(&[Reply::push(Push { channel: r.channel.clone(), subscribe: Some(push), ..Default::default() })]);
+                broker.release(&r.channel, &client.id, offset);
+            }
+        }
+        "Unsubscribe" => {
+            let Ok(r) = api::UnsubscribeRequest::decode(body) else { return };
+            for client in hub.clients_of(&r.user, &r.client) {
+                broker.unsubscribe_pushed(&r.channel, &client);
+            }
+        }
+        "Disconnect" => {
+            let Ok(r) = api::DisconnectRequest::decode(body) else { return };
+            let (code, reason) = match r.disconnect {
+                Some(d) if d.code != 0 => super::conn::close_code(d.code, d.reason),
+                _ => (cp::DISCONNECT_FORCE.0, cp::DISCONNECT_FORCE.1.to_string()),
+            };
+            for client in hub.clients_of(&r.user, &r.client) {
+                if !r.whitelist.contains(&client.id) {
+                    client.disconnect(code, &reason);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 async fn publish_response(hub: &Hub, channel: &str, data: Vec<u8>, tags: HashMap<String, String>, skip_history: bool) -> api::PublishResponse {

@@ -54,6 +54,9 @@ pub enum Kind {
     Publication = 0,
     Join = 1,
     Leave = 2,
+    /// PHP's Subscribe, Unsubscribe or Disconnect (`channel` the method, `data` the request)
+    /// for every server's clients.
+    Control = 3,
 }
 
 /// KEYS: stream, meta. ARGV: wire, history_size, stream ttl, meta ttl, pub/sub channel, a new
@@ -323,6 +326,14 @@ impl Remote {
         format!("{}.{kind}.{{{channel}}}", self.cfg.prefix)
     }
 
+    /// A control message to every server (this one included).
+    pub async fn control(&self, method: &str, request: Vec<u8>) -> Result<(), String> {
+        let wire = Wire { channel: method.into(), data: request, time: now_ms(), kind: Kind::Control as i32, ..Default::default() };
+        let mut payload = b"0  ".to_vec();
+        payload.extend_from_slice(&wire.encode_to_vec());
+        self.conn.query::<()>(redis::cmd("PUBLISH").arg(&self.channel).arg(payload)).await.map_err(|e| format!("redis publish: {e}"))
+    }
+
     /// Publish: with history, appended to the stream and positioned; without, only sent.
     pub async fn publish(&self, channel: &str, data: Vec<u8>, info: Option<ClientInfo>, tags: HashMap<String, String>, skip_history: bool) -> Result<Position, String> {
         let wire = Wire { channel: channel.into(), data, info, tags, time: now_ms(), kind: Kind::Publication as i32 }.encode_to_vec();
@@ -451,7 +462,7 @@ impl Remote {
 }
 
 /// `<offset> <epoch> <wire>` from the pub/sub channel to this server's subscribers.
-fn deliver(hub: &Hub, payload: &[u8]) {
+fn deliver(hub: &Arc<Hub>, payload: &[u8]) {
     let mut parts = payload.splitn(3, |b| *b == b' ');
     let (Some(offset), Some(_epoch), Some(wire)) = (parts.next(), parts.next(), parts.next()) else {
         tracing::warn!(target: "centrifuge", "hub: a message on the Redis channel is not a hub message; ignored");
@@ -462,6 +473,10 @@ fn deliver(hub: &Hub, payload: &[u8]) {
         Ok(w) => match Kind::try_from(w.kind) {
             Ok(Kind::Publication) => {
                 hub.broker.deliver(&w.channel, Publication { data: w.data, info: w.info, offset, tags: w.tags, time: w.time, ..Default::default() });
+            }
+            Ok(Kind::Control) => {
+                let hub = hub.clone();
+                tokio::spawn(async move { super::api::act(&hub, &w.channel, w.data.into()).await });
             }
             Ok(kind) => {
                 if let Some(info) = w.info {
