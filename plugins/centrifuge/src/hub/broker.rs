@@ -40,6 +40,8 @@ pub enum Event {
 struct Channel {
     /// Client id → the subscriber.
     subscribers: HashMap<String, Subscriber>,
+    /// Subscribers whose publications are held back (so that fan-out skips the check when none).
+    held: usize,
     history: VecDeque<(Publication, Instant)>,
     offset: u64,
     epoch: String,
@@ -93,6 +95,7 @@ impl Broker {
         }
         self.joined(ch, channel, info_of(client, &chan_info), false);
         ch.subscribers.insert(client.id.clone(), Subscriber { client: client.clone(), chan_info, join_leave, pending: Some(Vec::new()) });
+        ch.held += 1;
         true
     }
 
@@ -100,8 +103,10 @@ impl Broker {
     /// position the subscribe reply named; all of them without history), then live delivery.
     pub fn release(&self, channel: &str, client: &str, offset: u64) {
         let mut channels = self.channels.lock();
-        let Some(s) = channels.get_mut(channel).and_then(|c| c.subscribers.get_mut(client)) else { return };
-        let held = s.pending.take().unwrap_or_default();
+        let Some(ch) = channels.get_mut(channel) else { return };
+        let Some(s) = ch.subscribers.get_mut(client) else { return };
+        let Some(held) = s.pending.take() else { return };
+        ch.held -= 1;
         let replies: Vec<Reply> = held
             .into_iter()
             .filter(|p| p.offset == 0 || p.offset > offset)
@@ -130,6 +135,7 @@ impl Broker {
     fn remove(&self, channels: &mut HashMap<String, Channel>, channel: &str, client: &str) -> bool {
         let Some(ch) = channels.get_mut(channel) else { return false };
         let Some(gone) = ch.subscribers.remove(client) else { return false };
+        ch.held -= usize::from(gone.pending.is_some());
         self.joined(ch, channel, info_of(&gone.client, &gone.chan_info), true);
         true
     }
@@ -289,9 +295,11 @@ impl Broker {
 
 /// A publication to every subscriber: held back for those whose subscribe reply is not out yet.
 fn deliver_to(ch: &mut Channel, channel: &str, publication: Publication) {
-    for s in ch.subscribers.values_mut() {
-        if let Some(held) = &mut s.pending {
-            held.push(publication.clone());
+    if ch.held > 0 {
+        for s in ch.subscribers.values_mut() {
+            if let Some(held) = &mut s.pending {
+                held.push(publication.clone());
+            }
         }
     }
     fan_out(ch, Push { channel: channel.into(), r#pub: Some(publication), ..Default::default() }, |s| s.pending.is_none());
@@ -322,4 +330,60 @@ fn new_epoch() -> String {
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::hub::{Identity, Out};
+
+    fn client(id: &str) -> (Arc<Client>, tokio::sync::mpsc::UnboundedReceiver<Out>) {
+        let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = Client {
+            id: id.into(),
+            protocol: Protocol::Json,
+            identity: Mutex::new(Identity::default()),
+            connected: AtomicBool::new(true),
+            queue,
+            stats: Default::default(),
+            queued: AtomicUsize::new(0),
+            queue_max: 1 << 20,
+            in_calls: AtomicUsize::new(0),
+            close: Mutex::new(None),
+            closing: Default::default(),
+        };
+        (Arc::new(client), rx)
+    }
+
+    fn frames(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Out>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok()).map(|Out::Frame(f)| String::from_utf8_lossy(&f).into_owned()).collect()
+    }
+
+    /// What is published while a subscribe reply is prepared follows the reply, once: only what
+    /// comes after the position the reply named.
+    #[test]
+    fn publications_during_a_subscribe_follow_its_reply_once() {
+        let broker = Broker::new(&HubConfig { history_size: 10, history_ttl: Duration::from_secs(60), ..Default::default() });
+        let publish = |n: u8| broker.publish("ch", vec![b'0' + n], None, HashMap::new(), false).offset;
+        assert_eq!(publish(1), 1);
+        let (c, mut rx) = client("a");
+        assert!(broker.subscribe("ch", &c, Vec::new(), false));
+        assert_eq!(publish(2), 2, "before the position was read: in the reply's recovery, not pushed");
+        publish(3);
+        assert!(frames(&mut rx).is_empty(), "held back until the reply is out");
+        c.send(Bytes::from_static(b"reply"));
+        broker.release("ch", "a", 2);
+        publish(4);
+        let seen = frames(&mut rx);
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[0], "reply");
+        assert!(seen[1].contains(r#""data":3"#) && seen[1].contains(r#""offset":3"#), "{seen:?}");
+        assert!(seen[2].contains(r#""data":4"#), "{seen:?}");
+        broker.unsubscribe("ch", "a");
+        assert_eq!(broker.num_subscriptions(), 0);
+    }
 }
