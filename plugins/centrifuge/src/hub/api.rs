@@ -217,7 +217,7 @@ pub async fn act(hub: &Hub, method: &str, body: Bytes) {
         "Subscribe" => {
             let Ok(r) = SubscribeRequest::decode(body) else { return };
             for client in hub.clients_of(&r.user, &r.client) {
-                if !broker.subscribe(&r.channel, &client, r.info.clone(), false) {
+                if !broker.subscribe_held(&r.channel, &client, r.info.clone(), false) {
                     continue;
                 }
                 let position = if broker.history_enabled() {

@@ -84,18 +84,27 @@ impl Broker {
     }
 
     /// Subscribe; false if the client already is. With `join_leave` on, the channel's
-    /// subscribers that asked for it get a `join` push. Publications arriving from now on are
-    /// held back until [`Broker::release`]: the client gets its subscribe reply first, and
-    /// nothing published between reading the stream position and the reply is lost.
+    /// subscribers that asked for it get a `join` push. Publications are pushed from now on.
     pub fn subscribe(&self, channel: &str, client: &Arc<Client>, chan_info: Vec<u8>, join_leave: bool) -> bool {
+        self.add(channel, client, chan_info, join_leave, false)
+    }
+
+    /// As [`Broker::subscribe`], but publications arriving from now on are held back until
+    /// [`Broker::release`]: the client gets its subscribe reply first, and nothing published
+    /// between reading the stream position and the reply is lost or sent twice.
+    pub fn subscribe_held(&self, channel: &str, client: &Arc<Client>, chan_info: Vec<u8>, join_leave: bool) -> bool {
+        self.add(channel, client, chan_info, join_leave, true)
+    }
+
+    fn add(&self, channel: &str, client: &Arc<Client>, chan_info: Vec<u8>, join_leave: bool, held: bool) -> bool {
         let mut channels = self.channels.lock();
         let ch = Self::channel(&mut channels, channel);
         if ch.subscribers.contains_key(&client.id) {
             return false;
         }
         self.joined(ch, channel, info_of(client, &chan_info), false);
-        ch.subscribers.insert(client.id.clone(), Subscriber { client: client.clone(), chan_info, join_leave, pending: Some(Vec::new()) });
-        ch.held += 1;
+        ch.subscribers.insert(client.id.clone(), Subscriber { client: client.clone(), chan_info, join_leave, pending: held.then(Vec::new) });
+        ch.held += usize::from(held);
         true
     }
 
@@ -371,7 +380,7 @@ mod tests {
         let publish = |n: u8| broker.publish("ch", vec![b'0' + n], None, HashMap::new(), false).offset;
         assert_eq!(publish(1), 1);
         let (c, mut rx) = client("a");
-        assert!(broker.subscribe("ch", &c, Vec::new(), false));
+        assert!(broker.subscribe_held("ch", &c, Vec::new(), false));
         assert_eq!(publish(2), 2, "before the position was read: in the reply's recovery, not pushed");
         publish(3);
         assert!(frames(&mut rx).is_empty(), "held back until the reply is out");

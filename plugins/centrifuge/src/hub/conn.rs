@@ -396,7 +396,7 @@ impl Session {
         // Subscribed first (publications held back), positioned, released after the reply.
         let mut results = HashMap::new();
         for (channel, opts) in &subs {
-            hub.broker.subscribe(channel, &self.client, opts.info.clone(), false);
+            hub.broker.subscribe_held(channel, &self.client, opts.info.clone(), false);
             match self.subscribe_result(channel, opts.data.clone(), None).await {
                 Ok(r) => results.insert(channel.clone(), r),
                 // Redis failed: as Centrifugo, the connection ends (its subscriptions with it).
@@ -512,7 +512,7 @@ impl Session {
         }
         let result = resp.result.unwrap_or_default();
         // Subscribed first (publications held back), positioned, released after the reply.
-        self.hub.broker.subscribe(&req.channel, &self.client, result.info, req.join_leave);
+        self.hub.broker.subscribe_held(&req.channel, &self.client, result.info, req.join_leave);
         let subscribed = match self.subscribe_result(&req.channel, result.data, Some(&req)).await {
             Ok(s) => s,
             Err(e) => {
