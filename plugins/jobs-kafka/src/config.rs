@@ -207,6 +207,10 @@ impl ProducerOptions {
         c.set("acks", acks).set("enable.idempotence", (!self.disable_idempotent && acks == "all").to_string());
         // A push waits for its record (ProduceSync): send at once, as franz-go does (linger 0).
         c.set("linger.ms", "0");
+        // EXPERIMENT (temporary)
+        if let Ok(v) = std::env::var("RRX_LINGER_MS") {
+            c.set("linger.ms", v);
+        }
         if let Some(n) = self.max_message_bytes {
             c.set("message.max.bytes", n.to_string());
         }
@@ -246,6 +250,12 @@ impl ConsumerOptions {
         }
         if let Some(n) = self.min_fetch_message_size {
             c.set("fetch.min.bytes", n.to_string());
+        }
+        // EXPERIMENT (temporary)
+        for (env, key) in [("RRX_FETCH_WAIT_MS", "fetch.wait.max.ms"), ("RRX_FETCH_BACKOFF_MS", "fetch.queue.backoff.ms"), ("RRX_FETCH_ERR_BACKOFF_MS", "fetch.error.backoff.ms")] {
+            if let Ok(v) = std::env::var(env) {
+                c.set(key, v);
+            }
         }
         let start = self.consumer_offset.clone().unwrap_or_default();
         if let Some(g) = group {
