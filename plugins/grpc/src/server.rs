@@ -59,12 +59,6 @@ pub async fn run(listener: Listener, homes: Vec<Handle>, tls: Option<tokio_rustl
         .max_header_list_size(cfg.http2_header_list_size())
         .keep_alive_interval(cfg.ping_time())
         .keep_alive_timeout(cfg.ping_timeout());
-    // EXPERIMENT (temporary)
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
-    if let Some(n) = env("RRX_H2_SENDBUF") { builder.max_send_buf_size(n as usize); }
-    if let Some(n) = env("RRX_H2_FRAME") { builder.max_frame_size(n); }
-    if let Some(n) = env("RRX_H2_WINDOW") { builder.initial_stream_window_size(n).initial_connection_window_size(n); }
-    if env("RRX_H2_ADAPTIVE").is_some() { builder.adaptive_window(true); }
     let builder = Arc::new(builder);
     let mut turn = 0;
     loop {
