@@ -41,9 +41,11 @@ impl http_body::Body for Body {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
+        // Exact only without trailers, as `Full` and `Empty` were: hyper then sends a
+        // content-length, which a gRPC reply did not carry.
         match self {
-            Body::Ready { data, .. } => http_body::SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Body::Stream(_) => http_body::SizeHint::default(),
+            Body::Ready { data, trailers: None } => http_body::SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            _ => http_body::SizeHint::default(),
         }
     }
 }
