@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
-use http_body_util::BodyExt;
-use http_body_util::combinators::BoxBody;
 use hyper::body::{Frame, Incoming};
 use rr_runtime::trace::{self, TraceContextExt};
 use tokio::sync::mpsc;
@@ -20,7 +18,37 @@ use crate::status::{self, Status};
 use crate::wire::{self, Messages};
 use crate::{Shared, health};
 
-pub type Body = BoxBody<Bytes, Infallible>;
+/// A response body: a unary reply's frames, ready at once, or the frames a task sends. One
+/// concrete type instead of boxed stream adapters: hyper polls it once per frame of every call.
+pub enum Body {
+    Ready { data: Option<Bytes>, trailers: Option<HeaderMap> },
+    Stream(mpsc::Receiver<Frame<Bytes>>),
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Ready { data, trailers } => std::task::Poll::Ready(data.take().map(Frame::data).or_else(|| trailers.take().map(Frame::trailers)).map(Ok)),
+            Body::Stream(rx) => rx.poll_recv(cx).map(|frame| frame.map(Ok)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Ready { data: None, trailers: None })
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        // Exact only without trailers, as `Full` and `Empty` were: hyper then sends a
+        // content-length, which a gRPC reply did not carry.
+        match self {
+            Body::Ready { data, trailers: None } => http_body::SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            _ => http_body::SizeHint::default(),
+        }
+    }
+}
 
 /// What the connection knows about its peer.
 #[derive(Clone)]
@@ -120,7 +148,7 @@ async fn php_call(shared: Arc<Shared>, req: Request<Incoming>, service: &str, me
                 return log.finish(trailers_only(st, &md));
             }
             match wire::encode_message(&reply.payload.body, gzip, max_send) {
-                Ok(data) => log.finish(reply_with(&first.headers, gzip, vec![data], &first.trailers, None)),
+                Ok(data) => log.finish(reply_with(&first.headers, gzip, data, &first.trailers, None)),
                 Err(st) => log.finish(trailers_only(&st, &first.headers)),
             }
         }
@@ -273,7 +301,7 @@ async fn health_call(shared: Arc<Shared>, req: Request<Incoming>, method: &str, 
         return resp;
     }
     match shared.health.answer(method) {
-        Some(msg) => log.finish(reply_with(&[], false, vec![wire::encode_message(&msg, false, usize::MAX).unwrap_or_default()], &[], None)),
+        Some(msg) => log.finish(reply_with(&[], false, wire::encode_message(&msg, false, usize::MAX).unwrap_or_default(), &[], None)),
         None => log.finish(trailers_only(&Status::new(status::UNIMPLEMENTED, format!("unknown method {method} for service {}", health::SERVICE)), &[])),
     }
 }
@@ -291,29 +319,64 @@ fn head(headers: &[(String, String)], gzip: bool) -> http::response::Builder {
 
 /// An error with no message: status in the one HEADERS frame (trailers-only).
 pub fn trailers_only(st: &Status, headers: &[(String, String)]) -> Response<Body> {
-    let mut resp = head(headers, false).body(http_body_util::Empty::new().map_err(|e| match e {}).boxed()).expect("valid response");
+    let mut resp = head(headers, false).body(Body::Ready { data: None, trailers: None }).expect("valid response");
     put_status(resp.headers_mut(), Some(st));
     resp
 }
 
-/// Headers, messages, then trailers with the status.
-pub fn reply_with(headers: &[(String, String)], gzip: bool, messages: Vec<Bytes>, trailers: &[(String, String)], st: Option<&Status>) -> Response<Body> {
+/// Headers, the message, then trailers with the status.
+pub fn reply_with(headers: &[(String, String)], gzip: bool, message: Bytes, trailers: &[(String, String)], st: Option<&Status>) -> Response<Body> {
     let mut map = HeaderMap::new();
     put_metadata(&mut map, trailers);
     put_status(&mut map, st);
-    let frames = messages.into_iter().map(Frame::data).chain([Frame::trailers(map)]).map(Ok::<_, Infallible>);
-    let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
-    head(headers, gzip).body(BodyExt::boxed(body)).expect("valid response")
+    head(headers, gzip).body(Body::Ready { data: Some(message), trailers: Some(map) }).expect("valid response")
 }
 
 /// A response whose frames (messages, then trailers) come from `rx`.
-pub fn streaming_response(headers: &[(String, String)], gzip: bool, mut rx: mpsc::Receiver<Frame<Bytes>>) -> Response<Body> {
-    let frames = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|f| f.map(Ok::<_, Infallible>)));
-    head(headers, gzip).body(BodyExt::boxed(http_body_util::StreamBody::new(frames))).expect("valid response")
+pub fn streaming_response(headers: &[(String, String)], gzip: bool, rx: mpsc::Receiver<Frame<Bytes>>) -> Response<Body> {
+    head(headers, gzip).body(Body::Stream(rx)).expect("valid response")
 }
 
 fn body_of(bytes: Bytes) -> Body {
-    http_body_util::Full::new(bytes).boxed()
+    Body::Ready { data: Some(bytes), trailers: None }
+}
+
+/// The request headers the propagators read (W3C TraceContext and Baggage, Jaeger).
+const TRACE_HEADERS: [http::HeaderName; 4] = [
+    http::HeaderName::from_static("traceparent"),
+    http::HeaderName::from_static("tracestate"),
+    http::HeaderName::from_static("baggage"),
+    http::HeaderName::from_static("uber-trace-id"),
+];
+
+/// The trace headers the worker's context starts with, from the propagators.
+fn propagated(tracing: &rr_runtime::trace::Tracing, span: &trace::Context) -> BTreeMap<String, Vec<String>> {
+    let mut context = BTreeMap::new();
+    tracing.inject(span, &mut trace::MultiMap(&mut context));
+    context
+}
+
+/// [`propagated`] for a span with no remote parent and so no baggage: `Traceparent` and
+/// `Uber-Trace-Id` written straight from its ids, unless its trace state has entries.
+fn root_trace_headers(tracing: &rr_runtime::trace::Tracing, span: &trace::Context) -> BTreeMap<String, Vec<String>> {
+    let span_ref = span.span();
+    let sc = span_ref.span_context();
+    if !sc.is_valid() || !sc.trace_state().header().is_empty() {
+        return propagated(tracing, span);
+    }
+    let (trace_id, span_id, sampled) = (sc.trace_id().to_bytes(), sc.span_id().to_bytes(), sc.is_sampled());
+    let (trace_id, span_id) = (hex(&trace_id), hex(&span_id));
+    let (trace_id, span_id) = (std::str::from_utf8(&trace_id).unwrap_or_default(), std::str::from_utf8(&span_id).unwrap_or_default());
+    let flag = if sampled { "1" } else { "0" };
+    let parent = ["00-", trace_id, "-", span_id, "-0", flag].concat();
+    let jaeger = [trace_id, ":", span_id, ":0:", flag].concat();
+    BTreeMap::from([("Traceparent".to_string(), vec![parent]), ("Uber-Trace-Id".to_string(), vec![jaeger])])
+}
+
+/// Lower-case hex digits of an id.
+fn hex<const N: usize>(bytes: &[u8; N]) -> Vec<u8> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes.iter().flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]).collect()
 }
 
 /// Counts and logs one call when it ends.
@@ -338,14 +401,18 @@ impl CallLog {
     /// or without the otel plugin.
     fn trace(&mut self, headers: &HeaderMap, service: &str, method: &str) -> BTreeMap<String, Vec<String>> {
         let tracing = &self.shared.services.tracing;
-        let span = tracing.start("grpc", format!("{service}/{method}"), trace::SpanKind::Server, &tracing.extract(&trace::HeaderMapReader(headers)));
+        // Without trace headers the propagators would extract nothing (nothing attaches a
+        // context on these threads): the span starts a new trace, and its headers are written
+        // without them (their lookups and formatting were a sixth of a call's instructions).
+        let incoming = TRACE_HEADERS.iter().any(|name| headers.contains_key(name));
+        let parent = if incoming { tracing.extract(&trace::HeaderMapReader(headers)) } else { trace::Context::new() };
+        let span = tracing.start("grpc", [service, "/", method].concat(), trace::SpanKind::Server, &parent);
         span.span().set_attributes([
             trace::KeyValue::new("rpc.system", "grpc"),
             trace::KeyValue::new("rpc.service", service.to_string()),
             trace::KeyValue::new("rpc.method", method.to_string()),
         ]);
-        let mut context = BTreeMap::new();
-        tracing.inject(&span, &mut trace::MultiMap(&mut context));
+        let context = if incoming { propagated(tracing, &span) } else { root_trace_headers(tracing, &span) };
         self.span = Some(span);
         context
     }
@@ -365,6 +432,22 @@ impl CallLog {
             tracing::debug!(target: "grpc", method = %self.method, elapsed_ms = ms, "method was called successfully");
         } else {
             tracing::error!(target: "grpc", method = %self.method, code = %status::code_name(code), elapsed_ms = ms, "method call was finished with error");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_trace_headers_are_what_the_propagators_write() {
+        let tracing = rr_runtime::trace::Tracing::default();
+        for _ in 0..20 {
+            let span = tracing.start("grpc", "service.Echo/Ping", trace::SpanKind::Server, &trace::Context::new());
+            let ours = root_trace_headers(&tracing, &span);
+            assert_eq!(ours, propagated(&tracing, &span));
+            assert_eq!(ours.keys().collect::<Vec<_>>(), ["Traceparent", "Uber-Trace-Id"]);
         }
     }
 }

@@ -73,6 +73,14 @@ impl Messages {
             match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        // The common case: one DATA frame holds exactly one plain message; it
+                        // is handed on without copying.
+                        if self.buf.is_empty() && data.len() >= 5 && data[0] == 0 {
+                            let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+                            if data.len() == 5 + len && len <= self.max {
+                                return Ok(Some(data.slice(5..)));
+                            }
+                        }
                         self.buf.extend_from_slice(&data);
                     }
                 }

@@ -247,6 +247,12 @@ impl ConsumerOptions {
         if let Some(n) = self.min_fetch_message_size {
             c.set("fetch.min.bytes", n.to_string());
         }
+        // A fetch that finds nothing new waits at most this long at the broker. Kafka answers it
+        // as soon as records arrive, but not every broker does (tansu holds it for the whole
+        // wait): with librdkafka's 500 ms, jobs pushed to an idle pipeline waited 250 ms on
+        // average before their first fetch (docs/BENCHMARKS.md). An idle consumer asks 50
+        // times a second instead of twice.
+        c.set("fetch.wait.max.ms", "20");
         let start = self.consumer_offset.clone().unwrap_or_default();
         if let Some(g) = group {
             if g.group_id.is_empty() {
