@@ -4,6 +4,7 @@
 # while; its total instructions, start-up included, are divided by the requests served.
 #
 # Usage: bench/http/instructions.sh [codec] BIN...    e.g. bench/http/instructions.sh proto /tmp/rr-old dist/rr
+# RR_OPTS="-o key=value ..." adds serve options (bench/otel.sh's tracing, for one).
 # BROWSER=1 sends the headers a browser sends (wrk alone sends only Host).
 # VIA=fcgi or VIA=proxy puts nginx (1 worker process) in front: wrk loads nginx, which passes each
 # request to rr over FastCGI (unix socket) or as an HTTP proxy, both with kept-alive upstreams.
@@ -31,7 +32,7 @@ for bin in "$@"; do
   [[ $bin == /* ]] || bin=$PWD/$bin
   (cd examples/hello && exec valgrind --tool=callgrind --callgrind-out-file="${CG_OUT:-$out/cg}" "$bin" serve -c .rr.yaml \
     -o logs.mode=off -o http.address=127.0.0.1:18399 -o rpc.listen=tcp://127.0.0.1:18398 -o "http.codec=$codec" \
-    -o "http.fcgi.address=unix://$out/fcgi.sock" >"$out/log" 2>&1) &
+    -o "http.fcgi.address=unix://$out/fcgi.sock" ${RR_OPTS:-} >"$out/log" 2>&1) &
   for _ in $(seq 60); do curl -fs -o /dev/null http://127.0.0.1:18399/ && break; sleep 0.5; done
   url=http://127.0.0.1:18399/
   if [ -n "${VIA:-}" ]; then

@@ -164,7 +164,7 @@ fn serve(tcp_port: u16, http_port: u16) {
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
 }
 
@@ -207,7 +207,7 @@ fn main() {
         let rate = median(samples.iter().map(|s| s.rate).collect());
         let cpu = median(samples.iter().map(|s| s.server_cpu).collect());
         let mut latencies: Vec<f64> = samples.into_iter().flat_map(|s| s.latencies).collect();
-        latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        latencies.sort_by(f64::total_cmp);
         let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
         let cpu = if cpu.is_nan() { "–".to_string() } else { format!("{cpu:.1}") };
         println!("| {path} | {rate:.0} | {:.0} | {:.0} | {cpu} |", at(0.5), at(0.99));
