@@ -14,20 +14,22 @@
 #   kv                      redis, memcached, boltdb beside the memory driver (kv_bench)
 #   otel                    every request traced beside tracing off (bench/otel.sh)
 #
-# Usage: bench/all.sh [--force] [--write] [--secs N]
+# Usage: bench/all.sh [--force] [--write] [--secs N] [--no-build]
 #   --force   run even when the 1-minute load average is above 1.5 (the table says so)
 #   --write   append the table as a dated section to docs/BENCHMARKS.md
 #   --secs N  seconds per measured run of the wrk-driven paths (default 3)
+#   --no-build  use the release binaries already in $CARGO_TARGET_DIR (or target/)
 # Needs the brokers tests/run.sh starts (RabbitMQ, NATS, beanstalkd, tansu, moto, Redis, memcached);
 # installs wrk, h2load, nginx and PHP-FPM when missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-force=; write=; secs=3
+force=; write=; secs=3; build=1
 while [ $# -gt 0 ]; do
   case $1 in
     --force) force=1 ;;
     --write) write=1 ;;
     --secs) secs=$2; shift ;;
+    --no-build) build= ;;
     *) echo "usage: $0 [--force] [--write] [--secs N]" >&2; exit 2 ;;
   esac
   shift
@@ -51,8 +53,8 @@ ls /usr/sbin/php-fpm* >/dev/null 2>&1 || need+=(php-fpm)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
 
 # Everything is built once, in release mode.
-echo "building the bench binaries (release)..." >&2
-cargo build -q --release -p rr-otel --example rr_otel -p rr-http --example hyper_hello --example h3_bench \
+[ -z "$build" ] || echo "building the bench binaries (release)..." >&2
+[ -z "$build" ] || cargo build -q --release -p rr-otel --example rr_otel -p rr-http --example hyper_hello --example h3_bench \
   -p rr-grpc --example grpc_bench -p rr-tcp --example tcp_bench -p rr-rpc --example rpc_bench \
   -p rr-lock --example lock_bench -p rr-kv --example kv_bench -p rr-jobs --example jobs_bench \
   -p rr-jobs-kafka --example kafka_sqs_bench || exit 1
@@ -83,7 +85,7 @@ row() {  # group path rate unit p50 p99 base-label base-rate note
 us2ms() { [[ ${1:-} =~ ^[0-9.]+$ ]] && awk -v v="$1" 'BEGIN {printf "%.2f", v / 1000}' || echo "–"; }
 
 # --- HTTP hello and framework: rr beside nginx + PHP-FPM and a bare hyper (wrk, 32 connections).
-part http 300 env RR="$bin/rr_otel" NO_RSS=1 WARMUP=1 bench/http/run.sh 1 "$secs" 32
+part http 300 env RR="$bin/rr_otel" NO_BUILD=1 NO_RSS=1 WARMUP=1 bench/http/run.sh 1 "$secs" 32
 declare -A fpm
 while IFS=$'\t' read -r app label rate p50 p99 _; do
   [[ $label == nginx* ]] && fpm[$app]=$rate
@@ -121,7 +123,7 @@ done < <(cells grpc)
 # --- tcp echo beside the same PHP loop over pipes.
 for conns in 2 32; do
   part "tcp$conns" 120 "$bin/tcp_bench" 10000 1 "$conns"
-  pipes=$(cells "tcp$conns" | awk -F'\t' '/pipes/ {print $2}')
+  pipes=$(cells "tcp$conns" | awk -F'\t' '$1 == "PHP loop over pipes" {print $2}')
   http=$(cells "tcp$conns" | awk -F'\t' '/HTTP\/1.1 hello/ {print $2}')
   while IFS=$'\t' read -r label rate p50 p99 cpu; do
     [[ $label == *" / "* ]] && continue
@@ -169,7 +171,7 @@ while read -r pipeline _ rate _; do
 done < <(awk '$2 == "median" && $1 ~ /:$/' "$work/kafka.out")
 
 # --- otel: tracing off, configured but idle, every request traced.
-part otel 200 bench/otel.sh -r 1 -s "$secs" -c 32
+part otel 200 env NO_BUILD=1 bench/otel.sh -r 1 -s "$secs" -c 32
 off=$(awk '$1 == "off:" {print $3}' "$work/otel.out")
 while read -r side _ rate _ _ p50 _ _ p99 _; do
   base="tracing off"; [[ $side == off: ]] && base="–"

@@ -32,7 +32,10 @@ for side in "$@"; do
     -o http.codec=json -o "rpc.listen=tcp://127.0.0.1:$((port + 1000))" $opts >/dev/null 2>&1) &
   names+=("$name"); ports+=("$port")
 done
-sleep 3
+# Every side answers before the first round (startup takes longer on a loaded machine).
+for port in "${ports[@]}"; do
+  for _ in $(seq 120); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.25; done
+done
 declare -A results p50s p99s
 for _ in $(seq "$runs"); do
   for i in "${!names[@]}"; do

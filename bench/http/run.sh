@@ -5,7 +5,7 @@
 #   a plain hyper hello world (the ceiling, no PHP)
 # Usage: bench/http/run.sh [rounds] [seconds] [connections]   Results: medians, markdown table.
 # RR=path serves with that rr binary instead of dist/rr (bench/all.sh passes a smaller build);
-# NO_RSS=1 skips the closing worker-memory run; WARMUP=seconds per server (default 2).
+# NO_RSS=1 skips the closing worker-memory run; NO_BUILD=1 uses the hyper_hello built already; WARMUP=seconds per server (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}; secs=${2:-10}; conns=${3:-32}   # runs: rounds, each server once per round
@@ -23,7 +23,7 @@ fpm=$(ls /usr/sbin/php-fpm* | head -1)
 
 rr=${RR:-$root/dist/rr}
 [ -n "${RR:-}" ] || [ -x dist/rr ] || cargo run -q -p velox-cli --release -- build -c velox.toml -o dist
-cargo build -q --release -p rr-http --example hyper_hello
+[ -n "${NO_BUILD:-}" ] || cargo build -q --release -p rr-http --example hyper_hello
 hyper_bin=${CARGO_TARGET_DIR:-target}/release/examples/hyper_hello
 
 # PHP-FPM: static pool of 2, behind nginx on a unix socket.
