@@ -77,6 +77,16 @@ async fn main() {
     while RpcClient::connect(&address).await.is_err() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The storages connect in the background: wait until each answers.
+    let mut c = RpcClient::connect(&address).await.unwrap();
+    for storage in ["memory", "redis", "memcached", "boltdb"] {
+        let has = Request { storage: storage.into(), items: vec![Item { key: "ready".into(), ..Default::default() }] }.encode_to_vec();
+        let started = Instant::now();
+        while let Err(e) = c.call("kv.Has", Codec::Proto, &has).await {
+            assert!(started.elapsed() < Duration::from_secs(20), "storage {storage} not ready after 20 s: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     println!("| storage | set+get pairs/s ({clients} clients, median of {runs}, {secs} s each) | p50 µs | p99 µs |");
     println!("|---|---|---|---|");
     for storage in ["memory", "redis", "memcached", "boltdb"] {

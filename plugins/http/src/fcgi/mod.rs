@@ -450,6 +450,10 @@ mod tests {
         assert_eq!(uri(&[("HTTP_HOST", "h"), ("HTTPS", "off")]), "http://h/p?q=1");
         assert_eq!(uri(&[("HTTP_HOST", "bad host")]), "/p?q=1", "kept relative when the host makes no URI");
         assert_eq!(uri(&[]), "/p?q=1");
+        // Given twice (nginx's `fastcgi_param HTTP_HOST $http_host;` after the include), the last counts, as in Go.
+        assert_eq!(uri(&[("HTTP_HOST", "h"), ("HTTP_HOST", "h:8080")]), "http://h:8080/p?q=1");
+        let req = request(&params(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/"), ("HTTP_HOST", "h"), ("HTTP_HOST", "h:8080")]), Bytes::new(), None).unwrap();
+        assert_eq!(req.headers().get_all("host").iter().collect::<Vec<_>>(), ["h:8080"]);
         // What the web server sent is quoted escaped, never raw.
         let e = request(&params(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/a\r\nforged")]), Bytes::new(), None).unwrap_err();
         assert!(e.contains(r"/a\r\nforged") && !e.contains('\n'), "{e}");
