@@ -23,7 +23,7 @@
 # installs wrk, h2load, nginx and PHP-FPM when missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-force=; write=; secs=3; build=1
+force=; write=; secs=3; build=1; args="$*"
 while [ $# -gt 0 ]; do
   case $1 in
     --force) force=1 ;;
@@ -194,7 +194,7 @@ report=$work/report.md
 cat "$report"
 if [ -n "$write" ]; then
   { echo; echo "## All transports in one run (\`bench/all.sh\`), $started"; echo
-    echo "Command: \`bench/all.sh${force:+ --force} --write --secs $secs\`; one round per path, so single runs, not medians."
+    echo "Command: \`bench/all.sh $args\`; one round per path, so single runs, not medians."
     echo; cat "$report"; } >> docs/BENCHMARKS.md
   echo "appended to docs/BENCHMARKS.md" >&2
 fi
