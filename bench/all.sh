@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     --write) write=1 ;;
     --secs) secs=$2; shift ;;
     --no-build) build= ;;
-    *) echo "usage: $0 [--force] [--write] [--secs N]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--force] [--write] [--secs N] [--no-build]" >&2; exit 2 ;;
   esac
   shift
 done
