@@ -9,8 +9,8 @@
 # Usage: bench/otel.sh [ab.sh options: -r runs -s seconds -c connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -q --release -p rr-otel --example rr_otel
-bin=target/release/examples/rr_otel
+[ -n "${NO_BUILD:-}" ] || cargo build -q --release -p rr-otel --example rr_otel
+bin=${CARGO_TARGET_DIR:-target}/release/examples/rr_otel
 
 # The collector: accepts every POST (an OTLP/HTTP export) with an empty 200.
 python3 - 18499 <<'PY' >/dev/null 2>&1 &

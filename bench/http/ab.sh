@@ -32,16 +32,20 @@ for side in "$@"; do
     -o http.codec=json -o "rpc.listen=tcp://127.0.0.1:$((port + 1000))" $opts >/dev/null 2>&1) &
   names+=("$name"); ports+=("$port")
 done
-sleep 3
-declare -A results
+# Every side answers before the first round (startup takes longer on a loaded machine).
+for port in "${ports[@]}"; do
+  for _ in $(seq 120); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.25; done
+done
+declare -A results p50s p99s
 for _ in $(seq "$runs"); do
   for i in "${!names[@]}"; do
-    rps=$(wrk -t2 -c"$conns" -d"${secs}s" "http://127.0.0.1:${ports[$i]}/" | awk '/Requests\/sec/ {printf "%d", $2}')
-    results[$i]="${results[$i]:-} $rps"
+    read -r rps p50 p99 < <(wrk -t2 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:${ports[$i]}/" | bench/http/wrk_summary.awk)
+    results[$i]="${results[$i]:-} ${rps%.*}"; p50s[$i]="${p50s[$i]:-} $p50"; p99s[$i]="${p99s[$i]:-} $p99"
   done
 done
 for i in "${!names[@]}"; do
   # shellcheck disable=SC2086
-  median=$(printf '%s\n' ${results[$i]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "${names[$i]}: median $median req/s (runs:${results[$i]})"
+  median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  # shellcheck disable=SC2086
+  echo "${names[$i]}: median $(median ${results[$i]}) req/s, p50 $(median ${p50s[$i]}) ms, p99 $(median ${p99s[$i]}) ms (runs:${results[$i]})"
 done

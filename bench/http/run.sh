@@ -4,6 +4,8 @@
 #   nginx + PHP-FPM (pm static, 2 children, same PHP)
 #   a plain hyper hello world (the ceiling, no PHP)
 # Usage: bench/http/run.sh [rounds] [seconds] [connections]   Results: medians, markdown table.
+# RR=path serves with that rr binary instead of dist/rr (bench/all.sh passes a smaller build);
+# NO_RSS=1 skips the closing worker-memory run; NO_BUILD=1 uses the hyper_hello built already; WARMUP=seconds per server (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}; secs=${2:-10}; conns=${3:-32}   # runs: rounds, each server once per round
@@ -19,9 +21,10 @@ ls /usr/sbin/php-fpm* >/dev/null 2>&1 || need+=(php-fpm)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
 fpm=$(ls /usr/sbin/php-fpm* | head -1)
 
-[ -x dist/rr ] || cargo run -q -p velox-cli --release -- build -c velox.toml -o dist
-cargo build -q --release -p rr-http --example hyper_hello
-hyper_bin=target/release/examples/hyper_hello
+rr=${RR:-$root/dist/rr}
+[ -n "${RR:-}" ] || [ -x dist/rr ] || cargo run -q -p velox-cli --release -- build -c velox.toml -o dist
+[ -n "${NO_BUILD:-}" ] || cargo build -q --release -p rr-http --example hyper_hello
+hyper_bin=${CARGO_TARGET_DIR:-target}/release/examples/hyper_hello
 
 # PHP-FPM: static pool of 2, behind nginx on a unix socket.
 cat > "$work/fpm.conf" <<CONF
@@ -56,14 +59,14 @@ CONF
 nginx -c "$work/nginx.conf" -g 'daemon off;' &
 "$hyper_bin" 127.0.0.1:18084 &
 quiet="-o logs.mode=off"
-(cd examples/hello && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18082 -o http.codec=proto) &
+(cd examples/hello && exec env "$rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18082 -o http.codec=proto) &
 # Default settings: `http.codec: auto` picks by the app's spiral/roadrunner-http (docs/HTTP.md).
-(cd examples/hello && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18088 -o rpc.listen=tcp://127.0.0.1:16003) &
-(cd examples/hello && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18085 -o http.codec=json -o rpc.listen=tcp://127.0.0.1:16001) &
+(cd examples/hello && exec env "$rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18088 -o rpc.listen=tcp://127.0.0.1:16003) &
+(cd examples/hello && exec env "$rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18085 -o http.codec=json -o rpc.listen=tcp://127.0.0.1:16001) &
 # The same on one I/O thread for all workers (GOMAXPROCS=1) instead of a thread per core (docs/HTTP.md).
-(cd examples/hello && exec env GOMAXPROCS=1 "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18087 -o http.codec=proto -o rpc.listen=tcp://127.0.0.1:16002) &
-(cd examples/framework && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18083 -o http.codec=proto) &
-(cd examples/framework && exec env "$root/dist/rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18086 -o http.codec=json) &
+(cd examples/hello && exec env GOMAXPROCS=1 "$rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18087 -o http.codec=proto -o rpc.listen=tcp://127.0.0.1:16002) &
+(cd examples/framework && exec env "$rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18083 -o http.codec=proto) &
+(cd examples/framework && exec env "$rr" serve -c .rr.yaml $quiet -o http.address=127.0.0.1:18086 -o http.codec=json) &
 sleep 3
 for url in http://127.0.0.1:18081/hello http://127.0.0.1:18082/ http://127.0.0.1:18083/ http://127.0.0.1:18084/ http://127.0.0.1:18085/ http://127.0.0.1:18086/ http://127.0.0.1:18087/ http://127.0.0.1:18088/; do
   curl -fsS "$url" >/dev/null || { echo "not answering: $url"; exit 1; }
@@ -84,37 +87,33 @@ add fpm_fw framework "nginx + PHP-FPM (2 children)" http://127.0.0.1:18081/ fpm_
 add rr_fw_proto framework "rr, codec proto (2 workers)" http://127.0.0.1:18083/ fpm_fw
 add rr_fw_json framework "rr, codec json (2 workers)" http://127.0.0.1:18086/ fpm_fw
 
-# One wrk run: requests/s and p99 in ms.
-load() {
-  wrk -t2 -c"$conns" -d"${secs}s" --latency "$1" | awk '
-    /Requests\/sec/ {rps = $2}
-    $1 == "99%" {v = $2; if (v ~ /us$/) {sub("us", "", v); v = v / 1000} else if (v ~ /ms$/) {sub("ms", "", v)} else if (v ~ /s$/) {sub("s", "", v); v = v * 1000}; p99 = v}
-    END {print rps, p99}'
-}
+# One wrk run: requests/s, p50 and p99 in ms.
+load() { wrk -t2 -c"$conns" -d"${secs}s" --latency "$1" | bench/http/wrk_summary.awk; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-for k in "${keys[@]}"; do wrk -t2 -c"$conns" -d2s "${url[$k]}" >/dev/null; done  # warm-up
-declare -A rps_runs p99_runs ratio_runs
+for k in "${keys[@]}"; do wrk -t2 -c"$conns" -d"${WARMUP:-2}s" "${url[$k]}" >/dev/null; done  # warm-up
+declare -A rps_runs p50_runs p99_runs ratio_runs
 n=${#keys[@]}
 for r in $(seq 0 $((runs - 1))); do
   unset round; declare -A round
   for i in $(seq 0 $((n - 1))); do
     k=${keys[$(((i + r) % n))]}
-    read -r rps p99 < <(load "${url[$k]}")
-    round[$k]=$rps; rps_runs[$k]+=" $rps"; p99_runs[$k]+=" $p99"
+    read -r rps p50 p99 < <(load "${url[$k]}")
+    round[$k]=$rps; rps_runs[$k]+=" $rps"; p50_runs[$k]+=" $p50"; p99_runs[$k]+=" $p99"
   done
   for k in "${keys[@]}"; do ratio_runs[$k]+=" $(echo "${round[$k]} / ${round[${base[$k]}]}" | bc -l)"; done
 done
 
-echo "| app | server | req/s (median of $runs rounds) | p99 ms | vs FPM, median of rounds | vs FPM, each round |"
-echo "|---|---|---|---|---|---|"
+echo "| app | server | req/s (median of $runs rounds) | p50 ms | p99 ms | vs FPM, median of rounds | vs FPM, each round |"
+echo "|---|---|---|---|---|---|---|"
 for k in "${keys[@]}"; do
   # shellcheck disable=SC2086 # the run lists are meant to split
   each=$(printf '%.2fx ' ${ratio_runs[$k]})
   # shellcheck disable=SC2086
-  printf '| %s | %s | %.0f | %s | %.2fx | %s|\n' "${app[$k]}" "${label[$k]}" "$(median ${rps_runs[$k]})" \
-    "$(median ${p99_runs[$k]})" "$(median ${ratio_runs[$k]})" "$each"
+  printf '| %s | %s | %.0f | %s | %s | %.2fx | %s|\n' "${app[$k]}" "${label[$k]}" "$(median ${rps_runs[$k]})" \
+    "$(median ${p50_runs[$k]})" "$(median ${p99_runs[$k]})" "$(median ${ratio_runs[$k]})" "$each"
 done
+[ -z "${NO_RSS:-}" ] || exit 0
 
 # Worker memory across at least 100,000 requests (hello, json codec).
 rr_pid=$(pgrep -f 'http.address=127.0.0.1:18085' | tail -1)

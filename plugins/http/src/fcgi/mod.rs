@@ -1,9 +1,9 @@
 //! `fcgi.address`: the http plugin as a FastCGI responder (nginx's `fastcgi_pass`), as RoadRunner
 //! serves Go's net/http/fcgi: requests take the same middleware and workers as HTTP ones.
 //!
-//! Each connection is read by one task; a request whose STDIN is complete is handled by a task of
-//! its own, whose records go through a channel to the connection's writer, so requests multiplexed
-//! on one connection do not wait for each other. `FCGI_KEEP_CONN` keeps the connection for the next.
+//! Each connection is served by one task: it reads records and, beside that, drives the requests
+//! whose STDIN is complete, so requests multiplexed on one connection do not wait for each other
+//! and none costs a task of its own. `FCGI_KEEP_CONN` keeps the connection for the next.
 
 mod record;
 
@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
 use http::{HeaderName, HeaderValue, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
@@ -124,37 +125,46 @@ struct Incoming {
 }
 
 /// Read records until the web server closes the connection (or, without `FCGI_KEEP_CONN`, its
-/// request is in), handing each complete request to a task of its own.
+/// request is in). Complete requests are answered in this task, beside the reading (no task or
+/// thread hop per request); their records come back through a channel and leave in one write per
+/// wake-up, however many requests answered meanwhile.
 async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer: Option<IpAddr>, handler: Handler, limits: Limits, shutdown: CancellationToken) {
-    let (mut rd, wr) = tokio::io::split(stream);
-    let (out, rx) = mpsc::channel::<Bytes>(64);
-    let writer = tokio::spawn(write_all(wr, rx));
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    // Bounded: a response body streaming faster than the web server reads waits here. Only the
+    // answering futures send; this task never waits on it, so it cannot block itself.
+    let (out, mut rx) = mpsc::channel::<Bytes>(64);
+    let mut answering = FuturesUnordered::new();
     let mut requests: HashMap<u16, Incoming> = HashMap::new();
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    'read: loop {
-        loop {
+    // Records this task writes itself (END_REQUEST of refused requests, GET_VALUES_RESULT).
+    let mut control = BytesMut::new();
+    let mut reading = true;
+    loop {
+        while reading {
             let rec = match record::parse(&mut buf) {
                 Ok(Some(rec)) => rec,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(target: "http", error = %e, "fcgi: connection closed");
-                    break 'read;
+                    reading = false;
+                    break;
                 }
             };
             match rec.kind {
                 record::BEGIN_REQUEST => match record::begin(&rec.content) {
                     Ok((record::ROLE_RESPONDER, flags)) => drop(requests.insert(rec.id, Incoming { keep_conn: flags & record::FLAG_KEEP_CONN != 0, ..Default::default() })),
-                    Ok(_) => send(&out, |b| record::end_request(b, rec.id, record::UNKNOWN_ROLE)).await,
+                    Ok(_) => record::end_request(&mut control, rec.id, record::UNKNOWN_ROLE),
                     Err(e) => {
                         tracing::debug!(target: "http", error = %e, "fcgi: connection closed");
-                        break 'read;
+                        reading = false;
                     }
                 },
                 record::PARAMS => {
                     if let Some(r) = requests.get_mut(&rec.id) {
                         if r.params.len() + rec.content.len() > limits.params {
                             tracing::warn!(target: "http", limit = limits.params, "fcgi: CGI variables over http.max_header_bytes; connection closed");
-                            break 'read;
+                            reading = false;
+                            continue;
                         }
                         r.params.extend_from_slice(&rec.content);
                     }
@@ -168,9 +178,10 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                 }
                 record::STDIN => {
                     let Some(r) = requests.remove(&rec.id) else { continue };
+                    reading = r.keep_conn;
                     let (handler, out) = (handler.clone(), out.clone());
-                    tokio::spawn(async move {
-                        let resp = match request(&r.params, r.body.freeze(), peer) {
+                    answering.push(async move {
+                        let resp = match request(&r.params.freeze(), r.body.freeze(), peer) {
                             Ok(req) => handler(req).await,
                             // The text quotes what the web server sent, escaped (`{:?}`): it
                             // stays in the log, on one line, and out of the answer.
@@ -181,100 +192,152 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                         };
                         respond(resp, rec.id, &out).await;
                     });
-                    if !r.keep_conn {
-                        break 'read;
-                    }
                 }
                 record::ABORT_REQUEST => {
                     if requests.remove(&rec.id).is_some() {
-                        send(&out, |b| record::end_request(b, rec.id, record::REQUEST_COMPLETE)).await;
+                        record::end_request(&mut control, rec.id, record::REQUEST_COMPLETE);
                     }
                 }
                 record::GET_VALUES => {
                     let values = record::encode_pairs(&[(b"FCGI_MPXS_CONNS", b"1")]);
-                    send(&out, |b| record::encode(b, record::GET_VALUES_RESULT, 0, &values)).await;
+                    record::encode(&mut control, record::GET_VALUES_RESULT, 0, &values);
                 }
-                kind => send(&out, |b| record::encode(b, record::UNKNOWN_TYPE, 0, &[kind, 0, 0, 0, 0, 0, 0, 0])).await,
+                kind => record::encode(&mut control, record::UNKNOWN_TYPE, 0, &[kind, 0, 0, 0, 0, 0, 0, 0]),
             }
+        }
+        if !control.is_empty() && wr.write_all(&control.split()).await.is_err() {
+            break;
+        }
+        // The connection ends once nothing more is read and the requests in flight have answered.
+        if !reading && answering.is_empty() {
+            let mut rest = BytesMut::new();
+            while let Ok(chunk) = rx.try_recv() {
+                rest.extend_from_slice(&chunk);
+            }
+            if rest.is_empty() || wr.write_all(&rest).await.is_ok() {
+                let _ = wr.shutdown().await;
+            }
+            break;
         }
         // A request partly received must keep arriving (as an HTTP/1 head must within the
         // same time); idle kept connections between requests are the web server's to close.
-        let stall = limits.stall.filter(|_| !requests.is_empty() || !buf.is_empty());
+        let stall = limits.stall.filter(|_| reading && (!requests.is_empty() || !buf.is_empty()));
         tokio::select! {
-            read = rd.read_buf(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
+            // Answers first: they free the web server's connection for its next request.
+            biased;
+            Some(chunk) = rx.recv() => {
+                let written = match rx.try_recv() {
+                    Err(_) => wr.write_all(&chunk).await,
+                    Ok(next) => {
+                        let mut all = BytesMut::from(&chunk[..]);
+                        all.extend_from_slice(&next);
+                        while let Ok(more) = rx.try_recv() {
+                            all.extend_from_slice(&more);
+                        }
+                        wr.write_all(&all).await
+                    }
+                };
+                if written.is_err() {
+                    break; // the web server is gone: the answers in flight are dropped
+                }
+            }
+            Some(()) = answering.next(), if !answering.is_empty() => {}
+            read = rd.read_buf(&mut buf), if reading => match read {
+                Ok(0) | Err(_) => reading = false,
                 Ok(_) => {}
             },
             _ = async { tokio::time::sleep(stall.unwrap_or_default()).await }, if stall.is_some() => {
                 tracing::debug!(target: "http", timeout = ?stall.unwrap_or_default(), "fcgi: a request stopped arriving for http.read_header_timeout; connection closed");
-                break;
+                reading = false;
             }
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled(), if reading => reading = false,
         }
     }
-    // The writer ends, closing the connection, once the requests in flight have answered.
-    drop(out);
-    let _ = writer.await;
-}
-
-async fn send(out: &mpsc::Sender<Bytes>, encode: impl FnOnce(&mut BytesMut)) {
-    let mut b = BytesMut::new();
-    encode(&mut b);
-    let _ = out.send(b.freeze()).await;
-}
-
-async fn write_all<W: AsyncWrite>(mut wr: tokio::io::WriteHalf<W>, mut rx: mpsc::Receiver<Bytes>) {
-    while let Some(chunk) = rx.recv().await {
-        if wr.write_all(&chunk).await.is_err() {
-            return;
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 /// The request in CGI variables (RFC 3875), read as Go's `cgi.RequestFromMap` reads them: the
 /// URI is absolute, `http://` (`https://` when `HTTPS` is `on`, `ON` or `1`) with `HTTP_HOST` (its
-/// port kept) and `REQUEST_URI`. Errors quote the variables escaped (`{:?}`): they go to the log.
-fn request(params: &[u8], body: Bytes, peer: Option<IpAddr>) -> Result<rr_runtime::http::Request, String> {
-    let params: HashMap<Bytes, Bytes> = record::pairs(params)?.into_iter().collect();
-    let param = |name: &str| params.get(name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned());
-    let method = param("REQUEST_METHOD").ok_or("no REQUEST_METHOD variable")?;
-    let target = param("REQUEST_URI").filter(|u| !u.is_empty()).unwrap_or_else(|| {
-        let query = param("QUERY_STRING").filter(|q| !q.is_empty()).map(|q| format!("?{q}")).unwrap_or_default();
-        format!("{}{}{query}", param("SCRIPT_NAME").unwrap_or_default(), param("PATH_INFO").unwrap_or_default())
-    });
-    let version = match param("SERVER_PROTOCOL").as_deref() {
-        Some("HTTP/1.0") => Version::HTTP_10,
-        Some("HTTP/2.0") => Version::HTTP_2,
-        Some("HTTP/3.0") => Version::HTTP_3,
-        _ => Version::HTTP_11,
-    };
-    let tls = matches!(param("HTTPS").as_deref(), Some("on" | "ON" | "1"));
-    let relative = target.parse::<Uri>().map_err(|e| format!("REQUEST_URI {target:?}: {e}"))?;
-    // A host that makes no URI with the target leaves it relative, as Go falls back.
-    let host = param("HTTP_HOST").filter(|h| !h.is_empty() && target.starts_with('/'));
-    let uri = host.and_then(|h| format!("{}://{h}{target}", if tls { "https" } else { "http" }).parse::<Uri>().ok()).unwrap_or(relative);
-    let mut req = http::Request::builder()
-        .method(method.as_str())
-        .uri(uri)
-        .version(version)
-        .body(Full::new(body).map_err(|never| match never {}).boxed_unsync())
-        .map_err(|e| format!("REQUEST_METHOD {method:?}: {e}"))?;
-    for (name, value) in &params {
-        if let Some(name) = header_name(name)
-            && let Ok(value) = HeaderValue::from_bytes(value)
-            && !value.is_empty()
-        {
-            req.headers_mut().append(name, value);
+/// port kept) and `REQUEST_URI`. A variable given twice counts once, the last (as in Go's map).
+/// Errors quote the variables escaped (`{:?}`): they go to the log. Header values are slices of
+/// the params record, not copies.
+fn request(params: &Bytes, body: Bytes, peer: Option<IpAddr>) -> Result<rr_runtime::http::Request, String> {
+    let pairs = record::pairs(params)?;
+    let mut vars = Vars::default();
+    let mut headers = http::HeaderMap::with_capacity(pairs.len());
+    for (name, value) in &pairs {
+        match &name[..] {
+            b"REQUEST_METHOD" => vars.method = Some(value),
+            b"REQUEST_URI" => vars.uri = Some(value),
+            b"QUERY_STRING" => vars.query = Some(value),
+            b"SCRIPT_NAME" => vars.script = Some(value),
+            b"PATH_INFO" => vars.path_info = Some(value),
+            b"SERVER_PROTOCOL" => vars.protocol = Some(value),
+            b"HTTPS" => vars.https = Some(value),
+            b"HTTP_HOST" => vars.host = Some(value),
+            b"REMOTE_ADDR" => vars.remote_addr = Some(value),
+            b"REMOTE_PORT" => vars.remote_port = Some(value),
+            _ => {}
+        }
+        if let Some(name) = header_name(name) {
+            match HeaderValue::from_maybe_shared(value.clone()) {
+                Ok(value) if !value.is_empty() => drop(headers.insert(name, value)),
+                _ => drop(headers.remove(name)),
+            }
         }
     }
-    let client = param("REMOTE_ADDR").and_then(|a| a.parse().ok()).or(peer).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let port = param("REMOTE_PORT").and_then(|p| p.parse().ok()).unwrap_or(0);
+    fn text(v: Option<&Bytes>) -> Option<std::borrow::Cow<'_, str>> {
+        v.map(|v| String::from_utf8_lossy(v))
+    }
+    let method = vars.method.ok_or("no REQUEST_METHOD variable")?;
+    let method = http::Method::from_bytes(method).map_err(|e| format!("REQUEST_METHOD {:?}: {e}", String::from_utf8_lossy(method)))?;
+    let target = match text(vars.uri).filter(|u| !u.is_empty()) {
+        Some(uri) => uri.into_owned(),
+        None => {
+            let query = text(vars.query).filter(|q| !q.is_empty()).map(|q| format!("?{q}")).unwrap_or_default();
+            format!("{}{}{query}", text(vars.script).unwrap_or_default(), text(vars.path_info).unwrap_or_default())
+        }
+    };
+    let version = match vars.protocol.map(|p| &p[..]) {
+        Some(b"HTTP/1.0") => Version::HTTP_10,
+        Some(b"HTTP/2.0") => Version::HTTP_2,
+        Some(b"HTTP/3.0") => Version::HTTP_3,
+        _ => Version::HTTP_11,
+    };
+    let tls = matches!(vars.https.map(|h| &h[..]), Some(b"on" | b"ON" | b"1"));
+    // A host that makes no URI with the target leaves it relative, as Go falls back.
+    let host = text(vars.host).filter(|h| !h.is_empty() && target.starts_with('/'));
+    let absolute = host.and_then(|h| format!("{}://{h}{target}", if tls { "https" } else { "http" }).parse::<Uri>().ok());
+    let uri = match absolute {
+        Some(uri) => uri,
+        None => target.parse::<Uri>().map_err(|e| format!("REQUEST_URI {target:?}: {e}"))?,
+    };
+    let mut req = http::Request::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = version;
+    *req.headers_mut() = headers;
+    let client = text(vars.remote_addr).and_then(|a| a.parse().ok()).or(peer).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let port = text(vars.remote_port).and_then(|p| p.parse().ok()).unwrap_or(0);
     req.extensions_mut().insert(ConnInfo { tls });
     req.extensions_mut().insert(ClientAddr(client));
     req.extensions_mut().insert(PeerAddr(SocketAddr::new(client, port)));
     req.extensions_mut().insert(ViaFastCgi);
     Ok(req)
+}
+
+/// The CGI variables `request` reads besides the headers.
+#[derive(Default)]
+struct Vars<'a> {
+    method: Option<&'a Bytes>,
+    uri: Option<&'a Bytes>,
+    query: Option<&'a Bytes>,
+    script: Option<&'a Bytes>,
+    path_info: Option<&'a Bytes>,
+    protocol: Option<&'a Bytes>,
+    https: Option<&'a Bytes>,
+    host: Option<&'a Bytes>,
+    remote_addr: Option<&'a Bytes>,
+    remote_port: Option<&'a Bytes>,
 }
 
 /// A request the web server passed on that is not one: a plain 400 that repeats nothing of it.
@@ -292,8 +355,15 @@ fn header_name(variable: &[u8]) -> Option<HeaderName> {
         // Not a header a client may set through the web server (httpoxy), as Go skips it.
         b"HTTP_PROXY" => None,
         _ => {
-            let name: Vec<u8> = variable.strip_prefix(b"HTTP_")?.iter().map(|b| if *b == b'_' { b'-' } else { b.to_ascii_lowercase() }).collect();
-            HeaderName::from_bytes(&name).ok()
+            let rest = variable.strip_prefix(b"HTTP_")?;
+            let convert = |b: &u8| if *b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+            // Usual names are converted on the stack; a longer one takes a heap buffer.
+            let mut short = [0u8; 64];
+            if let Some(name) = short.get_mut(..rest.len()) {
+                name.iter_mut().zip(rest).for_each(|(to, from)| *to = convert(from));
+                return HeaderName::from_bytes(name).ok();
+            }
+            HeaderName::from_bytes(&rest.iter().map(convert).collect::<Vec<u8>>()).ok()
         }
     }
 }
@@ -344,8 +414,8 @@ fn stdout(out: &mut BytesMut, id: u16, data: &[u8]) {
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> Vec<u8> {
-        record::encode_pairs(&pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect::<Vec<_>>())
+    fn params(pairs: &[(&str, &str)]) -> Bytes {
+        record::encode_pairs(&pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect::<Vec<_>>()).into()
     }
 
     #[test]
@@ -380,6 +450,10 @@ mod tests {
         assert_eq!(uri(&[("HTTP_HOST", "h"), ("HTTPS", "off")]), "http://h/p?q=1");
         assert_eq!(uri(&[("HTTP_HOST", "bad host")]), "/p?q=1", "kept relative when the host makes no URI");
         assert_eq!(uri(&[]), "/p?q=1");
+        // Given twice (nginx's `fastcgi_param HTTP_HOST $http_host;` after the include), the last counts, as in Go.
+        assert_eq!(uri(&[("HTTP_HOST", "h"), ("HTTP_HOST", "h:8080")]), "http://h:8080/p?q=1");
+        let req = request(&params(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/"), ("HTTP_HOST", "h"), ("HTTP_HOST", "h:8080")]), Bytes::new(), None).unwrap();
+        assert_eq!(req.headers().get_all("host").iter().collect::<Vec<_>>(), ["h:8080"]);
         // What the web server sent is quoted escaped, never raw.
         let e = request(&params(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/a\r\nforged")]), Bytes::new(), None).unwrap_err();
         assert!(e.contains(r"/a\r\nforged") && !e.contains('\n'), "{e}");

@@ -75,30 +75,29 @@ pub fn begin(content: &[u8]) -> Result<(u16, u8), String> {
     }
 }
 
-/// Name-value pairs of PARAMS (or GET_VALUES) content.
-pub fn pairs(mut content: &[u8]) -> Result<Vec<(Bytes, Bytes)>, String> {
-    fn length(content: &mut &[u8]) -> Option<usize> {
-        let first = *content.first()?;
+/// Name-value pairs of PARAMS (or GET_VALUES) content, as slices of it (no copies).
+pub fn pairs(content: &Bytes) -> Result<Vec<(Bytes, Bytes)>, String> {
+    fn length(content: &[u8], at: &mut usize) -> Option<usize> {
+        let first = *content.get(*at)?;
         if first < 0x80 {
-            content.advance(1);
+            *at += 1;
             return Some(first as usize);
         }
-        if content.len() < 4 {
-            return None;
-        }
-        Some((content.get_u32() & 0x7fff_ffff) as usize)
+        let four = content.get(*at..*at + 4)?;
+        *at += 4;
+        Some((u32::from_be_bytes([four[0], four[1], four[2], four[3]]) & 0x7fff_ffff) as usize)
     }
-    let mut pairs = Vec::new();
-    while !content.is_empty() {
+    let mut pairs = Vec::with_capacity(32);
+    let mut at = 0;
+    while at < content.len() {
         let bad = || "FastCGI name-value pair runs past its record".to_string();
-        let (name_len, value_len) = (length(&mut content).ok_or_else(bad)?, length(&mut content).ok_or_else(bad)?);
-        if content.len() < name_len.saturating_add(value_len) {
+        let (name_len, value_len) = (length(content, &mut at).ok_or_else(bad)?, length(content, &mut at).ok_or_else(bad)?);
+        if content.len() - at < name_len.saturating_add(value_len) {
             return Err(bad());
         }
-        let name = Bytes::copy_from_slice(&content[..name_len]);
-        let value = Bytes::copy_from_slice(&content[name_len..name_len + value_len]);
-        content.advance(name_len + value_len);
-        pairs.push((name, value));
+        let value_at = at + name_len;
+        pairs.push((content.slice(at..value_at), content.slice(value_at..value_at + value_len)));
+        at = value_at + value_len;
     }
     Ok(pairs)
 }
@@ -146,11 +145,11 @@ mod tests {
     fn pairs_with_short_and_long_lengths() {
         let long = vec![b'v'; 300];
         let encoded = encode_pairs(&[(b"REQUEST_METHOD", b"GET"), (b"HTTP_X", &long)]);
-        let decoded = pairs(&encoded).unwrap();
+        let decoded = pairs(&Bytes::from(encoded.clone())).unwrap();
         assert_eq!(decoded[0], (Bytes::from_static(b"REQUEST_METHOD"), Bytes::from_static(b"GET")));
         assert_eq!(decoded[1].1.len(), 300);
-        assert!(pairs(&encoded[..encoded.len() - 1]).is_err());
-        assert!(pairs(&[0x80, 0, 0]).is_err(), "a 4-byte length cut short");
-        assert!(pairs(&[0xff, 0xff, 0xff, 0xff, 0]).is_err(), "a length past the end");
+        assert!(pairs(&Bytes::copy_from_slice(&encoded[..encoded.len() - 1])).is_err());
+        assert!(pairs(&Bytes::from_static(&[0x80, 0, 0])).is_err(), "a 4-byte length cut short");
+        assert!(pairs(&Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0])).is_err(), "a length past the end");
     }
 }
