@@ -104,6 +104,12 @@ pub async fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcErro
                 return Ok(error(cp::ERROR_BAD_REQUEST));
             }
             for client in hub.clients_of(&r.user, &r.client) {
+                // Over client_channel_limit: closed, as Centrifuge does with server-side subscribes.
+                if !broker.is_subscribed(&r.channel, &client.id) && broker.channels_of(&client.id).len() >= hub.cfg.client_channel_limit {
+                    let (code, reason) = (cp::DISCONNECT_CHANNEL_LIMIT.0, cp::DISCONNECT_CHANNEL_LIMIT.1);
+                    client.disconnect(code, reason);
+                    continue;
+                }
                 if broker.subscribe(&r.channel, &client, r.info.clone(), false) {
                     let position = if broker.history_enabled() { broker.position(&r.channel) } else { Default::default() };
                     let push = SubscribePush { recoverable: broker.history_enabled(), epoch: position.epoch, offset: position.offset, positioned: broker.history_enabled(), data: r.data.clone() };
