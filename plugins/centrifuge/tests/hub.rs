@@ -130,11 +130,13 @@ impl Node {
         Node { child, lines }
     }
 
-    /// The next event named `name` (earlier ones are collected and returned too).
+    /// The next event named `name` (earlier ones are collected and returned too), within 30 s
+    /// (a client that keeps failing to connect prints events all along).
     async fn until(&mut self, name: &str) -> (Value, Vec<Value>) {
         let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await.unwrap_or_else(|_| panic!("no `{name}` event; saw {seen:?}"));
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line()).await.unwrap_or_else(|_| panic!("no `{name}` event; saw {seen:?}"));
             let line = line.unwrap().unwrap_or_else(|| panic!("node exited before `{name}`; saw {seen:?}"));
             let event: Value = serde_json::from_str(&line).unwrap();
             if event["event"] == name {
