@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -241,9 +241,9 @@ pub(super) struct Session {
     pub transport: &'static str,
     /// `client_command_rate_limit`: only the reader takes from it.
     commands: Option<Bucket>,
-    /// Channel → its subscription's expiry timer; a new subscription to the channel or an
-    /// unsubscribe ends the old one.
-    expiring: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// Channel → its subscription's expiry timer (numbered, so that a timer ending removes only
+    /// itself); a new subscription to the channel or an unsubscribe ends the old one.
+    expiring: Arc<Mutex<HashMap<String, (u64, CancellationToken)>>>,
 }
 
 impl Session {
@@ -308,7 +308,7 @@ impl Session {
         }
         let hub = self.hub.clone();
         if let Some(u) = cmd.unsubscribe {
-            if let Some(timer) = self.expiring.lock().remove(&u.channel) {
+            if let Some((_, timer)) = self.expiring.lock().remove(&u.channel) {
                 timer.cancel();
             }
             hub.broker.unsubscribe(&u.channel, &self.client.id);
@@ -469,14 +469,21 @@ impl Session {
     /// subscribes again, through PHP's subscribe), a server-side one closes the connection with
     /// 3006. A new `expire_at` waits again; none ends expiry.
     fn expire_subscription(&self, channel: String, at: i64, server_side: bool) {
-        let timer = self.client.closing.child_token();
-        if let Some(old) = self.expiring.lock().insert(channel.clone(), timer.clone()) {
+        static TIMERS: AtomicU64 = AtomicU64::new(0);
+        let (n, timer) = (TIMERS.fetch_add(1, Ordering::Relaxed), self.client.closing.child_token());
+        if let Some((_, old)) = self.expiring.lock().insert(channel.clone(), (n, timer.clone())) {
             old.cancel();
         }
-        tokio::spawn(self.clone().sub_refresh(channel, at, server_side, timer));
+        tokio::spawn(self.clone().sub_refresh(channel, at, server_side, (n, timer)));
     }
 
-    async fn sub_refresh(self, channel: String, mut at: i64, server_side: bool, timer: CancellationToken) {
+    async fn sub_refresh(self, channel: String, mut at: i64, server_side: bool, (n, timer): (u64, CancellationToken)) {
+        let done = || {
+            let mut expiring = self.expiring.lock();
+            if expiring.get(&channel).is_some_and(|(m, _)| *m == n) {
+                expiring.remove(&channel);
+            }
+        };
         loop {
             let wait = Duration::from_secs(u64::try_from(at - super::broker::now_ms() / 1000).unwrap_or(0));
             tokio::select! {
@@ -484,7 +491,7 @@ impl Session {
                 _ = tokio::time::sleep(wait) => {}
             }
             if !self.hub.broker.is_subscribed(&channel, &self.client.id) {
-                return;
+                return done();
             }
             let (client, transport, protocol, encoding) = self.common();
             let who = self.client.identity();
@@ -502,7 +509,7 @@ impl Session {
             let next = match answer {
                 Ok(pb::SubRefreshResponse { result: Some(r), error: None, .. }) if !r.expired && (r.expire_at <= 0 || r.expire_at > now) => r.expire_at,
                 _ => {
-                    self.expiring.lock().remove(&channel);
+                    done();
                     if server_side {
                         self.end(closed(cp::DISCONNECT_SUB_EXPIRED));
                     } else if self.hub.broker.unsubscribe(&channel, &self.client.id) {
@@ -514,8 +521,7 @@ impl Session {
                 }
             };
             if next <= 0 {
-                self.expiring.lock().remove(&channel);
-                return;
+                return done();
             }
             at = next;
         }

@@ -144,8 +144,8 @@ pub async fn handle(hub: Arc<Hub>, uni: Uni, req: rr_runtime::http::Request) -> 
     resp
 }
 
-/// The body, or None past `max` bytes. (http_body_util's `Limited` trips a compiler limit on
-/// boxed error types in this generic async code.)
+/// The body, or None past `max` bytes. (`http_body_util::Limited` over this boxed body makes
+/// rustc fail to prove the route's future general enough to spawn.)
 async fn read_body(mut body: rr_runtime::http::Body, max: usize) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
