@@ -27,6 +27,7 @@ pub fn services(build: &Build, config: &Config) -> anyhow::Result<Arc<Services>>
         rpc: Default::default(),
         metrics: Default::default(),
         http_middleware: Registry::default(),
+        http_routes: Registry::default(),
         jobs_drivers: Registry::default(),
         jobs_informers: Registry::default(),
         kv_drivers: Registry::default(),

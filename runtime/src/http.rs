@@ -23,6 +23,24 @@ pub trait Middleware: Send + Sync {
     fn wrap(&self, next: Handler) -> Handler;
 }
 
+/// An endpoint another plugin serves on the http plugin's TCP listeners (plain and TLS), ahead of
+/// the middleware chain and PHP, so one port serves the app and, say, its WebSockets. The request
+/// keeps hyper's upgrade handle in its extensions: a route may answer 101 and take the
+/// connection over with `hyper::upgrade::on(&mut request)` (HTTP/1.1 only).
+#[derive(Clone)]
+pub struct Route {
+    /// Paths served: this one and those below it (`/ws` takes `/ws` and `/ws/x`, not `/wsx`).
+    pub prefix: String,
+    pub handler: Handler,
+}
+
+impl Route {
+    pub fn matches(&self, path: &str) -> bool {
+        let prefix = self.prefix.trim_end_matches('/');
+        path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
 /// Attributes a middleware attaches to a request (request extension); they reach PHP as
 /// `http.v1.Request.attributes` (e.g. `ipAddress` from proxy_ip_parser).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,3 +56,16 @@ pub fn middleware_listed(config: &crate::config::Config, name: &str) -> bool {
 /// http listener; a middleware that knows better (`proxy_ip_parser`) replaces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_route_takes_its_path_and_the_paths_below_it() {
+        let handler: super::Handler = std::sync::Arc::new(|_| unreachable!());
+        for prefix in ["/connection", "/connection/"] {
+            let route = super::Route { prefix: prefix.into(), handler: handler.clone() };
+            assert!(route.matches("/connection") && route.matches("/connection/websocket"), "{prefix}");
+            assert!(!route.matches("/connections") && !route.matches("/") && !route.matches("/other/connection"), "{prefix}");
+        }
+    }
+}

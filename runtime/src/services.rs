@@ -140,6 +140,9 @@ pub struct Services {
     pub metrics: crate::metrics::Registry,
     /// HTTP middleware by name, as `http.middleware` lists them.
     pub http_middleware: Registry<Arc<dyn crate::http::Middleware>>,
+    /// Endpoints other plugins serve on the http plugin's listeners, by owning plugin name
+    /// (the centrifuge hub's WebSocket at `hub.http_path`); registered at init.
+    pub http_routes: Registry<crate::http::Route>,
     /// Job drivers by name (`memory`, `amqp`, ...).
     pub jobs_drivers: Registry<Arc<dyn crate::jobs::DriverFactory>>,
     /// Pipeline states by owning plugin (`jobs`), for `informer.Jobs`.

@@ -38,6 +38,8 @@ pub struct Plugin {
     api: Arc<OnceLock<api::Backend>>,
     /// Said once the proxy listener is bound (systemd `READY=1` waits for it).
     serving: rr_runtime::services::Starting,
+    /// The hub, for its routes on the http plugin's listeners (`hub.http_path`).
+    hub: hub::route::Slot,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -48,7 +50,17 @@ impl rr_runtime::Plugin for Plugin {
         let cfg = cfg.resolve()?;
         let api = Arc::new(OnceLock::new());
         api::register(ctx.services, api.clone());
-        Ok(Some(Plugin { cfg, services: ctx.services.clone(), pool: Default::default(), api, serving: ctx.services.lifecycle.starting() }))
+        let slot = hub::route::Slot::default();
+        if let Some(path) = cfg.hub.as_ref().and_then(|h| h.http_path.as_deref()) {
+            let http = ctx.services.compiled.contains(&"http") && ctx.config.section::<serde_json::Value>("http")?.is_some();
+            if !http {
+                return Err("config key `centrifuge.hub.http_path` serves the hub on the http plugin's listeners, but the http plugin is not enabled (no `http` section, or not in this build); add the section with `address`, or remove the key and use `centrifuge.hub.address`".into());
+            }
+            for (name, route) in hub::route::routes(path, slot.clone()) {
+                ctx.services.http_routes.register(name, route);
+            }
+        }
+        Ok(Some(Plugin { cfg, services: ctx.services.clone(), pool: Default::default(), api, serving: ctx.services.lifecycle.starting(), hub: slot }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
@@ -65,8 +77,17 @@ impl rr_runtime::Plugin for Plugin {
                     let _ = hub.remote.set(remote);
                 }
                 self.services.metrics.register(hub.clone());
-                let listener = hub::server::bind(&hub).await?;
-                tracing::info!(target: "centrifuge", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "centrifuge hub listening (websocket at {})", hub::config::WEBSOCKET_PATH);
+                if let Some(path) = &cfg.http_path {
+                    tracing::info!(target: "centrifuge", "centrifuge hub on the http listeners (websocket at {path}{})", hub::config::WEBSOCKET);
+                }
+                let listener = match cfg.address.is_empty() {
+                    true => None,
+                    false => Some(hub::server::bind(&hub).await?),
+                };
+                if let Some(listener) = &listener {
+                    tracing::info!(target: "centrifuge", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "centrifuge hub listening (websocket at {})", hub::config::WEBSOCKET_PATH);
+                }
+                let _ = self.hub.set(hub.clone());
                 let _ = self.api.set(api::Backend::Hub(hub.clone()));
                 Some(tokio::spawn(hub::server::run(hub, listener, shutdown.clone())))
             }

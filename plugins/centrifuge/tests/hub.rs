@@ -111,9 +111,15 @@ impl Node {
     }
 
     fn start(url: &str, framing: &str, scenario: &str) -> Node {
+        Node::start_env(url, framing, scenario, &[])
+    }
+
+    /// With more environment (e.g. `NODE_EXTRA_CA_CERTS` for a wss:// URL).
+    fn start_env(url: &str, framing: &str, scenario: &str, env: &[(&str, &Path)]) -> Node {
         let mut child = tokio::process::Command::new("node")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub_client.js"))
             .args([url, framing, scenario])
+            .envs(env.iter().copied())
             .env("CENTRIFUGE_JS", centrifuge_js())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -124,11 +130,13 @@ impl Node {
         Node { child, lines }
     }
 
-    /// The next event named `name` (earlier ones are collected and returned too).
+    /// The next event named `name` (earlier ones are collected and returned too), within 30 s
+    /// (a client that keeps failing to connect prints events all along).
     async fn until(&mut self, name: &str) -> (Value, Vec<Value>) {
         let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await.unwrap_or_else(|_| panic!("no `{name}` event; saw {seen:?}"));
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line()).await.unwrap_or_else(|_| panic!("no `{name}` event; saw {seen:?}"));
             let line = line.unwrap().unwrap_or_else(|| panic!("node exited before `{name}`; saw {seen:?}"));
             let event: Value = serde_json::from_str(&line).unwrap();
             if event["event"] == name {
@@ -470,30 +478,41 @@ async fn a_silent_worker_is_bounded_by_proxy_timeout_and_limits_hold() {
     hub.server.stop().await.unwrap();
 }
 
-/// `curl -N` reading the hub's SSE endpoint; the JSON of each `data:` line.
+/// `curl -N` reading a unidirectional endpoint: the JSON of each SSE `data:` line, or of each
+/// line of an HTTP stream.
 struct Sse {
     _child: tokio::process::Child,
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    sse: bool,
 }
 
 impl Sse {
     fn start(hub: &Hub, connect: &Value) -> Sse {
+        Sse::get(&format!("http://127.0.0.1:{}", hub.port), connect)
+    }
+
+    /// SSE at `base`/connection/uni_sse.
+    fn get(base: &str, connect: &Value) -> Sse {
         let query: String = url_encode(&connect.to_string());
-        let mut child = tokio::process::Command::new("curl")
-            .args(["-sN", &format!("http://127.0.0.1:{}/connection/uni_sse?cf_connect={query}", hub.port)])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        Sse::curl(&["-sN", &format!("{base}/connection/uni_sse?cf_connect={query}")], true)
+    }
+
+    /// HTTP streaming: `connect` POSTed to `url`.
+    fn stream(url: &str, connect: &Value) -> Sse {
+        Sse::curl(&["-sN", "-X", "POST", "--data-binary", &connect.to_string(), url], false)
+    }
+
+    fn curl(args: &[&str], sse: bool) -> Sse {
+        let mut child = tokio::process::Command::new("curl").args(args).stdout(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Sse { _child: child, lines }
+        Sse { _child: child, lines, sse }
     }
 
     /// The next event that is not a ping; None when the stream ended.
     async fn next(&mut self) -> Option<Value> {
         loop {
             let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await.expect("an SSE event").unwrap()?;
-            if let Some(json) = line.strip_prefix("data: ") {
+            if let Some(json) = if self.sse { line.strip_prefix("data: ") } else { Some(line.as_str()) } {
                 let v: Value = serde_json::from_str(json).unwrap();
                 if v != json!({}) {
                     return Some(v);
@@ -680,4 +699,218 @@ async fn a_pong_queued_behind_slow_php_calls_is_not_a_missing_pong() {
     }
     assert_eq!(answered, [2, 3, 4, 5, 6]);
     hub.server.stop().await.unwrap();
+}
+
+/// `curl` once: the status and the body.
+async fn curl(args: &[&str]) -> (u16, String) {
+    let out = tokio::process::Command::new("curl").args(["-s", "-w", "\n%{http_code}"]).args(args).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {args:?}: {text}"));
+    (status.parse().unwrap_or_else(|_| panic!("curl {args:?}: {text}")), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_on_the_http_listener_serves_sockets_beside_php() {
+    let (http, https, proxy, rpc) = (free_port(), free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let yaml = format!(
+        "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nserver:\n  command: \"php {}\"\nhttp:\n  address: 127.0.0.1:{http}\n  ssl:\n    address: 127.0.0.1:{https}\n    cert: {}\n    key: {}\n  pool:\n    num_workers: 1\n    command: \"php {}\"\ncentrifuge:\n  proxy_address: tcp://127.0.0.1:{proxy}\n  pool:\n    num_workers: 2\n  hub:\n    http_path: /connection\n",
+        root().join("tests/php/workers/centrifuge.php").display(),
+        cert_file.display(),
+        key_file.display(),
+        root().join("tests/php/workers/http.php").display(),
+    );
+    let build = rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_http::Plugin>().plugin::<rr_centrifuge::Plugin>();
+    let mut server = TestServer::start(&build, &yaml);
+    server.until("the http listener", || async { tokio::net::TcpStream::connect(("127.0.0.1", http)).await.ok() }).await;
+    let rpc = format!("tcp://127.0.0.1:{rpc}");
+    server.rpc(&rpc).await;
+    let hub = Hub { server, port: http, rpc };
+    let base = format!("http://127.0.0.1:{http}");
+
+    // centrifuge-js through the http listener: connect, subscribe, RPC and publish reach PHP.
+    let mut node = Node::start(&format!("ws://127.0.0.1:{http}/connection/websocket"), "json", "chat");
+    let (connected, _) = node.until("connected").await;
+    assert!(connected["data"]["context"].as_str().unwrap().contains(r#""sec-websocket-key":["#), "the upgrade request's headers reach PHP: {connected}");
+    node.until("ready").await;
+    // Meanwhile the app is PHP on the same port, paths below http_path included.
+    assert_eq!(curl(&[&format!("{base}/status?code=201")]).await, (201, "status 201".to_string()));
+    assert_eq!(curl(&[&format!("{base}/connection/other")]).await, (200, "Hello, World!".to_string()));
+    assert_eq!(curl(&[&format!("{base}/connection/websocket")]).await.0, 400, "a plain GET of the endpoint is no upgrade");
+    hub.publish("chat", &json!({"over": "http"})).await;
+    let (publication, _) = node.until("publication").await;
+    let publication = if publication["data"]["type"] == "publish" { node.until("publication").await.0 } else { publication };
+    assert_eq!(publication["data"], json!({"over": "http"}));
+    assert_eq!(curl(&[&format!("{base}/status?code=202")]).await.0, 202, "PHP still serves while a socket is open");
+
+    // Over TLS (http.ssl), with the protobuf framing.
+    let wss = format!("wss://127.0.0.1:{https}/connection/websocket");
+    let mut tls = Node::start_env(&wss, "protobuf", "chat", &[("NODE_EXTRA_CA_CERTS", cert_file.as_path())]);
+    let (connected, _) = tls.until("connected").await;
+    let body = pb::ConnectRequest::decode(STANDARD.decode(connected["data"]["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+    assert_eq!((body.transport.as_str(), body.protocol.as_str()), ("websocket", "protobuf"));
+    tls.until("ready").await;
+    assert_eq!(curl(&["--cacert", cert_file.to_str().unwrap(), &format!("https://127.0.0.1:{https}/status?code=203")]).await.0, 203);
+
+    // The unidirectional endpoints are there too.
+    let mut sse = Sse::get(&base, &json!({}));
+    assert_eq!(sse.next().await.unwrap()["connect"]["data"]["type"], "connect");
+    let mut stream = Sse::stream(&format!("{base}/connection/uni_http_stream"), &json!({"data": {"n": 1}}));
+    let connected = stream.next().await.unwrap();
+    let body = pb::ConnectRequest::decode(STANDARD.decode(connected["connect"]["data"]["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+    assert_eq!((body.transport.as_str(), body.data.as_slice()), ("uni_http_stream", &br#"{"n":1}"#[..]));
+    node.quit().await;
+    tls.quit().await;
+    hub.server.stop().await.unwrap();
+}
+
+#[test]
+fn http_path_without_the_http_plugin_is_refused_at_start() {
+    let yaml = "version: '3'\nserver:\n  command: php x.php\ncentrifuge:\n  hub:\n    http_path: /connection\n";
+    let config = rr_runtime::config::Config::from_str(yaml).unwrap();
+    let err = rr_runtime::host::Host::init(&build(), &config).err().expect("refused");
+    assert!(format!("{err:#}").contains("config key `centrifuge.hub.http_path` serves the hub on the http plugin's listeners, but the http plugin is not enabled"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uni_http_stream_streams_connect_publications_and_disconnect_as_lines() {
+    let hub = serve("    token_hmac_secret_key: k\n    max_message_size: 1000").await;
+    let url = format!("http://127.0.0.1:{}/connection/uni_http_stream", hub.port);
+    // Connect through PHP: transport "uni_http_stream" in its request.
+    let mut stream = Sse::stream(&url, &json!({"data": {"token": "t"}}));
+    let connected = stream.next().await.unwrap();
+    let body = pb::ConnectRequest::decode(STANDARD.decode(connected["connect"]["data"]["body"].as_str().unwrap()).unwrap().as_slice()).unwrap();
+    assert_eq!((body.transport.as_str(), body.protocol.as_str(), body.data.as_slice()), ("uni_http_stream", "json", &br#"{"token":"t"}"#[..]), "{connected}");
+    // A token with channels: publications arrive as lines; PHP's disconnect is the last line.
+    let token = jwt::sign(&json!({"sub": "9", "channels": ["feed"]}), b"k");
+    let mut stream = Sse::stream(&url, &json!({"token": token}));
+    assert!(stream.next().await.unwrap()["connect"]["subs"]["feed"].is_object());
+    hub.publish("feed", &json!({"n": 1})).await;
+    let publication = stream.next().await.unwrap();
+    assert_eq!((&publication["channel"], &publication["pub"]["data"]), (&json!("feed"), &json!({"n": 1})), "{publication}");
+    let disconnect = api::DisconnectRequest { user: "9".into(), ..Default::default() };
+    hub.php(json!([["centrifuge.Disconnect", STANDARD.encode(disconnect.encode_to_vec())]])).await;
+    assert_eq!(stream.next().await.unwrap(), json!({"disconnect": {"code": 3503, "reason": "force disconnect"}}));
+    assert_eq!(stream.next().await, None, "the response ends after the disconnect");
+    // Centrifugo's answers to what is not a connect request.
+    let (status, _) = curl(&["-X", "OPTIONS", "-D", "-", &url]).await;
+    assert_eq!(status, 204);
+    assert_eq!(curl(&[&url]).await.0, 405, "GET");
+    assert_eq!(curl(&["-X", "POST", "--data", "{nope", &url]).await.0, 400);
+    assert_eq!(curl(&["-X", "POST", "--data", &"x".repeat(2000), &url]).await.0, 413, "over max_message_size");
+    hub.server.stop().await.unwrap();
+}
+
+/// A WebSocket upgrade the hub refused: its HTTP status.
+async fn refused(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        other => panic!("expected a refused upgrade, got {:?}", other.map(|(_, r)| r.status())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_command_and_channel_limits_answer_with_centrifugos_codes() {
+    let limits = "    token_hmac_secret_key: k\n    client_connection_rate_limit: 1\n    client_connection_limit: 2\n    client_user_connection_limit: 1\n    client_command_rate_limit: 5\n    client_channel_limit: 2";
+    let hub = serve(limits).await;
+    let connect = |sub: &str, channels: &[&str]| Message::text(json!({"id": 1, "connect": {"token": jwt::sign(&json!({"sub": sub, "channels": channels}), b"k")}}).to_string());
+    let pace = || tokio::time::sleep(Duration::from_millis(1100));
+    // One new connection a second: the next at once is refused with 503.
+    let mut a = raw(&hub.url(), None).await;
+    a.send(connect("a", &[])).await.unwrap();
+    assert!(text(&mut a).await["connect"].is_object());
+    assert_eq!(refused(&hub.url()).await, 503, "client_connection_rate_limit");
+    let sse = curl(&[&format!("http://127.0.0.1:{}/connection/uni_sse", hub.port)]).await;
+    assert_eq!(sse.0, 503, "the rate counts the unidirectional endpoints too");
+    // A second connection of user a: 3504.
+    pace().await;
+    let mut again = raw(&hub.url(), None).await;
+    again.send(connect("a", &[])).await.unwrap();
+    assert_eq!(close_code(&mut again).await, 3504, "client_user_connection_limit");
+    // More server-side channels than client_channel_limit: 3505.
+    pace().await;
+    let mut many = raw(&hub.url(), None).await;
+    many.send(connect("b", &["x", "y", "z"])).await.unwrap();
+    assert_eq!(close_code(&mut many).await, 3505, "client_channel_limit at connect");
+    // A second connected client fills client_connection_limit: the next upgrade gets 503.
+    pace().await;
+    let mut c = raw(&hub.url(), None).await;
+    c.send(connect("c", &[])).await.unwrap();
+    assert!(text(&mut c).await["connect"].is_object());
+    pace().await;
+    assert_eq!(refused(&hub.url()).await, 503, "client_connection_limit");
+    // Eight commands in one frame: five are served, three get 111 (temporary); a second later
+    // commands are served again.
+    let pings: Vec<String> = (2..10).map(|id| json!({"id": id, "ping": {}}).to_string()).collect();
+    a.send(Message::text(pings.join("\n"))).await.unwrap();
+    let mut replies = Vec::new();
+    for _ in 2..10 {
+        let r = text(&mut a).await;
+        replies.push((r["id"].as_u64().unwrap(), r["error"].clone()));
+    }
+    let too_many = json!({"code": 111, "message": "too many requests", "temporary": true});
+    assert_eq!(replies.iter().filter(|(_, e)| e.is_null()).count(), 5, "{replies:?}");
+    assert_eq!(replies[5..].iter().map(|(id, e)| (*id, e.clone())).collect::<Vec<_>>(), [(7, too_many.clone()), (8, too_many.clone()), (9, too_many)]);
+    pace().await;
+    a.send(Message::text(json!({"id": 10, "ping": {}}).to_string())).await.unwrap();
+    assert_eq!(text(&mut a).await, json!({"id": 10, "ping": {}}));
+    // PHP subscribing user c past client_channel_limit: closed with 3505, as Centrifuge does.
+    let sub = |channel: &str| json!(["centrifuge.Subscribe", STANDARD.encode(rr_centrifuge::hub::api::SubscribeRequest { channel: channel.into(), user: "c".into(), ..Default::default() }.encode_to_vec())]);
+    hub.php(json!([sub("p"), sub("q"), sub("r")])).await;
+    assert_eq!(text(&mut c).await["push"]["channel"], "p");
+    assert_eq!(text(&mut c).await["push"]["channel"], "q");
+    assert_eq!(close_code(&mut c).await, 3505, "client_channel_limit on a server-side subscribe");
+    hub.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_with_expire_at_are_refreshed_through_php_sub_refresh() {
+    let hub = serve("").await;
+    let mut ws = raw(&hub.url(), None).await;
+    let subscribe = |id: u32, channel: &str, cmd: &str| json!({"id": id, "subscribe": {"channel": channel, "data": {"cmd": cmd}}}).to_string();
+    let batch = [json!({"id": 1, "connect": {}}).to_string(), subscribe(2, "expired-a", "expire"), subscribe(3, "kept", "expire"), subscribe(4, "late", "expired")];
+    ws.send(Message::text(batch.join("\n"))).await.unwrap();
+    assert!(text(&mut ws).await["connect"].is_object());
+    for id in [2, 3] {
+        let reply = text(&mut ws).await;
+        assert_eq!((reply["id"].as_u64(), reply["subscribe"]["expires"].as_bool()), (Some(id), None), "server-side refresh: the client is not told: {reply}");
+    }
+    assert_eq!(text(&mut ws).await, json!({"id": 4, "error": {"code": 110, "message": "expired"}}), "expire_at in the past");
+    // At expire_at PHP's sub_refresh says `expired` for one: it is unsubscribed with 2501 (the
+    // client subscribes again); the other PHP lets live on.
+    let push = text(&mut ws).await;
+    assert_eq!(push["push"], json!({"channel": "expired-a", "unsubscribe": {"code": 2501, "reason": "subscription expired"}}), "{push}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    hub.publish("kept", &json!({"still": "here"})).await;
+    hub.publish("expired-a", &json!({"not": "delivered"})).await;
+    let publication = text(&mut ws).await;
+    assert_eq!((&publication["push"]["channel"], &publication["push"]["pub"]["data"]), (&json!("kept"), &json!({"still": "here"})), "{publication}");
+    // PHP's sub_refresh request names the user and channel; its disconnect closes the socket.
+    ws.send(Message::text(subscribe(5, "gone-b", "expire"))).await.unwrap();
+    assert!(text(&mut ws).await["subscribe"].is_object());
+    let (code, reason) = close_frame(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (4501, "subrefresh 42 gone-b"));
+    // A server-side subscription (from connect) that expires closes the connection with 3006.
+    let mut srv = raw(&hub.url(), None).await;
+    srv.send(Message::text(json!({"id": 1, "connect": {"data": {"cmd": "expire-subs"}}}).to_string())).await.unwrap();
+    assert!(text(&mut srv).await["connect"]["subs"]["expired-srv"].is_object());
+    assert_eq!(close_code(&mut srv).await, 3006);
+    hub.server.stop().await.unwrap();
+}
+
+/// Read until the close frame; its code and reason.
+async fn close_frame(ws: &mut Ws) -> (u16, String) {
+    let read = async {
+        while let Some(msg) = ws.next().await {
+            if let Message::Close(Some(frame)) = msg.unwrap() {
+                return (u16::from(frame.code), frame.reason.to_string());
+            }
+        }
+        panic!("closed without a close frame");
+    };
+    tokio::time::timeout(Duration::from_secs(30), read).await.expect("a close frame")
 }

@@ -97,9 +97,11 @@ impl rr_runtime::Plugin for Plugin {
             }
             None => handler.clone(),
         };
-        // (address, its config key, TLS, handler) per listener.
+        // (address, its config key, TLS, handler, routed) per listener; `routed`: other plugins'
+        // routes are served there (not where plain HTTP only redirects to HTTPS, nor on ACME's own).
         let mut listeners = Vec::new();
         if let Some(address) = &self.cfg.address {
+            let routed = redirect_port.is_none();
             let plain = match redirect_port {
                 Some(port) => redirect_handler(port),
                 None => tcp_handler.clone(),
@@ -108,18 +110,18 @@ impl rr_runtime::Plugin for Plugin {
                 Some(acme) => acme::challenge::http01(acme.clone(), plain),
                 None => plain,
             };
-            listeners.push((address.clone(), "http.address", None, plain));
+            listeners.push((address.clone(), "http.address", None, plain, routed));
         }
         let tls = self.cfg.ssl.as_ref().map(|ssl| server::tls_acceptor(ssl, acme.as_ref().map(|a| a.resolver()))).transpose()?;
         if let (Some(ssl), Some(tls)) = (&self.cfg.ssl, &tls) {
-            listeners.push((ssl.address.clone(), "http.ssl.address", Some(tls.clone()), tcp_handler.clone()));
+            listeners.push((ssl.address.clone(), "http.ssl.address", Some(tls.clone()), tcp_handler.clone(), true));
         }
         // A challenge port that no listener above has gets a listener of its own, on all
         // interfaces as certmagic's (RoadRunner).
         if let (Some(acme), Some(acme_cfg)) = (&acme, acme_cfg) {
             let (port, key, tls, answer) = acme::challenge::listener(acme, acme_cfg, tls);
-            if !listeners.iter().any(|(address, _, t, _)| t.is_some() == tls.is_some() && port_of(address) == Some(port)) {
-                listeners.push((format!("0.0.0.0:{port}"), key, tls, answer));
+            if !listeners.iter().any(|(address, _, t, _, _)| t.is_some() == tls.is_some() && port_of(address) == Some(port)) {
+                listeners.push((format!("0.0.0.0:{port}"), key, tls, answer, false));
             }
         }
         if let Some(fcgi) = &self.cfg.fcgi {
@@ -128,17 +130,20 @@ impl rr_runtime::Plugin for Plugin {
             let limits = fcgi::Limits { body: cfg.max_body_bytes(), params: cfg.max_header_bytes, stall: Some(cfg.read_header_timeout).filter(|t| !t.is_zero()) };
             servers.push(tokio::spawn(fcgi::run(listener, handler.clone(), limits, shutdown.clone(), drain)));
         }
-        for (address, key, tls, handler) in listeners {
+        // Every plugin initialised before any serves, so the routes are all registered by now.
+        let routes: Arc<[rr_runtime::http::Route]> = self.services.http_routes.all().into_iter().map(|(_, r)| r).collect();
+        for (address, key, tls, handler, routed) in listeners {
+            let routes = if routed { routes.clone() } else { Arc::from([]) };
             let sockets = bind(&address, key, homes.len()).await?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(target: "http", address = %sockets[0].local_addr()?, threads = sockets.len(), "{scheme} server listening");
             for (i, socket) in sockets.into_iter().enumerate() {
-                let (cfg, tls, handler, shutdown) = (cfg.clone(), tls.clone(), handler.clone(), shutdown.clone());
+                let (cfg, tls, handler, shutdown, routes) = (cfg.clone(), tls.clone(), handler.clone(), shutdown.clone(), routes.clone());
                 let h2c = tls.is_none() && cfg.http2.h2c;
                 // Registered with the reactor of the runtime that serves it.
                 let run = async move {
                     match tokio::net::TcpListener::from_std(socket) {
-                        Ok(listener) => server::run(server::Listener { listener, tls, h2c, cfg }, handler, shutdown, drain).await,
+                        Ok(listener) => server::run(server::Listener { listener, tls, h2c, cfg, routes }, handler, shutdown, drain).await,
                         Err(e) => tracing::error!(target: "http", error = %e, "{scheme}: cannot register a listener"),
                     }
                 };

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use rr_runtime::http::{ClientAddr, Handler};
+use rr_runtime::http::{ClientAddr, Handler, Route};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +26,8 @@ pub struct Listener {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub h2c: bool,
     pub cfg: Arc<crate::Config>,
+    /// Other plugins' endpoints, served ahead of the middleware chain (`Services::http_routes`).
+    pub routes: Arc<[Route]>,
 }
 
 /// Serve until `shutdown`, then let open connections finish their requests (up to `drain`).
@@ -70,13 +72,16 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
             hints,
             unread: unread.clone(),
             upgrade: upgrade.clone(),
+            routes: l.routes.clone(),
         };
+        // Upgrades only where they are ours to take (h2c, another plugin's route): hyper hands
+        // any 101 off otherwise.
+        let upgrades = l.h2c || !l.routes.is_empty();
         match &l.tls {
             None => {
                 let (io, hints) = HintsIo::new(stream);
                 let (io, service) = (TokioIo::new(io), conn(hints));
-                // Upgrades only where they are ours to take: hyper hands any 101 off otherwise.
-                if l.h2c {
+                if upgrades {
                     spawn_watched(graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned()));
                 } else {
                     spawn_watched(graceful.watch(builder.serve_connection(io, service).into_owned()));
@@ -98,8 +103,13 @@ pub async fn run(l: Listener, handler: Handler, shutdown: CancellationToken, dra
                         return;
                     }
                     let (io, hints) = HintsIo::new(tls);
-                    let conn = builder.serve_connection(TokioIo::new(io), ConnService { hints, ..service }).into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
+                    let (io, service) = (TokioIo::new(io), ConnService { hints, ..service });
+                    let served = if upgrades {
+                        watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()).await
+                    } else {
+                        watcher.watch(builder.serve_connection(io, service).into_owned()).await
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(error = %e, "https: connection ended with an error");
                     }
                 });
@@ -131,6 +141,7 @@ struct ConnService {
     hints: EarlyHints,
     unread: UnreadBody,
     upgrade: Option<Upgrade>,
+    routes: Arc<[Route]>,
 }
 
 /// Where an upgraded connection goes on: the listener's builder, watched for a graceful shutdown
@@ -159,7 +170,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
             req.extensions_mut().insert(self.peer);
             req.extensions_mut().insert(self.hints.clone());
             req.extensions_mut().insert(self.unread.clone());
-            future::Either::Left((self.handler)(req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync())))
+            let handler = self.routes.iter().find(|r| r.matches(req.uri().path())).map_or(&self.handler, |r| &r.handler);
+            future::Either::Left(handler(req.map(|b| b.map_err(rr_runtime::BoxError::from).boxed_unsync())))
         };
         answer.map(Ok as fn(_) -> Answer)
     }

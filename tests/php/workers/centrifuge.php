@@ -16,7 +16,10 @@
 // NotifyChannelState with any other channel -> result {}.
 // Connect, subscribe, publish and rpc whose data is a JSON object with `cmd` use that instead
 // (the hub's tests: there `client` is the hub's own id). Connect with `cmd` "expire" expires in
-// a second as user "expire-me", whose refresh answers `expired`.
+// a second as user "expire-me", whose refresh answers `expired`; connect with "expire-subs" has
+// the server-side channel "expired-srv" expiring in 2 s. Subscribe with "expire" expires in 2 s,
+// with "expired" 10 s ago. Subrefresh of a channel named "expired..." answers `expired`, of
+// "gone..." disconnect{4501, "subrefresh <user> <channel>"}, of others the echo (no expiry).
 require __DIR__ . '/../lib/Centrifuge.php';
 
 use RrTest\Centrifuge;
@@ -70,6 +73,26 @@ while ($req = $c->waitRequest()) {
             break;
         case 'crash':
             exit(3);
+    }
+    if ($req->type === 'subrefresh') {
+        $channel = (string)($fields[11][0] ?? '');
+        if (str_starts_with($channel, 'expired')) {
+            $req->result(Proto::int(1, 1));
+            continue;
+        }
+        if (str_starts_with($channel, 'gone')) {
+            $req->disconnect(4501, 'subrefresh ' . ($fields[10][0] ?? '') . ' ' . $channel);
+            continue;
+        }
+    }
+    if ($cmd === 'expire-subs' && $req->type === 'connect') {
+        $options = Proto::int(1, time() + 2);
+        $req->result(Proto::bytes(1, '42') . Proto::bytes(8, Proto::bytes(1, 'expired-srv') . Proto::bytes(2, $options)));
+        continue;
+    }
+    if (($cmd === 'expire' || $cmd === 'expired') && $req->type === 'subscribe') {
+        $req->result(Proto::int(1, $cmd === 'expire' ? time() + 2 : time() - 10) . Proto::bytes(4, $echo));
+        continue;
     }
     if ($cmd === 'expire' && $req->type === 'connect') {
         // A connection that expires in a second; its refresh (user "expire-me") says expired.

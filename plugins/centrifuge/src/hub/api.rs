@@ -217,6 +217,12 @@ pub async fn act(hub: &Hub, method: &str, body: Bytes) {
         "Subscribe" => {
             let Ok(r) = SubscribeRequest::decode(body) else { return };
             for client in hub.clients_of(&r.user, &r.client) {
+                // Over client_channel_limit: closed, as Centrifuge does with server-side subscribes.
+                if !broker.is_subscribed(&r.channel, &client.id) && broker.channels_of(&client.id).len() >= hub.cfg.client_channel_limit {
+                    let (code, reason) = (cp::DISCONNECT_CHANNEL_LIMIT.0, cp::DISCONNECT_CHANNEL_LIMIT.1);
+                    client.disconnect(code, reason);
+                    continue;
+                }
                 if !broker.subscribe_held(&r.channel, &client, r.info.clone(), false) {
                     continue;
                 }

@@ -14,16 +14,21 @@ pub const DEFAULT_CLIENT_QUEUE_MAX_SIZE: usize = 1024 * 1024;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 65536;
 pub const DEFAULT_CLIENT_CHANNEL_LIMIT: usize = 128;
 pub const DEFAULT_CHANNEL_MAX_LENGTH: usize = 255;
-/// The WebSocket endpoint, as Centrifugo serves it.
+/// The endpoints, as Centrifugo serves them: `/connection` + these.
+pub const CONNECTION_PREFIX: &str = "/connection";
+pub const WEBSOCKET: &str = "/websocket";
+pub const UNI_SSE: &str = "/uni_sse";
+pub const UNI_HTTP_STREAM: &str = "/uni_http_stream";
 pub const WEBSOCKET_PATH: &str = "/connection/websocket";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HubConfig {
-    /// The hub's own listener, `host:port`.
+    /// The hub's own listener, `host:port`; empty with `http_path` set: none.
     pub address: String,
-    /// Serving the endpoint on the http plugin's listener (not yet; must stay empty).
-    pub http_path: String,
+    /// The endpoints also on the http plugin's listeners, under this path (`/connection` gives
+    /// Centrifugo's `/connection/websocket`, ...).
+    pub http_path: Option<String>,
     /// `Origin` values accepted on the upgrade; empty or `*` accepts any.
     pub allowed_origins: Vec<String>,
     #[serde(with = "duration")]
@@ -49,14 +54,22 @@ pub struct HubConfig {
     pub client_channel_limit: usize,
     /// The longest channel name; longer: error 106.
     pub channel_max_length: usize,
+    /// Connections this node takes at once (0: no limit); more: HTTP 503 on the upgrade.
+    pub client_connection_limit: usize,
+    /// New connections per second this node takes (0: no limit); more: HTTP 503.
+    pub client_connection_rate_limit: usize,
+    /// Connections one user (non-empty) may have on this node (0: no limit); more: 3504.
+    pub client_user_connection_limit: usize,
+    /// Commands per second one connection may send (0: no limit); more: error 111.
+    pub client_command_rate_limit: usize,
     pub broker: Broker,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
-            address: DEFAULT_ADDRESS.into(),
-            http_path: String::new(),
+            address: String::new(),
+            http_path: None,
             allowed_origins: Vec::new(),
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
@@ -70,6 +83,10 @@ impl Default for HubConfig {
             proxy_timeout: DEFAULT_PROXY_TIMEOUT,
             client_channel_limit: DEFAULT_CLIENT_CHANNEL_LIMIT,
             channel_max_length: DEFAULT_CHANNEL_MAX_LENGTH,
+            client_connection_limit: 0,
+            client_connection_rate_limit: 0,
+            client_user_connection_limit: 0,
+            client_command_rate_limit: 0,
             broker: Broker::default(),
         }
     }
@@ -200,7 +217,13 @@ impl Broker {
 impl HubConfig {
     /// Defaults for empty values, then the checks, each naming its key.
     pub fn resolve(mut self) -> Result<HubConfig, String> {
-        if self.address.trim().is_empty() {
+        if let Some(path) = &mut self.http_path {
+            if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+                return Err(format!("config key `centrifuge.hub.http_path`: `{path}` is not a path; use one like `/connection` (the WebSocket is then at `/connection/websocket` on the http plugin's listeners)"));
+            }
+            path.truncate(path.trim_end_matches('/').len());
+        }
+        if self.address.trim().is_empty() && self.http_path.is_none() {
             self.address = DEFAULT_ADDRESS.into();
         }
         if self.ping_interval.is_zero() {
@@ -234,9 +257,6 @@ impl HubConfig {
                 self.pong_timeout, self.ping_interval
             ));
         }
-        if !self.http_path.is_empty() {
-            return Err("config key `centrifuge.hub.http_path`: serving the hub on the http plugin's listener is not supported yet; remove the key and use `centrifuge.hub.address`".into());
-        }
         if self.broker.driver == Driver::Redis {
             self.broker.redis()?;
         }
@@ -265,6 +285,12 @@ mod tests {
         assert_eq!((c.client_queue_max_size, c.max_message_size, c.history_size), (1048576, 65536, 0));
         assert_eq!((c.presence, c.join_leave, c.broker.driver), (false, false, Driver::Memory));
         assert_eq!((c.client_channel_limit, c.channel_max_length), (128, 255));
+        assert_eq!((c.client_connection_limit, c.client_connection_rate_limit, c.client_user_connection_limit, c.client_command_rate_limit), (0, 0, 0, 0), "no limits");
+        // With http_path alone the hub has no listener of its own; a trailing slash is dropped.
+        let c = parse("http_path: /connection/").unwrap();
+        assert_eq!((c.address.as_str(), c.http_path.as_deref()), ("", Some("/connection")));
+        let c = parse("http_path: /\naddress: 127.0.0.1:1").unwrap();
+        assert_eq!((c.address.as_str(), c.http_path.as_deref()), ("127.0.0.1:1", Some("")), "`/`: the endpoints at /websocket, ...");
         assert!(c.origin_allowed(Some("http://x")) && c.origin_allowed(None));
         let c = parse("address: 127.0.0.1:1\nping_interval: 2s\npong_timeout: 1s\nhistory_size: 10\nhistory_ttl: 1m\nallowed_origins: [http://a.test]\ntoken_hmac_secret_key: k\nbroker: {driver: memory}").unwrap();
         assert_eq!((c.ping_interval, c.history_ttl, c.history_size), (Duration::from_secs(2), Duration::from_secs(60), 10));
@@ -286,6 +312,7 @@ mod tests {
         assert!(parse("broker: {driver: redis, config: {adrs: [a:1]}}").unwrap_err().contains("unknown field `adrs`"));
         assert!(parse("ping_interval: 1s\npong_timeout: 2s").unwrap_err().starts_with("config key `centrifuge.hub.pong_timeout`"));
         assert!(parse("history_size: 10").unwrap_err().starts_with("config key `centrifuge.hub.history_ttl` must be set"));
-        assert!(parse("http_path: /ws").unwrap_err().starts_with("config key `centrifuge.hub.http_path`"));
+        assert!(parse("http_path: ws").unwrap_err().starts_with("config key `centrifuge.hub.http_path`: `ws` is not a path"));
+        assert!(parse("http_path: /ws?x").unwrap_err().contains("is not a path"));
     }
 }

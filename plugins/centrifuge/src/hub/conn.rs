@@ -4,19 +4,21 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use prost::Message as _;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::protocol::{self as cp, Command, Error, Protocol, Reply};
+use super::limits::Bucket;
 use super::{Client, Hub, Identity, Mutex, Out, broker::Position, config::WEBSOCKET_PATH, jwt};
 use crate::codec::{self, Kind, Metadata};
 use crate::proxy_proto as pb;
@@ -35,40 +37,59 @@ fn closed(d: cp::Disconnect) -> Closed {
     (d.0, d.1.to_string())
 }
 
-/// Serve one accepted TCP connection.
+/// What an upgrade request asked for: the framing and the request's headers (PHP's context).
+pub(super) struct Upgrade {
+    pub protocol: Protocol,
+    pub metadata: Metadata,
+    /// The subprotocol to echo, when the client offered it (Node's `ws` fails without it).
+    pub echo: Option<&'static str>,
+}
+
+/// Check an upgrade request to the WebSocket endpoint: origin, node limits, framing. The path
+/// is the caller's to check.
+pub(super) fn upgrade(hub: &Hub, uri: &http::Uri, headers: &http::HeaderMap) -> Result<Upgrade, (http::StatusCode, &'static str)> {
+    let origin = headers.get("origin").and_then(|o| o.to_str().ok());
+    if !hub.cfg.origin_allowed(origin) {
+        tracing::info!(target: "centrifuge", origin, "hub: websocket origin not allowed");
+        return Err((http::StatusCode::FORBIDDEN, "request origin is not allowed"));
+    }
+    hub.limits.admit(hub)?;
+    let offered: Vec<&str> = headers.get_all("sec-websocket-protocol").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',').map(str::trim)).collect();
+    let query = uri.query().unwrap_or_default();
+    let protobuf = offered.contains(&"centrifuge-protobuf") || query.split('&').any(|kv| kv == "cf_protocol=protobuf" || kv == "format=protobuf");
+    let chosen = if protobuf { "centrifuge-protobuf" } else { "centrifuge-json" };
+    let mut metadata = Metadata::new();
+    for (name, value) in headers {
+        metadata.append(name.as_str(), String::from_utf8_lossy(value.as_bytes()));
+    }
+    Ok(Upgrade { protocol: if protobuf { Protocol::Protobuf } else { Protocol::Json }, metadata, echo: offered.contains(&chosen).then_some(chosen) })
+}
+
+/// Frames over `max_message_size` fail the read (closed with 1009).
+pub(super) fn ws_config(hub: &Hub) -> WebSocketConfig {
+    let mut ws_cfg = WebSocketConfig::default();
+    ws_cfg.max_message_size = Some(hub.cfg.max_message_size);
+    ws_cfg.max_frame_size = Some(hub.cfg.max_message_size);
+    ws_cfg
+}
+
+/// Serve one TCP connection accepted on the hub's own listener.
 pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
-    let mut handshake: Option<(Protocol, Metadata)> = None;
-    let cfg = hub.cfg.clone();
+    let mut handshake: Option<Upgrade> = None;
     // tungstenite's callback signature: its error type is the HTTP response itself.
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != WEBSOCKET_PATH {
             return Err(refuse(http::StatusCode::NOT_FOUND, "not found"));
         }
-        let origin = req.headers().get("origin").and_then(|o| o.to_str().ok());
-        if !cfg.origin_allowed(origin) {
-            tracing::info!(target: "centrifuge", origin, "hub: websocket origin not allowed");
-            return Err(refuse(http::StatusCode::FORBIDDEN, "request origin is not allowed"));
-        }
-        let offered: Vec<String> = req.headers().get_all("sec-websocket-protocol").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',').map(|p| p.trim().to_string())).collect();
-        let query = req.uri().query().unwrap_or_default();
-        let protobuf = offered.iter().any(|p| p == "centrifuge-protobuf") || query.split('&').any(|kv| kv == "cf_protocol=protobuf" || kv == "format=protobuf");
-        // Echo the subprotocol the client asked for (Node's `ws` fails without it).
-        let chosen = if protobuf { "centrifuge-protobuf" } else { "centrifuge-json" };
-        if offered.iter().any(|p| p == chosen) {
+        let up = upgrade(&hub, req.uri(), req.headers()).map_err(|(status, text)| refuse(status, text))?;
+        if let Some(chosen) = up.echo {
             resp.headers_mut().insert("sec-websocket-protocol", http::HeaderValue::from_static(chosen));
         }
-        let mut md = Metadata::new();
-        for (name, value) in req.headers() {
-            md.append(name.as_str(), String::from_utf8_lossy(value.as_bytes()));
-        }
-        handshake = Some((if protobuf { Protocol::Protobuf } else { Protocol::Json }, md));
+        handshake = Some(up);
         Ok(resp)
     };
-    let mut ws_cfg = WebSocketConfig::default();
-    ws_cfg.max_message_size = Some(hub.cfg.max_message_size);
-    ws_cfg.max_frame_size = Some(hub.cfg.max_message_size);
-    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_cfg))).await {
+    let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(&hub)))).await {
         Ok(Ok(ws)) => ws,
         Err(_) => {
             tracing::debug!(target: "centrifuge", "hub: websocket handshake not done within {HANDSHAKE_TIMEOUT:?}");
@@ -79,12 +100,20 @@ pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
             return;
         }
     };
-    let Some((protocol, metadata)) = handshake else { return };
-    let (client, rx) = new_client(&hub, protocol);
+    let Some(up) = handshake else { return };
+    session(hub, ws, up).await
+}
+
+/// One WebSocket session after the handshake, on the hub's listener or the http plugin's.
+pub(super) async fn session<S>(hub: Arc<Hub>, ws: tokio_tungstenite::WebSocketStream<S>, up: Upgrade)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, rx) = new_client(&hub, up.protocol);
     let (sink, mut stream) = ws.split();
     let pong_pending = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(write(client.clone(), sink, rx, hub.cfg.ping_interval, hub.cfg.pong_timeout, pong_pending.clone()));
-    let mut session = Session { hub: hub.clone(), client: client.clone(), metadata: Arc::new(metadata), pong_pending, transport: "websocket" };
+    let mut session = Session::new(hub.clone(), client.clone(), up.metadata, pong_pending, "websocket");
     let stale = tokio::time::sleep(STALE_DELAY);
     tokio::pin!(stale);
     loop {
@@ -209,11 +238,21 @@ pub(super) struct Session {
     pub client: Arc<Client>,
     pub metadata: Arc<Metadata>,
     pub pong_pending: Arc<AtomicBool>,
-    /// `transport` in PHP's requests: "websocket" or "uni_sse".
+    /// `transport` in PHP's requests: "websocket", "uni_sse" or "uni_http_stream".
     pub transport: &'static str,
+    /// `client_command_rate_limit`: only the reader takes from it.
+    commands: Option<Bucket>,
+    /// Channel → its subscription's expiry timer (numbered, so that a timer ending removes only
+    /// itself); a new subscription to the channel or an unsubscribe ends the old one.
+    expiring: Arc<Mutex<HashMap<String, (u64, CancellationToken)>>>,
 }
 
 impl Session {
+    pub fn new(hub: Arc<Hub>, client: Arc<Client>, metadata: Metadata, pong_pending: Arc<AtomicBool>, transport: &'static str) -> Session {
+        let commands = Some(hub.cfg.client_command_rate_limit).filter(|&r| r > 0).map(Bucket::per_second);
+        Session { hub, client, metadata: Arc::new(metadata), pong_pending, transport, commands, expiring: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
     fn end(&self, (code, reason): Closed) {
         self.client.disconnect(code, &reason);
     }
@@ -237,6 +276,14 @@ impl Session {
             if cmd.id == 0 && cmd.send.is_none() || connected == cmd.connect.is_some() {
                 tracing::info!(target: "centrifuge", client = %self.client.id, connected, "hub: command out of place (no id, or not connected first)");
                 return Err(closed(cp::DISCONNECT_BAD_REQUEST));
+            }
+            // Connect is not a command the rate counts: node limits govern connections.
+            if cmd.connect.is_none() && self.commands.as_mut().is_some_and(|b| !b.take()) {
+                tracing::debug!(target: "centrifuge", client = %self.client.id, "hub: command over client_command_rate_limit");
+                if cmd.id > 0 {
+                    self.reply(Reply::error(cmd.id, Error::new(cp::ERROR_TOO_MANY_REQUESTS)));
+                }
+                continue;
             }
             if let Some(reply) = self.command(cmd).await? {
                 self.reply(reply);
@@ -262,6 +309,9 @@ impl Session {
         }
         let hub = self.hub.clone();
         if let Some(u) = cmd.unsubscribe {
+            if let Some((_, timer)) = self.expiring.lock().remove(&u.channel) {
+                timer.cancel();
+            }
             hub.broker.unsubscribe(&u.channel, &self.client.id);
             return Ok(Some(Reply { id, unsubscribe: Some(cp::Empty {}), ..Default::default() }));
         }
@@ -386,6 +436,15 @@ impl Session {
                 subs.entry(c).or_default();
             }
         }
+        if subs.len() > hub.cfg.client_channel_limit {
+            tracing::info!(target: "centrifuge", client = %self.client.id, channels = subs.len(), "hub: server-side channels over client_channel_limit");
+            return Err(closed(cp::DISCONNECT_CHANNEL_LIMIT));
+        }
+        let limit = hub.cfg.client_user_connection_limit;
+        if limit > 0 && !user.is_empty() && hub.clients_of(&user, "").len() >= limit {
+            tracing::info!(target: "centrifuge", client = %self.client.id, %user, limit, "hub: client_user_connection_limit reached");
+            return Err(closed(cp::DISCONNECT_CONNECTION_LIMIT));
+        }
         *self.client.identity.lock() = Identity { user, info, meta: std::mem::take(&mut meta) };
         self.client.connected.store(true, Ordering::Release);
         hub.add(self.client.clone());
@@ -410,7 +469,76 @@ impl Session {
         for (channel, result) in results_offsets {
             hub.broker.release(&channel, &self.client.id, result);
         }
+        for (channel, opts) in subs {
+            if opts.expire_at > 0 {
+                self.expire_subscription(channel, opts.expire_at, true);
+            }
+        }
         Ok(None)
+    }
+
+    /// Watch a subscription that expires at `at` (Unix seconds), as Centrifugo does with a
+    /// sub-refresh proxy (the client is not told): then PHP's sub_refresh decides. Expired, or
+    /// the call failed: a client-side subscription gets an `unsubscribe` push 2501 (the client
+    /// subscribes again, through PHP's subscribe), a server-side one closes the connection with
+    /// 3006. A new `expire_at` waits again; none ends expiry.
+    fn expire_subscription(&self, channel: String, at: i64, server_side: bool) {
+        static TIMERS: AtomicU64 = AtomicU64::new(0);
+        let (n, timer) = (TIMERS.fetch_add(1, Ordering::Relaxed), self.client.closing.child_token());
+        if let Some((_, old)) = self.expiring.lock().insert(channel.clone(), (n, timer.clone())) {
+            old.cancel();
+        }
+        tokio::spawn(self.clone().sub_refresh(channel, at, server_side, (n, timer)));
+    }
+
+    async fn sub_refresh(self, channel: String, mut at: i64, server_side: bool, (n, timer): (u64, CancellationToken)) {
+        let done = || {
+            let mut expiring = self.expiring.lock();
+            if expiring.get(&channel).is_some_and(|(m, _)| *m == n) {
+                expiring.remove(&channel);
+            }
+        };
+        loop {
+            let wait = Duration::from_secs(u64::try_from(at - super::broker::now_ms() / 1000).unwrap_or(0));
+            tokio::select! {
+                _ = timer.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if !self.hub.broker.is_subscribed(&channel, &self.client.id) {
+                return done();
+            }
+            let (client, transport, protocol, encoding) = self.common();
+            let who = self.client.identity();
+            let request = pb::SubRefreshRequest { client, transport, protocol, encoding, user: who.user, channel: channel.clone(), meta: who.meta };
+            let answer = self.call(Kind::SubRefresh, request.encode_to_vec()).await.map(|body| pb::SubRefreshResponse::decode(body).unwrap_or_default());
+            if timer.is_cancelled() {
+                return;
+            }
+            if let Ok(pb::SubRefreshResponse { disconnect: Some(d), .. }) = answer {
+                let (code, reason) = close_code(d.code, d.reason);
+                self.client.disconnect(code, &reason);
+                return;
+            }
+            let now = super::broker::now_ms() / 1000;
+            let next = match answer {
+                Ok(pb::SubRefreshResponse { result: Some(r), error: None, .. }) if !r.expired && (r.expire_at <= 0 || r.expire_at > now) => r.expire_at,
+                _ => {
+                    done();
+                    if server_side {
+                        self.end(closed(cp::DISCONNECT_SUB_EXPIRED));
+                    } else if self.hub.broker.unsubscribe(&channel, &self.client.id) {
+                        let (code, reason) = cp::UNSUBSCRIBE_EXPIRED;
+                        let push = cp::Push { channel, unsubscribe: Some(cp::Unsubscribe { code, reason: reason.into() }), ..Default::default() };
+                        self.client.send_replies(&[Reply::push(push)]);
+                    }
+                    return;
+                }
+            };
+            if next <= 0 {
+                return done();
+            }
+            at = next;
+        }
     }
 
     /// At `at` (Unix seconds) ask PHP's refresh whether the connection lives on: `expired`
@@ -511,6 +639,9 @@ impl Session {
             return answer;
         }
         let result = resp.result.unwrap_or_default();
+        if result.expire_at > 0 && result.expire_at <= super::broker::now_ms() / 1000 {
+            return Ok(Some(Reply::error(id, Error::new(cp::ERROR_EXPIRED))));
+        }
         // Subscribed first (publications held back), positioned, released after the reply.
         self.hub.broker.subscribe_held(&req.channel, &self.client, result.info, req.join_leave);
         let subscribed = match self.subscribe_result(&req.channel, result.data, Some(&req)).await {
@@ -523,6 +654,9 @@ impl Session {
         let offset = subscribed.offset;
         self.reply(Reply { id, subscribe: Some(subscribed), ..Default::default() });
         self.hub.broker.release(&req.channel, &self.client.id, offset);
+        if result.expire_at > 0 {
+            self.expire_subscription(req.channel, result.expire_at, false);
+        }
         Ok(None)
     }
 

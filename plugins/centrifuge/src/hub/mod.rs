@@ -4,16 +4,20 @@
 //!
 //! `config` the keys; `protocol` the client protocol and its framings; `jwt` connection tokens;
 //! `broker` channels, fan-out and history in memory; `redis` history, presence and fan-out
-//! across servers through Redis; `conn` one WebSocket session; `server`
-//! the listener; `api` PHP's `centrifuge.*` RPC calls served here instead of by Centrifugo.
+//! across servers through Redis; `conn` one WebSocket session; `sse` the unidirectional ones
+//! (SSE, HTTP streaming); `limits` what a client may ask; `server` the hub's own listener,
+//! `route` the endpoints on the http plugin's; `api` PHP's `centrifuge.*` RPC calls served here
+//! instead of by Centrifugo.
 
 pub mod api;
 pub mod broker;
 pub mod config;
 pub mod conn;
 pub mod jwt;
+pub mod limits;
 pub mod protocol;
 pub mod redis;
+pub mod route;
 pub mod server;
 pub mod sse;
 
@@ -41,6 +45,7 @@ pub struct Hub {
     /// Set with the redis broker: publications, history and presence go through Redis.
     pub remote: std::sync::OnceLock<Arc<redis::Remote>>,
     pub stats: Arc<Stats>,
+    pub limits: limits::Limits,
 }
 
 /// Counters for the metrics plugin.
@@ -56,7 +61,7 @@ pub struct Stats {
 
 impl Hub {
     pub fn new(cfg: HubConfig, pool: Pool) -> Arc<Hub> {
-        Arc::new(Hub { broker: broker::Broker::new(&cfg), cfg, pool, clients: Mutex::new(HashMap::new()), shutdown: CancellationToken::new(), node_id: uuid::Uuid::new_v4().to_string(), started: std::time::Instant::now(), remote: Default::default(), stats: Default::default() })
+        Arc::new(Hub { broker: broker::Broker::new(&cfg), limits: limits::Limits::new(&cfg), cfg, pool, clients: Mutex::new(HashMap::new()), shutdown: CancellationToken::new(), node_id: uuid::Uuid::new_v4().to_string(), started: std::time::Instant::now(), remote: Default::default(), stats: Default::default() })
     }
 
     /// Publish to a channel: through Redis when that is the broker, else straight to the

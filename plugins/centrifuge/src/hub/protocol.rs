@@ -23,6 +23,7 @@ pub const ERROR_BAD_REQUEST: u32 = 107;
 pub const ERROR_NOT_AVAILABLE: u32 = 108;
 pub const ERROR_TOKEN_EXPIRED: u32 = 109;
 pub const ERROR_EXPIRED: u32 = 110;
+pub const ERROR_TOO_MANY_REQUESTS: u32 = 111;
 
 /// A WebSocket close: code and reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +31,17 @@ pub struct Disconnect(pub u16, pub &'static str);
 pub const DISCONNECT_SHUTDOWN: Disconnect = Disconnect(3001, "shutdown");
 pub const DISCONNECT_INTERNAL: Disconnect = Disconnect(3004, "internal server error");
 pub const DISCONNECT_EXPIRED: Disconnect = Disconnect(3005, "connection expired");
+pub const DISCONNECT_SUB_EXPIRED: Disconnect = Disconnect(3006, "subscription expired");
 pub const DISCONNECT_SLOW: Disconnect = Disconnect(3008, "slow");
 pub const DISCONNECT_NO_PONG: Disconnect = Disconnect(3012, "no pong");
 pub const DISCONNECT_INVALID_TOKEN: Disconnect = Disconnect(3500, "invalid token");
 pub const DISCONNECT_BAD_REQUEST: Disconnect = Disconnect(3501, "bad request");
 pub const DISCONNECT_STALE: Disconnect = Disconnect(3502, "stale");
 pub const DISCONNECT_FORCE: Disconnect = Disconnect(3503, "force disconnect");
+pub const DISCONNECT_CONNECTION_LIMIT: Disconnect = Disconnect(3504, "connection limit");
+pub const DISCONNECT_CHANNEL_LIMIT: Disconnect = Disconnect(3505, "channel limit");
+/// The `unsubscribe` push of an expired subscription; the client subscribes again (>= 2500).
+pub const UNSUBSCRIBE_EXPIRED: (u32, &str) = (2501, "subscription expired");
 /// A frame over `max_message_size`: WebSocket's own code, as gorilla/websocket closes.
 pub const DISCONNECT_MESSAGE_SIZE: Disconnect = Disconnect(1009, "message too big");
 
@@ -52,6 +58,7 @@ pub fn error_text(code: u32) -> &'static str {
         ERROR_NOT_AVAILABLE => "not available",
         ERROR_TOKEN_EXPIRED => "token expired",
         ERROR_EXPIRED => "expired",
+        ERROR_TOO_MANY_REQUESTS => "too many requests",
         _ => "error",
     }
 }
@@ -68,7 +75,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(code: u32) -> Error {
-        Error { code, message: error_text(code).into(), temporary: code == ERROR_INTERNAL }
+        Error { code, message: error_text(code).into(), temporary: code == ERROR_INTERNAL || code == ERROR_TOO_MANY_REQUESTS }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The hub's listener on `hub.address`: every accepted connection is one session.
+//! The hub's listener on `hub.address`: every accepted connection is one session. Without one
+//! (`http_path` only) this still sweeps history and ends the sessions at shutdown.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ pub async fn bind(hub: &Hub) -> Result<tokio::net::TcpListener, String> {
 }
 
 /// Accept until `shutdown`; then every session is closed with 3001 "shutdown".
-pub async fn run(hub: Arc<Hub>, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), BoxError> {
+pub async fn run(hub: Arc<Hub>, listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> Result<(), BoxError> {
     let mut sessions = tokio::task::JoinSet::new();
     let every = if hub.cfg.history_ttl.is_zero() { std::time::Duration::from_secs(60) } else { hub.cfg.history_ttl.min(std::time::Duration::from_secs(60)) };
     let mut sweep = tokio::time::interval(every);
@@ -21,7 +22,7 @@ pub async fn run(hub: Arc<Hub>, listener: tokio::net::TcpListener, shutdown: Can
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = sweep.tick() => hub.broker.sweep(),
-            accepted = listener.accept() => match accepted {
+            accepted = async { listener.as_ref().unwrap().accept().await }, if listener.is_some() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     sessions.spawn(dispatch(hub.clone(), stream));
@@ -43,9 +44,10 @@ pub async fn run(hub: Arc<Hub>, listener: tokio::net::TcpListener, shutdown: Can
     Ok(())
 }
 
-/// WebSocket or SSE: the request line decides (peeked, so the handshake reads it again).
+/// WebSocket or a unidirectional transport: the request line decides (peeked, so the handshake
+/// reads it again).
 async fn dispatch(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; 96];
     let mut seen = 0;
     for _ in 0..50 {
         seen = match tokio::time::timeout(std::time::Duration::from_secs(10), stream.peek(&mut buf)).await {
@@ -57,7 +59,8 @@ async fn dispatch(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let line = &buf[..seen];
-    let sse = [&b"GET "[..], b"POST "].iter().any(|m| line.starts_with(m) && line[m.len()..].starts_with(super::sse::UNI_SSE_PATH.as_bytes()));
-    if sse { super::sse::serve(hub, stream).await } else { conn::serve(hub, stream).await }
+    let line = String::from_utf8_lossy(&buf[..seen]);
+    let target = line.split(' ').nth(1).unwrap_or_default();
+    let uni = super::sse::Uni::at(target.split('?').next().unwrap_or_default()).is_some();
+    if uni { super::sse::serve(hub, stream).await } else { conn::serve(hub, stream).await }
 }
