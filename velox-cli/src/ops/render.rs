@@ -176,3 +176,41 @@ pub fn features_by_crate(plan: &Plan, crates: &[(String, Option<Vec<String>>)]) 
     }
     Ok(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(crate_name: &str) -> PluginDep {
+        PluginDep { crate_name: crate_name.into(), lib_name: crate_name.replace('-', "_"), entry: "plugin".into(), dep: "{ path = \"x\" }".into() }
+    }
+
+    /// `[profile.release.package.NAME]` tables of a manifest, as NAME → its text.
+    fn overrides(manifest: &str) -> BTreeMap<String, String> {
+        let doc: toml_edit::DocumentMut = manifest.parse().unwrap();
+        let Some(packages) = doc.get("profile").and_then(|p| p.get("release")).and_then(|r| r.get("package")).and_then(|p| p.as_table()) else { return BTreeMap::new() };
+        packages.iter().map(|(name, table)| (name.to_string(), table.as_table().unwrap().to_string())).collect()
+    }
+
+    fn cargo_toml(plugins: &[&str]) -> String {
+        let plugins: Vec<PluginDep> = plugins.iter().map(|p| plugin(p)).collect();
+        render(Path::new("velox.toml"), "rr", "1.0.0", "{ path = \"r\" }", None, &plugins, &Links::default()).unwrap().cargo_toml
+    }
+
+    #[test]
+    fn opt_level_overrides_only_for_the_plugins_that_bring_the_crates() {
+        assert_eq!(overrides(&cargo_toml(&["rr-http", "rr-grpc"])), BTreeMap::new(), "cargo warns about an entry that matches no package");
+        let temporal = overrides(&cargo_toml(&["rr-http", "rr-temporal"]));
+        assert!(temporal.contains_key("temporalio-protos") && temporal.contains_key("rr-temporal"), "{temporal:?}");
+        assert!(!temporal.contains_key("aws-sdk-sqs"), "{temporal:?}");
+        assert!(overrides(&cargo_toml(&["rr-jobs-sqs"])).contains_key("aws-sdk-sqs"));
+    }
+
+    #[test]
+    fn overrides_match_the_workspace_root_profile() {
+        let root = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml")).unwrap();
+        let all = overrides(&cargo_toml(&["rr-temporal", "rr-jobs-sqs"]));
+        assert!(!all.is_empty());
+        assert_eq!(all, overrides(&root), "plugin-templates/server/Cargo.toml.tera and the root Cargo.toml must set the same per-package profile");
+    }
+}
