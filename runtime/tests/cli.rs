@@ -38,6 +38,17 @@ fn version_lists_plugins() {
 }
 
 #[test]
+fn a_reader_that_went_away_ends_the_output_without_a_panic() {
+    // `rr --version | head -0`: the pipe's reader is gone before rr writes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = rr().arg("--version").stdout(writer).stderr(std::process::Stdio::piped()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn serve_runs_in_the_config_dir_runs_on_init_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -52,9 +52,9 @@ pub fn exec(cli: &super::Cli, args: &Args) -> anyhow::Result<()> {
             _ => names,
         };
         if method == "jobs.List" || !cli.silent {
-            println!("Pipeline(s)");
+            super::out(format_args!("Pipeline(s)\n"));
             for p in shown {
-                println!("{p}");
+                super::out(format_args!("{p}\n"));
             }
         }
         anyhow::Ok(())

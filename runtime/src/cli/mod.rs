@@ -132,7 +132,7 @@ impl Cli {
 pub fn main(build: Build) -> ExitCode {
     let mut cli = Cli::parse();
     if cli.version {
-        println!("{}", version_text(&build));
+        out(format_args!("{}\n", version_text(&build)));
         return ExitCode::SUCCESS;
     }
     let result = cli.enter_workdir().and_then(|()| match &cli.command {
@@ -163,6 +163,18 @@ pub fn version_text(build: &Build) -> String {
         out.push_str(&format!("\n  {}", p.name));
     }
     out
+}
+
+/// Writes a command's output to stdout. A reader that went away (`rr --version | head -1`,
+/// `rr workers | less` quit early) ends the command quietly, where `print!` would panic.
+pub(crate) fn out(text: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
 }
 
 /// A tokio runtime for the client commands.

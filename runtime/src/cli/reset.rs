@@ -28,12 +28,12 @@ pub fn exec(cli: &super::Cli, args: &Args) -> anyhow::Result<()> {
                 let silent = cli.silent;
                 tokio::spawn(async move {
                     if !silent {
-                        println!("resetting plugin: [{plugin}]");
+                        super::out(format_args!("resetting plugin: [{plugin}]\n"));
                     }
                     let mut client = rpc_target::connect(&address).await?;
                     client.call_json::<_, bool>("resetter.Reset", &plugin).await?;
                     if !silent {
-                        println!("plugin reset: [{plugin}]");
+                        super::out(format_args!("plugin reset: [{plugin}]\n"));
                     }
                     anyhow::Ok(())
                 })

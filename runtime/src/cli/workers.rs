@@ -47,13 +47,13 @@ pub fn exec(cli: &super::Cli, args: &Args) -> anyhow::Result<()> {
                 out.push_str(&table(&plugin, w.workers.unwrap_or_default()));
             }
             if args.interactive {
-                print!("\x1b[2J\x1b[H{out}");
+                super::out(format_args!("\x1b[2J\x1b[H{out}"));
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     _ = tokio::signal::ctrl_c() => return Ok(()),
                 }
             }
-            print!("{out}");
+            super::out(format_args!("{out}"));
             return Ok(());
         }
     })
