@@ -236,7 +236,7 @@ pub struct Pools(pub Arc<Services>);
 
 impl Collector for Pools {
     fn collect(&self, out: &mut Vec<Family>) {
-        for (plugin, _) in self.0.pools.all() {
+        for plugin in self.0.pools.names() {
             let (of_plugin, workers_lc, workers_cap) =
                 if plugin == "http" { ("HTTP plugin", "HTTP workers", "HTTP workers") } else { ("plugin", "workers", "Workers") };
             let workers = self.0.plugin_workers(&plugin).unwrap_or_default();
