@@ -37,4 +37,5 @@ async def main():
     await worker.run()
 
 
-asyncio.run(main())
+if __name__ == "__main__":  # the workflow sandbox imports this module again
+    asyncio.run(main())
