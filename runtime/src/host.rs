@@ -22,6 +22,7 @@ pub fn services(build: &Build, config: &Config) -> anyhow::Result<Arc<Services>>
         enabled: Registry::default(),
         server: Server::from_config(config, build.version)?,
         pools: Registry::default(),
+        pool_members: Registry::default(),
         resetters: Registry::default(),
         health: Registry::default(),
         rpc: Default::default(),

@@ -41,6 +41,17 @@ impl<T: Clone> Registry<T> {
     }
 }
 
+impl Services {
+    /// Every worker listed under `plugin`: its pool's, then those of its [`Services::pool_members`].
+    pub fn plugin_workers(&self, plugin: &str) -> Option<Vec<crate::pool::WorkerInfo>> {
+        let mut workers = self.pools.get(plugin)?.workers();
+        for pool in self.pool_members.get(plugin).unwrap_or_default() {
+            workers.extend(pool.workers());
+        }
+        Some(workers)
+    }
+}
+
 /// Something `rr reset <name>` can reset (every worker pool is one).
 pub trait Resettable: Send + Sync {
     fn reset(&self) -> BoxFuture<'_, Result<(), BoxError>>;
@@ -132,6 +143,10 @@ pub struct Services {
     pub server: crate::server::Server,
     /// Every worker pool, by owning plugin name (informer, metrics, status read these).
     pub pools: Registry<Pool>,
+    /// More pools listed under a plugin's name beside its `pools` entry, by `informer.Workers`
+    /// (`rr workers`) and the `rr_<plugin>_*` metrics, but not used for readiness (temporal: its
+    /// workflow process beside the activity pool, as RoadRunner lists both).
+    pub pool_members: Registry<Vec<Pool>>,
     pub resetters: Registry<Arc<dyn Resettable>>,
     pub health: Registry<Arc<dyn HealthCheck>>,
     /// goridge RPC services; served by the rpc plugin.

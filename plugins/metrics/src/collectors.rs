@@ -236,10 +236,10 @@ pub struct Pools(pub Arc<Services>);
 
 impl Collector for Pools {
     fn collect(&self, out: &mut Vec<Family>) {
-        for (plugin, pool) in self.0.pools.all() {
+        for plugin in self.0.pools.names() {
             let (of_plugin, workers_lc, workers_cap) =
                 if plugin == "http" { ("HTTP plugin", "HTTP workers", "HTTP workers") } else { ("plugin", "workers", "Workers") };
-            let workers = pool.workers();
+            let workers = self.0.plugin_workers(&plugin).unwrap_or_default();
             let count = |pred: &dyn Fn(WorkerState) -> bool| workers.iter().filter(|w| pred(w.state)).count() as f64;
             // RoadRunner's centrifuge plugin names its metrics after Centrifugo.
             let prefix = if plugin == "centrifuge" { "centrifugo" } else { plugin.as_str() };

@@ -52,7 +52,7 @@ pub fn register(services: &Arc<Services>, config_json: Bytes) {
     });
     let s = services.clone();
     rpc.register_json("informer.Workers", move |plugin: String| {
-        let workers = s.pools.get(&plugin).map(|p| p.workers().iter().map(process_state).collect::<Vec<_>>());
+        let workers = s.plugin_workers(&plugin).map(|w| w.iter().map(process_state).collect::<Vec<_>>());
         async move { Ok(json!({ "workers": workers })) }
     });
     let s = services.clone();

@@ -32,6 +32,8 @@ pub struct Handshake {
     pub on_api_key: Arc<std::sync::Mutex<Option<ApiKeyHook>>>,
     /// The running activities, for `temporal.RecordActivityHeartbeat`.
     pub running: Arc<crate::core::activities::Running>,
+    /// The replay RPCs, which the driver connects while it is.
+    pub replay: Arc<crate::core::replay::ReplayRpc>,
 }
 
 pub type ApiKeyHook = Box<dyn Fn(&str) + Send + Sync>;

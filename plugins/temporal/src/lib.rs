@@ -36,6 +36,7 @@ pub struct Plugin {
     api_key: Arc<Mutex<Option<String>>>,
     on_api_key: Arc<Mutex<Option<driver::ApiKeyHook>>>,
     running: Arc<core::activities::Running>,
+    replay: Arc<core::replay::ReplayRpc>,
 }
 
 impl rr_runtime::Plugin for Plugin {
@@ -44,9 +45,6 @@ impl rr_runtime::Plugin for Plugin {
     fn init(ctx: &InitContext<'_>) -> Result<Option<Self>, BoxError> {
         let Some(cfg) = ctx.section::<Config>("temporal")? else { return Ok(None) };
         cfg.validate()?;
-        if cfg.metrics.is_some() {
-            tracing::warn!(target: "temporal", "`temporal.metrics` is read but not implemented in this build: Temporal's SDK metrics are not exported (docs/TEMPORAL.md)");
-        }
         let driver = driver::default_driver();
         let infos: Arc<RwLock<Vec<WorkerInfo>>> = Arc::default();
         let api_key: Arc<Mutex<Option<String>>> = Arc::default();
@@ -76,7 +74,29 @@ impl rr_runtime::Plugin for Plugin {
             let reply = activities.heartbeat(&request).map_err(RpcError::new);
             async move { reply }
         });
-        Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), driver, workers: Default::default(), infos, api_key, on_api_key, running }))
+        // The replay methods of PHP's WorkflowReplayer (protobuf codec).
+        let replay = Arc::new(core::replay::ReplayRpc::new(infos.clone()));
+        let r = replay.clone();
+        rpc.register_proto("temporal.ReplayWorkflow", move |request: proto::ReplayRequest| {
+            let r = r.clone();
+            async move { Ok::<_, RpcError>(r.replay_workflow(request).await) }
+        });
+        let r = replay.clone();
+        rpc.register_proto("temporal.DownloadWorkflowHistory", move |request: proto::ReplayRequest| {
+            let r = r.clone();
+            async move { Ok::<_, RpcError>(r.download(request).await) }
+        });
+        let r = replay.clone();
+        rpc.register_proto("temporal.ReplayFromJSON", move |request: proto::ReplayRequest| {
+            let r = r.clone();
+            async move { Ok::<_, RpcError>(r.replay_from_json(request).await) }
+        });
+        let r = replay.clone();
+        rpc.register_proto("temporal.ReplayWorkflowHistory", move |request: proto::ReplayHistory| {
+            let r = r.clone();
+            async move { Ok::<_, RpcError>(r.replay_history(request).await) }
+        });
+        Ok(Some(Plugin { cfg: Arc::new(cfg), services: ctx.services.clone(), driver, workers: Default::default(), infos, api_key, on_api_key, running, replay }))
     }
 
     async fn serve(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), BoxError> {
@@ -108,6 +128,7 @@ impl rr_runtime::Plugin for Plugin {
             api_key: self.api_key.clone(),
             on_api_key: self.on_api_key.clone(),
             running: self.running.clone(),
+            replay: self.replay.clone(),
         };
         self.driver.run(handshake, shutdown).await
     }

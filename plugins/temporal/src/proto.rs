@@ -67,6 +67,16 @@ pub struct ReplayResponse {
     pub status: Option<Status>,
 }
 
+/// `temporal.v1.History`: what `temporal.ReplayWorkflowHistory` takes. The history itself is
+/// Temporal's own message (Core's prost struct), so this one is not in proto/ and the schema test.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReplayHistory {
+    #[prost(message, optional, tag = "1")]
+    pub history: Option<temporalio_common::protos::temporal::api::history::v1::History>,
+    #[prost(message, optional, tag = "2")]
+    pub workflow_type: Option<WorkflowType>,
+}
+
 /// `common.v1.Status` (google.rpc.Status).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Status {

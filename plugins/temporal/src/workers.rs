@@ -47,12 +47,15 @@ pub struct PhpWorkers {
     /// Counts handshakes: a workflow run started under an older one lived in a process that is
     /// gone, so the driver evicts it (watch it with [`PhpWorkers::handshakes`]).
     generation: tokio::sync::watch::Sender<u64>,
+    /// Held by one workflow activation at a time (live workers and replays alike).
+    workflow_lock: tokio::sync::Mutex<()>,
 }
 
 impl PhpWorkers {
     /// Start the activity pool (unless disabled), then the workflow process, as RoadRunner does.
     /// The pool registry's `temporal` entry is the activity pool (the workflow process when
     /// activities are disabled): the status plugin reports ready while one of its workers is free.
+    /// The workflow process is listed beside it (`rr workers temporal`, `rr_temporal_*`).
     pub async fn start(services: &Arc<Services>, cfg: &Config) -> Result<PhpWorkers, WorkersError> {
         let env = BTreeMap::from([("RR_CODEC".to_string(), "protobuf".to_string())]);
         let activities = match cfg.disable_activity_workers {
@@ -69,7 +72,11 @@ impl PhpWorkers {
             }
         };
         services.pools.register(OWNER, activities.clone().unwrap_or_else(|| workflow.clone()));
-        Ok(PhpWorkers { activities, workflow, ids: Ids::default(), rr_version: services.version.to_string(), handshaken: AtomicU32::new(0), generation: tokio::sync::watch::Sender::new(0) })
+        if activities.is_some() {
+            // `rr workers temporal` and `rr_temporal_*` list the workflow process too (RoadRunner does).
+            services.pool_members.register(OWNER, vec![workflow.clone()]);
+        }
+        Ok(PhpWorkers { activities, workflow, ids: Ids::default(), rr_version: services.version.to_string(), handshaken: AtomicU32::new(0), generation: tokio::sync::watch::Sender::new(0), workflow_lock: Default::default() })
     }
 
     pub fn activities(&self) -> Option<&Pool> {
@@ -93,6 +100,12 @@ impl PhpWorkers {
     /// Changes with every handshake (after `rr reset temporal` or a replaced workflow process).
     pub fn handshakes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+
+    /// One workflow activation's turn on the workflow process: its batches must not interleave
+    /// with another activation's.
+    pub async fn workflow_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.workflow_lock.lock().await
     }
 
     /// A fresh command id.

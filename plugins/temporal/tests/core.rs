@@ -94,14 +94,22 @@ struct Running {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<Result<(), String>>,
     prefix: String,
+    /// The RPC address (`rpc.listen`).
+    rpc: String,
 }
 
 impl Running {
     async fn start(temporal: &str) -> Running {
-        let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
+        Running::start_as(temporal, &format!("t{}-", uuid::Uuid::new_v4().simple()), "").await
+    }
+
+    /// A server for the task queues of `prefix` (another server's, to take over its runs), with
+    /// more env lines for PHP (`    NAME: value\n`).
+    async fn start_as(temporal: &str, prefix: &str, env: &str) -> Running {
+        let prefix = prefix.to_string();
+        let rpc = format!("tcp://127.0.0.1:{}", free_port());
         let yaml = format!(
-            "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{}\nserver:\n  command: \"php {}\"\n  env:\n    TEMPORAL_TQ_PREFIX: {prefix}\ntemporal:\n  address: {}\n{temporal}",
-            free_port(),
+            "version: '3'\nrpc:\n  listen: {rpc}\nserver:\n  command: \"php {}\"\n  env:\n    TEMPORAL_TQ_PREFIX: {prefix}\n{env}temporal:\n  address: {}\n{temporal}",
             worker().display(),
             server()
         );
@@ -112,7 +120,7 @@ impl Running {
         let done = tokio::spawn(async move {
             host.run_until(async move { let _ = rx.await; }, Duration::from_secs(10)).await.map_err(|e| e.to_string())
         });
-        Running { services, stop: Some(tx), done, prefix }
+        Running { services, stop: Some(tx), done, prefix, rpc }
     }
 
     fn tq(&self, name: &str) -> String {
@@ -400,5 +408,138 @@ async fn a_panic_fails_the_workflow_or_its_task_as_the_panic_policy_says() {
     let running = temporal(&["workflow", "describe", "-w", "panic-2"]).await.unwrap().to_string();
     assert!(running.contains("WORKFLOW_EXECUTION_STATUS_RUNNING"), "{running}");
     temporal(&["workflow", "terminate", "-w", "panic-2"]).await.unwrap();
+    rr.stop().await;
+}
+
+/// A protobuf RPC call as PHP's `WorkflowReplayer` makes it; the status it answers.
+async fn replay_rpc<M: prost::Message>(rr: &Running, method: &str, request: &M) -> (i32, String) {
+    let started = Instant::now();
+    let mut client = loop {
+        // A server just started may not listen yet.
+        match rr_runtime::rpc::client::RpcClient::connect(&rr.rpc).await {
+            Ok(c) => break c,
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(10), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let body = client.call(method, rr_runtime::rpc::Codec::Proto, &request.encode_to_vec()).await.unwrap_or_else(|e| panic!("{method}: {e}"));
+    let status = <rr_temporal::proto::ReplayResponse as prost::Message>::decode(body).unwrap().status.expect("a status");
+    (status.code, status.message)
+}
+
+fn replay_request(id: &str, run_id: &str, workflow_type: &str, save_path: &str) -> rr_temporal::proto::ReplayRequest {
+    use rr_temporal::proto::{ReplayRequest, WorkflowExecution, WorkflowType};
+    ReplayRequest {
+        workflow_execution: Some(WorkflowExecution { workflow_id: id.into(), run_id: run_id.into() }),
+        workflow_type: Some(WorkflowType { name: workflow_type.into() }),
+        save_path: save_path.into(),
+        last_event_id: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_succeed_from_the_server_and_json_and_changed_code_is_nondeterministic() {
+    let rr = Running::start("  activities:\n    num_workers: 1\n").await;
+    let state = start_e2e(&rr.tq("default"), "replay-1").await;
+    temporal(&["workflow", "signal", "-w", "replay-1", "--name", "go", "-i", r#""!""#]).await.unwrap();
+    assert_eq!(result(&temporal(&["workflow", "result", "-w", "replay-1"]).await.unwrap()), json!([2, state[1], "HELLO!"]));
+    let described = temporal(&["workflow", "describe", "-w", "replay-1"]).await.unwrap();
+    let run_id = described["workflowExecutionInfo"]["execution"]["runId"].as_str().unwrap().to_string();
+    let request = replay_request("replay-1", &run_id, "E2EWorkflow", "");
+
+    // From the server: the same code replays the history it wrote (GetVersion, SideEffect,
+    // timer, activity, signal), on the PHP workflow process.
+    assert_eq!(replay_rpc(&rr, "temporal.ReplayWorkflow", &request).await, (0, String::new()));
+    // From the JSON the CLI exports, and from the one DownloadWorkflowHistory writes.
+    let dir = tempfile::tempdir().unwrap();
+    let shown = dir.path().join("shown.json");
+    let out = tokio::process::Command::new(cli()).args(["workflow", "show", "-w", "replay-1", "--output", "json", "--address", server()]).output().await.unwrap();
+    std::fs::write(&shown, &out.stdout).unwrap();
+    let from_file = |path: &Path| replay_request("", "", "E2EWorkflow", path.to_str().unwrap());
+    assert_eq!(replay_rpc(&rr, "temporal.ReplayFromJSON", &from_file(&shown)).await, (0, String::new()));
+    let saved = dir.path().join("saved.json");
+    let download = replay_request("replay-1", &run_id, "E2EWorkflow", saved.to_str().unwrap());
+    assert_eq!(replay_rpc(&rr, "temporal.DownloadWorkflowHistory", &download).await, (0, String::new()));
+    let history = rr_temporal::codec::replay::history_from_json(&std::fs::read(&saved).unwrap()).unwrap();
+    assert_eq!(history, rr_temporal::codec::replay::history_from_json(&out.stdout).unwrap(), "the download is the CLI's history");
+    assert_eq!(replay_rpc(&rr, "temporal.ReplayFromJSON", &from_file(&saved)).await, (0, String::new()));
+    // Up to an event in the middle (the timer's firing): also fine.
+    use temporalio_common::protos::temporal::api::enums::v1::EventType;
+    let fired = history.events.iter().find(|e| e.event_type == EventType::TimerFired as i32).expect("a fired timer").event_id;
+    let partial = rr_temporal::proto::ReplayRequest { last_event_id: fired, ..from_file(&saved) };
+    assert_eq!(replay_rpc(&rr, "temporal.ReplayFromJSON", &partial).await, (0, String::new()));
+    let whole = rr_temporal::proto::ReplayHistory { history: Some(history), workflow_type: Some(rr_temporal::proto::WorkflowType { name: "E2EWorkflow".into() }) };
+    assert_eq!(replay_rpc(&rr, "temporal.ReplayWorkflowHistory", &whole).await, (0, String::new()));
+
+    // Bad requests get RoadRunner's statuses.
+    let (code, message) = replay_rpc(&rr, "temporal.ReplayWorkflow", &replay_request("replay-1", "", "E2EWorkflow", "")).await;
+    assert_eq!((code, message.as_str()), (3, "run_id, workflow_id or workflow_name should not be empty"));
+    let (code, message) = replay_rpc(&rr, "temporal.ReplayFromJSON", &from_file(&dir.path().join("missing.json"))).await;
+    assert!(code == 9 && message.contains("missing.json"), "{code} {message}");
+    let (code, message) = replay_rpc(&rr, "temporal.ReplayWorkflow", &replay_request("replay-1", &run_id, "SimpleWorkflow", "")).await;
+    assert!(code == 9 && message.contains("E2EWorkflow"), "{code} {message}");
+    let prefix = rr.prefix.clone();
+    rr.stop().await;
+
+    // The code changed (the activity now comes before the timer): the history no longer
+    // replays, and PHP's WorkflowReplayer gets FailedPrecondition (NonDeterministicWorkflowException).
+    let changed = Running::start_as("  activities:\n    num_workers: 1\n", &prefix, "    TEMPORAL_CHANGED: '1'\n").await;
+    let started = Instant::now();
+    let (code, message) = loop {
+        let (code, message) = replay_rpc(&changed, "temporal.ReplayWorkflow", &request).await;
+        // Until the driver is connected: RoadRunner's "retry in a second".
+        if !message.contains("retry in a second") || started.elapsed() > Duration::from_secs(30) {
+            break (code, message);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(code, 9, "{message}");
+    assert!(message.to_lowercase().contains("nondetermin"), "{message}");
+    assert_eq!(replay_rpc(&changed, "temporal.ReplayFromJSON", &from_file(&shown)).await.0, 9);
+    changed.stop().await;
+}
+
+/// One plain HTTP GET; the body.
+async fn http_get(address: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or(text)
+}
+
+/// The value of the first sample of `name` (with any labels) in a Prometheus text page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cores_metrics_are_served_for_prometheus() {
+    let address = format!("127.0.0.1:{}", free_port());
+    let rr = Running::start(&format!("  activities:\n    num_workers: 1\n  metrics:\n    address: {address}\n")).await;
+    let out = execute(&rr.tq("default"), "ActivityWorkflow", "metrics-1", &[r#""m""#]).await.unwrap();
+    assert_eq!(result(&out)[0], json!("M"), "{out}");
+    // Core's own names: workflow and activity outcomes, latencies (seconds), requests to the server.
+    let started = Instant::now();
+    let page = loop {
+        let page = http_get(&address, "/metrics").await;
+        if sample(&page, "temporal_workflow_completed").is_some_and(|v| v >= 1.0) || started.elapsed() > Duration::from_secs(10) {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for name in ["temporal_workflow_completed", "temporal_activity_execution_latency_count", "temporal_workflow_task_execution_latency_count", "temporal_request", "temporal_long_request"] {
+        assert!(sample(&page, name).is_some_and(|v| v > 0.0), "{name} is missing or zero:\n{page}");
+    }
+    // RoadRunner's pool gauges on the same page.
+    for name in ["rr_activities_pool_queue_size", "rr_workflows_pool_queue_size"] {
+        assert!(sample(&page, name).is_some(), "{name} is missing:\n{page}");
+    }
     rr.stop().await;
 }

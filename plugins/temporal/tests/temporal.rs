@@ -87,6 +87,9 @@ async fn get_worker_info_lists_the_task_queues() {
     assert!(!activity_pids.contains(&wf_pid));
     assert_eq!(workers.workflow().workers().len(), 1);
     assert!(workers.workflow().config().supervisor.is_none());
+    // `rr workers temporal` (informer.Workers) lists both, as RoadRunner does.
+    let listed: Vec<u32> = services.plugin_workers("temporal").unwrap().iter().map(|w| w.pid).collect();
+    assert_eq!(listed, [activity_pids.clone(), vec![wf_pid]].concat());
     workers.destroy().await;
 }
 
@@ -214,6 +217,7 @@ async fn disabled_activity_workers_leave_only_the_workflow_process() {
     assert_eq!(workers.worker_info().await.unwrap().len(), 2);
     let registered: Vec<u32> = services.pools.get("temporal").unwrap().workers().iter().map(|w| w.pid).collect();
     assert_eq!(registered, [workers.workflow_pid()], "status reads the workflow process then");
+    assert_eq!(services.plugin_workers("temporal").unwrap().len(), 1, "listed once");
     let err = workers.invoke_activity("default", invoke("echo", b"t"), args(&[json!("x")]), None).await.unwrap_err();
     assert!(matches!(err, WorkersError::NoActivityWorkers), "{err}");
     workers.destroy().await;

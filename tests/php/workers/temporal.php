@@ -35,8 +35,15 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
     ->workflow('E2EWorkflow', signals: ['go'], queries: ['state'], run: function (array $info, string $rrId, string $name) {
         $version = yield ['GetVersion', ['changeID' => 'chg', 'minSupported' => -1, 'maxSupported' => 2]];
         $random = yield ['SideEffect', [], [random_int(1, 1_000_000_000)]];
-        yield ['NewTimer', ['ms' => 100]];
-        $echo = yield ['ExecuteActivity', ['name' => 'echo', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], [$name]];
+        // TEMPORAL_CHANGED: a deploy that swapped the timer and the activity (nondeterministic
+        // for runs recorded before it; the replay tests use it).
+        if (getenv('TEMPORAL_CHANGED')) {
+            $echo = yield ['ExecuteActivity', ['name' => 'echo', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], [$name]];
+            yield ['NewTimer', ['ms' => 100]];
+        } else {
+            yield ['NewTimer', ['ms' => 100]];
+            $echo = yield ['ExecuteActivity', ['name' => 'echo', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], [$name]];
+        }
         yield ['state', [$version, $random, $echo]];
         [$suffix] = yield ['signal', 'go'];
         return [$version, $random, $echo . $suffix];

@@ -9,6 +9,7 @@
 pub mod commands;
 pub mod context;
 pub mod json;
+pub mod replay;
 pub mod rpc;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,8 @@
 
 pub mod activities;
 pub mod convert;
+pub mod metrics;
+pub mod replay;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -32,17 +34,25 @@ impl Driver for CoreDriver {
 }
 
 async fn run(hs: Handshake, shutdown: CancellationToken) -> Result<(), BoxError> {
+    let (telemetry, exporter) = metrics::telemetry(&hs.config, &hs.workers)?;
     let runtime = CoreRuntime::new_assume_tokio(
-        RuntimeOptions::builder().heartbeat_interval(hs.config.worker_heartbeat_interval()).build().map_err(|e| format!("temporal: core runtime options: {e}"))?,
+        RuntimeOptions::builder()
+            .telemetry_options(telemetry)
+            .heartbeat_interval(hs.config.worker_heartbeat_interval())
+            .build()
+            .map_err(|e| format!("temporal: core runtime options: {e}"))?,
     )
     .map_err(|e| format!("temporal: cannot start Temporal's core runtime: {e}"))?;
     let api_key = hs.api_key.lock().unwrap().clone();
-    let connection = connect(&hs.config, &hs.infos[0], api_key).await?;
+    // The client's request metrics (`temporal_request`, `temporal_long_request`, ...) too.
+    let meter = runtime.telemetry().get_temporal_metric_meter();
+    let connection = connect(&hs.config, &hs.infos[0], api_key, meter).await?;
     {
         // `temporal.UpdateAPIKey` reaches the live connection from now on.
         let conn = connection.clone();
         *hs.on_api_key.lock().unwrap() = Some(Box::new(move |key: &str| conn.set_api_key(Some(key.to_string()))));
     }
+    hs.replay.connect(Some((connection.clone(), hs.config.namespace().to_string(), hs.workers.clone())));
     let activity_workers = hs.workers.activities().map(|p| p.workers().len().max(1));
     let runs = Arc::new(workflows::Runs::new(hs.config.namespace()));
     let evictor = tokio::spawn(workflows::evict_stale(hs.workers.clone(), runs.clone()));
@@ -89,7 +99,9 @@ async fn run(hs: Handshake, shutdown: CancellationToken) -> Result<(), BoxError>
         }
     }
     *hs.on_api_key.lock().unwrap() = None;
+    hs.replay.connect(None);
     drop(runtime);
+    drop(exporter);
     match failed {
         Some(e) => Err(e.into()),
         None => Ok(()),
@@ -97,7 +109,7 @@ async fn run(hs: Handshake, shutdown: CancellationToken) -> Result<(), BoxError>
 }
 
 /// The client connection: `address`, TLS from the config, PHP's SDK version and API key.
-async fn connect(cfg: &Config, info: &WorkerInfo, api_key: Option<String>) -> Result<Connection, BoxError> {
+async fn connect(cfg: &Config, info: &WorkerInfo, api_key: Option<String>, meter: Option<temporalio_common::telemetry::metrics::TemporalMeter>) -> Result<Connection, BoxError> {
     let tls = tls_options(cfg)?;
     let scheme = if tls.is_some() || api_key.is_some() { "https" } else { "http" };
     let address = cfg.address().trim_start_matches("dns:///");
@@ -116,6 +128,7 @@ async fn connect(cfg: &Config, info: &WorkerInfo, api_key: Option<String>) -> Re
         .maybe_tls_options(tls)
         .client_name(CLIENT_NAME.to_string())
         .client_version(version)
+        .maybe_metrics_meter(meter)
         .build();
     Connection::connect(options)
         .await

@@ -97,8 +97,6 @@ pub struct Runs {
     /// Task queues whose PHP options say `WorkflowPanicPolicy: 1` (FailWorkflow).
     fail_on_panic: Mutex<std::collections::HashSet<String>>,
     runs: Mutex<HashMap<String, Run>>,
-    /// One activation at a time talks to the workflow process (its batches must not interleave).
-    php: tokio::sync::Mutex<()>,
 }
 
 pub async fn run(worker: Arc<Worker>, task_queue: String, php: Arc<PhpWorkers>, runs: Arc<Runs>) -> Result<(), PollError> {
@@ -109,28 +107,34 @@ pub async fn run(worker: Arc<Worker>, task_queue: String, php: Arc<PhpWorkers>, 
             Err(e) => return Err(e),
         };
         let run_id = activation.run_id.clone();
-        let completion = {
-            let _php = runs.php.lock().await;
-            match activate(&worker, &php, &runs, &task_queue, activation).await {
-                Ok(completion) => completion,
-                Err(ActivationError::Replaced(e)) => {
-                    // Every run the old process held is gone: a new handshake makes them all
-                    // stale, and [`evict_stale`] evicts them.
-                    tracing::warn!(target: "temporal", "{e}");
-                    if let Err(e) = php.worker_info().await {
-                        tracing::error!(target: "temporal", "GetWorkerInfo on the new workflow process failed: {e}");
-                    }
-                    WorkflowActivationCompletion::fail(run_id.clone(), failure(&e.to_string()), None)
-                }
-                Err(ActivationError::Other(message)) => {
-                    // Core evicts a run whose activation failed; the eviction destroys it in PHP.
-                    tracing::warn!(target: "temporal", run_id = %run_id, "workflow task failed: {message}");
-                    WorkflowActivationCompletion::fail(run_id.clone(), failure(&message), None)
-                }
-            }
-        };
+        let completion = handle(&worker, &php, &runs, &task_queue, activation).await;
         if let Err(e) = worker.complete_workflow_activation(completion).await {
             tracing::warn!(target: "temporal", run_id = %run_id, "completing a workflow activation failed: {e}");
+        }
+    }
+}
+
+/// One activation on the workflow process (alone there: batches of two activations must not
+/// interleave); every error becomes a failed activation, which Core turns into a failed
+/// workflow task and an eviction.
+pub async fn handle(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_queue: &str, activation: WorkflowActivation) -> WorkflowActivationCompletion {
+    let run_id = activation.run_id.clone();
+    let _php = php.workflow_lock().await;
+    match activate(worker, php, runs, task_queue, activation).await {
+        Ok(completion) => completion,
+        Err(ActivationError::Replaced(e)) => {
+            // Every run the old process held is gone: a new handshake makes them all
+            // stale, and [`evict_stale`] evicts them.
+            tracing::warn!(target: "temporal", "{e}");
+            if let Err(e) = php.worker_info().await {
+                tracing::error!(target: "temporal", "GetWorkerInfo on the new workflow process failed: {e}");
+            }
+            WorkflowActivationCompletion::fail(run_id, failure(&e.to_string()), None)
+        }
+        Err(ActivationError::Other(message)) => {
+            // Core evicts a run whose activation failed; the eviction destroys it in PHP.
+            tracing::warn!(target: "temporal", run_id = %run_id, "workflow task failed: {message}");
+            WorkflowActivationCompletion::fail(run_id, failure(&message), None)
         }
     }
 }
