@@ -28,6 +28,8 @@ const STALE_DELAY: Duration = Duration::from_secs(15);
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the close frame may wait behind a slow client's unread data.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read from a socket at once (see `serve`).
+const READ_BUFFER: usize = 4096;
 
 type Closed = (u16, String);
 
@@ -68,6 +70,9 @@ pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
     let mut ws_cfg = WebSocketConfig::default();
     ws_cfg.max_message_size = Some(hub.cfg.max_message_size);
     ws_cfg.max_frame_size = Some(hub.cfg.max_message_size);
+    // tungstenite zero-fills its whole read buffer on the first read: its 128 KiB default would
+    // be 128 KiB of RSS per idle connection. Commands are small; a bigger frame grows it.
+    ws_cfg.read_buffer_size = READ_BUFFER;
     let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_cfg))).await {
         Ok(Ok(ws)) => ws,
         Err(_) => {
