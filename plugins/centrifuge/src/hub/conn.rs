@@ -114,7 +114,9 @@ pub async fn serve(hub: Arc<Hub>, stream: tokio::net::TcpStream) {
                 break;
             }
         };
-        if let Err(reason) = session.frame(&data).await {
+        // Boxed: the command's state (calls to PHP) lives only while a frame is handled, not in
+        // every idle connection's task.
+        if let Err(reason) = Box::pin(session.frame(&data)).await {
             session.end(reason);
             break;
         }
@@ -156,6 +158,11 @@ where
 {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + ping, ping);
     let mut pong_deadline: Option<tokio::time::Instant> = None;
+    // One wait for the end, polled by every turn: a fresh `cancelled()` per frame registers and
+    // unregisters a waiter each time, a cost every delivery paid.
+    let closing = client.closing.clone();
+    let cancelled = closing.cancelled();
+    tokio::pin!(cancelled);
     let message = |b: Bytes| match client.protocol {
         Protocol::Json | Protocol::UniJson => Message::Text(tungstenite::Utf8Bytes::try_from(b).unwrap_or_default()),
         Protocol::Protobuf => Message::Binary(b),
@@ -163,7 +170,7 @@ where
     loop {
         tokio::select! {
             biased;
-            _ = client.closing.cancelled() => break,
+            _ = &mut cancelled => break,
             _ = async { tokio::time::sleep_until(pong_deadline.unwrap()).await }, if pong_deadline.is_some() => {
                 if client.in_calls.load(Ordering::Acquire) > 0 {
                     // The pong may be queued behind commands waiting on PHP: not the client's fault.
@@ -190,7 +197,7 @@ where
                 let n = frame.len();
                 let sent = tokio::select! {
                     r = sink.send(message(frame)) => r,
-                    _ = client.closing.cancelled() => break,
+                    _ = &mut cancelled => break,
                 };
                 client.written(n);
                 if sent.is_err() {
