@@ -30,6 +30,8 @@ pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read from a socket at once (see `serve`).
 const READ_BUFFER: usize = 4096;
+/// Queued bytes the writer sends with one flush.
+const WRITE_BATCH: usize = 64 * 1024;
 
 type Closed = (u16, String);
 
@@ -194,9 +196,19 @@ where
             }
             out = rx.recv() => {
                 let Some(Out::Frame(frame)) = out else { break };
-                let n = frame.len();
+                // Frames queued meanwhile go out with it, up to WRITE_BATCH bytes: a burst of
+                // publications costs one write, not one per frame.
+                let mut n = frame.len();
                 let sent = tokio::select! {
-                    r = sink.send(message(frame)) => r,
+                    r = async {
+                        sink.feed(message(frame)).await?;
+                        while n < WRITE_BATCH {
+                            let Ok(Out::Frame(more)) = rx.try_recv() else { break };
+                            n += more.len();
+                            sink.feed(message(more)).await?;
+                        }
+                        sink.flush().await
+                    } => r,
                     _ = &mut cancelled => break,
                 };
                 client.written(n);
