@@ -21,6 +21,7 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx-light)             # FastCGI te
 command -v beanstalkd >/dev/null 2>&1 || need+=(beanstalkd)         # the beanstalk jobs driver
 command -v pebble >/dev/null 2>&1 || need+=(pebble)                 # the ACME test CA (http.ssl.acme tests, bench/acme.sh)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)   # moto's venv (sqs tests)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)           # the browser test of the centrifuge hub (headless)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq

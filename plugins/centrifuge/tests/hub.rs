@@ -283,8 +283,9 @@ async fn text(ws: &mut Ws) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_closed_with_centrifuges_codes() {
     let hub = serve("    allowed_origins: [http://app.test]\n    max_message_size: 1000\n    ping_interval: 2s\n    pong_timeout: 1s").await;
-    // A command before connect, a frame that is not JSON, a command without id: 3501.
-    for frame in [r#"{"id":1,"subscribe":{"channel":"chat"}}"#, "{nope", r#"{"publish":{"channel":"a"}}"#] {
+    // A command before connect, a frame that is not JSON, a command without id, a second
+    // connect: 3501.
+    for frame in [r#"{"id":1,"subscribe":{"channel":"chat"}}"#, "{nope", r#"{"publish":{"channel":"a"}}"#, "{\"id\":1,\"connect\":{}}\n{\"id\":2,\"connect\":{}}"] {
         let mut ws = raw(&hub.url(), None).await;
         ws.send(Message::text(frame)).await.unwrap();
         assert_eq!(close_code(&mut ws).await, 3501, "{frame}");

@@ -30,6 +30,10 @@ const STALE_DELAY: Duration = Duration::from_secs(15);
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the close frame may wait behind a slow client's unread data.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read from a socket at once (see `serve`).
+const READ_BUFFER: usize = 4096;
+/// Queued bytes the writer sends with one flush.
+const WRITE_BATCH: usize = 64 * 1024;
 
 type Closed = (u16, String);
 
@@ -70,6 +74,9 @@ pub(super) fn ws_config(hub: &Hub) -> WebSocketConfig {
     let mut ws_cfg = WebSocketConfig::default();
     ws_cfg.max_message_size = Some(hub.cfg.max_message_size);
     ws_cfg.max_frame_size = Some(hub.cfg.max_message_size);
+    // tungstenite zero-fills its whole read buffer on the first read: its 128 KiB default would
+    // be 128 KiB of RSS per idle connection. Commands are small; a bigger frame grows it.
+    ws_cfg.read_buffer_size = READ_BUFFER;
     ws_cfg
 }
 
@@ -138,7 +145,9 @@ where
                 break;
             }
         };
-        if let Err(reason) = session.frame(&data).await {
+        // Boxed: the command's state (calls to PHP) lives only while a frame is handled, not in
+        // every idle connection's task.
+        if let Err(reason) = Box::pin(session.frame(&data)).await {
             session.end(reason);
             break;
         }
@@ -181,6 +190,11 @@ where
 {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + ping, ping);
     let mut pong_deadline: Option<tokio::time::Instant> = None;
+    // One wait for the end, polled by every turn: a fresh `cancelled()` per frame registers and
+    // unregisters a waiter each time, a cost every delivery paid.
+    let closing = client.closing.clone();
+    let cancelled = closing.cancelled();
+    tokio::pin!(cancelled);
     let message = |b: Bytes| match client.protocol {
         Protocol::Json | Protocol::UniJson => Message::Text(tungstenite::Utf8Bytes::try_from(b).unwrap_or_default()),
         Protocol::Protobuf => Message::Binary(b),
@@ -188,7 +202,7 @@ where
     loop {
         tokio::select! {
             biased;
-            _ = client.closing.cancelled() => break,
+            _ = &mut cancelled => break,
             _ = async { tokio::time::sleep_until(pong_deadline.unwrap()).await }, if pong_deadline.is_some() => {
                 if client.in_calls.load(Ordering::Acquire) > 0 {
                     // The pong may be queued behind commands waiting on PHP: not the client's fault.
@@ -212,10 +226,20 @@ where
             }
             out = rx.recv() => {
                 let Some(Out::Frame(frame)) = out else { break };
-                let n = frame.len();
+                // Frames queued meanwhile go out with it, up to WRITE_BATCH bytes: a burst of
+                // publications costs one write, not one per frame.
+                let mut n = frame.len();
                 let sent = tokio::select! {
-                    r = sink.send(message(frame)) => r,
-                    _ = client.closing.cancelled() => break,
+                    r = async {
+                        sink.feed(message(frame)).await?;
+                        while n < WRITE_BATCH {
+                            let Ok(Out::Frame(more)) = rx.try_recv() else { break };
+                            n += more.len();
+                            sink.feed(message(more)).await?;
+                        }
+                        sink.flush().await
+                    } => r,
+                    _ = &mut cancelled => break,
                 };
                 client.written(n);
                 if sent.is_err() {
