@@ -171,6 +171,41 @@ async fn a_workflow_runs_an_activity_on_php_and_completes() {
     rr.stop().await;
 }
 
+/// How many events of `kind` (e.g. `WORKFLOW_EXECUTION_COMPLETED`) a `workflow show` holds, in
+/// either of the CLI's spellings.
+fn events_of(history: &Value, kind: &str) -> usize {
+    let camel: String = kind.split('_').map(|w| w[..1].to_string() + &w[1..].to_lowercase()).collect();
+    let text = history.to_string();
+    text.matches(&format!("EVENT_TYPE_{kind}\"")).count() + text.matches(&format!("\"{camel}\"")).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_task_queue_complete_each_workflow_once() {
+    let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
+    let a = Running::start_as("  activities:\n    num_workers: 2\n", &prefix, "").await;
+    let b = Running::start_as("  activities:\n    num_workers: 2\n", &prefix, "").await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // both polling before the first start
+    let ids: Vec<String> = (0..16).map(|i| format!("{prefix}two-{i}")).collect();
+    let runs: Vec<_> = ids.iter().map(|id| tokio::spawn(execute_owned(a.tq("default"), id.clone()))).collect();
+    let mut workflow_pids = std::collections::HashSet::new();
+    for (id, run) in ids.iter().zip(runs) {
+        let out = run.await.unwrap().unwrap_or_else(|e| panic!("{id}: {e}"));
+        workflow_pids.insert(result(&out)["workflow"].clone());
+        let history = temporal(&["workflow", "show", "-w", id]).await.unwrap();
+        assert_eq!(events_of(&history, "WORKFLOW_EXECUTION_COMPLETED"), 1, "{id}: {history}");
+        assert_eq!(events_of(&history, "ACTIVITY_TASK_COMPLETED"), 1, "{id}: {history}");
+        assert_eq!(events_of(&history, "WORKFLOW_TASK_FAILED"), 0, "{id}: {history}");
+    }
+    // Both servers' workflow processes took runs: the queue was shared, not served by one.
+    assert_eq!(workflow_pids.len(), 2, "{workflow_pids:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn execute_owned(tq: String, id: String) -> Result<Value, String> {
+    execute(&tq, "PidWorkflow", &id, &[]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_reach_the_workflow_and_the_client() {
     let rr = Running::start("  activities:\n    num_workers: 1\n").await;

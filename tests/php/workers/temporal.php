@@ -96,6 +96,11 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         $env = yield ['ExecuteLocalActivity', ['name' => 'env', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], []];
         return [$env['local'], $env['RR_MODE'], $env['pid'] !== getmypid()];
     })
+    // Which processes ran it: this workflow process and the activity worker (two servers, one queue).
+    ->workflow('PidWorkflow', run: function (array $info, string $rrId) {
+        $env = yield ['ExecuteActivity', ['name' => 'env', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], []];
+        return ['workflow' => getmypid(), 'activity' => $env['pid']];
+    })
     // Continues as new until $n reaches 3, then returns the run chain's last $n.
     ->workflow('ContinuingWorkflow', run: function (array $info, string $rrId, int $n) {
         if ($n < 3) {
