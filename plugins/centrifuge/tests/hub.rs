@@ -915,3 +915,69 @@ async fn close_frame(ws: &mut Ws) -> (u16, String) {
     };
     tokio::time::timeout(Duration::from_secs(30), read).await.expect("a close frame")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centrifuge_js_refreshes_its_connection_token_and_stays_connected() {
+    let hub = serve("    token_hmac_secret_key: k\n    client_expired_close_delay: 1s").await;
+    // Tokens valid for 2 s, signed by the client's getToken: connect, then two refreshes.
+    let mut node = Node::start(&hub.url(), "json", "refresh:k:42");
+    let (connected, _) = node.until("connected").await;
+    assert_eq!(connected["transport"], "websocket", "{connected}");
+    for _ in 0..2 {
+        let (_, seen) = node.until("token").await;
+        assert!(seen.iter().all(|e| e["event"] != "disconnected" && e["event"] != "connected"), "one connection throughout: {seen:?}");
+    }
+    // Past the first token's exp plus the close delay, the connection still receives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    hub.publish("clock", &json!({"t": 1})).await;
+    let (publication, seen) = node.until("server_publication").await;
+    assert_eq!(publication["data"], json!({"t": 1}));
+    assert!(seen.iter().all(|e| e["event"] != "disconnected" && e["event"] != "connected"), "no reconnect: {seen:?}");
+    node.quit().await;
+    hub.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_token_not_refreshed_in_time_is_closed_with_3005() {
+    let hub = serve("    token_hmac_secret_key: k\n    client_expired_close_delay: 1s").await;
+    let now = || rr_centrifuge::hub::broker::now_ms() / 1000;
+    let token = |sub: &str, exp: i64| jwt::sign(&json!({"sub": sub, "exp": exp}), b"k");
+    let command = |id: u32, mut body: Value| {
+        body["id"] = json!(id);
+        Message::text(body.to_string())
+    };
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(command(1, json!({"connect": {"token": token("5", now() + 2)}}))).await.unwrap();
+    let connect = text(&mut ws).await;
+    assert_eq!(connect["connect"]["expires"], true, "{connect}");
+    assert!((1..=2).contains(&connect["connect"]["ttl"].as_u64().unwrap()), "{connect}");
+    // An expired token is error 109; a new one gives a new ttl; no expiry ends it... then one
+    // more that the client lets run out.
+    ws.send(command(2, json!({"refresh": {"token": token("5", now() - 1)}}))).await.unwrap();
+    assert_eq!(text(&mut ws).await["error"]["code"], 109);
+    ws.send(command(3, json!({"refresh": {"token": token("5", now() + 4)}}))).await.unwrap();
+    let refreshed = text(&mut ws).await;
+    assert_eq!((refreshed["id"].as_u64(), &refreshed["refresh"]["expires"]), (Some(3), &json!(true)), "{refreshed}");
+    assert!((3..=4).contains(&refreshed["refresh"]["ttl"].as_u64().unwrap()), "{refreshed}");
+    let started = std::time::Instant::now();
+    assert_eq!(close_frame(&mut ws).await.0, 3005);
+    // Not at the first token's exp plus the delay (~3 s) but after the refreshed one's (~4 s + 1 s).
+    assert!(started.elapsed() >= Duration::from_millis(3900), "closed after {:?}", started.elapsed());
+
+    // A token of another user: 3500. Sub-refresh with a token: 108 (subscriptions expire
+    // server-side, through PHP).
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(command(1, json!({"connect": {"token": token("5", now() + 30)}}))).await.unwrap();
+    text(&mut ws).await;
+    ws.send(command(2, json!({"sub_refresh": {"channel": "a", "token": "t"}}))).await.unwrap();
+    assert_eq!(text(&mut ws).await["error"]["code"], 108);
+    ws.send(command(3, json!({"refresh": {"token": token("6", now() + 30)}}))).await.unwrap();
+    assert_eq!(close_frame(&mut ws).await.0, 3500);
+    // A connection without exp that sends a refresh: 3501.
+    let mut ws = raw(&hub.url(), None).await;
+    ws.send(command(1, json!({"connect": {"token": jwt::sign(&json!({"sub": "5"}), b"k")}}))).await.unwrap();
+    assert_eq!(text(&mut ws).await["connect"]["expires"], Value::Null, "no expiry: `expires` omitted");
+    ws.send(command(2, json!({"refresh": {"token": token("5", now() + 30)}}))).await.unwrap();
+    assert_eq!(close_frame(&mut ws).await.0, 3501);
+    hub.server.stop().await.unwrap();
+}

@@ -1,5 +1,6 @@
 // The official centrifuge-js client (npm `centrifuge`, with `ws`) against the embedded hub.
-// argv: url, framing (json | protobuf), scenario (chat | token:<jwt> | refused).
+// argv: url, framing (json | protobuf), scenario (chat | token:<jwt> | refresh:<secret>:<user>
+// | refused). `refresh` signs its own HS256 tokens, each valid for 2 s, in `getToken`.
 // Prints one JSON line per event; the test drives it through stdin ("quit").
 const dir = process.env.CENTRIFUGE_JS + '/node_modules/';
 const WebSocket = require(dir + 'ws');
@@ -18,6 +19,16 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 const opts = { websocket: WebSocket, name: 'node', minReconnectDelay: 100, maxReconnectDelay: 200 };
 if (scenario.startsWith('token:')) opts.token = scenario.slice(6);
+else if (scenario.startsWith('refresh:')) {
+  const [, secret, sub] = scenario.split(':');
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  opts.getToken = async () => {
+    const exp = Math.floor(Date.now() / 1000) + 2;
+    const body = b64({ alg: 'HS256', typ: 'JWT' }) + '.' + b64({ sub, exp, channels: ['clock'] });
+    out({ event: 'token', exp });
+    return body + '.' + require('crypto').createHmac('sha256', secret).update(body).digest('base64url');
+  };
+}
 else if (scenario.startsWith('cmd:')) opts.data = enc({ cmd: scenario.slice(4) });
 else opts.data = enc({ token: 't' });
 const c = new Centrifuge(url, opts);

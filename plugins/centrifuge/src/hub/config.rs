@@ -9,6 +9,7 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8000";
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_EXPIRED_CLOSE_DELAY: Duration = Duration::from_secs(25);
 /// Centrifuge's defaults: a 1 MiB send queue per client, 64 KiB per message.
 pub const DEFAULT_CLIENT_QUEUE_MAX_SIZE: usize = 1024 * 1024;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 65536;
@@ -37,6 +38,10 @@ pub struct HubConfig {
     pub pong_timeout: Duration,
     /// Connection JWTs (HS256) signed with this key skip the connect call to PHP.
     pub token_hmac_secret_key: String,
+    /// How long after a token's `exp` a client that has not sent a `refresh` with a new token
+    /// stays connected (Centrifugo's `client_expired_close_delay`); then it is closed with 3005.
+    #[serde(with = "duration")]
+    pub client_expired_close_delay: Duration,
     /// Publications kept per channel (0: no history).
     pub history_size: usize,
     #[serde(with = "duration")]
@@ -74,6 +79,7 @@ impl Default for HubConfig {
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             token_hmac_secret_key: String::new(),
+            client_expired_close_delay: DEFAULT_EXPIRED_CLOSE_DELAY,
             history_size: 0,
             history_ttl: Duration::ZERO,
             presence: false,
@@ -235,6 +241,9 @@ impl HubConfig {
         if self.proxy_timeout.is_zero() {
             self.proxy_timeout = DEFAULT_PROXY_TIMEOUT;
         }
+        if self.client_expired_close_delay.is_zero() {
+            self.client_expired_close_delay = DEFAULT_EXPIRED_CLOSE_DELAY;
+        }
         if self.client_queue_max_size == 0 {
             self.client_queue_max_size = DEFAULT_CLIENT_QUEUE_MAX_SIZE;
         }
@@ -281,6 +290,7 @@ mod tests {
     fn defaults_are_centrifugos() {
         let c = parse("{}").unwrap();
         assert_eq!(c.address, "127.0.0.1:8000");
+        assert_eq!((c.client_expired_close_delay, parse("client_expired_close_delay: 2s").unwrap().client_expired_close_delay), (Duration::from_secs(25), Duration::from_secs(2)));
         assert_eq!((c.ping_interval, c.pong_timeout, c.proxy_timeout), (Duration::from_secs(25), Duration::from_secs(10), Duration::from_secs(10)));
         assert_eq!((c.client_queue_max_size, c.max_message_size, c.history_size), (1048576, 65536, 0));
         assert_eq!((c.presence, c.join_leave, c.broker.driver), (false, false, Driver::Memory));

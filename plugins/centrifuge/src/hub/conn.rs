@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -269,12 +269,15 @@ pub(super) struct Session {
     /// Channel → its subscription's expiry timer (numbered, so that a timer ending removes only
     /// itself); a new subscription to the channel or an unsubscribe ends the old one.
     expiring: Arc<Mutex<HashMap<String, (u64, CancellationToken)>>>,
+    /// Client-side expiry: the `exp` (Unix seconds) of the connection token, renewed by the
+    /// client's `refresh` commands; 0 when the connection does not expire that way.
+    token_exp: Arc<AtomicI64>,
 }
 
 impl Session {
     pub fn new(hub: Arc<Hub>, client: Arc<Client>, metadata: Metadata, pong_pending: Arc<AtomicBool>, transport: &'static str) -> Session {
         let commands = Some(hub.cfg.client_command_rate_limit).filter(|&r| r > 0).map(Bucket::per_second);
-        Session { hub, client, metadata: Arc::new(metadata), pong_pending, transport, commands, expiring: Arc::new(Mutex::new(HashMap::new())) }
+        Session { hub, client, metadata: Arc::new(metadata), pong_pending, transport, commands, expiring: Arc::new(Mutex::new(HashMap::new())), token_exp: Arc::new(AtomicI64::new(0)) }
     }
 
     fn end(&self, (code, reason): Closed) {
@@ -377,8 +380,75 @@ impl Session {
             // without a handler.
             return Ok(None);
         }
-        // refresh / sub_refresh: connections and subscriptions here do not expire yet.
+        if let Some(r) = cmd.refresh {
+            return self.refresh(id, r);
+        }
+        // sub_refresh: subscription tokens are PHP's to check (subscribe proxy), so
+        // subscriptions expire server-side only.
         error(cp::ERROR_NOT_AVAILABLE)
+    }
+
+    /// A client's new connection token, as Centrifugo takes it: same user, a later `exp`.
+    fn refresh(&mut self, id: u32, r: cp::RefreshRequest) -> Result<Option<Reply>, Closed> {
+        let hub = &self.hub;
+        if hub.cfg.token_hmac_secret_key.is_empty() {
+            return Ok(Some(Reply::error(id, Error::new(cp::ERROR_NOT_AVAILABLE))));
+        }
+        if r.token.is_empty() || self.token_exp.load(Ordering::Acquire) == 0 {
+            tracing::info!(target: "centrifuge", client = %self.client.id, "hub: refresh without a token, or of a connection that does not expire client-side");
+            return Err(closed(cp::DISCONNECT_BAD_REQUEST));
+        }
+        let now = super::broker::now_ms() / 1000;
+        let claims = match jwt::verify(&r.token, hub.cfg.token_hmac_secret_key.as_bytes(), now) {
+            Ok(c) => c,
+            Err(jwt::TokenError::Expired) => return Ok(Some(Reply::error(id, Error::new(cp::ERROR_TOKEN_EXPIRED)))),
+            Err(e) => {
+                tracing::info!(target: "centrifuge", client = %self.client.id, error = %e, "hub: refresh token refused");
+                return Err(closed(cp::DISCONNECT_INVALID_TOKEN));
+            }
+        };
+        if claims.sub != self.client.identity().user {
+            tracing::info!(target: "centrifuge", client = %self.client.id, "hub: refresh token of another user");
+            return Err(closed(cp::DISCONNECT_INVALID_TOKEN));
+        }
+        if let Some(info) = claims.info {
+            self.client.identity.lock().info = info.to_string().into_bytes();
+        }
+        let exp = claims.exp.unwrap_or(0).max(0);
+        // 0 ends expiry: the watcher sees it and stops.
+        self.token_exp.store(exp, Ordering::Release);
+        let result = cp::RefreshResult { client: self.client.id.clone(), version: String::new(), expires: exp > 0, ttl: ttl(exp, now) };
+        Ok(Some(Reply { id, refresh: Some(result), ..Default::default() }))
+    }
+
+    /// Close the connection with 3005 once its token's `exp` plus `client_expired_close_delay`
+    /// has passed without a `refresh` that moved `exp` on.
+    async fn expire_token(self) {
+        let delay = self.hub.cfg.client_expired_close_delay;
+        loop {
+            let exp = self.token_exp.load(Ordering::Acquire);
+            if exp <= 0 {
+                return;
+            }
+            let now = super::broker::now_ms() / 1000;
+            if exp <= now {
+                // Expired: the delay is the client's last chance, measured from now.
+                tokio::select! {
+                    _ = self.client.closing.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                if self.token_exp.load(Ordering::Acquire) == exp {
+                    tracing::info!(target: "centrifuge", client = %self.client.id, "hub: connection token expired without a refresh");
+                    self.end(closed(cp::DISCONNECT_EXPIRED));
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = self.client.closing.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs((exp - now) as u64)) => {}
+            }
+        }
     }
 
     /// Call PHP with a proxy request; any failure (worker error, timeout, bad answer) is
@@ -432,6 +502,9 @@ impl Session {
                     return Err(closed(cp::DISCONNECT_INVALID_TOKEN));
                 }
             };
+            if let Some(exp) = claims.exp.filter(|&e| e > 0) {
+                self.token_exp.store(exp, Ordering::Release);
+            }
             user = claims.sub;
             info = claims.info.map(|i| i.to_string().into_bytes()).unwrap_or_default();
             data = Vec::new();
@@ -472,6 +545,11 @@ impl Session {
         *self.client.identity.lock() = Identity { user, info, meta: std::mem::take(&mut meta) };
         self.client.connected.store(true, Ordering::Release);
         hub.add(self.client.clone());
+        let token_exp = self.token_exp.load(Ordering::Acquire);
+        if token_exp > 0 {
+            // Client-side expiry: the client refreshes its token before `ttl` runs out.
+            tokio::spawn(self.clone().expire_token());
+        }
         if expire_at > 0 {
             // Server-side expiry: the client is not told; PHP's refresh decides at expire_at.
             tokio::spawn(self.clone().expire(expire_at));
@@ -487,7 +565,8 @@ impl Session {
             };
         }
         let results_offsets: Vec<(String, u64)> = results.iter().map(|(c, r)| (c.clone(), r.offset)).collect();
-        let connect = cp::ConnectResult { client: self.client.id.clone(), version: String::new(), data, subs: results, ping: hub.cfg.ping_interval.as_secs().max(1) as u32, pong: self.transport == "websocket", ..Default::default() };
+        let (expires, ttl) = (token_exp > 0, ttl(token_exp, super::broker::now_ms() / 1000));
+        let connect = cp::ConnectResult { client: self.client.id.clone(), version: String::new(), expires, ttl, data, subs: results, ping: hub.cfg.ping_interval.as_secs().max(1) as u32, pong: self.transport == "websocket", ..Default::default() };
         // The reply goes first: publications of the server-side channels follow it.
         self.reply(Reply { id, connect: Some(connect), ..Default::default() });
         for (channel, result) in results_offsets {
@@ -723,6 +802,11 @@ impl Session {
         }
         Ok(Some(Reply { id, rpc: Some(cp::RpcResult { data: resp.result.unwrap_or_default().data }), ..Default::default() }))
     }
+}
+
+/// Seconds from `now` to `exp` as a reply's `ttl` (0 without expiry).
+fn ttl(exp: i64, now: i64) -> u32 {
+    u32::try_from((exp - now).max(0)).unwrap_or(u32::MAX)
 }
 
 /// A close code PHP chose: codes WebSocket does not allow an application to send become 4500
