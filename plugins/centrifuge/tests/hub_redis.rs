@@ -257,3 +257,38 @@ async fn redis_going_away_is_error_100_until_it_is_back() {
     assert_eq!(received["push"]["pub"]["data"], json!({"n": 2}), "{received}");
     hub.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_and_channels_report_every_server() {
+    let hub = broker("nodes", "");
+    let (a, b) = (serve(&hub, None).await, serve(&hub, None).await);
+    let _on_a = subscriber(&a.url(), "room", false).await;
+    let _on_b = (subscriber(&b.url(), "room", false).await, subscriber(&b.url(), "room", false).await, subscriber(&b.url(), "other", false).await);
+    let info = |rpc: String| async move {
+        let r = php(&rpc, json!([["centrifuge.Info", ""], ["centrifuge.Channels", STANDARD.encode(api::ChannelsRequest { pattern: "r*".into() }.encode_to_vec())]])).await;
+        let mut nodes: Vec<(String, u32, u32, u32)> = decode::<rr_centrifuge::hub::api::InfoResponse>(&r[0]).result.unwrap().nodes.into_iter().map(|n| (n.uid, n.num_clients, n.num_users, n.num_channels)).collect();
+        nodes.sort_by_key(|n| n.1);
+        let channels: Vec<(String, u32)> = decode::<api::ChannelsResponse>(&r[1]).result.unwrap().channels.into_iter().map(|(c, i)| (c, i.num_clients)).collect();
+        (nodes, channels)
+    };
+    // Each server's state reaches Redis within ANNOUNCE_EVERY (3 s); either server reports both.
+    for rpc in [a.rpc.clone(), b.rpc.clone()] {
+        let (nodes, channels) = eventually("both servers in Info", Duration::from_secs(8), || {
+            let rpc = rpc.clone();
+            async move { Some(info(rpc).await).filter(|(n, _)| n.len() == 2 && n[1].1 == 3) }
+        })
+        .await;
+        assert_eq!(nodes.iter().map(|n| (n.1, n.2, n.3)).collect::<Vec<_>>(), vec![(1, 1, 1), (3, 1, 2)], "clients, users, channels per server: {nodes:?}");
+        assert_ne!(nodes[0].0, nodes[1].0, "two node ids");
+        assert_eq!(channels, vec![("room".to_string(), 3)], "subscribers summed over servers, `other` filtered out");
+    }
+    // B stops: it removes its entry, and A reports itself alone.
+    b.server.stop().await.unwrap();
+    let (nodes, channels) = eventually("A alone", Duration::from_secs(12), || {
+        let rpc = a.rpc.clone();
+        async move { Some(info(rpc).await).filter(|(n, _)| n.len() == 1) }
+    })
+    .await;
+    assert_eq!((nodes[0].1, channels), (1, vec![("room".to_string(), 1)]));
+    a.server.stop().await.unwrap();
+}

@@ -188,21 +188,19 @@ pub async fn call(hub: &Hub, method: &str, body: Bytes) -> Result<Bytes, RpcErro
         }
         "Channels" => {
             let r: api::ChannelsRequest = decode(method, body)?;
-            let channels: HashMap<String, api::ChannelInfo> =
-                broker.channels().into_iter().filter(|(name, _)| glob(&r.pattern, name)).map(|(name, n)| (name, api::ChannelInfo { num_clients: n as u32 })).collect();
+            let nodes = match super::nodes::all(hub).await {
+                Ok(n) => n,
+                Err(e) => return Ok(failed(method, &e)),
+            };
+            let channels = super::nodes::channels(&nodes, |name| glob(&r.pattern, name)).into_iter().map(|(name, n)| (name, api::ChannelInfo { num_clients: n })).collect();
             api::ChannelsResponse { error: None, result: Some(api::ChannelsResult { channels }) }.encode_to_vec().into()
         }
         "Info" => {
-            let node = NodeResult {
-                uid: hub.node_id.clone(),
-                name: "rr".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                num_clients: hub.num_clients() as u32,
-                num_users: hub.num_users() as u32,
-                num_channels: broker.channels().len() as u32,
-                uptime: hub.started.elapsed().as_secs() as u32,
+            let nodes = match super::nodes::all(hub).await {
+                Ok(n) => n,
+                Err(e) => return Ok(failed(method, &e)),
             };
-            InfoResponse { error: None, result: Some(InfoResult { nodes: vec![node] }) }.encode_to_vec().into()
+            InfoResponse { error: None, result: Some(InfoResult { nodes: nodes.into_iter().filter_map(|n| n.node).collect() }) }.encode_to_vec().into()
         }
         // Batch, Refresh, Connections, user status, blocking, tokens, devices, push, RPC,
         // RateLimit: Centrifugo PRO or not in the hub yet.

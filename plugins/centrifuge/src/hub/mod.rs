@@ -5,7 +5,8 @@
 //! `config` the keys; `protocol` the client protocol and its framings; `jwt` connection tokens;
 //! `broker` channels, fan-out and history in memory; `redis` history, presence and fan-out
 //! across servers through Redis; `conn` one WebSocket session; `sse` the unidirectional ones
-//! (SSE, HTTP streaming); `limits` what a client may ask; `server` the hub's own listener,
+//! (SSE, HTTP streaming); `limits` what a client may ask; `nodes` the servers Info and Channels
+//! report; `server` the hub's own listener,
 //! `route` the endpoints on the http plugin's; `api` PHP's `centrifuge.*` RPC calls served here
 //! instead of by Centrifugo.
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod conn;
 pub mod jwt;
 pub mod limits;
+pub mod nodes;
 pub mod protocol;
 pub mod redis;
 pub mod route;

@@ -12,6 +12,9 @@
 //!   hub re-adds its subscribers every third of `presence_ttl`, so the entries of a server that
 //!   died expire, and readers drop expired ones first.
 //!
+//! - Nodes: each hub's counts and channels in `<prefix>.nodes` (`super::nodes`), for Info and
+//!   Channels across servers.
+//!
 //! The `{channel}` hash tag keeps a channel's keys in one cluster slot, as scripts need.
 
 use std::collections::HashMap;
@@ -26,6 +29,7 @@ use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServer
 use tokio::sync::mpsc;
 
 use super::Hub;
+use super::nodes::{self, ANNOUNCE_EVERY, NodeState};
 use super::broker::{Event, Position, now_ms};
 use super::config::{RedisConfig, redis_url};
 use super::protocol::{ClientInfo, Publication};
@@ -287,6 +291,7 @@ impl Remote {
         if hub.cfg.presence {
             tokio::spawn(remote.clone().refresh(hub.clone()));
         }
+        tokio::spawn(remote.clone().announce(hub.clone()));
         Ok(remote)
     }
 
@@ -436,6 +441,45 @@ impl Remote {
                 }
             }
         }
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}.nodes", self.cfg.prefix)
+    }
+
+    /// The servers' entries (`super::nodes`), expired ones removed.
+    pub async fn nodes(&self) -> Result<Vec<NodeState>, String> {
+        let key = self.nodes_key();
+        let entries: HashMap<String, Vec<u8>> = self.conn.query(redis::cmd("HGETALL").arg(&key)).await.map_err(|e| format!("redis hgetall {key}: {e}"))?;
+        let now = now_ms();
+        let (mut live, mut dead) = (Vec::new(), Vec::new());
+        for (id, bytes) in entries {
+            match NodeState::decode(bytes.as_slice()) {
+                Ok(n) if n.expires_ms > now => live.push(n),
+                _ => dead.push(id),
+            }
+        }
+        if !dead.is_empty() {
+            self.conn.query::<()>(redis::cmd("HDEL").arg(&key).arg(dead)).await.map_err(|e| format!("redis hdel {key}: {e}"))?;
+        }
+        Ok(live)
+    }
+
+    /// Write this server's entry every `ANNOUNCE_EVERY` until the hub stops, then remove it.
+    async fn announce(self: Arc<Self>, hub: Arc<Hub>) {
+        let key = self.nodes_key();
+        let mut ticker = tokio::time::interval(ANNOUNCE_EVERY);
+        loop {
+            tokio::select! {
+                _ = hub.shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let state = nodes::local(&hub).encode_to_vec();
+            if let Err(e) = self.conn.query::<()>(redis::cmd("HSET").arg(&key).arg(&hub.node_id).arg(state)).await {
+                tracing::warn!(target: "centrifuge", error = %e, "hub: writing this node's state to Redis failed");
+            }
+        }
+        let _ = self.conn.query::<()>(redis::cmd("HDEL").arg(&key).arg(&hub.node_id)).await;
     }
 
     /// Every third of `presence_ttl`, this server's subscriptions are written again with a new
