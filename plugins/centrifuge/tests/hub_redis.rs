@@ -1,6 +1,6 @@
 //! Several `rr` servers with the hub sharing publications, history and presence through Redis
 //! (`broker.driver: redis`): centrifuge-js recovering what PHP published on another server,
-//! presence and join/leave across servers, a killed server's presence expiring, and Redis
+//! presence, join/leave, Info and Channels across servers, a killed server's presence expiring, and Redis
 //! behind a Sentinel through a failover. Needs Redis on 127.0.0.1:6379 (each test uses its own
 //! key prefix) and redis-server for the Sentinel test's own processes.
 
