@@ -47,6 +47,11 @@ pub struct Config {
     pub data_converters: Option<Vec<String>>,
     #[serde(with = "duration")]
     pub worker_heartbeat_interval: Duration,
+    /// Not RoadRunner's: a local activity retry further away than this is a timer in the
+    /// workflow's history and then a new attempt (Core's `DoBackoff`); nearer ones are retried
+    /// inside Core. Absent = Core's one minute.
+    #[serde(with = "opt_duration")]
+    pub local_retry_threshold: Option<Duration>,
     /// v1.0 keys, removed in roadrunner-temporal v1.1.0 (2022).
     pub codec: Option<serde_json::Value>,
     pub debug_level: Option<serde_json::Value>,

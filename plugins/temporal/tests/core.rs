@@ -587,6 +587,24 @@ async fn the_cores_metrics_are_served_for_prometheus() {
     rr.stop().await;
 }
 
+/// A local activity whose retry is further away than `local_retry_threshold`: Core answers
+/// DoBackoff, the plugin waits on a timer (in history) and schedules the attempt Core names;
+/// the run replays from its history with the same result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_activity_backs_off_on_a_timer_beyond_the_local_retry_threshold() {
+    let rr = Running::start("  local_retry_threshold: 500ms\n  activities:\n    num_workers: 1\n").await;
+    let id = format!("{}backoff-1", rr.prefix);
+    let out = execute(&rr.tq("default"), "LocalBackoffWorkflow", &id, &[]).await.unwrap();
+    assert_eq!(result(&out), json!({"attempt": 3, "local": true}), "{out}");
+    let history = temporal(&["workflow", "show", "-w", &id]).await.unwrap();
+    assert_eq!(events_of(&history, "TIMER_FIRED"), 2, "one backoff timer per failed attempt: {history}");
+    assert_eq!(events_of(&history, "WORKFLOW_TASK_FAILED"), 0, "{history}");
+    let described = temporal(&["workflow", "describe", "-w", &id]).await.unwrap();
+    let run_id = described["workflowExecutionInfo"]["execution"]["runId"].as_str().unwrap().to_string();
+    assert_eq!(replay_rpc(&rr, "temporal.ReplayWorkflow", &replay_request(&id, &run_id, "LocalBackoffWorkflow", "")).await, (0, String::new()));
+    rr.stop().await;
+}
+
 /// `temporal.tls` for a proxy whose certificate is for `temporal.test` (so `server_name` is needed).
 fn tls_yaml(root_ca: &str, client: Option<(&str, &str)>) -> String {
     let mut yaml = format!("  tls:\n    root_ca: '{root_ca}'\n    server_name: temporal.test\n");

@@ -54,7 +54,9 @@ async fn run(hs: Handshake, shutdown: CancellationToken) -> Result<(), BoxError>
     }
     hs.replay.connect(Some((connection.clone(), hs.config.namespace().to_string(), hs.workers.clone())));
     let activity_workers = hs.workers.activities().map(|p| p.workers().len().max(1));
-    let runs = Arc::new(workflows::Runs::new(hs.config.namespace()));
+    let mut runs = workflows::Runs::new(hs.config.namespace());
+    runs.local_retry_threshold = hs.config.local_retry_threshold;
+    let runs = Arc::new(runs);
     let evictor = tokio::spawn(workflows::evict_stale(hs.workers.clone(), runs.clone()));
     let mut loops = tokio::task::JoinSet::new();
     let mut workers = Vec::new();
