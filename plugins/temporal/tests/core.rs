@@ -602,6 +602,20 @@ async fn a_local_activity_backs_off_on_a_timer_beyond_the_local_retry_threshold(
     let described = temporal(&["workflow", "describe", "-w", &id]).await.unwrap();
     let run_id = described["workflowExecutionInfo"]["execution"]["runId"].as_str().unwrap().to_string();
     assert_eq!(replay_rpc(&rr, "temporal.ReplayWorkflow", &replay_request(&id, &run_id, "LocalBackoffWorkflow", "")).await, (0, String::new()));
+
+    // A cancel while the next attempt is an hour away: the timer is cancelled, PHP hears at once.
+    let id = format!("{}backoff-2", rr.prefix);
+    temporal(&["workflow", "start", "-t", &rr.tq("default"), "--type", "LocalBackoffCancelWorkflow", "-w", &id]).await.unwrap();
+    let started = Instant::now();
+    while events_of(&temporal(&["workflow", "show", "-w", &id]).await.unwrap(), "TIMER_STARTED") == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no backoff timer started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    temporal(&["workflow", "cancel", "-w", &id]).await.unwrap();
+    let out = temporal(&["workflow", "result", "-w", &id]).await.unwrap();
+    assert_eq!(result(&out), json!("caught: canceled"), "{out}");
+    let history = temporal(&["workflow", "show", "-w", &id]).await.unwrap();
+    assert_eq!(events_of(&history, "TIMER_CANCELED"), 1, "{history}");
     rr.stop().await;
 }
 

@@ -104,6 +104,20 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
             'RetryPolicy' => ['InitialInterval' => 1_000_000_000, 'BackoffCoefficient' => 1.0, 'MaximumAttempts' => 5],
         ]], []];
     })
+    // A local activity that always fails, retried an hour later: a workflow cancel during the
+    // wait cancels the backoff timer and answers the local activity with a cancel.
+    ->workflow('LocalBackoffCancelWorkflow', run: function (array $info, string $rrId) {
+        yield ['keep-on-cancel'];
+        try {
+            yield ['ExecuteLocalActivity', ['name' => 'fail', 'options' => [
+                'StartToCloseTimeout' => 10_000_000_000,
+                'RetryPolicy' => ['InitialInterval' => 3_600_000_000_000, 'MaximumAttempts' => 5],
+            ]], []];
+            return 'the local activity ended';
+        } catch (\RuntimeException $e) {
+            return 'caught: ' . $e->getMessage();
+        }
+    })
     ->activity('flaky', fn(array $info) => ($info['Attempt'] ?? 0) < 3
         ? throw new \DomainException('attempt ' . ($info['Attempt'] ?? '?') . ' fails')
         : ['attempt' => $info['Attempt'], 'local' => $info['IsLocalActivity'] ?? null])
