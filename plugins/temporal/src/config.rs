@@ -428,4 +428,10 @@ mod tests {
         assert_eq!(parse("worker_heartbeat_interval: 10s").worker_heartbeat_interval(), Some(Duration::from_secs(10)));
         parse("worker_heartbeat_interval: 5m").validate().unwrap();
     }
+
+    #[test]
+    fn local_retry_threshold_is_a_duration_absent_by_default() {
+        assert_eq!(parse("local_retry_threshold: 500ms").local_retry_threshold, Some(Duration::from_millis(500)));
+        assert_eq!(parse("address: 127.0.0.1:7233").local_retry_threshold, None);
+    }
 }

@@ -264,7 +264,7 @@ async fn activate(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_queu
 }
 
 /// The activation's jobs as messages for PHP (and its queries, answered after them).
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn jobs(
     worker: &Arc<Worker>,
     php: &PhpWorkers,
