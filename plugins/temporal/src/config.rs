@@ -47,6 +47,11 @@ pub struct Config {
     pub data_converters: Option<Vec<String>>,
     #[serde(with = "duration")]
     pub worker_heartbeat_interval: Duration,
+    /// Not RoadRunner's: a local activity retry further away than this is a timer in the
+    /// workflow's history and then a new attempt (Core's `DoBackoff`); nearer ones are retried
+    /// inside Core. Absent = Core's one minute.
+    #[serde(with = "opt_duration")]
+    pub local_retry_threshold: Option<Duration>,
     /// v1.0 keys, removed in roadrunner-temporal v1.1.0 (2022).
     pub codec: Option<serde_json::Value>,
     pub debug_level: Option<serde_json::Value>,
@@ -422,5 +427,11 @@ mod tests {
         assert_eq!(parse("worker_heartbeat_interval: 5m").worker_heartbeat_interval(), Some(Duration::from_secs(60)));
         assert_eq!(parse("worker_heartbeat_interval: 10s").worker_heartbeat_interval(), Some(Duration::from_secs(10)));
         parse("worker_heartbeat_interval: 5m").validate().unwrap();
+    }
+
+    #[test]
+    fn local_retry_threshold_is_a_duration_absent_by_default() {
+        assert_eq!(parse("local_retry_threshold: 500ms").local_retry_threshold, Some(Duration::from_millis(500)));
+        assert_eq!(parse("address: 127.0.0.1:7233").local_retry_threshold, None);
     }
 }

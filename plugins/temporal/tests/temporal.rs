@@ -68,9 +68,9 @@ async fn get_worker_info_lists_the_task_queues() {
     let infos = workers.worker_info().await.unwrap();
     assert_eq!(infos.iter().map(|i| i.task_queue()).collect::<Vec<_>>(), ["default", "orders"]);
     let default = &infos[0];
-    assert_eq!(default.workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["SimpleWorkflow", "FailingWorkflow", "ActivityWorkflow", "E2EWorkflow", "ActivityFailureWorkflow", "LocalActivityWorkflow", "PidWorkflow", "ContinuingWorkflow", "SideEffectWorkflow", "UpsertWorkflow", "ParentWorkflow", "ExternalWorkflow", "PanicWorkflow", "TimerWorkflow", "CancelActivityWorkflow", "HeartbeatWorkflow"]);
+    assert_eq!(default.workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["SimpleWorkflow", "FailingWorkflow", "ActivityWorkflow", "E2EWorkflow", "ActivityFailureWorkflow", "LocalActivityWorkflow", "LocalBackoffWorkflow", "LocalBackoffCancelWorkflow", "PidWorkflow", "ContinuingWorkflow", "SideEffectWorkflow", "UpsertWorkflow", "ParentWorkflow", "ExternalWorkflow", "PanicWorkflow", "TimerWorkflow", "CancelActivityWorkflow", "HeartbeatWorkflow"]);
     assert_eq!((default.workflows[0].signals.clone(), default.workflows[0].queries.clone()), (vec!["add".to_string()], vec!["get".to_string()]));
-    assert_eq!(default.activities.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["echo", "fail", "async", "env", "sum", "heartbeat", "until_cancelled"]);
+    assert_eq!(default.activities.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["echo", "fail", "async", "env", "sum", "heartbeat", "until_cancelled", "flaky"]);
     assert_eq!(default.options.max_concurrent_activity_execution_size, 4);
     assert_eq!(default.php_sdk_version, "2.8.3-rrtest");
     // The handshake's options reached PHP: our version and the workflow process's pid.
@@ -253,8 +253,8 @@ async fn without_a_temporal_server_the_plugin_stops_naming_the_address() {
             serde_json::from_slice::<Value>(&reply).unwrap()
         }
     };
-    assert_eq!(call("temporal.GetWorkflowNames", "true").await, json!(["SimpleWorkflow", "FailingWorkflow", "ActivityWorkflow", "E2EWorkflow", "ActivityFailureWorkflow", "LocalActivityWorkflow", "PidWorkflow", "ContinuingWorkflow", "SideEffectWorkflow", "UpsertWorkflow", "ParentWorkflow", "ExternalWorkflow", "PanicWorkflow", "TimerWorkflow", "CancelActivityWorkflow", "HeartbeatWorkflow", "PanicWorkflow", "OrderWorkflow"]));
-    assert_eq!(call("temporal.GetActivityNames", "true").await, json!(["echo", "fail", "async", "env", "sum", "heartbeat", "until_cancelled", "charge"]));
+    assert_eq!(call("temporal.GetWorkflowNames", "true").await, json!(["SimpleWorkflow", "FailingWorkflow", "ActivityWorkflow", "E2EWorkflow", "ActivityFailureWorkflow", "LocalActivityWorkflow", "LocalBackoffWorkflow", "LocalBackoffCancelWorkflow", "PidWorkflow", "ContinuingWorkflow", "SideEffectWorkflow", "UpsertWorkflow", "ParentWorkflow", "ExternalWorkflow", "PanicWorkflow", "TimerWorkflow", "CancelActivityWorkflow", "HeartbeatWorkflow", "PanicWorkflow", "OrderWorkflow"]));
+    assert_eq!(call("temporal.GetActivityNames", "true").await, json!(["echo", "fail", "async", "env", "sum", "heartbeat", "until_cancelled", "flaky", "charge"]));
     assert_eq!(call("temporal.UpdateAPIKey", r#""key-1""#).await, json!(true));
 }
 

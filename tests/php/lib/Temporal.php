@@ -292,7 +292,8 @@ final class Factory
                 ),
                 'Activities' => array_map(fn($name) => ['Name' => $name], array_keys($q->activities)),
                 'PhpSdkVersion' => self::SDK_VERSION,
-                'Flags' => (object)[],
+                // PHP's ServiceClient API key (Temporal Cloud), when a test sets one.
+                'Flags' => getenv('TEMPORAL_API_KEY') ? ['ApiKey' => getenv('TEMPORAL_API_KEY')] : (object)[],
                 // What the handshake told us, so that tests can see it arrived.
                 'Plugins' => [['Name' => 'rr_version', 'Version' => (string)($m->options['rr_version'] ?? '')], ['Name' => 'ww_pid', 'Version' => (string)($m->options['ww_pid'] ?? '')]],
             ];

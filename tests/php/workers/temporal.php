@@ -96,6 +96,31 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         $env = yield ['ExecuteLocalActivity', ['name' => 'env', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], []];
         return [$env['local'], $env['RR_MODE'], $env['pid'] !== getmypid()];
     })
+    // A local activity that fails twice, retried a second apart: with `local_retry_threshold`
+    // under a second each wait is a timer in history and then the next attempt (Core's DoBackoff).
+    ->workflow('LocalBackoffWorkflow', run: function (array $info, string $rrId) {
+        return yield ['ExecuteLocalActivity', ['name' => 'flaky', 'options' => [
+            'StartToCloseTimeout' => 10_000_000_000,
+            'RetryPolicy' => ['InitialInterval' => 1_000_000_000, 'BackoffCoefficient' => 1.0, 'MaximumAttempts' => 5],
+        ]], []];
+    })
+    // A local activity that always fails, retried an hour later: a workflow cancel during the
+    // wait cancels the backoff timer and answers the local activity with a cancel.
+    ->workflow('LocalBackoffCancelWorkflow', run: function (array $info, string $rrId) {
+        yield ['keep-on-cancel'];
+        try {
+            yield ['ExecuteLocalActivity', ['name' => 'fail', 'options' => [
+                'StartToCloseTimeout' => 10_000_000_000,
+                'RetryPolicy' => ['InitialInterval' => 3_600_000_000_000, 'MaximumAttempts' => 5],
+            ]], []];
+            return 'the local activity ended';
+        } catch (\RuntimeException $e) {
+            return 'caught: ' . $e->getMessage();
+        }
+    })
+    ->activity('flaky', fn(array $info) => ($info['Attempt'] ?? 0) < 3
+        ? throw new \DomainException('attempt ' . ($info['Attempt'] ?? '?') . ' fails')
+        : ['attempt' => $info['Attempt'], 'local' => $info['IsLocalActivity'] ?? null])
     // Which processes ran it: this workflow process and the activity worker (two servers, one queue).
     ->workflow('PidWorkflow', run: function (array $info, string $rrId) {
         $env = yield ['ExecuteActivity', ['name' => 'env', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], []];

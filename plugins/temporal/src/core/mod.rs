@@ -54,7 +54,9 @@ async fn run(hs: Handshake, shutdown: CancellationToken) -> Result<(), BoxError>
     }
     hs.replay.connect(Some((connection.clone(), hs.config.namespace().to_string(), hs.workers.clone())));
     let activity_workers = hs.workers.activities().map(|p| p.workers().len().max(1));
-    let runs = Arc::new(workflows::Runs::new(hs.config.namespace()));
+    let mut runs = workflows::Runs::new(hs.config.namespace());
+    runs.local_retry_threshold = hs.config.local_retry_threshold;
+    let runs = Arc::new(runs);
     let evictor = tokio::spawn(workflows::evict_stale(hs.workers.clone(), runs.clone()));
     let mut loops = tokio::task::JoinSet::new();
     let mut workers = Vec::new();
@@ -132,7 +134,23 @@ async fn connect(cfg: &Config, info: &WorkerInfo, api_key: Option<String>, meter
         .build();
     Connection::connect(options)
         .await
-        .map_err(|e| format!("temporal: cannot connect to the Temporal server at {} (`temporal.address`): {e}", cfg.address()).into())
+        .map_err(|e| format!("temporal: cannot connect to the Temporal server at {} (`temporal.address`): {e}{}", cfg.address(), tls_hint(cfg, &e.to_string())).into())
+}
+
+/// Which `temporal.tls` key a TLS failure points at (rustls' error names only the symptom).
+fn tls_hint(cfg: &Config, error: &str) -> String {
+    let Some(tls) = &cfg.tls else { return String::new() };
+    if error.contains("InvalidCertificate") || error.contains("UnknownIssuer") {
+        let ca = if tls.root_ca.is_empty() { "the system's roots".to_string() } else { format!("'{}'", tls.root_ca) };
+        let name = if tls.server_name.is_empty() { "the host of `temporal.address`".to_string() } else { format!("'{}'", tls.server_name) };
+        return format!("; the server's certificate is not trusted: check that `temporal.tls.root_ca` ({ca}) signed it for `temporal.tls.server_name` ({name})");
+    }
+    // With TLS 1.3 the server checks the client certificate after the client thinks the
+    // handshake is done: its rejection is an alert or just a closed connection on the first call.
+    if !tls.cert.is_empty() && (error.contains("received fatal alert") || error.contains("after connection")) {
+        return "; the server closed the connection: if it refused the client certificate, check `temporal.tls.cert` and `temporal.tls.key`".into();
+    }
+    String::new()
 }
 
 fn tls_options(cfg: &Config) -> Result<Option<TlsOptions>, BoxError> {

@@ -4,7 +4,7 @@
 //! the next batch of the same activation, until PHP has nothing more to say.
 //!
 //! Not in this layer (the activation fails with a message naming it, so the workflow task is
-//! retried and the gap is visible in the history): local activity backoff and Nexus.
+//! retried and the gap is visible in the history): Nexus.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +44,8 @@ enum Pending {
     ChildStart(u32),
     SignalExternal(u32),
     CancelExternal(u32),
+    /// A local activity waiting out its retry backoff on this timer (Core's `DoBackoff`).
+    Backoff(u32),
 }
 
 /// One workflow run as this side knows it.
@@ -68,6 +70,11 @@ struct Run {
     patches: Vec<String>,
     versions: HashMap<String, i32>,
     cancel_requested: bool,
+    /// Local activity seq → its schedule command, until resolved: a `DoBackoff` schedules it
+    /// again after a timer (backoff timer seq → the command for the next attempt).
+    local_activities: HashMap<u32, wc::ScheduleLocalActivity>,
+    backoffs: HashMap<u32, wc::ScheduleLocalActivity>,
+    local_retry_threshold: Option<Duration>,
 }
 
 impl Run {
@@ -97,6 +104,8 @@ pub struct Runs {
     /// Task queues whose PHP options say `WorkflowPanicPolicy: 1` (FailWorkflow).
     fail_on_panic: Mutex<std::collections::HashSet<String>>,
     runs: Mutex<HashMap<String, Run>>,
+    /// `temporal.local_retry_threshold`; None = Core's default.
+    pub local_retry_threshold: Option<Duration>,
 }
 
 pub async fn run(worker: Arc<Worker>, task_queue: String, php: Arc<PhpWorkers>, runs: Arc<Runs>) -> Result<(), PollError> {
@@ -218,9 +227,9 @@ async fn activate(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_queu
         return Ok(WorkflowActivationCompletion::empty(a.run_id));
     }
 
-    let (mut queue, queries) = jobs(worker, php, runs, task_queue, &a, now, &mut context)?;
-    let fail_on_panic = runs.fail_on_panic.lock().unwrap().contains(task_queue);
     let mut commands = Vec::new();
+    let (mut queue, queries) = jobs(worker, php, runs, task_queue, &a, now, &mut context, &mut commands)?;
+    let fail_on_panic = runs.fail_on_panic.lock().unwrap().contains(task_queue);
     while !queue.is_empty() {
         let batch = Batch::new(context.clone(), std::mem::take(&mut queue));
         let reply = php.workflow_exec(batch).await?;
@@ -255,7 +264,7 @@ async fn activate(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_queu
 }
 
 /// The activation's jobs as messages for PHP (and its queries, answered after them).
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn jobs(
     worker: &Arc<Worker>,
     php: &PhpWorkers,
@@ -264,6 +273,7 @@ fn jobs(
     a: &WorkflowActivation,
     now: SystemTime,
     context: &mut Context,
+    commands: &mut Vec<workflow_command::Variant>,
 ) -> Result<(Vec<Envelope<ServerCommand>>, Vec<temporalio_common::protos::coresdk::workflow_activation::QueryWorkflow>), ActivationError> {
     let mut queue = Vec::new();
     let mut queries = Vec::new();
@@ -287,6 +297,9 @@ fn jobs(
                 patches: Vec::new(),
                 versions: HashMap::new(),
                 cancel_requested: false,
+                local_activities: HashMap::new(),
+                backoffs: HashMap::new(),
+                local_retry_threshold: runs.local_retry_threshold,
             };
             guard.insert(a.run_id.clone(), run);
             queue.push(start_workflow(php, a, init, task_queue, &runs.namespace, now));
@@ -304,10 +317,19 @@ fn jobs(
             J::FireTimer(t) => {
                 if let Some(id) = run.resolve(Pending::Timer(t.seq)) {
                     queue.push(Envelope::response(id, None));
+                } else if let Some(id) = run.resolve(Pending::Backoff(t.seq)) {
+                    // The backoff is over: the next attempt, with the attempt number and first
+                    // schedule time Core gave (PHP goes on waiting under the same id).
+                    let Some(mut next) = run.backoffs.remove(&t.seq) else { continue };
+                    next.seq = run.seq("local_activity");
+                    run.wait(id, Pending::LocalActivity(next.seq));
+                    run.local_activities.insert(next.seq, next.clone());
+                    commands.push(workflow_command::Variant::ScheduleLocalActivity(next));
                 }
             }
             J::ResolveActivity(r) => {
                 let pending = if r.is_local { Pending::LocalActivity(r.seq) } else { Pending::Activity(r.seq) };
+                let schedule = if r.is_local { run.local_activities.remove(&r.seq) } else { None };
                 let Some(id) = run.resolve(pending) else { continue };
                 match r.result.as_ref().and_then(|r| r.status.as_ref()) {
                     Some(activity_resolution::Status::Completed(s)) => {
@@ -319,7 +341,19 @@ fn jobs(
                     Some(activity_resolution::Status::Cancelled(c)) => {
                         queue.push(Envelope::failure(id, to_php_failure(&c.failure.clone().unwrap_or_default())?));
                     }
-                    Some(activity_resolution::Status::Backoff(_)) => return Err(not_implemented("local activity retry backoff (DoBackoff)")),
+                    Some(activity_resolution::Status::Backoff(b)) => {
+                        // Further than the local retry threshold: lang waits on a timer (so the
+                        // wait is in history) and schedules the attempt Core names.
+                        let Some(mut next) = schedule else {
+                            return Err(ActivationError::Other(format!("a retry backoff for local activity {} that this run did not schedule", r.seq)));
+                        };
+                        next.attempt = b.attempt;
+                        next.original_schedule_time = b.original_schedule_time;
+                        let timer = run.seq("timer");
+                        run.wait(id, Pending::Backoff(timer));
+                        run.backoffs.insert(timer, next);
+                        commands.push(workflow_command::Variant::StartTimer(wc::StartTimer { seq: timer, start_to_fire_timeout: b.backoff_duration }));
+                    }
                     None => return Err(ActivationError::Other("an activity resolution without a status".into())),
                 }
             }
@@ -529,7 +563,7 @@ fn command(
             let (schedule_to_close, start_to_close) = e.options.timeouts();
             let seq = run.seq("local_activity");
             run.wait(id, Pending::LocalActivity(seq));
-            commands.push(C::ScheduleLocalActivity(wc::ScheduleLocalActivity {
+            let schedule = wc::ScheduleLocalActivity {
                 seq,
                 activity_id: seq.to_string(),
                 activity_type: e.name,
@@ -540,8 +574,11 @@ fn command(
                 schedule_to_close_timeout: Some(proto_duration(schedule_to_close)),
                 start_to_close_timeout: Some(proto_duration(start_to_close)),
                 retry_policy: e.options.retry_policy.as_ref().map(convert::retry_policy_to_core),
+                local_retry_threshold: run.local_retry_threshold.map(proto_duration),
                 ..Default::default()
-            }));
+            };
+            run.local_activities.insert(seq, schedule.clone());
+            commands.push(C::ScheduleLocalActivity(schedule));
         }
         PhpCommand::SideEffect(_) => {
             // Core has no side-effect marker: a local activity that returns its argument records
@@ -687,6 +724,18 @@ fn command(
                     Some(Pending::Timer(seq)) => {
                         // A cancelled timer produces no job: PHP hears of it now, as from the Go SDK.
                         run.resolve(Pending::Timer(seq));
+                        commands.push(C::CancelTimer(wc::CancelTimer { seq }));
+                        let canceled = Failure {
+                            message: "canceled".into(),
+                            failure_info: Some(proto::FailureInfo::CanceledFailureInfo(Default::default())),
+                            ..Default::default()
+                        };
+                        queue.push(Envelope::failure(target, canceled));
+                    }
+                    Some(Pending::Backoff(seq)) => {
+                        // Between attempts nothing runs: the backoff timer goes, PHP hears now.
+                        run.resolve(Pending::Backoff(seq));
+                        run.backoffs.remove(&seq);
                         commands.push(C::CancelTimer(wc::CancelTimer { seq }));
                         let canceled = Failure {
                             message: "canceled".into(),
