@@ -122,6 +122,7 @@ impl Running {
             address
         );
         let config = Config::from_str(&yaml).unwrap();
+        if std::env::var("TMP_LOGS").is_ok() { let _ = rr_runtime::logging::init(&config); }
         let host = rr_runtime::host::Host::init(&build(), &config).unwrap();
         let services = host.services.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -208,6 +209,35 @@ async fn two_servers_on_one_task_queue_complete_each_workflow_once() {
     assert_eq!(workflow_pids.len(), 2, "{workflow_pids:?}");
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workflow_process_is_recycled_after_max_jobs_without_a_failed_task() {
+    let rr = Running::start("  workflow_process:\n    max_jobs: 3\n  activities:\n    num_workers: 2\n").await;
+    let ids: Vec<String> = (0..4).map(|i| format!("{}steps-{i}", rr.prefix)).collect();
+    let runs: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (tq, id) = (rr.tq("default"), id.clone());
+            tokio::spawn(async move { execute(&tq, "StepsWorkflow", &id, &[r#""go""#]).await })
+        })
+        .collect();
+    let mut pids = std::collections::HashSet::new();
+    for (id, run) in ids.iter().zip(runs) {
+        let out = match run.await.unwrap() {
+            Ok(out) => result(&out),
+            Err(e) => panic!("{id}: {e}\n{}", temporal(&["workflow", "show", "-w", id]).await.unwrap()),
+        };
+        assert_eq!(out["echo"], json!("GO"), "{id}: {out}");
+        pids.extend(out["pids"].as_array().unwrap().iter().cloned());
+        pids.insert(out["pid"].clone());
+        let history = temporal(&["workflow", "show", "-w", id]).await.unwrap();
+        assert_eq!(events_of(&history, "WORKFLOW_EXECUTION_COMPLETED"), 1, "{id}: {history}");
+        assert_eq!(events_of(&history, "WORKFLOW_TASK_FAILED"), 0, "{id}: {history}");
+    }
+    // ~8 activations per run, 3 per process: the runs moved between processes by replay.
+    assert!(pids.len() >= 3, "the workflow process was not recycled: pids {pids:?}");
+    rr.stop().await;
 }
 
 async fn execute_owned(tq: String, id: String) -> Result<Value, String> {
