@@ -234,6 +234,7 @@ async fn the_workflow_process_is_recycled_after_max_jobs_without_a_failed_task()
         let history = temporal(&["workflow", "show", "-w", id]).await.unwrap();
         assert_eq!(events_of(&history, "WORKFLOW_EXECUTION_COMPLETED"), 1, "{id}: {history}");
         assert_eq!(events_of(&history, "WORKFLOW_TASK_FAILED"), 0, "{id}: {history}");
+        assert_eq!(events_of(&history, "WORKFLOW_TASK_TIMED_OUT"), 0, "{id}: {history}");
     }
     // ~8 activations per run, 3 per process: the runs moved between processes by replay.
     assert!(pids.len() >= 3, "the workflow process was not recycled: pids {pids:?}");

@@ -143,6 +143,7 @@ pub async fn run(worker: Arc<Worker>, task_queue: String, php: Arc<PhpWorkers>, 
 /// workflow task and an eviction.
 pub async fn handle(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_queue: &str, activation: WorkflowActivation) -> WorkflowActivationCompletion {
     let run_id = activation.run_id.clone();
+    let replaying = activation.is_replaying;
     let eviction = activation.jobs.iter().any(|j| matches!(j.variant, Some(workflow_activation_job::Variant::RemoveFromCache(_))));
     let _php = php.workflow_lock().await;
     let completion = activate_or_fail(worker, php, runs, task_queue, activation).await;
@@ -158,8 +159,9 @@ pub async fn handle(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_qu
     }
     if php.recycle_pending() {
         // This run (also one initialised meanwhile) goes once this completion is sent; not while a
-        // local activity is in flight: Core would drop it, and the workflow task would time out.
-        let evict = runs.runs.lock().unwrap().get_mut(&run_id).is_some_and(|r| r.evictable() && !std::mem::replace(&mut r.evicting, true));
+        // local activity is in flight (Core would drop it, and the workflow task would time out),
+        // nor during a replay (Core goes on replaying the task and may reach a new one).
+        let evict = !replaying && runs.runs.lock().unwrap().get_mut(&run_id).is_some_and(|r| r.evictable() && !std::mem::replace(&mut r.evicting, true));
         if evict {
             worker.request_workflow_eviction(&run_id);
         }
