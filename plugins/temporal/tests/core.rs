@@ -122,7 +122,6 @@ impl Running {
             address
         );
         let config = Config::from_str(&yaml).unwrap();
-        if std::env::var("TMP_LOGS").is_ok() { let _ = rr_runtime::logging::init(&config); }
         let host = rr_runtime::host::Host::init(&build(), &config).unwrap();
         let services = host.services.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
