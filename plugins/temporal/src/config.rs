@@ -52,9 +52,22 @@ pub struct Config {
     /// inside Core. Absent = Core's one minute.
     #[serde(with = "opt_duration")]
     pub local_retry_threshold: Option<Duration>,
+    /// Not RoadRunner's: when to recycle the workflow process (evict every run, restart, replay).
+    pub workflow_process: WorkflowProcess,
     /// v1.0 keys, removed in roadrunner-temporal v1.1.0 (2022).
     pub codec: Option<serde_json::Value>,
     pub debug_level: Option<serde_json::Value>,
+}
+
+/// `temporal.workflow_process` (ours, not RoadRunner's: roadrunner#2076): limits after which the
+/// workflow process is recycled safely. 0 = never.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct WorkflowProcess {
+    /// Workflow activations handled (evictions not counted).
+    pub max_jobs: u64,
+    /// Resident memory in MB (as the supervisor's key), checked after each activation.
+    pub max_worker_memory: u64,
 }
 
 /// `metrics` as written: nested `prometheus:` / `statsd:` sections, or their keys flat in
@@ -336,6 +349,9 @@ mod tests {
         // 0 means the default, as in Go's InitDefault.
         assert_eq!(parse("cache_size: 0\nnamespace: ''").cache_size(), 10_000);
         assert_eq!(parse("cache_size: 5").cache_size(), 5);
+        assert_eq!(cfg.workflow_process, WorkflowProcess::default(), "never recycled by default");
+        let wp = parse("workflow_process: {max_jobs: 3, max_worker_memory: 128}").workflow_process;
+        assert_eq!((wp.max_jobs, wp.max_worker_memory), (3, 128));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use rr_runtime::Services;
 use rr_runtime::pool::{Pool, PoolError};
@@ -15,7 +16,7 @@ use rr_runtime::pool::{Pool, PoolError};
 use crate::codec::commands::{GetWorkerInfo, InvokeActivity, InvokeLocalActivity};
 use crate::codec::json::WorkerInfo;
 use crate::codec::{self, ActivityOutcome, Batch, CodecError, Context, Envelope, Ids, PhpCommand, Request, ServerCommand};
-use crate::config::Config;
+use crate::config::{Config, WorkflowProcess};
 use crate::proto::{Header, Payloads};
 
 /// The owner name the pools are registered under (`rr workers temporal`, `rr reset temporal`).
@@ -49,6 +50,13 @@ pub struct PhpWorkers {
     generation: tokio::sync::watch::Sender<u64>,
     /// Held by one workflow activation at a time (live workers and replays alike).
     workflow_lock: tokio::sync::Mutex<()>,
+    /// `temporal.workflow_process`: when the workflow process is recycled.
+    limits: WorkflowProcess,
+    /// Activations the current workflow process handled (evictions not counted).
+    activations: AtomicU64,
+    /// Why a recycle is pending: every cached run is being evicted, then the process restarts.
+    recycle: Mutex<Option<String>>,
+    recycles: AtomicU64,
 }
 
 impl PhpWorkers {
@@ -76,7 +84,13 @@ impl PhpWorkers {
             // `rr workers temporal` and `rr_temporal_*` list the workflow process too (RoadRunner does).
             services.pool_members.register(OWNER, vec![workflow.clone()]);
         }
-        Ok(PhpWorkers { activities, workflow, ids: Ids::default(), rr_version: services.version.to_string(), handshaken: AtomicU32::new(0), generation: tokio::sync::watch::Sender::new(0), workflow_lock: Default::default() })
+        Ok(PhpWorkers { activities, workflow, ids: Ids::default(), rr_version: services.version.to_string(), handshaken: AtomicU32::new(0), generation: tokio::sync::watch::Sender::new(0),
+            workflow_lock: Default::default(),
+            limits: cfg.workflow_process,
+            activations: AtomicU64::new(0),
+            recycle: Mutex::new(None),
+            recycles: AtomicU64::new(0),
+        })
     }
 
     pub fn activities(&self) -> Option<&Pool> {
@@ -106,6 +120,54 @@ impl PhpWorkers {
     /// with another activation's.
     pub async fn workflow_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.workflow_lock.lock().await
+    }
+
+    /// Counts one activation of the workflow process; `Some(reason)` when it reached a
+    /// `temporal.workflow_process` limit just now (a recycle is pending from then on).
+    pub fn count_activation(&self) -> Option<String> {
+        let n = self.activations.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut pending = self.recycle.lock().unwrap();
+        if pending.is_some() {
+            return None;
+        }
+        let WorkflowProcess { max_jobs, max_worker_memory } = self.limits;
+        let reason = if max_jobs > 0 && n >= max_jobs {
+            format!("it handled {n} activations (temporal.workflow_process.max_jobs: {max_jobs})")
+        } else if max_worker_memory > 0 {
+            let rss = self.workflow.workers().first().map_or(0, |w| w.memory);
+            if rss < max_worker_memory * 1024 * 1024 {
+                return None;
+            }
+            format!("it uses {} MB (temporal.workflow_process.max_worker_memory: {max_worker_memory})", rss / (1024 * 1024))
+        } else {
+            return None;
+        };
+        *pending = Some(reason.clone());
+        Some(reason)
+    }
+
+    /// A recycle is pending: cached runs are evicted, and the process restarts once none is left.
+    pub fn recycle_pending(&self) -> bool {
+        self.recycle.lock().unwrap().is_some()
+    }
+
+    /// How many times the workflow process was recycled.
+    pub fn recycles(&self) -> u64 {
+        self.recycles.load(Ordering::SeqCst)
+    }
+
+    /// Restart the workflow process and shake hands with the new one. The caller holds the
+    /// workflow lock and has no run cached: nothing the old process held is still needed.
+    pub async fn recycle_workflow_process(&self) -> Result<(), WorkersError> {
+        let reason = self.recycle.lock().unwrap().clone().unwrap_or_default();
+        let old = self.workflow_pid();
+        self.workflow.reset().await?;
+        self.worker_info().await?;
+        self.activations.store(0, Ordering::SeqCst);
+        *self.recycle.lock().unwrap() = None;
+        self.recycles.fetch_add(1, Ordering::SeqCst);
+        tracing::info!(target: "temporal", old_pid = old, new_pid = self.workflow_pid(), "workflow process recycled: {reason}");
+        Ok(())
     }
 
     /// A fresh command id.

@@ -210,6 +210,50 @@ async fn two_servers_on_one_task_queue_complete_each_workflow_once() {
     b.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workflow_process_is_recycled_after_max_jobs_without_a_failed_task() {
+    let pids = steps_with("  workflow_process:\n    max_jobs: 3\n", 4).await;
+    // ~8 activations per run, 3 per process: the runs moved between processes by replay.
+    assert!(pids.len() >= 3, "the workflow process was not recycled: pids {pids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workflow_process_is_recycled_at_max_worker_memory_without_a_failed_task() {
+    // Any PHP process holds more than 1 MB: a recycle after every activation that allows one.
+    let pids = steps_with("  workflow_process:\n    max_worker_memory: 1\n", 2).await;
+    assert!(pids.len() >= 3, "the workflow process was not recycled: pids {pids:?}");
+}
+
+/// `n` StepsWorkflows at once under `temporal` config lines; each completes with the right
+/// result and no failed or timed-out workflow task. The workflow process pids they saw.
+async fn steps_with(temporal_lines: &str, n: usize) -> std::collections::HashSet<Value> {
+    let rr = Running::start(&format!("{temporal_lines}  activities:\n    num_workers: 2\n")).await;
+    let ids: Vec<String> = (0..n).map(|i| format!("{}steps-{i}", rr.prefix)).collect();
+    let runs: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (tq, id) = (rr.tq("default"), id.clone());
+            tokio::spawn(async move { execute(&tq, "StepsWorkflow", &id, &[r#""go""#]).await })
+        })
+        .collect();
+    let mut pids = std::collections::HashSet::new();
+    for (id, run) in ids.iter().zip(runs) {
+        let out = match run.await.unwrap() {
+            Ok(out) => result(&out),
+            Err(e) => panic!("{id}: {e}\n{}", temporal(&["workflow", "show", "-w", id]).await.unwrap()),
+        };
+        assert_eq!(out["echo"], json!("GO"), "{id}: {out}");
+        pids.extend(out["pids"].as_array().unwrap().iter().cloned());
+        pids.insert(out["pid"].clone());
+        let history = temporal(&["workflow", "show", "-w", id]).await.unwrap();
+        assert_eq!(events_of(&history, "WORKFLOW_EXECUTION_COMPLETED"), 1, "{id}: {history}");
+        assert_eq!(events_of(&history, "WORKFLOW_TASK_FAILED"), 0, "{id}: {history}");
+        assert_eq!(events_of(&history, "WORKFLOW_TASK_TIMED_OUT"), 0, "{id}: {history}");
+    }
+    rr.stop().await;
+    pids
+}
+
 async fn execute_owned(tq: String, id: String) -> Result<Value, String> {
     execute(&tq, "PidWorkflow", &id, &[]).await
 }

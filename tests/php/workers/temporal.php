@@ -126,6 +126,17 @@ $factory->newWorker($prefix . 'default', ['MaxConcurrentActivityExecutionSize' =
         $env = yield ['ExecuteActivity', ['name' => 'env', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], []];
         return ['workflow' => getmypid(), 'activity' => $env['pid']];
     })
+    // Many activations: three rounds of a SideEffect recording this process's pid and a short
+    // timer, then an activity. The recycle test runs it with a small workflow_process.max_jobs.
+    ->workflow('StepsWorkflow', run: function (array $info, string $rrId, string $s) {
+        $pids = [];
+        for ($i = 0; $i < 3; $i++) {
+            $pids[] = yield ['SideEffect', [], [getmypid()]];
+            yield ['NewTimer', ['ms' => 50]];
+        }
+        $echo = yield ['ExecuteActivity', ['name' => 'echo', 'options' => ['StartToCloseTimeout' => 10_000_000_000]], [$s]];
+        return ['echo' => $echo, 'pids' => $pids, 'pid' => getmypid()];
+    })
     // Continues as new until $n reaches 3, then returns the run chain's last $n.
     ->workflow('ContinuingWorkflow', run: function (array $info, string $rrId, int $n) {
         if ($n < 3) {

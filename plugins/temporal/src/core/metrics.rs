@@ -61,14 +61,18 @@ pub fn telemetry(cfg: &Config, php: &Arc<PhpWorkers>) -> Result<(TelemetryOption
     Ok((telemetry, Some(Exporter { tasks: vec![server.abort_handle, queues.abort_handle()] })))
 }
 
-/// RoadRunner's gauges of requests waiting for a PHP process, sampled every second.
+/// RoadRunner's gauges of requests waiting for a PHP process, and our count of workflow process
+/// recycles, sampled every second.
 async fn pool_queues(meter: Arc<dyn CoreMeter>, php: Arc<PhpWorkers>) {
     let activities = meter.gauge(MetricParameters::from("rr_activities_pool_queue_size"));
     let workflows = meter.gauge(MetricParameters::from("rr_workflows_pool_queue_size"));
+    // Ours: how often `temporal.workflow_process` recycled the workflow process.
+    let recycles = meter.gauge(MetricParameters::from("rr_workflow_process_recycles"));
     let none = meter.new_attributes(NewAttributes::new(Vec::new()));
     loop {
         activities.record(php.activities().map_or(0, |p| p.queue_size()), &none);
         workflows.record(php.workflow().queue_size(), &none);
+        recycles.record(php.recycles(), &none);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

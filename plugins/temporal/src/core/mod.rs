@@ -56,8 +56,10 @@ async fn run(hs: Handshake, shutdown: CancellationToken) -> Result<(), BoxError>
     let activity_workers = hs.workers.activities().map(|p| p.workers().len().max(1));
     let mut runs = workflows::Runs::new(hs.config.namespace());
     runs.local_retry_threshold = hs.config.local_retry_threshold;
+    runs.live = true;
     let runs = Arc::new(runs);
     let evictor = tokio::spawn(workflows::evict_stale(hs.workers.clone(), runs.clone()));
+    let recycler = tokio::spawn(workflows::recycle_idle(hs.workers.clone(), runs.clone()));
     let mut loops = tokio::task::JoinSet::new();
     let mut workers = Vec::new();
     for info in &hs.infos {
@@ -88,6 +90,7 @@ async fn run(hs: Handshake, shutdown: CancellationToken) -> Result<(), BoxError>
         },
     };
     evictor.abort();
+    recycler.abort();
     for w in &workers {
         w.initiate_shutdown();
     }

@@ -75,9 +75,17 @@ struct Run {
     local_activities: HashMap<u32, wc::ScheduleLocalActivity>,
     backoffs: HashMap<u32, wc::ScheduleLocalActivity>,
     local_retry_threshold: Option<Duration>,
+    /// When its last activation ended, and whether its eviction was asked for (a recycle).
+    last_active: std::time::Instant,
+    evicting: bool,
 }
 
 impl Run {
+    /// No local activity in flight: an eviction now loses nothing (Core cancels in-flight ones).
+    fn evictable(&self) -> bool {
+        !self.waiting.values().any(|p| matches!(p, Pending::LocalActivity(_)))
+    }
+
     fn seq(&mut self, kind: &'static str) -> u32 {
         let n = self.next_seq.entry(kind).or_insert(0);
         *n += 1;
@@ -106,6 +114,11 @@ pub struct Runs {
     runs: Mutex<HashMap<String, Run>>,
     /// `temporal.local_retry_threshold`; None = Core's default.
     pub local_retry_threshold: Option<Duration>,
+    /// The live workers' runs (not a replay's): only these count toward, and take part in, a
+    /// recycle of the workflow process (`temporal.workflow_process`).
+    pub live: bool,
+    /// Runs with an activation polled and not yet completed (live workers only).
+    inflight: Mutex<std::collections::HashSet<String>>,
 }
 
 pub async fn run(worker: Arc<Worker>, task_queue: String, php: Arc<PhpWorkers>, runs: Arc<Runs>) -> Result<(), PollError> {
@@ -116,10 +129,12 @@ pub async fn run(worker: Arc<Worker>, task_queue: String, php: Arc<PhpWorkers>, 
             Err(e) => return Err(e),
         };
         let run_id = activation.run_id.clone();
+        runs.inflight.lock().unwrap().insert(run_id.clone());
         let completion = handle(&worker, &php, &runs, &task_queue, activation).await;
         if let Err(e) = worker.complete_workflow_activation(completion).await {
             tracing::warn!(target: "temporal", run_id = %run_id, "completing a workflow activation failed: {e}");
         }
+        runs.inflight.lock().unwrap().remove(&run_id);
     }
 }
 
@@ -128,7 +143,38 @@ pub async fn run(worker: Arc<Worker>, task_queue: String, php: Arc<PhpWorkers>, 
 /// workflow task and an eviction.
 pub async fn handle(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_queue: &str, activation: WorkflowActivation) -> WorkflowActivationCompletion {
     let run_id = activation.run_id.clone();
+    let replaying = activation.is_replaying;
+    let eviction = activation.jobs.iter().any(|j| matches!(j.variant, Some(workflow_activation_job::Variant::RemoveFromCache(_))));
     let _php = php.workflow_lock().await;
+    let completion = activate_or_fail(worker, php, runs, task_queue, activation).await;
+    if !runs.live {
+        return completion;
+    }
+    if let Some(run) = runs.runs.lock().unwrap().get_mut(&run_id) {
+        run.last_active = std::time::Instant::now();
+    }
+    if !eviction && let Some(reason) = php.count_activation() {
+        // Each run is evicted after its next activation (below), or by [`recycle_idle`] when it has none.
+        tracing::info!(target: "temporal", "recycling the workflow process: {reason}; evicting every cached run first");
+    }
+    if php.recycle_pending() {
+        // This run (also one initialised meanwhile) goes once this completion is sent; not while a
+        // local activity is in flight (Core would drop it, and the workflow task would time out),
+        // nor during a replay (Core goes on replaying the task and may reach a new one).
+        let evict = !replaying && runs.runs.lock().unwrap().get_mut(&run_id).is_some_and(|r| r.evictable() && !std::mem::replace(&mut r.evicting, true));
+        if evict {
+            worker.request_workflow_eviction(&run_id);
+        }
+        let empty = runs.runs.lock().unwrap().is_empty();
+        if empty && let Err(e) = php.recycle_workflow_process().await {
+            tracing::error!(target: "temporal", "recycling the workflow process failed (tried again after the next activation): {e}");
+        }
+    }
+    completion
+}
+
+async fn activate_or_fail(worker: &Arc<Worker>, php: &PhpWorkers, runs: &Runs, task_queue: &str, activation: WorkflowActivation) -> WorkflowActivationCompletion {
+    let run_id = activation.run_id.clone();
     match activate(worker, php, runs, task_queue, activation).await {
         Ok(completion) => completion,
         Err(ActivationError::Replaced(e)) => {
@@ -173,6 +219,47 @@ pub async fn evict_stale(php: Arc<PhpWorkers>, runs: Arc<Runs>) {
         for (run_id, worker) in stale {
             tracing::debug!(target: "temporal", run_id = %run_id, "evicting a run of a replaced workflow process");
             worker.request_workflow_eviction(&run_id);
+        }
+    }
+}
+
+/// How long a run has had no activation before a pending recycle evicts it from outside. Its own
+/// activations are the safe moment (Core drops a local activity in flight when a run is evicted,
+/// and cannot tell whether a workflow task is about to reach us); this bounds the wait for runs
+/// that sleep on a long timer or a signal.
+const IDLE_BEFORE_EVICTION: Duration = Duration::from_secs(2);
+
+/// While a recycle is pending, evict the runs that stay idle, and restart the workflow process
+/// once none is cached (when no activation comes to do it).
+pub async fn recycle_idle(php: Arc<PhpWorkers>, runs: Arc<Runs>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !php.recycle_pending() {
+            continue;
+        }
+        let idle: Vec<(String, Arc<Worker>)> = {
+            let inflight = runs.inflight.lock().unwrap();
+            let mut guard = runs.runs.lock().unwrap();
+            guard
+                .iter_mut()
+                .filter(|(id, r)| !inflight.contains(*id) && !r.evicting && r.evictable() && r.last_active.elapsed() >= IDLE_BEFORE_EVICTION)
+                .map(|(id, r)| {
+                    r.evicting = true;
+                    (id.clone(), r.worker.clone())
+                })
+                .collect()
+        };
+        for (id, worker) in idle {
+            tracing::debug!(target: "temporal", run_id = %id, "evicting an idle run: the workflow process is being recycled");
+            worker.request_workflow_eviction(&id);
+        }
+        if !runs.runs.lock().unwrap().is_empty() {
+            continue;
+        }
+        let _lock = php.workflow_lock().await;
+        let empty = runs.runs.lock().unwrap().is_empty();
+        if empty && php.recycle_pending() && let Err(e) = php.recycle_workflow_process().await {
+            tracing::error!(target: "temporal", "recycling the workflow process failed (tried again shortly): {e}");
         }
     }
 }
@@ -300,6 +387,8 @@ fn jobs(
                 local_activities: HashMap::new(),
                 backoffs: HashMap::new(),
                 local_retry_threshold: runs.local_retry_threshold,
+                last_active: std::time::Instant::now(),
+                evicting: false,
             };
             guard.insert(a.run_id.clone(), run);
             queue.push(start_workflow(php, a, init, task_queue, &runs.namespace, now));
