@@ -62,13 +62,20 @@ fn value(outcome: ActivityOutcome) -> Value {
     }
 }
 
+/// The workflows tests/php/workers/temporal.php registers on its `default` queue, in order.
+const DEFAULT_QUEUE_WORKFLOWS: [&str; 19] = [
+    "SimpleWorkflow", "FailingWorkflow", "ActivityWorkflow", "E2EWorkflow", "ActivityFailureWorkflow", "LocalActivityWorkflow", "LocalBackoffWorkflow",
+    "LocalBackoffCancelWorkflow", "PidWorkflow", "StepsWorkflow", "ContinuingWorkflow", "SideEffectWorkflow", "UpsertWorkflow", "ParentWorkflow",
+    "ExternalWorkflow", "PanicWorkflow", "TimerWorkflow", "CancelActivityWorkflow", "HeartbeatWorkflow",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_worker_info_lists_the_task_queues() {
     let (services, workers) = start("  activities:\n    num_workers: 2\n").await;
     let infos = workers.worker_info().await.unwrap();
     assert_eq!(infos.iter().map(|i| i.task_queue()).collect::<Vec<_>>(), ["default", "orders"]);
     let default = &infos[0];
-    assert_eq!(default.workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["SimpleWorkflow", "FailingWorkflow", "ActivityWorkflow", "E2EWorkflow", "ActivityFailureWorkflow", "LocalActivityWorkflow", "LocalBackoffWorkflow", "LocalBackoffCancelWorkflow", "PidWorkflow", "ContinuingWorkflow", "SideEffectWorkflow", "UpsertWorkflow", "ParentWorkflow", "ExternalWorkflow", "PanicWorkflow", "TimerWorkflow", "CancelActivityWorkflow", "HeartbeatWorkflow"]);
+    assert_eq!(default.workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), DEFAULT_QUEUE_WORKFLOWS);
     assert_eq!((default.workflows[0].signals.clone(), default.workflows[0].queries.clone()), (vec!["add".to_string()], vec!["get".to_string()]));
     assert_eq!(default.activities.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["echo", "fail", "async", "env", "sum", "heartbeat", "until_cancelled", "flaky"]);
     assert_eq!(default.options.max_concurrent_activity_execution_size, 4);
@@ -253,7 +260,7 @@ async fn without_a_temporal_server_the_plugin_stops_naming_the_address() {
             serde_json::from_slice::<Value>(&reply).unwrap()
         }
     };
-    assert_eq!(call("temporal.GetWorkflowNames", "true").await, json!(["SimpleWorkflow", "FailingWorkflow", "ActivityWorkflow", "E2EWorkflow", "ActivityFailureWorkflow", "LocalActivityWorkflow", "LocalBackoffWorkflow", "LocalBackoffCancelWorkflow", "PidWorkflow", "ContinuingWorkflow", "SideEffectWorkflow", "UpsertWorkflow", "ParentWorkflow", "ExternalWorkflow", "PanicWorkflow", "TimerWorkflow", "CancelActivityWorkflow", "HeartbeatWorkflow", "PanicWorkflow", "OrderWorkflow"]));
+    assert_eq!(call("temporal.GetWorkflowNames", "true").await, json!([DEFAULT_QUEUE_WORKFLOWS.as_slice(), &["PanicWorkflow", "OrderWorkflow"]].concat()));
     assert_eq!(call("temporal.GetActivityNames", "true").await, json!(["echo", "fail", "async", "env", "sum", "heartbeat", "until_cancelled", "flaky", "charge"]));
     assert_eq!(call("temporal.UpdateAPIKey", r#""key-1""#).await, json!(true));
 }
