@@ -2,6 +2,11 @@
 //! and real clients: the official centrifuge-js client in Node (npm `centrifuge` + `ws`, JSON
 //! and protobuf framing) and raw tokio-tungstenite sockets for bad input and slow readers.
 
+// The helpers hub_redis.rs uses too; the rest of that module is for the Redis tests.
+#[path = "support/hub.rs"]
+#[allow(dead_code)]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,14 +19,11 @@ use rr_centrifuge::api_proto as api;
 use rr_centrifuge::hub::{jwt, protocol as cp};
 use rr_centrifuge::proxy_proto as pb;
 use rr_runtime::testing::{TestServer, free_port};
+use support::{Ws, centrifuge_js, decode, root, text};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn build() -> rr_runtime::Build {
     rr_runtime::Build::new("rr", "test").plugin::<rr_rpc::Plugin>().plugin::<rr_centrifuge::Plugin>()
@@ -64,17 +66,6 @@ impl Hub {
         let r = self.php(json!([["centrifuge.Publish", STANDARD.encode(req.encode_to_vec())]])).await;
         api::PublishResponse::decode(STANDARD.decode(r[0]["ok"].as_str().unwrap_or_else(|| panic!("{r:?}"))).unwrap().as_slice()).unwrap()
     }
-}
-
-/// The centrifuge-js install: `$CENTRIFUGE_JS`, else the cache tests/run.sh fills (installed
-/// here when missing).
-fn centrifuge_js() -> PathBuf {
-    let dir = std::env::var_os("CENTRIFUGE_JS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rr-tests/centrifuge-js"));
-    if !dir.join("node_modules/centrifuge/package.json").exists() {
-        let ok = std::process::Command::new("npm").args(["install", "--prefix"]).arg(&dir).args(["--no-audit", "--no-fund", "--silent", "centrifuge@5.7.4", "ws@8.18.3"]).status().unwrap();
-        assert!(ok.success(), "npm install centrifuge ws into {}", dir.display());
-    }
-    dir
 }
 
 /// The centrifuge-python install: `$CENTRIFUGE_PYTHON`, else the cache tests/run.sh fills
@@ -247,7 +238,6 @@ async fn connection_jwt_skips_php_and_subscribes_its_channels() {
     hub.server.stop().await.unwrap();
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn raw(url: &str, protocol: Option<&str>) -> Ws {
     let mut req = url.into_client_request().unwrap();
@@ -268,16 +258,6 @@ async fn close_code(ws: &mut Ws) -> u16 {
         panic!("closed without a close frame");
     };
     tokio::time::timeout(Duration::from_secs(30), read).await.expect("a close frame")
-}
-
-async fn text(ws: &mut Ws) -> Value {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.unwrap().unwrap().unwrap() {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-            Message::Binary(_) => panic!("binary frame on a JSON session"),
-            _ => {}
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,10 +334,6 @@ async fn a_slow_reader_is_disconnected_with_3008() {
     publisher.send(Message::text(json!({"id": 999, "ping": {}}).to_string())).await.unwrap();
     assert_eq!(text(&mut publisher).await, json!({"id": 999, "ping": {}}));
     hub.server.stop().await.unwrap();
-}
-
-fn decode<M: prost::Message + Default>(r: &Value) -> M {
-    M::decode(STANDARD.decode(r["ok"].as_str().unwrap_or_else(|| panic!("{r}"))).unwrap().as_slice()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

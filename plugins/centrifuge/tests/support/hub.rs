@@ -134,7 +134,7 @@ pub async fn text(ws: &mut Ws) -> Value {
 
 /// The centrifuge-js install: `$CENTRIFUGE_JS`, else the cache tests/run.sh fills (installed
 /// here when missing).
-fn centrifuge_js() -> PathBuf {
+pub fn centrifuge_js() -> PathBuf {
     let dir = std::env::var_os("CENTRIFUGE_JS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rr-tests/centrifuge-js"));
     if !dir.join("node_modules/centrifuge/package.json").exists() {
         let ok = Command::new("npm").args(["install", "--prefix"]).arg(&dir).args(["--no-audit", "--no-fund", "--silent", "centrifuge@5.7.4", "ws@8.18.3"]).status().unwrap();
